@@ -1,0 +1,17 @@
+"""gpt2graph: a typed, exact, vector-level graph of a live GPT-2 forward pass.
+
+>>> import gpt2graph
+>>> g = gpt2graph.build("Transformer tokens")          # pretrained gpt2, or the embedded default
+>>> g.nodes(kind="q", layer=0, head=3)                 # one node per vector
+>>> g.verify().ok                                       # re-executed vector by vector: equals the model
+>>> g.save("run.gg"); gpt2graph.load("run.gg")
+"""
+
+__version__ = "0.1.0"
+
+from .builder import build  # noqa: E402
+from .errors import Gpt2GraphError  # noqa: E402
+from .graph import Graph  # noqa: E402
+from .storage import load  # noqa: E402
+
+__all__ = ["build", "load", "Graph", "Gpt2GraphError", "__version__"]

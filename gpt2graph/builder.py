@@ -1,0 +1,69 @@
+"""``build``: from a prompt and a model to a captured, typed graph."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from . import __version__
+from .capture import capture
+from .errors import PromptError
+from .graph import Graph
+from .loading import LoadedModel, load_model
+from .schema import FORMAT_VERSION, GraphHeader, Tokenization
+from .topology import Topology
+from .values import Values
+
+__all__ = ["build", "tokenize", "vocabulary"]
+
+
+def build(prompt: str, model: Any = None, tokenizer: Any = None, *, random_weights: bool = False, seed: int = 0,
+          annotations: Any = None) -> Graph:
+    """Run ``model`` on ``prompt`` once and return the graph of every vector and operation.
+
+    ``model`` is a hub id (e.g. ``"gpt2"``, ``"distilgpt2"``; the HF cache is honoured), a local directory, or
+    an already-loaded ``GPT2LMHeadModel``. Left as None it means pretrained ``gpt2``, falling back (with one
+    warning) to the embedded GPT-2 124M architecture with seeded random weights when that cannot be loaded.
+    The tokenizer comes from the model's directory when it has one, else it is GPT-2's own BPE.
+    ``annotations``: YAML file path(s) of extra glossary entries and callouts (see ``graph.annotate``).
+    """
+    if not isinstance(prompt, str) or not prompt:
+        raise PromptError("the prompt is empty: give at least one character of text")
+    loaded = load_model(model, tokenizer=tokenizer, random_weights=random_weights, seed=seed)
+    tokenization = tokenize(prompt, loaded)
+    header = GraphHeader(
+        format_version=FORMAT_VERSION, created=datetime.now(UTC).isoformat(timespec="seconds"),
+        gpt2graph_version=__version__, model=loaded.info, tokenization=tokenization,
+    )
+    activations = capture(loaded.model, tokenization.token_ids)
+    params = {name: t.detach() for name, t in loaded.model.state_dict().items() if name != "lm_head.weight"}
+    topology = Topology(loaded.info.dims, len(tokenization.token_ids))
+    graph = Graph(header, Values(activations, params, topology), vocabulary(loaded))
+    if annotations:
+        for path in [annotations] if isinstance(annotations, (str, bytes)) or hasattr(annotations, "__fspath__") \
+                else annotations:
+            graph.annotate(path)
+    return graph
+
+
+def tokenize(prompt: str, loaded: LoadedModel) -> Tokenization:
+    """Token ids and strings of ``prompt``; a prompt longer than the context is an error that says by how much."""
+    tok = loaded.tokenizer
+    ids = list(tok(prompt, add_special_tokens=False)["input_ids"])
+    n_ctx, n_vocab = loaded.info.dims.n_ctx, loaded.info.dims.n_vocab
+    if not ids:
+        raise PromptError("the prompt produced no tokens")
+    if len(ids) > n_ctx:
+        raise PromptError(f"the prompt is {len(ids)} tokens long, but {loaded.info.name} reads at most n_ctx = "
+                          f"{n_ctx} tokens: shorten it by {len(ids) - n_ctx} tokens")
+    if max(ids) >= n_vocab:
+        raise PromptError(f"the tokenizer produced token id {max(ids)}, outside the model's vocabulary of {n_vocab}")
+    return Tokenization(text=prompt, token_ids=ids, tokens=[tok.decode([i]) for i in ids],
+                        tokens_visible=tok.convert_ids_to_tokens(ids))
+
+
+def vocabulary(loaded: LoadedModel) -> list[str]:
+    """Every token id's string in BPE form; ids the tokenizer does not know show as <id>."""
+    n_vocab = loaded.info.dims.n_vocab
+    tokens = loaded.tokenizer.convert_ids_to_tokens(list(range(n_vocab)))
+    return [t if isinstance(t, str) else f"<{i}>" for i, t in enumerate(tokens)]

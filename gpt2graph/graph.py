@@ -1,0 +1,329 @@
+"""The :class:`Graph`: typed nodes and edges of one GPT-2 run, with its values, queried lazily.
+
+Structure is derived from the dims and the tokens (see :mod:`gpt2graph.topology`); values are tensors
+(see :mod:`gpt2graph.values`). Node objects are built only when asked for, so a 1024-token graph costs
+its tensors and a handful of Python objects until a caller enumerates a part of it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from torch import Tensor
+
+from .errors import NodeNotFoundError
+from .schema import (
+    Edge,
+    EdgeRole,
+    GraphHeader,
+    ModelInfo,
+    OperationNode,
+    OpKind,
+    ParameterNode,
+    Stage,
+    Tokenization,
+    VectorKind,
+    VectorNode,
+)
+from .topology import PARAM_SPECS, TOKENIZE_OP_ID, VECTOR_SPECS, Key, Topology
+from .values import Values, summarize
+
+if TYPE_CHECKING:
+    import networkx
+
+    from .glossary import Glossary
+    from .verify import VerifyReport
+
+__all__ = ["Graph", "Selection"]
+
+AnyNode = VectorNode | ParameterNode | OperationNode
+NodeTypes = {"vector", "parameter", "operation"}
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Which layers, heads and positions a (sub)graph covers; None means all."""
+
+    layers: frozenset[int] | None = None
+    heads: frozenset[int] | None = None
+    positions: frozenset[int] | None = None
+
+    def admits(self, layer: int | None, head: int | None, position: int | None) -> bool:
+        return all(sel is None or val is None or val in sel
+                   for sel, val in ((self.layers, layer), (self.heads, head), (self.positions, position)))
+
+
+def _narrow(requested, selected):
+    """Intersect a query filter (value, collection or None) with a selection set (or None)."""
+    if selected is None:
+        return requested
+    if requested is None:
+        return selected
+    req = {requested} if isinstance(requested, int) else set(requested)
+    return req & selected
+
+
+class Graph:
+    """A typed, vector-level graph of one GPT-2 forward pass, with its captured values.
+
+    Example::
+
+        g = gpt2graph.build("Transformer tokens")
+        g.node("blocks.0.attn.hook_q[1,3]")       # VectorNode: layer 0, position 1, head 3
+        g.values("blocks.0.attn.hook_q[1,3]")     # its value, a tensor of shape (d_head,)
+        g.nodes(kind="head_out", layer=0)         # every head output of block 0
+        g.verify().ok                             # re-executed vector by vector: equals the model
+    """
+
+    def __init__(self, header: GraphHeader, values: Values, vocab: list[str], selection: Selection = Selection()):
+        self.header = header
+        self._values = values
+        self.vocab = vocab  # token string (BPE form, Ġ for a leading space) of every id, for decoding outputs
+        self.topology = values.topology
+        self.selection = selection
+        self._glossary: Glossary | None = None
+
+    # ---- metadata -----------------------------------------------------------------------------------
+    @property
+    def model(self) -> ModelInfo:
+        return self.header.model
+
+    @property
+    def tokenization(self) -> Tokenization:
+        return self.header.tokenization
+
+    @property
+    def dims(self):
+        return self.header.model.dims
+
+    @property
+    def n_tokens(self) -> int:
+        return self.topology.n_tokens
+
+    def decode_token(self, token_id: int) -> str:
+        """A vocabulary entry in BPE form (a leading space shown as Ġ), as the tokenizer stores it."""
+        return self.vocab[token_id]
+
+    @property
+    def random_weights(self) -> bool:
+        return self.model.weights.status == "random"
+
+    def __repr__(self) -> str:
+        d = self.dims
+        part = "" if self.selection == Selection() else " (subgraph)"
+        return (f"<Graph{part} {self.model.name} [{self.model.weights.status} weights] {self.n_tokens} tokens, "
+                f"{d.n_layer} layers x {d.n_head} heads, d_model {d.d_model}>")
+
+    # ---- nodes --------------------------------------------------------------------------------------
+    def node(self, node_id: str) -> AnyNode:
+        """The node with this id (TransformerLens aliases such as blocks.2.hook_resid_post[0] resolve too)."""
+        node_type, key = self.topology.parse(node_id)
+        if not self._admits_key(node_type, key):
+            raise NodeNotFoundError(f"node {node_id!r} is outside this subgraph")
+        return self._make(node_type, key)
+
+    def nodes(self, kind: str | Iterable[str] | None = None, layer=None, head=None, position=None,
+              node_type: str | None = None) -> list[AnyNode]:
+        """Nodes matching every given filter (a value, a collection of values, or None for any), in forward
+        order: vectors, then the operations producing them, then parameters. ``kind`` may name vector,
+        operation or parameter kinds."""
+        return list(self.iter_nodes(kind, layer, head, position, node_type))
+
+    def iter_nodes(self, kind=None, layer=None, head=None, position=None, node_type=None) -> Iterator[AnyNode]:
+        if node_type is not None and node_type not in NodeTypes:
+            raise ValueError(f"unknown node_type {node_type!r}; expected one of {sorted(NodeTypes)}")
+        kinds = None if kind is None else ({kind} if isinstance(kind, str) else set(kind))
+        known = set(VECTOR_SPECS) | set(PARAM_SPECS) | set(OpKind)
+        if kinds is not None and kinds - known:
+            raise ValueError(f"unknown kind(s) {sorted(kinds - known)}; known: {', '.join(sorted(known))}")
+        sel = self.selection
+        layer, head, position = (_narrow(layer, sel.layers), _narrow(head, sel.heads),
+                                 _narrow(position, sel.positions))
+        if node_type in (None, "vector"):
+            vkinds = None if kinds is None else kinds & set(VECTOR_SPECS)
+            if vkinds is None or vkinds:
+                for key in self.topology.vector_keys(vkinds, layer, head, position):
+                    yield self._make("vector", key)
+        if node_type in (None, "operation"):
+            yield from self._iter_ops(kinds, layer, head, position)
+        if node_type in (None, "parameter") and position is None:
+            pkinds = None if kinds is None else kinds & set(PARAM_SPECS)
+            if pkinds is None or pkinds:
+                for key in self.topology.param_keys(pkinds, layer, head):
+                    yield self._make("parameter", key)
+
+    def _iter_ops(self, kinds, layer, head, position) -> Iterator[OperationNode]:
+        out_kinds = [k for k, s in VECTOR_SPECS.items() if kinds is None or s.op in kinds]
+        if OpKind.tokenize in (kinds or {OpKind.tokenize}) and layer is None and head is None and position is None:
+            yield self._make("operation", Key(OpKind.tokenize))
+        for key in self.topology.vector_keys([k for k in out_kinds if k != VectorKind.token], None, head, position):
+            op_layer = self.topology.op_layer(key)
+            if layer is None or (op_layer is not None and (op_layer == layer if isinstance(layer, int)
+                                                           else op_layer in layer)):
+                yield self._make("operation", key)
+
+    def _admits_key(self, node_type: str, key: Key) -> bool:
+        if node_type == "operation" and key.kind == OpKind.tokenize:
+            return True
+        layer = self.topology.op_layer(key) if node_type == "operation" else key.layer
+        return self.selection.admits(layer, key.head, key.position)
+
+    def _make(self, node_type: str, key: Key) -> AnyNode:
+        top = self.topology
+        if node_type == "parameter":
+            spec = PARAM_SPECS[key.kind]
+            shape = top.param_shape(key)
+            tied = "embed.W_E" if key.kind == "W_U" else None
+            n = 0 if tied else _prod(shape)
+            return ParameterNode(id=top.param_id(key), kind=key.kind, stage=spec.stage, layer=key.layer,
+                                 head=key.head, shape=shape, n_params=n, tied_to=tied, transposed=bool(tied))
+        if node_type == "operation":
+            if key.kind == OpKind.tokenize:
+                return OperationNode(id=TOKENIZE_OP_ID, kind=OpKind.tokenize, stage=Stage.tokenize)
+            spec = VECTOR_SPECS[key.kind]
+            return OperationNode(id="op:" + top.vector_id(key), kind=spec.op, stage=spec.op_stage,
+                                 layer=top.op_layer(key), head=key.head, position=key.position)
+        spec = VECTOR_SPECS[key.kind]
+        value = self._values.vector(key)
+        return VectorNode(
+            id=top.vector_id(key), kind=key.kind, category=spec.category, stage=spec.stage, layer=key.layer,
+            head=key.head, position=key.position, space=spec.space, shape=list(value.shape),
+            hook=top.hook(key), index=top.vector_index(key), aliases=top.aliases(key), summary=summarize(value),
+        )
+
+    # ---- edges --------------------------------------------------------------------------------------
+    def edges(self, node_id: str | None = None) -> list[Edge]:
+        """Edges touching ``node_id`` (inputs, parameters and output of an operation; or the edges into and
+        out of a vector or parameter), or every edge of the (sub)graph when ``node_id`` is None."""
+        if node_id is None:
+            return list(self.iter_edges())
+        node = self.node(node_id)
+        if isinstance(node, OperationNode):
+            out_key = self._op_output_key(node)
+            return [e for e in self._op_edges(out_key) if self._edge_inside(e)]
+        return [e for e in self._edges_touching(node) if self._edge_inside(e)]
+
+    def iter_edges(self) -> Iterator[Edge]:
+        for op in self._iter_ops(None, None, None, None):
+            if self._admits_key("operation", self.topology.parse(op.id)[1]):
+                for e in self._op_edges(self._op_output_key(op)):
+                    if self._edge_inside(e):
+                        yield e
+
+    def inputs(self, node_id: str) -> list[AnyNode]:
+        """The nodes an operation reads (vectors, then parameters), or the operation producing a vector."""
+        return [self.node(e.source) for e in self.edges(node_id) if e.target == self.node(node_id).id]
+
+    def _op_output_key(self, op: OperationNode) -> Key:
+        if op.kind == OpKind.tokenize:
+            return Key(OpKind.tokenize)
+        return self.topology.parse(op.id[3:])[1]
+
+    def _op_edges(self, out: Key) -> list[Edge]:
+        if out.kind == OpKind.tokenize:
+            return [Edge(source=TOKENIZE_OP_ID, target=self.topology.vector_id(Key(VectorKind.token, None, None, p)),
+                         role=EdgeRole.output, slot=p) for p in range(self.n_tokens)]
+        return [Edge(source=s, target=t, role=r, slot=i) for s, t, r, i in self.topology.edges_of_op(out)]
+
+    def _edges_touching(self, node: AnyNode) -> list[Edge]:
+        top = self.topology
+        _, key = top.parse(node.id)
+        edges = [e for e in self._op_edges(key) if e.target == node.id] if isinstance(node, VectorNode) else []
+        for out in top.consumers(key):
+            edges += [e for e in self._op_edges(out) if e.source == node.id]
+        return edges
+
+    def _edge_inside(self, e: Edge) -> bool:
+        if self.selection == Selection():
+            return True
+        return all(self._id_inside(i) for i in (e.source, e.target))
+
+    def _id_inside(self, node_id: str) -> bool:
+        node_type, key = self.topology.parse(node_id)
+        return self._admits_key(node_type, key)
+
+    # ---- values -------------------------------------------------------------------------------------
+    def values(self, node_id: str) -> Tensor:
+        """The value of a vector node (or the tensor of a parameter node), as a tensor."""
+        node_type, key = self.topology.parse(node_id)
+        if node_type == "operation":
+            raise NodeNotFoundError(f"{node_id!r} is an operation; it has no value (its output vector does)")
+        return self._values.param(key) if node_type == "parameter" else self._values.vector(key)
+
+    def hook(self, kind: str, layer: int | None = None) -> Tensor:
+        """A whole activation in TransformerLens layout (see :meth:`Values.hook`)."""
+        return self._values.hook(kind, layer)
+
+    def pattern(self, layer: int, head: int) -> Tensor:
+        """Attention pattern of one head as an (n, n) lower-triangular matrix, computed on demand."""
+        return self._values.head_matrix(VectorKind.attn_pattern, layer, head)
+
+    def param(self, kind: str, layer: int | None = None, head: int | None = None) -> Tensor:
+        return self._values.param(Key(kind, layer, head))
+
+    @property
+    def logits(self) -> Tensor:
+        """(n_tokens, n_vocab) logits the model produced."""
+        return self._values.logits()
+
+    @property
+    def store(self) -> Values:
+        return self._values
+
+    # ---- views and exports --------------------------------------------------------------------------
+    def subgraph(self, layers=None, heads=None, positions=None) -> Graph:
+        """A view restricted to these layers, heads and positions (each an int, a collection, or None for all).
+        Nodes without a layer/head/position (embeddings, parameters shared by all heads) stay in."""
+        def norm(v, limit, what):
+            if v is None:
+                return None
+            s = frozenset([v] if isinstance(v, int) else v)
+            bad = sorted(x for x in s if not 0 <= x < limit)
+            if bad:
+                raise ValueError(f"{what} {bad} out of range 0..{limit - 1}")
+            return s
+        d = self.dims
+        sel = Selection(norm(layers, d.n_layer, "layer"), norm(heads, d.n_head, "head"),
+                        norm(positions, self.n_tokens, "position"))
+        return Graph(self.header, self._values, self.vocab, sel)
+
+    def to_networkx(self, layers=None, heads=None, positions=None) -> networkx.DiGraph:
+        """Export as a ``networkx.DiGraph``: node attributes are the node's schema fields (``node_type``,
+        ``kind``, ``category``, ``layer``...), edge attributes ``role`` and ``slot``."""
+        from .export import to_networkx
+
+        view = self if (layers, heads, positions) == (None, None, None) else self.subgraph(layers, heads, positions)
+        return to_networkx(view)
+
+    def save(self, path) -> None:
+        """Write the graph to a ``.gg`` directory (graph.json + values.safetensors), atomically."""
+        from .storage import save
+
+        save(self, path)
+
+    def verify(self, mode: str = "batched") -> VerifyReport:
+        """Re-execute the graph from its inputs and parameters with our own ops and compare every vector."""
+        from .verify import verify
+
+        return verify(self, mode=mode)
+
+    def render(self, renderer: str, path, **options: Any):
+        """Render with an installed renderer plugin (see ``gpt2graph renderers``)."""
+        from .registry import render
+
+        return render(self, renderer, path, **options)
+
+    def summary(self) -> dict:
+        """Model, weights, dims, parameter shares, tokens and top predictions, as plain data."""
+        from .summary import summarize_graph
+
+        return summarize_graph(self)
+
+
+def _prod(shape: list[int]) -> int:
+    out = 1
+    for s in shape:
+        out *= s
+    return out

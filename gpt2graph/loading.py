@@ -1,0 +1,188 @@
+"""Load a GPT-2-family model and its tokenizer: by hub id (honouring the HF cache and offline mode), from a
+local directory, or as an already-loaded ``GPT2LMHeadModel``; or the embedded default, the exact GPT-2 124M
+architecture with seeded random weights, which needs no network.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .errors import ModelLoadError, NotGpt2Error
+from .schema import Dims, ModelInfo, Weights
+from .tokenizer import gpt2_bpe_tokenizer
+
+__all__ = ["LoadedModel", "load_model", "DEFAULT_MODEL", "SUPPORTED_ACTIVATIONS", "dims_of", "parameter_groups"]
+
+log = logging.getLogger(__name__)
+DEFAULT_MODEL = "gpt2"
+#: GPT-2's GELU is the tanh approximation; these config names all mean exactly that
+SUPPORTED_ACTIVATIONS = {"gelu_new", "gelu_pytorch_tanh"}
+
+
+@dataclass
+class LoadedModel:
+    model: Any  # GPT2LMHeadModel, in eval mode
+    tokenizer: Any  # a transformers tokenizer
+    info: ModelInfo
+
+
+def load_model(model: Any = None, *, tokenizer: Any = None, random_weights: bool = False, seed: int = 0) -> LoadedModel:
+    """Resolve ``model`` (None, hub id, directory or ``GPT2LMHeadModel``) to a checked, loaded model.
+
+    With ``model=None`` pretrained ``gpt2`` is tried (HF cache first); if it cannot be loaded, the embedded
+    default (GPT-2 124M architecture, seeded random weights) is used and one warning says so. A named model
+    that cannot be loaded is an error. ``random_weights=True`` initialises the named architecture randomly.
+    """
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    if model is not None and not isinstance(model, (str, os.PathLike)):
+        if not isinstance(model, GPT2LMHeadModel):
+            raise NotGpt2Error(f"expected a GPT2LMHeadModel, got {type(model).__name__}")
+        _check_gpt2(model.config, "the model passed in")
+        hf = model.eval()
+        name = getattr(model.config, "name_or_path", "") or "GPT2LMHeadModel"
+        weights = Weights(status="random", seed=seed) if random_weights else Weights(status="pretrained")
+        if random_weights:
+            hf = _random_model(model.config, seed)
+        return LoadedModel(hf, tokenizer or _tokenizer_for(name), _info(hf, name, "object", weights))
+
+    if model is None and random_weights:
+        return _embedded_default(seed, tokenizer)
+    name = str(model) if model is not None else DEFAULT_MODEL
+    source = "directory" if Path(name).exists() else "hub"
+    if source == "hub" and (name.startswith((".", "/", "~")) or os.sep in name.strip("/").replace("/", "", 1)):
+        raise ModelLoadError(f"model path {name!r} does not exist")
+    try:
+        if random_weights:
+            config = GPT2Config.from_pretrained(name, **_hub_kwargs(source))
+            _check_gpt2(config, name)
+            hf = _random_model(config, seed)
+            weights = Weights(status="random", seed=seed)
+        else:
+            config = GPT2Config.from_pretrained(name, **_hub_kwargs(source))
+            _check_gpt2(config, name)
+            hf = GPT2LMHeadModel.from_pretrained(name, dtype=torch.float32, **_hub_kwargs(source)).eval()
+            weights = Weights(status="pretrained")
+    except NotGpt2Error:
+        raise
+    except Exception as exc:  # transformers raises OSError, ValueError, HTTP errors, ...
+        if model is None:
+            warnings.warn(
+                f"pretrained {DEFAULT_MODEL!r} could not be loaded ({_first_line(exc)}); using the embedded default: "
+                "the GPT-2 124M architecture with seeded RANDOM weights (predictions are meaningless)",
+                stacklevel=3,
+            )
+            return _embedded_default(seed, tokenizer)
+        raise ModelLoadError(_load_error(name, source, exc)) from exc
+    return LoadedModel(hf, tokenizer or _tokenizer_for(name), _info(hf, name, source, weights))
+
+
+def _hub_kwargs(source: str) -> dict:
+    # honour offline mode explicitly so a cache miss fails fast instead of waiting on the network
+    offline = os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0") or os.environ.get("TRANSFORMERS_OFFLINE", "") not in ("", "0")
+    return {"local_files_only": True} if source == "directory" or offline else {}
+
+
+def _embedded_default(seed: int, tokenizer: Any) -> LoadedModel:
+    from transformers import GPT2Config
+
+    hf = _random_model(GPT2Config(), seed)
+    info = _info(hf, DEFAULT_MODEL, "embedded-default", Weights(status="random", seed=seed))
+    return LoadedModel(hf, tokenizer or gpt2_bpe_tokenizer(), info)
+
+
+def _random_model(config: Any, seed: int):
+    from transformers import GPT2LMHeadModel
+
+    cpu_state = torch.random.get_rng_state()
+    torch.manual_seed(seed)
+    try:
+        return GPT2LMHeadModel(config).eval()
+    finally:
+        torch.random.set_rng_state(cpu_state)
+
+
+def _tokenizer_for(name: str):
+    """The model directory's (or hub repo's) tokenizer when it has one, else GPT-2's own BPE."""
+    from transformers import AutoTokenizer
+
+    if Path(name).is_dir() and not any((Path(name) / f).exists() for f in ("tokenizer.json", "vocab.json")):
+        return gpt2_bpe_tokenizer()
+    try:
+        return AutoTokenizer.from_pretrained(name, **_hub_kwargs("directory" if Path(name).exists() else "hub"))
+    except Exception:
+        return gpt2_bpe_tokenizer()
+
+
+def _check_gpt2(config: Any, where: str) -> None:
+    model_type = getattr(config, "model_type", None)
+    if model_type != "gpt2":
+        arch = ", ".join(getattr(config, "architectures", None) or []) or "unknown architecture"
+        raise NotGpt2Error(f"{where}: not a GPT-2 model: found model_type {model_type!r} ({arch})")
+    problems = []
+    if config.n_embd % config.n_head:
+        problems.append(f"n_embd {config.n_embd} is not divisible by n_head {config.n_head}")
+    if config.activation_function not in SUPPORTED_ACTIVATIONS:
+        problems.append(f"activation_function {config.activation_function!r} (expected GPT-2's tanh GELU: "
+                        f"{', '.join(sorted(SUPPORTED_ACTIVATIONS))})")
+    if getattr(config, "scale_attn_by_inverse_layer_idx", False) or not getattr(config, "scale_attn_weights", True):
+        problems.append("non-standard attention scaling (scale_attn_by_inverse_layer_idx / scale_attn_weights)")
+    if getattr(config, "add_cross_attention", False):
+        problems.append("cross-attention layers")
+    if not getattr(config, "tie_word_embeddings", True):
+        problems.append("untied word embeddings (GPT-2 ties W_U to W_E)")
+    if problems:
+        raise NotGpt2Error(f"{where}: not GPT-2-shaped: " + "; ".join(problems))
+
+
+def dims_of(config: Any) -> Dims:
+    return Dims(
+        n_layer=config.n_layer, n_head=config.n_head, d_model=config.n_embd, d_head=config.n_embd // config.n_head,
+        d_mlp=config.n_inner or 4 * config.n_embd, n_ctx=config.n_positions, n_vocab=config.vocab_size,
+        layer_norm_eps=config.layer_norm_epsilon,
+    )
+
+
+def parameter_groups(dims: Dims) -> dict[str, int]:
+    """Parameter count per group, from the dims alone (W_U is tied to W_E and counted once)."""
+    D, L = dims.d_model, dims.n_layer
+    return {
+        "embedding": dims.n_vocab * D,
+        "positional": dims.n_ctx * D,
+        "attention": L * (4 * D * D + 4 * D),
+        "mlp": L * (2 * D * dims.d_mlp + dims.d_mlp + D),
+        "layernorm": (2 * L + 1) * 2 * D,
+    }
+
+
+def _info(hf: Any, name: str, source: str, weights: Weights) -> ModelInfo:
+    dims = dims_of(hf.config)
+    groups = parameter_groups(dims)
+    actual = sum(p.numel() for p in hf.parameters())  # parameters() yields the tied tensor once
+    if actual != sum(groups.values()):
+        raise NotGpt2Error(f"{name}: has {actual:,} parameters, but a GPT-2 with these dims has "
+                           f"{sum(groups.values()):,}: not GPT-2-shaped")
+    return ModelInfo(
+        name=name, source=source, architecture=type(hf).__name__, weights=weights, dims=dims,
+        dtype=str(next(hf.parameters()).dtype).removeprefix("torch."), parameters=groups,
+        total_parameters=actual,
+    )
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+
+
+def _load_error(name: str, source: str, exc: BaseException) -> str:
+    if source == "directory":
+        return f"could not load a GPT-2 model from directory {name!r}: {_first_line(exc)}"
+    return (f"could not load model {name!r} from the Hugging Face hub or cache: {_first_line(exc)}. "
+            "Give a hub id that is in the HF cache, a local directory, or use --random-weights")

@@ -1,0 +1,125 @@
+"""Our own implementation of every operation in the graph, one function per operation kind.
+
+Each function is written for single vectors, as the graph draws it (one query against its keys, one head's
+z times that head's slice of W_O), and broadcasts over leading dimensions, so the same code executes one
+node or a whole layer of nodes at once. Nothing here calls into transformers: verification compares these
+against what the model computed.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+__all__ = [
+    "lookup",
+    "add",
+    "layernorm",
+    "head_projection",
+    "scaled_dot_product",
+    "causal_scores",
+    "softmax",
+    "weighted_sum",
+    "output_projection",
+    "sum_heads",
+    "linear",
+    "gelu",
+    "unembed",
+    "OPS",
+]
+
+
+def lookup(table: Tensor, index: Tensor | int) -> Tensor:
+    """Row ``index`` of an embedding table (W_E by token id, W_pos by position)."""
+    return table[index]
+
+
+def add(a: Tensor, b: Tensor) -> Tensor:
+    """Residual addition: the stream plus what a component writes into it."""
+    return a + b
+
+
+def layernorm(x: Tensor, w: Tensor, b: Tensor, eps: float) -> Tensor:
+    """Centre, scale to unit variance (population variance, eps inside the root), then apply gamma and beta."""
+    centred = x - x.mean(dim=-1, keepdim=True)
+    scale = torch.sqrt(centred.pow(2).mean(dim=-1, keepdim=True) + eps)
+    return centred / scale * w + b
+
+
+def head_projection(x: Tensor, W: Tensor, b: Tensor) -> Tensor:
+    """One head's query, key or value: x @ W^h + b^h, with W^h of shape (d_model, d_head)."""
+    return x @ W + b
+
+
+def scaled_dot_product(q: Tensor, keys: Tensor) -> Tensor:
+    """Scores of one query against the keys at positions <= its own: (keys @ q) / sqrt(d_head).
+
+    q: (..., d_head); keys: (..., n_keys, d_head) -> (..., n_keys). Causality is structural: the caller
+    passes only keys up to the query position, so no mask is needed.
+    """
+    return (keys @ q.unsqueeze(-1)).squeeze(-1) / math.sqrt(q.shape[-1])
+
+
+def causal_scores(Q: Tensor, K: Tensor) -> Tensor:
+    """Every query position of one head at once: row i is ``scaled_dot_product(Q[i], K[:i+1])``, padded with
+    -inf above the diagonal (exp(-inf) = 0, so a softmax of a padded row equals the softmax of the row)."""
+    n = Q.shape[-2]
+    scores = Q @ K.transpose(-1, -2) / math.sqrt(Q.shape[-1])
+    future = torch.ones(n, n, dtype=torch.bool, device=Q.device).triu(1)
+    return scores.masked_fill(future, float("-inf"))
+
+
+def softmax(scores: Tensor) -> Tensor:
+    """Attention pattern from scores: exp(s - max) normalised to sum to one over the keys."""
+    return torch.softmax(scores, dim=-1)
+
+
+def weighted_sum(pattern: Tensor, values: Tensor) -> Tensor:
+    """z for one head and position: the pattern-weighted sum of value vectors. pattern (..., n_keys),
+    values (..., n_keys, d_head) -> (..., d_head)."""
+    return (pattern.unsqueeze(-2) @ values).squeeze(-2)
+
+
+def output_projection(z: Tensor, W_O: Tensor) -> Tensor:
+    """One head's output written to the residual stream: z^h @ W_O^h, W_O^h of shape (d_head, d_model)."""
+    return z @ W_O
+
+
+def sum_heads(head_outputs: Tensor, b_O: Tensor) -> Tensor:
+    """Attention output: the sum of the per-head outputs (stacked on dim -2) plus b_O. Multiplying the
+    concatenated z by the full W_O is the same sum, written as one matrix product."""
+    return head_outputs.sum(dim=-2) + b_O
+
+
+def linear(x: Tensor, W: Tensor, b: Tensor) -> Tensor:
+    """MLP projection x @ W + b (W_in: d_model -> d_mlp; W_out: d_mlp -> d_model)."""
+    return x @ W + b
+
+
+def gelu(x: Tensor) -> Tensor:
+    """GPT-2's GELU, the tanh approximation: 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))."""
+    return 0.5 * x * (1.0 + torch.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * x.pow(3))))
+
+
+def unembed(x: Tensor, W_U: Tensor) -> Tensor:
+    """Logits: x @ W_U, with W_U = W_E^T (GPT-2 ties them and has no unembedding bias)."""
+    return x @ W_U
+
+
+#: operation kind -> implementation (the tokenizer op lives outside torch)
+OPS = {
+    "lookup": lookup,
+    "add": add,
+    "layernorm": layernorm,
+    "head_projection": head_projection,
+    "scaled_dot_product": scaled_dot_product,
+    "softmax": softmax,
+    "weighted_sum": weighted_sum,
+    "output_projection": output_projection,
+    "sum": sum_heads,
+    "linear": linear,
+    "gelu": gelu,
+    "unembed": unembed,
+}

@@ -1,0 +1,162 @@
+"""Save and load graphs: a ``.gg`` directory holding ``graph.json`` (the header, validated by the schema) and
+``values.safetensors`` (activations and parameters). The header records the SHA-256 of the values file, so a
+mismatched, truncated or corrupted pair is refused with a message saying which. Writes are atomic: the new
+directory is assembled beside the target and swapped in with a rename; a failure leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from .errors import GraphFileError
+from .graph import Graph
+from .schema import FORMAT_VERSION, GraphHeader
+from .topology import Topology
+from .values import Values, activation_names, activation_shape, param_names
+
+__all__ = ["save", "load", "atomic_write", "HEADER_FILE", "VALUES_FILE"]
+
+HEADER_FILE = "graph.json"
+VALUES_FILE = "values.safetensors"
+_ACT, _PARAM = "act/", "param/"
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 22), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def atomic_write(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` via a temporary file in the same directory and a rename."""
+    path = Path(path)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise GraphFileError(f"cannot write {path}: {exc.strerror or exc}") from exc
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException as exc:
+        Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise GraphFileError(f"cannot write {path}: {exc.strerror or exc}") from exc
+        raise
+
+
+def save(graph: Graph, path: str | os.PathLike) -> Path:
+    """Save ``graph`` (the whole run, even when called on a subgraph view) to the directory ``path``."""
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    if path.exists() and not (path.is_dir() and (path / HEADER_FILE).exists()):
+        raise GraphFileError(f"cannot write {path}: it exists and is not a saved graph (refusing to replace it)")
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.is_dir():
+        raise GraphFileError(f"cannot write {path}: directory {parent} does not exist")
+    try:
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=parent))
+    except OSError as exc:
+        raise GraphFileError(f"cannot write {path}: {exc.strerror or exc}") from exc
+    try:
+        store = graph.store
+        tensors = {_ACT + k: v.contiguous() for k, v in store.activations.items()}
+        tensors.update({_PARAM + k: v.contiguous() for k, v in store.params.items()})
+        metadata = {"format": "gpt2graph", "vocab": json.dumps(graph.vocab, ensure_ascii=False)}
+        save_file(tensors, str(tmp / VALUES_FILE), metadata=metadata)
+        header = graph.header.model_copy(update={"values_sha256": _sha256(tmp / VALUES_FILE)})
+        (tmp / HEADER_FILE).write_text(header.model_dump_json(indent=2) + "\n", encoding="utf-8")
+        for f in (VALUES_FILE, HEADER_FILE):
+            with open(tmp / f, "rb") as fh:
+                os.fsync(fh.fileno())
+        _swap_in(tmp, path)
+    except BaseException as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(exc, OSError):
+            raise GraphFileError(f"cannot write {path}: {exc.strerror or exc}") from exc
+        raise
+    return path
+
+
+def _swap_in(tmp: Path, path: Path) -> None:
+    if not path.exists():
+        os.replace(tmp, path)
+        return
+    old = path.with_name(f".{path.name}.old-{os.getpid()}")
+    os.replace(path, old)
+    try:
+        os.replace(tmp, path)
+    except BaseException:
+        os.replace(old, path)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def load(path: str | os.PathLike) -> Graph:
+    """Load a graph saved with :func:`save`; refuse anything missing, corrupted, truncated or mismatched."""
+    from safetensors import safe_open
+
+    path = Path(path)
+    header_path, values_path = path / HEADER_FILE, path / VALUES_FILE
+    if not path.exists():
+        raise GraphFileError(f"{path}: no such saved graph")
+    if not path.is_dir():
+        raise GraphFileError(f"{path}: not a saved graph (expected a directory with {HEADER_FILE} and {VALUES_FILE})")
+    for f in (header_path, values_path):
+        if not f.exists():
+            raise GraphFileError(f"{path}: incomplete saved graph: {f.name} is missing")
+    try:
+        raw = json.loads(header_path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise GraphFileError(f"{header_path}: corrupted: not valid JSON ({exc})") from exc
+    if isinstance(raw, dict) and raw.get("format_version", FORMAT_VERSION) != FORMAT_VERSION:
+        raise GraphFileError(f"{header_path}: format_version {raw.get('format_version')} is not supported "
+                             f"(this gpt2graph reads version {FORMAT_VERSION})")
+    try:
+        header = GraphHeader.model_validate(raw)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or '<root>'}: {e['msg']}" for e in exc.errors()[:5])
+        raise GraphFileError(f"{header_path}: does not match the graph schema: {problems}") from exc
+    if header.values_sha256 is None:
+        raise GraphFileError(f"{header_path}: values_sha256 is missing")
+    digest = _sha256(values_path)
+    if digest != header.values_sha256:
+        raise GraphFileError(f"{path}: {VALUES_FILE} does not belong to {HEADER_FILE} (sha256 {digest[:12]}... "
+                             f"!= recorded {header.values_sha256[:12]}...): truncated, corrupted or mismatched")
+    dims, n = header.model.dims, len(header.tokenization.token_ids)
+    acts, params = {}, {}
+    try:
+        with safe_open(str(values_path), framework="pt") as f:
+            names = set(f.keys())
+            vocab = json.loads((f.metadata() or {}).get("vocab", "null"))
+            if not isinstance(vocab, list) or len(vocab) != dims.n_vocab:
+                raise GraphFileError(f"{values_path}: the vocabulary is missing or does not have n_vocab = "
+                                     f"{dims.n_vocab} entries")
+            expected = {_ACT + a for a in activation_names(dims)} | {_PARAM + p for p in param_names(dims)}
+            if names != expected:
+                missing, extra = sorted(expected - names)[:3], sorted(names - expected)[:3]
+                raise GraphFileError(f"{values_path}: tensors do not match the header's model: missing {missing}, "
+                                     f"unexpected {extra}")
+            for name in names:
+                (acts if name.startswith(_ACT) else params)[name.split("/", 1)[1]] = f.get_tensor(name)
+    except GraphFileError:
+        raise
+    except Exception as exc:  # safetensors raises its own error types for malformed files
+        raise GraphFileError(f"{values_path}: corrupted: {exc}") from exc
+    for name, t in acts.items():
+        if tuple(t.shape) != activation_shape(name, dims, n):
+            raise GraphFileError(f"{values_path}: activation {name} has shape {tuple(t.shape)}, expected "
+                                 f"{activation_shape(name, dims, n)} for {n} tokens")
+    return Graph(header, Values(acts, params, Topology(dims, n)), vocab)
