@@ -70,7 +70,7 @@ def capture(model: Any, token_ids: list[int]) -> dict[str, torch.Tensor]:
     """Run ``model`` once on ``token_ids`` and return every activation the graph needs, as tensors."""
     store: dict[str, torch.Tensor] = {}
     ids = torch.tensor([token_ids], dtype=torch.long, device=model.device)
-    with torch.inference_mode(), _hooks(model, store):
+    with torch.no_grad(), _hooks(model, store):  # not inference_mode: users may edit values (patching)
         output = model(input_ids=ids, use_cache=False)
     store["hook_unembed"] = output.logits[0].detach()
     store["tokens"] = ids[0]

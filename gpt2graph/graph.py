@@ -27,7 +27,7 @@ from .schema import (
     VectorKind,
     VectorNode,
 )
-from .topology import PARAM_SPECS, TOKENIZE_OP_ID, VECTOR_SPECS, Key, Topology
+from .topology import PARAM_SPECS, TOKENIZE_OP_ID, VECTOR_SPECS, Key, Topology, matches
 from .values import Values, summarize
 
 if TYPE_CHECKING:
@@ -56,11 +56,12 @@ class Selection:
 
 
 def _narrow(requested, selected):
-    """Intersect a query filter (value, collection or None) with a selection set (or None)."""
+    """Intersect a query filter (value, collection or None) with a selection set (or None). Nodes that have
+    no layer (head, position) are inside every selection of layers (heads, positions), hence the None."""
     if selected is None:
         return requested
     if requested is None:
-        return selected
+        return selected | {None}
     req = {requested} if isinstance(requested, int) else set(requested)
     return req & selected
 
@@ -148,7 +149,7 @@ class Graph:
                     yield self._make("vector", key)
         if node_type in (None, "operation"):
             yield from self._iter_ops(kinds, layer, head, position)
-        if node_type in (None, "parameter") and position is None:
+        if node_type in (None, "parameter") and matches(position, None):
             pkinds = None if kinds is None else kinds & set(PARAM_SPECS)
             if pkinds is None or pkinds:
                 for key in self.topology.param_keys(pkinds, layer, head):
@@ -156,12 +157,13 @@ class Graph:
 
     def _iter_ops(self, kinds, layer, head, position) -> Iterator[OperationNode]:
         out_kinds = [k for k, s in VECTOR_SPECS.items() if kinds is None or s.op in kinds]
-        if OpKind.tokenize in (kinds or {OpKind.tokenize}) and layer is None and head is None and position is None:
+        if OpKind.tokenize in (kinds or {OpKind.tokenize}) and all(matches(f, None) for f in (layer, head, position)):
             yield self._make("operation", Key(OpKind.tokenize))
-        for key in self.topology.vector_keys([k for k in out_kinds if k != VectorKind.token], None, head, position):
+        layers = None if layer is None else {None} | {x + d for x in ([layer] if isinstance(layer, int) else layer)
+                                                    if x is not None for d in (0, 1)}
+        for key in self.topology.vector_keys([k for k in out_kinds if k != VectorKind.token], layers, head, position):
             op_layer = self.topology.op_layer(key)
-            if layer is None or (op_layer is not None and (op_layer == layer if isinstance(layer, int)
-                                                           else op_layer in layer)):
+            if matches(layer, op_layer):
                 yield self._make("operation", key)
 
     def _admits_key(self, node_type: str, key: Key) -> bool:
@@ -271,6 +273,35 @@ class Graph:
     @property
     def store(self) -> Values:
         return self._values
+
+    # ---- glossary and annotations ---------------------------------------------------------------------
+    @property
+    def glossary(self) -> Glossary:
+        """Built-in glossary entries and callouts plus the user's (``annotate``), e.g.
+        ``graph.glossary["residual-stream"]``."""
+        if self._glossary is None:
+            from .glossary import load_glossary
+
+            self._glossary = load_glossary(self.header.user_data)
+        return self._glossary
+
+    def annotate(self, path) -> Graph:
+        """Add the glossary entries and annotations of a user YAML file; every problem (with file, line and
+        field) is reported at once and nothing is added when there is any."""
+        from .glossary import read_user_file
+
+        user_file = read_user_file(path, graph=self)
+        self.header = self.header.model_copy(update={"user_data": [*self.header.user_data, user_file]})
+        self._glossary = None
+        return self
+
+    def glossary_for(self, node: AnyNode | str) -> list:
+        """Glossary entries whose ``applies_to`` selects this node."""
+        return self.glossary.entries_for(self.node(node) if isinstance(node, str) else node)
+
+    def annotations_for(self, node: AnyNode | str) -> list:
+        """Callouts whose targets select this node, with template fields filled in from this run."""
+        return self.glossary.annotations_for(self.node(node) if isinstance(node, str) else node, self)
 
     # ---- views and exports --------------------------------------------------------------------------
     def subgraph(self, layers=None, heads=None, positions=None) -> Graph:

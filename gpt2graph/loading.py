@@ -94,7 +94,7 @@ def _embedded_default(seed: int, tokenizer: Any) -> LoadedModel:
     from transformers import GPT2Config
 
     hf = _random_model(GPT2Config(), seed)
-    info = _info(hf, DEFAULT_MODEL, "embedded-default", Weights(status="random", seed=seed))
+    info = _info(hf, "gpt2", "embedded-default", Weights(status="random", seed=seed))
     return LoadedModel(hf, tokenizer or gpt2_bpe_tokenizer(), info)
 
 

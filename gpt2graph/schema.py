@@ -31,6 +31,7 @@ __all__ = [
     "OperationNode",
     "Node",
     "Edge",
+    "UserDataFile",
     "GraphHeader",
 ]
 
@@ -283,6 +284,13 @@ class Edge(Strict):
     slot: int = Field(default=0, description="Argument position among the operation's inputs or parameters.", ge=0)
 
 
+class UserDataFile(Strict):
+    """A user's glossary/annotation YAML file, kept verbatim so a saved graph carries its annotations."""
+
+    source: str = Field(description="Where the file was read from (for error messages).")
+    text: str = Field(description="The YAML text, as written.")
+
+
 class GraphHeader(Strict):
     """The saved structure of a graph (graph.json). Nodes and edges are derived from it: the graph of a
     GPT-2 run is fully determined by the dims and the tokens, and values live in values.safetensors."""
@@ -295,7 +303,7 @@ class GraphHeader(Strict):
     tokenization: Tokenization = Field(description="The prompt and its tokens.")
     values_sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$", description="SHA-256 of "
                                       "values.safetensors, set when saved: a mismatched or truncated pair is refused.")
-    user_data: list[str] = Field(default_factory=list, description="User glossary/annotation YAML documents "
-                                 "added with --annotations or graph.annotate(), stored verbatim.")
+    user_data: list[UserDataFile] = Field(default_factory=list, description="User glossary/annotation YAML files "
+                                          "added with --annotations or graph.annotate(), stored verbatim.")
     extras: dict[str, object] = Field(default_factory=dict, description="Derived analyses stored with the graph "
                                       "(e.g. interpretability results), keyed by name.")

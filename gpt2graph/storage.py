@@ -21,7 +21,7 @@ from .schema import FORMAT_VERSION, GraphHeader
 from .topology import Topology
 from .values import Values, activation_names, activation_shape, param_names
 
-__all__ = ["save", "load", "atomic_write", "HEADER_FILE", "VALUES_FILE"]
+__all__ = ["save", "load", "atomic_write", "check_target", "HEADER_FILE", "VALUES_FILE"]
 
 HEADER_FILE = "graph.json"
 VALUES_FILE = "values.safetensors"
@@ -60,12 +60,8 @@ def save(graph: Graph, path: str | os.PathLike) -> Path:
     """Save ``graph`` (the whole run, even when called on a subgraph view) to the directory ``path``."""
     from safetensors.torch import save_file
 
-    path = Path(path)
-    if path.exists() and not (path.is_dir() and (path / HEADER_FILE).exists()):
-        raise GraphFileError(f"cannot write {path}: it exists and is not a saved graph (refusing to replace it)")
-    parent = path.parent if str(path.parent) else Path(".")
-    if not parent.is_dir():
-        raise GraphFileError(f"cannot write {path}: directory {parent} does not exist")
+    path = check_target(path)
+    parent = path.parent
     try:
         tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=parent))
     except OSError as exc:
@@ -87,6 +83,16 @@ def save(graph: Graph, path: str | os.PathLike) -> Path:
         if isinstance(exc, OSError):
             raise GraphFileError(f"cannot write {path}: {exc.strerror or exc}") from exc
         raise
+    return path
+
+
+def check_target(path: str | os.PathLike) -> Path:
+    """Refuse early a path a graph cannot be saved to (checked again, for real, when writing)."""
+    path = Path(path)
+    if path.exists() and not (path.is_dir() and (path / HEADER_FILE).exists()):
+        raise GraphFileError(f"cannot write {path}: it exists and is not a saved graph (refusing to replace it)")
+    if not path.parent.is_dir():
+        raise GraphFileError(f"cannot write {path}: directory {path.parent} does not exist")
     return path
 
 

@@ -211,15 +211,15 @@ class Topology:
     def vector_keys(self, kind=None, layer=None, head=None, position=None) -> Iterator[Key]:
         """Vector keys in forward order, filtered; each filter is a value, a collection, or None (any)."""
         kinds = _as_filter(kind, VECTOR_SPECS)
-        positions = [p for p in range(self.n_tokens) if _match(position, p)]
+        positions = [p for p in range(self.n_tokens) if matches(position, p)]
         if self.n_tokens and not positions:
             return
         for group in self._forward_groups():
             for k, lyr in group:
-                if k not in kinds or not _match(layer, lyr):
+                if k not in kinds or not matches(layer, lyr):
                     continue
                 for h in self.heads_of(k):
-                    if _match(head, h):
+                    if matches(head, h):
                         for p in positions:
                             yield Key(k, lyr, h, p)
 
@@ -239,9 +239,9 @@ class Topology:
             if k not in kinds:
                 continue
             for lyr in self.layers_of(k):
-                if _match(layer, lyr):
+                if matches(layer, lyr):
                     for h in self.heads_of(k):
-                        if _match(head, h):
+                        if matches(head, h):
                             yield Key(k, lyr, h, None)
 
     def count_vectors(self) -> int:
@@ -456,7 +456,8 @@ def _as_filter(value, universe) -> set:
     return values
 
 
-def _match(flt, value) -> bool:
+def matches(flt, value) -> bool:
+    """Does ``value`` pass the filter ``flt`` (None: anything; an int: equal; a collection: member)?"""
     if flt is None:
         return True
     if isinstance(flt, int):

@@ -1,0 +1,203 @@
+"""The ``gpt2graph`` command line: build, info, verify, render, renderers, glossary, validate, schema.
+
+Errors in the user's input print one clear message (no traceback) and exit with status 2; a failed check
+(verification, validation, stale schema) exits with 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import warnings
+from pathlib import Path
+
+from . import __version__
+from .errors import Gpt2GraphError
+
+__all__ = ["main"]
+
+
+def _load(path: str):
+    from .storage import load
+
+    return load(path)
+
+
+def cmd_build(args) -> int:
+    from .builder import build
+    from .storage import check_target
+    from .summary import format_summary
+
+    if args.output:
+        check_target(args.output)  # fail before the model runs, not after
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        graph = build(args.prompt, model=args.model, random_weights=args.random_weights, seed=args.seed,
+                      annotations=args.annotations)
+    for w in caught:
+        if "could not be loaded" in str(w.message):
+            print(f"warning: {w.message}", file=sys.stderr)
+    print(format_summary(graph.summary()))
+    if args.verify:
+        report = graph.verify()
+        print(report.format())
+        if not report.ok:
+            return 1
+    if args.output:
+        graph.save(args.output)
+        print(f"saved {args.output}")
+    for spec in args.render or []:
+        name, _, out = spec.partition("=")
+        path = Path(out) if out else Path(args.output or "run").with_suffix(_suffix(name))
+        graph.render(name, path)
+        print(f"rendered {name}: {path}")
+    return 0
+
+
+def _suffix(renderer: str) -> str:
+    from .registry import registry
+
+    return registry.resolve(renderer).suffixes[0]
+
+
+def cmd_info(args) -> int:
+    from .summary import format_summary, summarize_graph
+
+    graph = _load(args.graph)
+    summary = summarize_graph(graph, k=args.top)
+    print(json.dumps(summary, indent=2, ensure_ascii=False) if args.json else format_summary(summary))
+    return 0
+
+
+def cmd_verify(args) -> int:
+    report = _load(args.graph).verify(mode=args.mode)
+    print(json.dumps(report.as_dict(), indent=2) if args.json else report.format())
+    return 0 if report.ok else 1
+
+
+def cmd_render(args) -> int:
+    from .registry import parse_cli_options, render
+
+    graph = _load(args.graph)
+    path = render(graph, args.renderer, args.output, **parse_cli_options(args.option or []))
+    print(f"rendered {args.renderer}: {path}")
+    return 0
+
+
+def cmd_renderers(args) -> int:
+    from .registry import registry
+
+    rows = []
+    for name in registry.names():
+        info = registry.info(name)
+        r = info.load()
+        rows.append({"name": name, "version": info.version, "distribution": info.distribution,
+                     "description": r.description, "suffixes": list(r.suffixes),
+                     "options": {k: {"type": o.type_name, "default": o.default, "help": o.help}
+                                 for k, o in r.options.items()}})
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    if not rows:
+        print("no renderers installed (pip install -e renderers/svg renderers/bokeh)")
+    for row in rows:
+        print(f"{row['name']} {row['version']} ({row['distribution']}): {row['description']}  "
+              f"[{', '.join(row['suffixes'])}]")
+        for k, o in row["options"].items():
+            print(f"    --option {k}=<{o['type']}>  {o['help']} (default: {o['default']!r})")
+    return 0
+
+
+def cmd_glossary(args) -> int:
+    from .glossary import cli_glossary
+
+    return cli_glossary(args.term)
+
+
+def cmd_validate(args) -> int:
+    from .glossary import cli_validate
+
+    return cli_validate(args.files, _load(args.graph) if args.graph else None)
+
+
+def cmd_schema(args) -> int:
+    from .schemagen import cli_schema
+
+    return cli_schema(check=args.check)
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="gpt2graph", description="A typed, exact, vector-level graph of a live "
+                                "GPT-2 forward pass.")
+    p.add_argument("--version", action="version", version=f"gpt2graph {__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    b = sub.add_parser("build", help="run a model on a prompt and build its graph")
+    b.add_argument("prompt", help="the input text")
+    b.add_argument("--model", default=None, help="hub id, local directory or HF cache name (default: pretrained "
+                   "gpt2, falling back to the embedded GPT-2 124M architecture with random weights)")
+    b.add_argument("--random-weights", action="store_true", help="initialise the architecture with seeded "
+                   "random weights instead of loading trained ones")
+    b.add_argument("--seed", type=int, default=0, help="seed for --random-weights (default 0)")
+    b.add_argument("-o", "--output", help="save the graph to this .gg directory")
+    b.add_argument("--annotations", action="append", metavar="FILE", help="add a glossary/annotation YAML file")
+    b.add_argument("--verify", action="store_true", help="re-execute the graph and compare with the model")
+    b.add_argument("--render", action="append", metavar="NAME[=PATH]", help="also render with this renderer")
+    b.set_defaults(func=cmd_build)
+
+    i = sub.add_parser("info", help="summarise a saved graph")
+    i.add_argument("graph")
+    i.add_argument("--json", action="store_true", help="print one JSON object")
+    i.add_argument("--top", type=int, default=5, help="number of next-token predictions (default 5)")
+    i.set_defaults(func=cmd_info)
+
+    v = sub.add_parser("verify", help="re-execute a saved graph vector by vector and compare")
+    v.add_argument("graph")
+    v.add_argument("--mode", choices=("batched", "vector"), default="batched")
+    v.add_argument("--json", action="store_true")
+    v.set_defaults(func=cmd_verify)
+
+    r = sub.add_parser("render", help="render a saved graph with a renderer plugin")
+    r.add_argument("graph")
+    r.add_argument("-r", "--renderer", required=True)
+    r.add_argument("-o", "--output", required=True)
+    r.add_argument("--option", action="append", metavar="KEY=VALUE", help="renderer option (repeatable)")
+    r.set_defaults(func=cmd_render)
+
+    rs = sub.add_parser("renderers", help="list installed renderer plugins and their options")
+    rs.add_argument("--json", action="store_true")
+    rs.set_defaults(func=cmd_renderers)
+
+    g = sub.add_parser("glossary", help="list glossary terms, or print one entry")
+    g.add_argument("term", nargs="?")
+    g.set_defaults(func=cmd_glossary)
+
+    va = sub.add_parser("validate", help="validate glossary/annotation YAML files, reporting every problem")
+    va.add_argument("files", nargs="+")
+    va.add_argument("--graph", help="also check selectors and template fields against this saved graph")
+    va.set_defaults(func=cmd_validate)
+
+    s = sub.add_parser("schema", help="write the JSON Schemas into schema/ (or --check they are current)")
+    s.add_argument("--check", action="store_true")
+    s.set_defaults(func=cmd_schema)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # one clear line per event, not progress bars
+    try:
+        return args.func(args)
+    except Gpt2GraphError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,201 @@
+"""Renderer plugins: discovered through the ``gpt2graph.renderers`` entry-point group.
+
+A renderer is any object (or class with a no-argument constructor) with this shape::
+
+    class MyRenderer:
+        name = "dot"                                    # what users type: -r dot
+        description = "Graphviz source of the graph"    # one line for `gpt2graph renderers`
+        suffixes = (".dot",)                            # output file suffixes it writes
+        options = {"layers": Option(list[int], None, "layers to include")}
+        def render(self, graph, path, **options) -> Path: ...
+
+and registers itself in its own ``pyproject.toml``::
+
+    [project.entry-points."gpt2graph.renderers"]
+    dot = "my_package:MyRenderer"
+
+The core never imports a renderer: built-in renderers (``renderers/svg``, ``renderers/bokeh``) register the
+same way a third party does. Entry points are read lazily, once; a name claimed by two plugins is an error
+naming both; options are declared with types, so the CLI can list and validate them before rendering.
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass, field
+from importlib.metadata import EntryPoint, entry_points
+from pathlib import Path
+from typing import Any, Protocol, get_args, get_origin, runtime_checkable
+
+from .errors import RendererError
+
+__all__ = ["ENTRY_POINT_GROUP", "Option", "Renderer", "RendererInfo", "Registry", "registry", "render",
+           "parse_cli_options"]
+
+ENTRY_POINT_GROUP = "gpt2graph.renderers"
+
+
+@dataclass(frozen=True)
+class Option:
+    """A renderer option: its type (bool, int, float, str, list[int], list[str]), default and help text.
+    ``choices`` restricts str values."""
+
+    type: Any
+    default: Any
+    help: str
+    choices: tuple[str, ...] | None = None
+
+    @property
+    def type_name(self) -> str:
+        return getattr(self.type, "__name__", None) if get_origin(self.type) is None else str(self.type)
+
+    def check(self, name: str, value: Any, renderer: str) -> Any:
+        """Validate (and for CLI strings, convert) one value; raise RendererError saying what was expected."""
+        if isinstance(value, str) and self.type is not str:
+            value = self._from_string(name, value, renderer)
+        ok = _isinstance(value, self.type) or (value is None and self.default is None)
+        if not ok:
+            raise RendererError(f"renderer {renderer!r}: option {name!r} expects {self.type_name}, got "
+                                f"{type(value).__name__} {value!r}")
+        if self.choices and value not in self.choices:
+            raise RendererError(f"renderer {renderer!r}: option {name!r} must be one of {', '.join(self.choices)}; "
+                                f"got {value!r}")
+        return value
+
+    def _from_string(self, name: str, text: str, renderer: str) -> Any:
+        try:
+            if self.type is bool:
+                lowered = text.strip().lower()
+                if lowered in ("1", "true", "yes", "on"):
+                    return True
+                if lowered in ("0", "false", "no", "off"):
+                    return False
+                raise ValueError(text)
+            if get_origin(self.type) is list:
+                (item,) = get_args(self.type)
+                if text.strip().lower() in ("all", ""):
+                    return None if self.default is None else []
+                return [item(part) for part in text.split(",")]
+            return self.type(text)
+        except ValueError:
+            raise RendererError(f"renderer {renderer!r}: option {name!r} expects {self.type_name}, got {text!r}") \
+                from None
+
+
+def _isinstance(value: Any, tp: Any) -> bool:
+    if get_origin(tp) is list:
+        (item,) = get_args(tp)
+        return isinstance(value, (list, tuple)) and all(_isinstance(v, item) for v in value)
+    if tp is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if tp is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, tp)
+
+
+@runtime_checkable
+class Renderer(Protocol):
+    name: str
+    description: str
+    suffixes: tuple[str, ...]
+    options: dict[str, Option]
+
+    def render(self, graph: Any, path: Path, **options: Any) -> Path: ...
+
+
+@dataclass
+class RendererInfo:
+    """One installed renderer, as listed by ``gpt2graph renderers``."""
+
+    name: str
+    entry_point: EntryPoint
+    distribution: str
+    version: str
+    _loaded: Renderer | None = field(default=None, repr=False)
+
+    def load(self) -> Renderer:
+        if self._loaded is None:
+            try:
+                obj = self.entry_point.load()
+            except Exception as exc:
+                raise RendererError(f"renderer {self.name!r} ({self.entry_point.value}, from {self.distribution}) "
+                                    f"failed to load: {exc}") from exc
+            obj = obj() if inspect.isclass(obj) else obj
+            missing = [a for a in ("name", "description", "suffixes", "options", "render") if not hasattr(obj, a)]
+            if missing:
+                raise RendererError(f"renderer {self.name!r} from {self.distribution} does not implement the "
+                                    f"renderer protocol: missing {', '.join(missing)}")
+            self._loaded = obj
+        return self._loaded
+
+
+class Registry:
+    """The single source of truth for installed renderers; entry points are read on first use."""
+
+    def __init__(self, group: str = ENTRY_POINT_GROUP):
+        self.group = group
+        self._infos: dict[str, RendererInfo] | None = None
+
+    def _discover(self) -> dict[str, RendererInfo]:
+        if self._infos is None:
+            infos: dict[str, RendererInfo] = {}
+            for ep in entry_points(group=self.group):
+                dist = ep.dist.metadata["Name"] if ep.dist else "unknown distribution"
+                version = ep.dist.version if ep.dist else "?"
+                if ep.name in infos and infos[ep.name].entry_point.value != ep.value:
+                    other = infos[ep.name]
+                    raise RendererError(f"two plugins claim the renderer name {ep.name!r}: {other.entry_point.value} "
+                                        f"(from {other.distribution}) and {ep.value} (from {dist}); uninstall one")
+                infos[ep.name] = RendererInfo(ep.name, ep, dist, version)
+            self._infos = dict(sorted(infos.items()))
+        return self._infos
+
+    def refresh(self) -> None:
+        """Forget what was discovered (after installing a plugin in the same process)."""
+        self._infos = None
+
+    def names(self) -> list[str]:
+        return list(self._discover())
+
+    def info(self, name: str) -> RendererInfo:
+        infos = self._discover()
+        if name not in infos:
+            installed = ", ".join(infos) or "none (install renderers/svg or renderers/bokeh)"
+            raise RendererError(f"unknown renderer {name!r}; installed renderers: {installed}")
+        return infos[name]
+
+    def resolve(self, name: str) -> Renderer:
+        return self.info(name).load()
+
+    def check_options(self, name: str, options: dict[str, Any]) -> dict[str, Any]:
+        """Validated options with defaults filled in; an unknown option lists the valid ones."""
+        renderer = self.resolve(name)
+        declared: dict[str, Option] = renderer.options
+        unknown = sorted(set(options) - set(declared))
+        if unknown:
+            valid = ", ".join(f"{k} ({o.type_name})" for k, o in declared.items()) or "none"
+            raise RendererError(f"renderer {name!r} has no option {', '.join(map(repr, unknown))}; valid options: "
+                                f"{valid}")
+        checked = {k: o.default for k, o in declared.items()}
+        checked.update({k: declared[k].check(k, v, name) for k, v in options.items()})
+        return checked
+
+
+registry = Registry()
+
+
+def render(graph: Any, name: str, path: str | Path, **options: Any) -> Path:
+    """Render ``graph`` with the renderer ``name`` to ``path`` after validating the options."""
+    checked = registry.check_options(name, options)
+    return registry.resolve(name).render(graph, Path(path), **checked)
+
+
+def parse_cli_options(pairs: list[str]) -> dict[str, str]:
+    """``["k=v", ...]`` from ``--option`` flags into a dict of strings (converted later by each Option)."""
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise RendererError(f"--option expects key=value, got {pair!r}")
+        out[key.strip().replace("-", "_")] = value
+    return out

@@ -1,0 +1,150 @@
+"""A graph built from a real checkpoint holds exactly what the model computed, and re-executes to it."""
+
+import pytest
+import torch
+
+import gpt2graph
+from gpt2graph.schema import OperationNode, ParameterNode, VectorKind, VectorNode
+
+from conftest import PROMPT, TINY
+
+
+@pytest.fixture(scope="module")
+def hf_eager(tiny_checkpoint):
+    from transformers import GPT2LMHeadModel
+
+    return GPT2LMHeadModel.from_pretrained(tiny_checkpoint, attn_implementation="eager").eval()
+
+
+@pytest.fixture(scope="module")
+def hf_outputs(hf_eager, tiny_graph):
+    ids = torch.tensor([tiny_graph.tokenization.token_ids])
+    with torch.no_grad():
+        return hf_eager(ids, output_hidden_states=True, output_attentions=True)
+
+
+def test_tokenization_is_gpt2_bpe(tiny_graph):
+    tok = tiny_graph.tokenization
+    assert tok.text == PROMPT
+    assert tok.token_ids[:2] == [8291, 16354]  # Trans | former
+    assert tok.tokens_visible[2] == "Ġtokens" and tok.tokens[2] == " tokens"
+
+
+def test_logits_match_the_model(tiny_graph, hf_outputs):
+    torch.testing.assert_close(tiny_graph.logits, hf_outputs.logits[0], rtol=1e-5, atol=1e-5)
+
+
+def test_hidden_states_match_the_model(tiny_graph, hf_outputs):
+    hs = hf_outputs.hidden_states
+    torch.testing.assert_close(tiny_graph.hook("input_embedding"), hs[0][0], rtol=0, atol=1e-6)
+    torch.testing.assert_close(tiny_graph.hook("resid_pre", 1), hs[1][0], rtol=0, atol=1e-6)
+    # HF's last hidden state is after ln_f
+    torch.testing.assert_close(tiny_graph.hook("ln_final"), hs[-1][0], rtol=0, atol=1e-6)
+
+
+def test_attention_probabilities_match_the_model(tiny_graph, hf_outputs):
+    for L, attn in enumerate(hf_outputs.attentions):
+        for h in range(TINY["n_head"]):
+            torch.testing.assert_close(tiny_graph.pattern(L, h), attn[0, h], rtol=1e-5, atol=1e-6)
+            row = tiny_graph.values(f"blocks.{L}.attn.hook_pattern[{h},3]")
+            torch.testing.assert_close(row, attn[0, h, 3, :4], rtol=1e-5, atol=1e-6)
+            assert abs(float(row.sum()) - 1) < 1e-6
+
+
+def test_head_outputs_sum_to_attention_output(tiny_graph):
+    heads = tiny_graph.hook("head_out", 1)  # (n, n_head, d_model), per-head z_h @ W_O^h
+    b_O = tiny_graph.param("b_O", 1)
+    torch.testing.assert_close(heads.sum(1) + b_O, tiny_graph.hook("attn_out", 1), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("mode", ["batched", "vector"])
+def test_verify_reexecutes_every_vector(tiny_graph, mode):
+    report = tiny_graph.verify(mode=mode)
+    assert report.ok, report.format()
+    assert report.vectors == tiny_graph.topology.count_vectors() - tiny_graph.n_tokens  # all but token ids
+    assert report.max_abs < 1e-5
+    assert set(report.kinds) == {k.value for k in VectorKind} - {"token"}
+
+
+def test_verify_detects_a_tampered_value(tiny_checkpoint):
+    g = gpt2graph.build("tamper", model=str(tiny_checkpoint))
+    g.store.activations["blocks.1.mlp.hook_post"][0, 3] += 0.01
+    report = g.verify()
+    assert not report.ok and not report.kinds["mlp_post"].ok and report.kinds["mlp_out"].ok
+
+
+def test_queries(tiny_graph):
+    n, L, H = tiny_graph.n_tokens, TINY["n_layer"], TINY["n_head"]
+    qs = tiny_graph.nodes(kind="q", layer=1)
+    assert len(qs) == H * n and all(isinstance(q, VectorNode) and q.layer == 1 for q in qs)
+    assert len(tiny_graph.nodes(kind="k", head=2, position=[0, 1])) == L * 2
+    node = tiny_graph.node("blocks.1.attn.hook_v[4,3]")
+    assert (node.layer, node.head, node.position, node.shape) == (1, 3, 4, [TINY["n_embd"] // H])
+    assert node.hook == "blocks.1.attn.hook_v" and node.index == [4, 3] and node.category == "attention"
+    value = tiny_graph.values(node.id)
+    assert node.summary.norm == pytest.approx(float(value.norm()), rel=1e-6)
+    w_q = tiny_graph.node("blocks.0.attn.W_Q[2]")
+    assert isinstance(w_q, ParameterNode) and w_q.shape == [32, 8] and w_q.n_params == 256
+    w_u = tiny_graph.node("unembed.W_U")
+    assert w_u.tied_to == "embed.W_E" and w_u.transposed and w_u.n_params == 0
+    torch.testing.assert_close(tiny_graph.values("unembed.W_U"), tiny_graph.values("embed.W_E").T)
+    ops = tiny_graph.nodes(kind="gelu")
+    assert len(ops) == L * n and all(isinstance(o, OperationNode) for o in ops)
+    assert {n.category for n in tiny_graph.nodes(position=0)} >= {"tokenizer", "operation", "residual", "attention",
+                                                                  "mlp", "unembedding"}
+    assert {n.category for n in tiny_graph.nodes(node_type="parameter")} == {"parameter"}
+
+
+def test_node_count_matches_formula(tiny_graph):
+    top = tiny_graph.topology
+    assert len(tiny_graph.nodes()) == top.count_vectors() + top.count_ops() + top.count_params()
+
+
+def test_edges_are_typed(tiny_graph):
+    edges = tiny_graph.edges("op:blocks.0.attn.hook_z[2,1]")
+    roles = [(e.role, e.slot) for e in edges]
+    assert edges[0].source == "blocks.0.attn.hook_pattern[1,2]"
+    assert [e.source for e in edges[1:4]] == [f"blocks.0.attn.hook_v[{j},1]" for j in range(3)]
+    assert roles[-1] == ("output", 0) and edges[-1].target == "blocks.0.attn.hook_z[2,1]"
+    params = [e.source for e in tiny_graph.edges("op:blocks.1.attn.hook_q[0,2]") if e.role == "parameter"]
+    assert params == ["blocks.1.attn.W_Q[2]", "blocks.1.attn.b_Q[2]"]
+    consumers = {e.target for e in tiny_graph.edges("blocks.0.attn.hook_k[1,0]") if e.role == "input"}
+    assert consumers == {f"op:blocks.0.attn.hook_attn_scores[0,{q}]" for q in range(1, tiny_graph.n_tokens)}
+
+
+def test_subgraph(tiny_graph):
+    sub = tiny_graph.subgraph(layers=1, heads=[0], positions=[0, 1])
+    assert {n.layer for n in sub.nodes(node_type="vector")} <= {None, 1}
+    assert {n.head for n in sub.nodes(node_type="vector")} <= {None, 0}
+    assert len(sub.nodes(kind="q")) == 2
+    ids = {n.id for n in sub.nodes()}
+    assert all(e.source in ids and e.target in ids for e in sub.edges())
+    with pytest.raises(ValueError, match="layer"):
+        tiny_graph.subgraph(layers=[5])
+
+
+def test_already_loaded_model_and_dims_from_config(tmp_path):
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    model = GPT2LMHeadModel(GPT2Config(n_layer=3, n_head=2, n_embd=16, n_inner=40, n_positions=20,
+                                       vocab_size=50257)).eval()
+    g = gpt2graph.build("Hello world", model=model)
+    d = g.dims
+    assert (d.n_layer, d.n_head, d.d_model, d.d_head, d.d_mlp, d.n_ctx) == (3, 2, 16, 8, 40, 20)
+    assert g.model.source == "object" and g.tokenization.token_ids == [15496, 995]
+    assert g.verify().ok
+
+
+def test_tokenizer_comes_from_the_model_directory(tmp_path):
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    from conftest import make_checkpoint
+
+    path = make_checkpoint(tmp_path / "ckpt", vocab_size=10)
+    words = {"[UNK]": 0, "hello": 1, "world": 2}
+    tok = Tokenizer(models.WordLevel(words, unk_token="[UNK]"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]").save_pretrained(path)
+    g = gpt2graph.build("hello world", model=str(path))
+    assert g.tokenization.token_ids == [1, 2]
