@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 
 from . import __version__
@@ -64,6 +65,10 @@ def tokenize(prompt: str, loaded: LoadedModel) -> Tokenization:
 
 def vocabulary(loaded: LoadedModel) -> list[str]:
     """Every token id's string in BPE form; ids the tokenizer does not know show as <id>."""
-    n_vocab = loaded.info.dims.n_vocab
-    tokens = loaded.tokenizer.convert_ids_to_tokens(list(range(n_vocab)))
+    return _vocabulary(loaded.tokenizer, loaded.info.dims.n_vocab)
+
+
+@lru_cache(maxsize=4)  # the same loaded tokenizer builds many graphs; its vocabulary does not change
+def _vocabulary(tokenizer: Any, n_vocab: int) -> list[str]:
+    tokens = tokenizer.convert_ids_to_tokens(list(range(n_vocab)))
     return [t if isinstance(t, str) else f"<{i}>" for i, t in enumerate(tokens)]

@@ -5,12 +5,14 @@ architecture with seeded random weights, which needs no network.
 
 from __future__ import annotations
 
-import logging
 import os
+import socket
 import warnings
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 import torch
 
@@ -20,7 +22,6 @@ from .tokenizer import gpt2_bpe_tokenizer
 
 __all__ = ["LoadedModel", "load_model", "DEFAULT_MODEL", "SUPPORTED_ACTIVATIONS", "dims_of", "parameter_groups"]
 
-log = logging.getLogger(__name__)
 DEFAULT_MODEL = "gpt2"
 #: GPT-2's GELU is the tanh approximation; these config names all mean exactly that
 SUPPORTED_ACTIVATIONS = {"gelu_new", "gelu_pytorch_tanh"}
@@ -51,7 +52,8 @@ def load_model(model: Any = None, *, tokenizer: Any = None, random_weights: bool
         weights = Weights(status="random", seed=seed) if random_weights else Weights(status="pretrained")
         if random_weights:
             hf = _random_model(model.config, seed)
-        return LoadedModel(hf, tokenizer or _tokenizer_for(name), _info(hf, name, "object", weights))
+        # an object was loaded already: look for its tokenizer locally (directory or HF cache), never online
+        return LoadedModel(hf, tokenizer or _tokenizer_for(name, local_only=True), _info(hf, name, "object", weights))
 
     if model is None and random_weights:
         return _embedded_default(seed, tokenizer)
@@ -85,9 +87,20 @@ def load_model(model: Any = None, *, tokenizer: Any = None, random_weights: bool
 
 
 def _hub_kwargs(source: str) -> dict:
-    # honour offline mode explicitly so a cache miss fails fast instead of waiting on the network
-    offline = os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0") or os.environ.get("TRANSFORMERS_OFFLINE", "") not in ("", "0")
-    return {"local_files_only": True} if source == "directory" or offline else {}
+    """Read only local files (directory, HF cache) in offline mode or when the hub's host does not resolve:
+    a cache miss then fails at once instead of after a minute of retries."""
+    offline = any(os.environ.get(v, "") not in ("", "0") for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
+    return {"local_files_only": True} if source == "directory" or offline or not _hub_resolves() else {}
+
+
+@lru_cache(maxsize=1)
+def _hub_resolves() -> bool:
+    host = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co")).hostname or "huggingface.co"
+    try:
+        socket.getaddrinfo(host, 443)
+    except OSError:
+        return False
+    return True
 
 
 def _embedded_default(seed: int, tokenizer: Any) -> LoadedModel:
@@ -109,14 +122,16 @@ def _random_model(config: Any, seed: int):
         torch.random.set_rng_state(cpu_state)
 
 
-def _tokenizer_for(name: str):
+def _tokenizer_for(name: str, local_only: bool = False):
     """The model directory's (or hub repo's) tokenizer when it has one, else GPT-2's own BPE."""
     from transformers import AutoTokenizer
 
-    if Path(name).is_dir() and not any((Path(name) / f).exists() for f in ("tokenizer.json", "vocab.json")):
+    is_dir = Path(name).is_dir()
+    if is_dir and not any((Path(name) / f).exists() for f in ("tokenizer.json", "vocab.json")):
         return gpt2_bpe_tokenizer()
+    kwargs = {"local_files_only": True} if local_only else _hub_kwargs("directory" if is_dir else "hub")
     try:
-        return AutoTokenizer.from_pretrained(name, **_hub_kwargs("directory" if Path(name).exists() else "hub"))
+        return AutoTokenizer.from_pretrained(name, **kwargs)
     except Exception:
         return gpt2_bpe_tokenizer()
 

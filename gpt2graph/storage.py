@@ -36,6 +36,12 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write(path: str | os.PathLike, data: bytes) -> None:
     """Write ``data`` to ``path`` via a temporary file in the same directory and a rename."""
     path = Path(path)
@@ -48,6 +54,7 @@ def atomic_write(path: str | os.PathLike, data: bytes) -> None:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; the file should get the usual permissions
         os.replace(tmp, path)
     except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
@@ -77,6 +84,7 @@ def save(graph: Graph, path: str | os.PathLike) -> Path:
         for f in (VALUES_FILE, HEADER_FILE):
             with open(tmp / f, "rb") as fh:
                 os.fsync(fh.fileno())
+        os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp creates 0700
         _swap_in(tmp, path)
     except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
