@@ -53,7 +53,7 @@ class Option:
         """Validate (and for CLI strings, convert) one value; raise RendererError saying what was expected."""
         if isinstance(value, str) and self.type is not str:
             value = self._from_string(name, value, renderer)
-        ok = _isinstance(value, self.type) or (value is None and self.default is None)
+        ok = _isinstance(value, self.type) or (value is None and (self.default is None or get_origin(self.type) is list))
         if not ok:
             raise RendererError(f"renderer {renderer!r}: option {name!r} expects {self.type_name}, got "
                                 f"{type(value).__name__} {value!r}")
@@ -73,7 +73,10 @@ class Option:
                 raise ValueError(text)
             if get_origin(self.type) is list:
                 (item,) = get_args(self.type)
-                if text.strip().lower() in ("all", ""):
+                lowered = text.strip().lower()
+                if lowered == "all":
+                    return None  # for a list option, None means every value
+                if lowered == "":
                     return None if self.default is None else []
                 return [item(part) for part in text.split(",")]
             return self.type(text)

@@ -1,0 +1,85 @@
+"""gpt2graph-svg: a static, printable SVG infographic of a gpt2graph run.
+
+It draws what the hand-drawn "A Vector-Level View of GPT-2" draws, from a live run: the prompt and its
+tokens, the embedding lookups, the residual stream through the blocks (expanded ones in full: LayerNorm,
+per-head q/k/v, causal scores and attention pattern, z, per-head W_O, the MLP), the final LayerNorm, the tied
+unembedding, and decoding to the next token, with callouts from the glossary data beside each part.
+
+Registered as the ``svg`` renderer through the ``gpt2graph.renderers`` entry point::
+
+    graph.render("svg", "out.svg", layers=[0, 11], head=3)
+    gpt2graph render run.gg -r svg -o out.svg --option layers=0,11 --option head=3
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from gpt2graph.errors import RendererError
+from gpt2graph.registry import Option
+from gpt2graph.storage import atomic_write
+
+from .draw import element_id, to_svg
+from .layout import Scene, layout
+
+__all__ = ["SvgRenderer", "scene", "element_id", "__version__"]
+__version__ = "0.1.0"
+
+MAX_DEFAULT_POSITIONS = 12
+
+
+class SvgRenderer:
+    """The ``svg`` renderer: ``render(graph, path, **options)`` writes one SVG file atomically."""
+
+    name = "svg"
+    description = "static SVG infographic: a vector-level view of the forward pass, annotated and printable"
+    suffixes = (".svg",)
+    options = {
+        "layers": Option(list[int], [0], "blocks drawn in full; the others are elided with a marker ('all' for "
+                         "every block, '' for none)"),
+        "head": Option(int, 0, "the head drawn in full in each expanded block; the others are stacked behind it"),
+        "positions": Option(list[int], None, "token positions shown (default: all, or the first 4 and the last 8 "
+                            f"when there are more than {MAX_DEFAULT_POSITIONS})"),
+        "callouts": Option(bool, True, "show glossary callouts and annotations beside the parts they explain"),
+        "title": Option(str, "", "title of the infographic (default: derived from the prompt)"),
+        "temperature": Option(float, 1.0, "decoding temperature (> 0) for the next-token panel"),
+        "top_k": Option(int, 50, "top-k filter of the next-token panel (0 turns it off)"),
+        "top_p": Option(float, 1.0, "top-p (nucleus) threshold of the next-token panel, in (0, 1]"),
+    }
+
+    def render(self, graph: Any, path: str | Path, **options: Any) -> Path:
+        path = Path(path)
+        data = to_svg(scene(graph, **options))
+        atomic_write(path, data)
+        return path
+
+
+def scene(graph: Any, *, layers: list[int] | None = (0,), head: int = 0, positions: list[int] | None = None,
+          callouts: bool = True, title: str = "", temperature: float = 1.0, top_k: int = 50,
+          top_p: float = 1.0) -> Scene:
+    """Validate the options against the graph and lay it out (a pure function: no file is touched)."""
+    d, n = graph.dims, graph.n_tokens
+    layers = list(range(d.n_layer)) if layers is None else list(layers)
+    _in_range("layer", layers, d.n_layer)
+    _in_range("head", [head], d.n_head)
+    if positions is None:
+        positions = list(range(n)) if n <= MAX_DEFAULT_POSITIONS else [*range(4), *range(n - 8, n)]
+    elif not positions:
+        raise RendererError("option 'positions' is empty: give at least one token position")
+    _in_range("position", positions, n)
+    if not temperature > 0:
+        raise RendererError(f"option 'temperature' must be > 0, got {temperature}")
+    if top_k < 0:
+        raise RendererError(f"option 'top_k' must be >= 0 (0 turns it off), got {top_k}")
+    if not 0 < top_p <= 1:
+        raise RendererError(f"option 'top_p' must be in (0, 1], got {top_p}")
+    return layout(graph, layers=layers, head=head, positions=sorted(set(positions)), callouts=callouts,
+                  title=title, temperature=float(temperature), top_k=top_k, top_p=float(top_p))
+
+
+def _in_range(what: str, values: list[int], limit: int) -> None:
+    bad = sorted({v for v in values if not 0 <= v < limit})
+    if bad:
+        raise RendererError(f"{what} {', '.join(map(str, bad))} does not exist: this model has {what}s 0 to "
+                            f"{limit - 1}")

@@ -1,0 +1,49 @@
+"""A complete gpt2graph renderer in a few dozen lines: the graph (or part of it) as Graphviz DOT source.
+
+Copy this package to start your own; see README.md. ``dot -Tsvg out.dot -o out.svg`` draws the result.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from gpt2graph.errors import RendererError
+from gpt2graph.registry import Option
+from gpt2graph.storage import atomic_write
+
+COLOURS = {"tokenizer": "#d9ccec", "parameter": "#efe0c2", "operation": "#e2e5ea", "residual": "#cfe0f3",
+           "attention": "#f8d9c0", "mlp": "#cfe9d7", "unembedding": "#f1cfe0"}
+
+
+class DotRenderer:
+    name = "dot"
+    description = "Graphviz DOT source of the graph (example third-party renderer)"
+    suffixes = (".dot", ".gv")
+    options = {
+        "layers": Option(list[int], [0], "blocks to include ('all' for every block)"),
+        "heads": Option(list[int], [0], "heads to include ('all' for every head)"),
+        "positions": Option(list[int], None, "token positions to include (default: all)"),
+    }
+
+    def render(self, graph: Any, path: Path, *, layers=(0,), heads=(0,), positions=None) -> Path:
+        try:
+            part = graph.subgraph(layers=layers, heads=heads, positions=positions)
+        except ValueError as exc:  # a layer, head or position out of range
+            raise RendererError(f"renderer 'dot': {exc}") from exc
+        lines = [f"digraph {_q(graph.model.name)} {{", "  rankdir=TB;",
+                 '  node [shape=box, style="rounded,filled", fontname="DejaVu Sans"];']
+        for node in part.nodes():
+            label = node.id if node.node_type != "operation" else node.kind
+            lines.append(f"  {_q(node.id)} [label={_q(label)}, fillcolor={_q(COLOURS[node.category])}];")
+        for edge in part.edges():
+            lines.append(f"  {_q(edge.source)} -> {_q(edge.target)};")
+        lines.append("}")
+        atomic_write(path, ("\n".join(lines) + "\n").encode("utf-8"))
+        return path
+
+
+def _q(text: str) -> str:
+    """A DOT quoted string: JSON's escaping of quotes and backslashes is valid DOT."""
+    return json.dumps(text, ensure_ascii=False)
