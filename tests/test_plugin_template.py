@@ -4,6 +4,7 @@ renders through the API and the CLI: the worked example in renderers/template.""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -20,10 +21,11 @@ TEMPLATE = Path(__file__).resolve().parent.parent / "renderers" / "template"
 def installed(tmp_path_factory) -> Path:
     """pip-install the template into a private directory (offline, without touching the environment)."""
     target = tmp_path_factory.mktemp("site")
-    build = tmp_path_factory.mktemp("build")
+    source = tmp_path_factory.mktemp("src") / "template"
+    shutil.copytree(TEMPLATE, source)  # setuptools builds in the source tree: keep the checkout clean
     subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-deps",
-                    "--no-build-isolation", "--no-index", "--target", str(target), str(TEMPLATE)],
-                   check=True, capture_output=True, timeout=300, cwd=build)
+                    "--no-build-isolation", "--no-index", "--target", str(target), str(source)],
+                   check=True, capture_output=True, timeout=300, cwd=source)
     return target
 
 
