@@ -32,8 +32,6 @@ for the rows or heads asked for) and head outputs z^h @ W_O^h (from z).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import torch
 from torch import Tensor
 
@@ -170,6 +168,3 @@ class Values:
 
     def logits(self) -> Tensor:
         return self.activations["hook_unembed"]
-
-    def items(self) -> Iterator[tuple[str, Tensor]]:
-        yield from self.activations.items()
