@@ -27,7 +27,7 @@ from .schema import (
     VectorKind,
     VectorNode,
 )
-from .topology import PARAM_SPECS, TOKENIZE_OP_ID, VECTOR_SPECS, Key, Topology, matches
+from .topology import PARAM_SPECS, TOKENIZE_OP_ID, VECTOR_SPECS, Key, matches
 from .values import Values, summarize
 
 if TYPE_CHECKING:
@@ -345,6 +345,12 @@ class Graph:
         from .registry import render
 
         return render(self, renderer, path, **options)
+
+    def show(self, renderer: str = "bokeh", **options: Any) -> None:
+        """Display inline in Jupyter with a renderer that can (the Bokeh explorer by default)."""
+        from .registry import show
+
+        show(self, renderer, **options)
 
     def summary(self) -> dict:
         """Model, weights, dims, parameter shares, tokens and top predictions, as plain data."""

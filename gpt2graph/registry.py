@@ -105,6 +105,8 @@ class Renderer(Protocol):
 
     def render(self, graph: Any, path: Path, **options: Any) -> Path: ...
 
+    # Optional: ``show(graph, **options)`` displays inline in Jupyter (see ``Graph.show``).
+
 
 @dataclass
 class RendererInfo:
@@ -191,6 +193,16 @@ def render(graph: Any, name: str, path: str | Path, **options: Any) -> Path:
     """Render ``graph`` with the renderer ``name`` to ``path`` after validating the options."""
     checked = registry.check_options(name, options)
     return registry.resolve(name).render(graph, Path(path), **checked)
+
+
+def show(graph: Any, name: str, **options: Any) -> None:
+    """Display ``graph`` inline (Jupyter) with renderer ``name``; only renderers that define ``show`` can."""
+    checked = registry.check_options(name, options)
+    renderer = registry.resolve(name)
+    if not callable(getattr(renderer, "show", None)):
+        raise RendererError(f"renderer {name!r} cannot display inline (it has no show()); write a file with "
+                            f"graph.render({name!r}, path) instead")
+    renderer.show(graph, **checked)
 
 
 def parse_cli_options(pairs: list[str]) -> dict[str, str]:

@@ -404,7 +404,7 @@ class Topology:
     def consumers(self, key: Key) -> list[Key]:
         """Output keys of the operations that read vector or parameter ``key`` (the inverse of op_inputs)."""
         kind, L, h, p = key
-        n, H, last = self.n_tokens, self.dims.n_head, self.dims.n_layer - 1
+        n, H = self.n_tokens, self.dims.n_head
         if kind in _PARAM_CONSUMER:
             out = _PARAM_CONSUMER[kind]
             return [Key(out, L, h, q) for q in range(n)]

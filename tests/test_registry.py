@@ -121,6 +121,20 @@ def test_render_through_the_registry(monkeypatch, tiny_graph, tmp_path):
     assert json.loads(out.read_text())["head"] == 2
 
 
+def test_show_needs_a_renderer_that_can_display_inline(monkeypatch, tiny_graph):
+    class Showing(Stub):
+        def show(self, graph, **options):
+            shown.append(options)
+
+    shown: list[dict] = []
+    monkeypatch.setattr(reg, "registry", fake_registry(monkeypatch, FakeEntryPoint("stub", "s:Stub", Stub),
+                                                       FakeEntryPoint("showing", "s:Showing", Showing)))
+    tiny_graph.show("showing", head=3)
+    assert shown == [{"layers": [0], "head": 3, "scale": 1.0, "show": True, "style": "light"}]
+    with pytest.raises(RendererError, match="renderer 'stub' cannot display inline"):
+        tiny_graph.show("stub")
+
+
 def test_cli_lists_renderers_with_their_options(capsys):
     assert main(["renderers"]) == 0
     out = capsys.readouterr().out

@@ -1,0 +1,65 @@
+"""gpt2graph-bokeh: the interactive explorer renderer, a self-contained HTML page built with Bokeh.
+
+    gpt2graph render run.gg -r bokeh -o run.html
+    graph.render("bokeh", "run.html", color_by="norm")
+    gpt2graph_bokeh.show(graph)          # inline in Jupyter
+
+The page inlines BokehJS (``resources=INLINE``), so it opens from disk with no network and no server.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import bokeh.io
+from bokeh.embed import file_html
+from bokeh.resources import INLINE
+
+from gpt2graph.registry import Option
+from gpt2graph.storage import atomic_write
+
+from .document import COLOR_MODES, build_explorer, default_title
+
+if TYPE_CHECKING:
+    from gpt2graph import Graph
+
+__all__ = ["BokehRenderer", "build_explorer", "show", "write_html"]
+
+__version__ = "0.1.0"
+
+
+def write_html(graph: Graph, path: str | Path, **options: Any) -> Path:
+    """Build the explorer and write it as one HTML file, atomically."""
+    root = build_explorer(graph, **options)
+    path = Path(path)
+    atomic_write(path, file_html(root, INLINE, title=options.get("title") or default_title(graph)).encode("utf-8"))
+    return path
+
+
+def show(graph: Graph, **options: Any) -> None:
+    """Display the explorer inline in a Jupyter notebook (BokehJS inlined, so it works offline too)."""
+    bokeh.io.output_notebook(resources=INLINE, hide_banner=True)
+    bokeh.io.show(build_explorer(graph, **options))
+
+
+class BokehRenderer:
+    """The ``bokeh`` renderer plugin: every vector of a run on one zoomable, explorable canvas."""
+
+    name = "bokeh"
+    description = "interactive HTML explorer (Bokeh): hover, click to trace ancestry, attention heat maps"
+    suffixes = (".html",)
+    options: ClassVar[dict[str, Option]] = {
+        "title": Option(str, None, "title of the page; when not given, made from the model's name"),
+        "color_by": Option(str, "category", "initial colouring: category (the legend's), or norm or mean (scaled "
+                           "within each kind)", choices=COLOR_MODES),
+        "max_positions": Option(int, 32, "level of detail: above this many positions in view, blocks are drawn "
+                                "instead of single vectors"),
+        "logit_lens": Option(bool, True, "show the top tokens of every residual-stream vector (logit lens)"),
+    }
+
+    def render(self, graph: Graph, path: Path, **options: Any) -> Path:
+        return write_html(graph, path, **options)
+
+    def show(self, graph: Graph, **options: Any) -> None:
+        show(graph, **options)

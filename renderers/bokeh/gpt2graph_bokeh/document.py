@@ -1,0 +1,510 @@
+"""The explorer as a Bokeh layout, built by one pure function from a graph (writing HTML is elsewhere).
+
+What is on the page:
+
+* the canvas (:mod:`.layout`): every vector and parameter as a rectangle, the edges within each position,
+  token labels along the position axis, block and column labels along the top and bottom;
+* hover: id, kind, shape, layer/head/position, value statistics, the glossary summary of its kind and, for
+  the residual stream, the logit lens;
+* click: ancestors (red outline) and descendants (blue outline) highlighted, the node's direct inputs and
+  outputs drawn (across positions too), and the side panel filled with the node and its glossary entries,
+  annotations and sources;
+* the attention pattern of one head with token labels, chosen with the layer/head sliders or by clicking any
+  vector or weight of a head;
+* colour by legend category or by a value statistic (scaled within each kind);
+* above a ``max_positions`` prompt length, an overview of blocks replaces the vectors until the view is
+  zoomed in to that many positions (level of detail).
+
+Models the tests and the page's script look up by name: ``nodes`` (node source), ``edges``, ``ancestors``
+and ``descendants`` (index filters), ``links``, ``heat`` (pattern source), ``attn-layer`` and ``attn-head``
+(sliders), ``color-by``, ``panel``, ``overview``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from importlib import resources
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from bokeh.layouts import column, row
+from bokeh.models import (
+    CDSView,
+    ColorBar,
+    ColumnDataSource,
+    CustomJS,
+    CustomJSHover,
+    Div,
+    FixedTicker,
+    GlyphRenderer,
+    HoverTool,
+    IndexFilter,
+    InlineStyleSheet,
+    Legend,
+    LegendItem,
+    LinearAxis,
+    LinearColorMapper,
+    LogColorMapper,
+    NoOverlap,
+    RadioButtonGroup,
+    Range1d,
+    Rect,
+    Slider,
+    TapTool,
+    Title,
+)
+from bokeh.models.layouts import LayoutDOM
+from bokeh.palettes import Oranges256, RdBu11, Viridis256
+from bokeh.plotting import figure
+
+from gpt2graph.schema import Category
+from gpt2graph.topology import VECTOR_SPECS, Key
+
+from .ancestry import input_rules, lane_edges, output_rules
+from .knowledge import Knowledge, knowledge
+from .layout import BLOCK_WIDTH, Layout, layout
+from .sanitize import escape
+from .stats import LENS_KINDS, attention, lens_text, node_stats, relative
+
+if TYPE_CHECKING:
+    from gpt2graph import Graph
+
+__all__ = ["CATEGORY_COLORS", "COLOR_MODES", "build_explorer"]
+
+COLOR_MODES = ("category", "norm", "mean")
+CATEGORY_COLORS: dict[str, str] = {
+    Category.tokenizer: "#9d755d", Category.parameter: "#a5a5a5", Category.operation: "#e45756",
+    Category.residual: "#4c78a8", Category.attention: "#f58518", Category.mlp: "#54a24b",
+    Category.unembedding: "#b279a2",
+}
+HIGHLIGHT = {"ancestor": "#d62728", "descendant": "#1f77b4", "selected": "#111111"}
+_SEQUENTIAL = tuple(Viridis256)
+# blue (negative) to red (positive) through a grey zero that stays visible on the white canvas
+_DIVERGING = (*RdBu11[:5], "#cfcfcf", *RdBu11[6:])
+# attention weights on a log scale: near-uniform rows of a long prompt (1/n each) still show
+_HEAT = tuple(Oranges256[::-1])
+
+_CSS = """
+:host { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; font-size: 13px; color: #222; }
+.g2g-node { border-bottom: 1px solid #ddd; padding-bottom: 6px; margin-bottom: 6px; }
+.g2g-id { font-family: ui-monospace, monospace; font-weight: 600; font-size: 14px; word-break: break-all; }
+.g2g-stats td { padding: 0 8px 0 0; font-variant-numeric: tabular-nums; }
+.g2g-stats td:nth-child(odd) { color: #777; }
+.g2g-lens, .g2g-trace { margin-top: 4px; }
+.g2g-label { color: #777; font-size: 11px; text-transform: uppercase; letter-spacing: .04em; }
+.g2g-swatch { display: inline-block; width: 10px; height: 10px; border: 2px solid; margin: 0 4px -2px 0; }
+.g2g-callout { background: #f6f8fa; border-left: 3px solid #4c78a8; padding: 4px 8px; margin: 6px 0; }
+.g2g-callout-title { font-weight: 600; }
+.g2g-caption { font-family: ui-monospace, monospace; color: #555; font-size: 12px; }
+.g2g-summary { font-style: italic; }
+.g2g-sources, .g2g-see { font-size: 12px; color: #555; margin: 4px 0; }
+.g2g-op { margin: 6px 0; padding: 4px 8px; background: #fdf6ec; }
+details { margin: 2px 0; } summary { cursor: pointer; color: #1f4e79; }
+h3 { margin: 8px 0 2px 0; font-size: 15px; }
+p { margin: 4px 0; line-height: 1.4; }
+code { background: #f0f0f0; padding: 0 2px; border-radius: 2px; }
+.g2g-warning { background: #fff3cd; border: 1px solid #e0b200; padding: 6px 10px; border-radius: 4px; margin: 4px 0; }
+.g2g-title { font-size: 18px; font-weight: 600; }
+.g2g-prompt { font-family: ui-monospace, monospace; background: #f6f8fa; padding: 1px 4px; white-space: pre-wrap; }
+.g2g-hint { color: #555; }
+"""
+
+_TOOLTIP = """
+<div style="max-width: 380px; font-size: 12px">
+  <div style="font-family: monospace; font-weight: bold">@id</div>
+  <div>@unit{kind} · shape @unit{shape} · @unit{where}@pos{token}</div>
+  <div>norm @norm{0.000} · mean @mean{0.000} · std @std{0.000} · min @min{0.000} · max @max{0.000}</div>
+  <div style="color: #444">@unit{lens}</div>
+  <div style="color: #555; margin-top: 3px">@unit{gloss}</div>
+</div>
+"""
+
+_OVERVIEW_TOOLTIP = """
+<div style="font-size: 12px">
+  <b>@label</b><br>@where<br><span style="color: #555">click to zoom in to the vectors</span>
+</div>
+"""
+
+
+def default_title(graph: Graph) -> str:
+    """The page's title when none is given."""
+    return f"{graph.model.name}: every vector of one forward pass"
+
+
+def _script() -> str:
+    return resources.files(__package__).joinpath("explorer.js").read_text(encoding="utf-8")
+
+
+def _unit_tables(graph: Graph, lay: Layout) -> dict[str, np.ndarray]:
+    """Per-unit kind, layer, head (-1: none), shape and logit-lens label, for tooltips and the panel header.
+    numpy arrays, strings too: Bokeh serialises those in one piece rather than item by item."""
+    top = lay.topology
+    shapes = ["(position+1,)" if VECTOR_SPECS[k.kind].space == "keys" else str(tuple(top.vector_shape(k)))
+              for k in lay.groups] + [str(tuple(top.param_shape(k))) for k in lay.params]
+    labels = ["predicts" if k.kind == "logits" else "logit lens" if k.kind in LENS_KINDS else "" for k in lay.groups]
+    units = [*lay.groups, *lay.params]
+    return {"unit_kind": np.array([str(k.kind) for k in units]),
+            "unit_layer": np.array([-1 if k.layer is None else k.layer for k in units], dtype=np.int32),
+            "unit_head": np.array([-1 if k.head is None else k.head for k in units], dtype=np.int32),
+            "unit_shape": np.array(shapes), "lens_label": np.array(labels + [""] * len(lay.params))}
+
+
+def _node_source(graph: Graph, lay: Layout) -> ColumnDataSource:
+    """One row per vector and parameter, in layout order, with numpy columns wherever possible."""
+    n, G = graph.n_tokens, len(lay.groups)
+    top = lay.topology
+    categories = list(CATEGORY_COLORS)
+    unit = np.concatenate([np.repeat(np.arange(G, dtype=np.int32), n),
+                           np.arange(G, G + len(lay.params), dtype=np.int32)])
+    unit_cat = np.array([categories.index(VECTOR_SPECS[k.kind].category) for k in lay.groups]
+                        + [categories.index(Category.parameter)] * len(lay.params), dtype=np.int8)
+    unit_kind = np.array([str(k.kind) for k in [*lay.groups, *lay.params]])
+    stats = node_stats(graph, lay)
+    # a numpy string array is serialised in one piece, a list item by item
+    ids = np.array([top.vector_id(k._replace(position=p)) for k in lay.groups for p in range(n)]
+                   + [top.param_id(k) for k in lay.params])
+    data = {
+        "x": lay.x, "y": lay.y, "w": lay.width, "h": lay.height, "unit": unit,
+        "pos": np.concatenate([np.tile(np.arange(n, dtype=np.int32), G), np.full(len(lay.params), -1, np.int32)]),
+        "cat": unit_cat[unit], "id": ids,
+        **stats,
+        "c_norm": relative(stats["norm"], unit_kind[unit], signed=False),
+        "c_mean": relative(stats["mean"], unit_kind[unit], signed=True),
+    }
+    return ColumnDataSource(data, name="nodes")
+
+
+def _pattern_data(graph: Graph) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Lower triangles of every head's pattern packed as (layer, head, query, key<=query) float32, and the
+    heat-map source columns for one head."""
+    n, d = graph.n_tokens, graph.dims
+    q, k = np.tril_indices(n)
+    packed = np.concatenate([attention(graph, L)[1].numpy()[:, q, k].reshape(-1) for L in range(d.n_layer)])
+    tokens = np.array(graph.tokenization.tokens_visible)
+    heat = {"q": q.astype(np.int32), "k": k.astype(np.int32), "prob": packed[:len(q)].astype(np.float32),
+            "qtok": tokens[q], "ktok": tokens[k]}
+    return packed.astype(np.float32), heat
+
+
+def _token_labels(graph: Graph) -> list[str]:
+    return [f"{p}: {t}" for p, t in enumerate(graph.tokenization.tokens_visible)]
+
+
+def _header(graph: Graph, title: str) -> Div:
+    model, d = graph.model, graph.dims
+    parts = [f'<div class="g2g-title">{escape(title)}</div>',
+             (f'<div>{escape(model.name)} · {d.n_layer} layers × {d.n_head} heads · d_model {d.d_model} · '
+              f'{graph.n_tokens} tokens · {graph.topology.count_vectors():,} vectors, '
+              f'{graph.topology.count_params():,} parameter tensors · prompt '
+              f'<span class="g2g-prompt">{escape(graph.tokenization.text)}</span></div>')]
+    if graph.random_weights:
+        seed = f" (seed {model.weights.seed})" if model.weights.seed is not None else ""
+        parts.append('<div class="g2g-warning"><b>Random weights</b>: this run used a randomly initialised '
+                     f'model{seed}, not trained GPT-2. Its activations, attention patterns and predictions '
+                     'carry no learned meaning; only the structure is real.</div>')
+    parts.append('<div class="g2g-hint">Scroll to zoom, drag to pan. Hover a rectangle (a vector or a weight) '
+                 'for what it is; click it to trace where its information comes from '
+                 f'(<span style="color:{HIGHLIGHT["ancestor"]}">red</span>) and where it goes '
+                 f'(<span style="color:{HIGHLIGHT["descendant"]}">blue</span>); click empty space to clear.</div>')
+    return Div(text="".join(parts), stylesheets=[InlineStyleSheet(css=_CSS)], width=1600, name="header")
+
+
+_INTRO = ('<p class="g2g-hint">Click a vector or a weight to see what it is, where it comes from and where it '
+          'goes. Each horizontal lane is one token position; the residual stream runs along it from the '
+          'embeddings (left) through every block to the logits (right). Weights sit in the strip at the top.</p>')
+
+
+def _overview(lay: Layout, nodes: dict, graph: Graph) -> ColumnDataSource:
+    """Level-of-detail rectangles: per position, the embedding, each block's attention and MLP, and the
+    unembedding, coloured by the vector they write (attention and MLP output, the embedding sum, the logits);
+    the weights (a few per block, whatever the prompt length) stay as they are."""
+    n, H = graph.n_tokens, graph.dims.n_head
+    xs, ws, reps, labels = [], [], [], []
+
+    def add(x0: float, x1: float, rep_kind: str, layer: int | None, label: str) -> None:
+        xs.append((x0 + x1) / 2)
+        ws.append(x1 - x0)
+        reps.append(lay.group_index[Key(rep_kind, layer)])
+        labels.append(label)
+
+    add(lay.block_x[0] - 3.6, lay.block_x[0] + 0.5, "input_embedding", None, "embedding")
+    for L in range(graph.dims.n_layer):
+        left, middle, right = lay.block_span(L)
+        add(left, middle - 0.2, "attn_out", L, f"block {L}: attention")
+        add(middle + 0.2, right, "mlp_out", L, f"block {L}: MLP")
+    add(lay.block_x[-1] - 0.5, lay.block_x[-1] + 3.1, "logits", None, "unembedding")
+    blocks = (np.array(reps)[None, :] * n + np.arange(n)[:, None]).reshape(-1)  # position-major
+    weights = np.arange(lay.n_vectors, lay.n_nodes)
+    tokens = graph.tokenization.tokens_visible
+    data = {
+        "x": np.concatenate([np.tile(np.array(xs, np.float32), n), lay.x[weights]]),
+        "y": np.concatenate([np.repeat(lay.lane_y.astype(np.float32), len(xs)), lay.y[weights]]),
+        "w": np.concatenate([np.tile(np.array(ws, np.float32), n), lay.width[weights]]),
+        "h": np.concatenate([np.full(blocks.shape, H - 0.4, np.float32), lay.height[weights]]),
+        "label": np.array(labels * n + [str(i) for i in nodes["id"][weights]]),
+        "where": np.array([f"position {p}: {tokens[p]}" for p in range(n) for _ in xs]
+                          + ["a weight, shared by every position"] * len(weights)),
+    }
+    index = np.concatenate([blocks, weights])
+    for col in ("cat", "c_norm", "c_mean"):
+        data[col] = np.asarray(nodes[col])[index]
+    return ColumnDataSource(data, name="overview")
+
+
+@dataclass
+class _Canvas:
+    """The main figure and the models the page's script drives."""
+
+    fig: Any
+    nodes: ColumnDataSource
+    node_r: GlyphRenderer
+    overlays: list[GlyphRenderer]  # ancestors, descendants
+    links: ColumnDataSource
+    detail: list[GlyphRenderer]  # what the overview replaces when zoomed out
+    glyphs: list[Rect]  # every glyph filled by the colour mode
+    tap: TapTool
+
+
+def _canvas(graph: Graph, lay: Layout, nodes: ColumnDataSource, fill: dict) -> _Canvas:
+    """The figure with its background, the stream, the edges, the nodes and the highlight overlays."""
+    d = graph.dims
+    x0, x1 = lay.x_range
+    y0, y1 = lay.y_range
+    fig = figure(width=1160, height=780, x_range=Range1d(x0, x1, bounds=(x0 - 20, x1 + 20)),
+                 y_range=Range1d(y0, y1, bounds=(y0 - 20, y1 + 20)), tools="pan,wheel_zoom,box_zoom,reset,save",
+                 active_scroll="wheel_zoom", toolbar_location="right", name="canvas")
+    fig.grid.visible = False
+    fig.outline_line_color = "#cccccc"
+
+    # a tinted band per block, attention and MLP halves apart; a grey strip behind the weights
+    bands: dict[str, list] = {"left": [], "right": [], "color": []}
+    for L in range(d.n_layer):
+        left, middle, right = lay.block_span(L)
+        bands["left"] += [left, middle]
+        bands["right"] += [middle, right]
+        bands["color"] += ["#fdf3e7", "#eef6ec"]
+    fig.quad(left="left", right="right", bottom=y0, top=y1, color="color", source=ColumnDataSource(bands),
+             level="underlay")
+    fig.quad(left=x0, right=x1, bottom=lay.param_strip[0] - 0.6, top=lay.param_strip[1] + 0.6, color="#f4f4f4",
+             level="underlay")
+    # the residual stream of each position: a faint wide line under its nodes
+    fig.segment(x0=float(lay.block_x[0]), x1=float(lay.block_x[-1]), y0="y", y1="y", line_width=6,
+                line_color=CATEGORY_COLORS[Category.residual], line_alpha=0.15,
+                source=ColumnDataSource({"y": lay.lane_y.astype(np.float32)}))
+
+    src, dst = lane_edges(input_rules(lay), lay)
+    x, y, w = lay.x, lay.y, lay.width
+    edges = ColumnDataSource({"x0": x[src] + w[src] / 2, "y0": y[src], "x1": x[dst] - w[dst] / 2, "y1": y[dst]},
+                             name="edges")
+    edge_r = fig.segment("x0", "y0", "x1", "y1", source=edges, line_color="#8a8a8a", line_alpha=0.35, line_width=0.7)
+
+    def rect(**kw: Any) -> Rect:
+        return Rect(x="x", y="y", width="w", height="h", fill_color=fill, **kw)
+
+    node_glyph = rect(line_color=None)  # no outlines: stroking every rectangle costs a third of the first render
+    selected_glyph = rect(line_color=HIGHLIGHT["selected"], line_width=3)
+    faded_glyph = rect(fill_alpha=0.15, line_color=None)
+    node_r = fig.add_glyph(nodes, node_glyph, selection_glyph=selected_glyph, nonselection_glyph=faded_glyph,
+                           name="node-glyphs")
+    overlays, glyphs = [], [node_glyph, selected_glyph, faded_glyph]
+    for role in ("ancestor", "descendant"):
+        glyph = rect(line_color=HIGHLIGHT[role], line_width=1.6)
+        view = CDSView(filter=IndexFilter(indices=[], name=f"{role}s"))
+        overlays.append(GlyphRenderer(data_source=nodes, glyph=glyph, selection_glyph=glyph,
+                                      nonselection_glyph=glyph, view=view, name=f"{role}-highlight"))
+        glyphs.append(glyph)
+    fig.renderers.extend(overlays)
+    links = ColumnDataSource({"x0": [], "y0": [], "x1": [], "y1": [], "color": []}, name="links")
+    link_r = fig.segment("x0", "y0", "x1", "y1", source=links, line_color="color", line_width=1.6, line_alpha=0.8)
+    tap = TapTool(renderers=[node_r])
+    fig.add_tools(tap)
+    return _Canvas(fig, nodes, node_r, overlays, links, [node_r, edge_r, *overlays, link_r], glyphs, tap)
+
+
+def _hover(canvas: _Canvas, graph: Graph, know: Knowledge, units: dict[str, list], lens: dict[int, str]) -> None:
+    """Tooltips: data fields are escaped by Bokeh (no ``{safe}``), the markup around them is ours."""
+    lens_nodes = np.array(sorted(lens), dtype=np.int32)
+    unit_hover = CustomJSHover(args={"u": units, "tips": know.tips, "unit_tip": know.unit_tip,
+                                     "lens_nodes": lens_nodes, "lens_texts": [lens[int(i)] for i in lens_nodes]},
+                               code="""
+        const k = value
+        if (format == "kind") return u.unit_kind[k]
+        if (format == "shape") return u.unit_shape[k]
+        if (format == "gloss") return tips[unit_tip[k]]
+        if (format == "lens") {  // few nodes have a lens: binary search by node index
+            const i = special_vars.index
+            let lo = 0, hi = lens_nodes.length - 1
+            while (lo <= hi) {
+                const mid = (lo + hi) >> 1
+                if (lens_nodes[mid] == i) return u.lens_label[k] + ": " + lens_texts[mid]
+                if (lens_nodes[mid] < i) lo = mid + 1; else hi = mid - 1
+            }
+            return ""
+        }
+        const where = []
+        if (u.unit_layer[k] >= 0) where.push("layer " + u.unit_layer[k])
+        if (u.unit_head[k] >= 0) where.push("head " + u.unit_head[k])
+        return where.length ? where.join(" · ") + " · " : ""
+    """)
+    pos_hover = CustomJSHover(args={"tokens": graph.tokenization.tokens_visible}, code="""
+        return value >= 0 ? "position " + value + " (" + tokens[value] + ")" : "every position (a weight)"
+    """)
+    canvas.fig.add_tools(HoverTool(renderers=[canvas.node_r], tooltips=_TOOLTIP,
+                                   formatters={"@unit": unit_hover, "@pos": pos_hover}))
+
+
+def _axes(fig: Any, graph: Graph, lay: Layout) -> None:
+    """Tokens along the lanes, blocks below, columns above; labels that would collide are dropped."""
+    d = graph.dims
+    lanes = [float(y) for y in lay.lane_y]
+    strip = float(sum(lay.param_strip) / 2)
+    fig.yaxis.ticker = FixedTicker(ticks=sorted([strip, *lanes]))  # NoOverlap expects ascending ticks
+    fig.yaxis.major_label_overrides = {strip: "weights", **dict(zip(lanes, _token_labels(graph)))}
+    fig.yaxis.major_label_policy = NoOverlap()
+    fig.yaxis.axis_label = "position: token"
+    blocks = [float(lay.block_x[0] - 1.5), *(lay.block_span(L)[1] for L in range(d.n_layer)),
+              float(lay.block_x[-1] + 1.25)]
+    fig.xaxis.ticker = FixedTicker(ticks=blocks)
+    fig.xaxis.major_label_overrides = dict(zip(blocks, ["embed", *(f"block {L}" for L in range(d.n_layer)),
+                                                        "unembed"]))
+    fig.xaxis.major_label_policy = NoOverlap()
+    fig.add_layout(LinearAxis(ticker=FixedTicker(ticks=[x for x, _ in lay.columns]),
+                              major_label_overrides=dict(lay.columns), major_label_policy=NoOverlap(min_distance=6),
+                              major_label_orientation=0.9, major_label_text_font_size="10px"), "above")
+
+
+def _legends(canvas: _Canvas, mappers: dict, color_by: str) -> tuple[Legend, dict[str, ColorBar]]:
+    """The category legend and one colour bar per value statistic; the colour mode shows one of them."""
+    present = set(np.unique(canvas.nodes.data["cat"]).tolist())
+    # a swatch per category from a one-point renderer that draws nothing (NaN position): a swatch taken from a
+    # row of the node renderer vanishes whenever that row is culled, and an empty renderer draws no swatch
+    swatches = {name: canvas.fig.rect(x=[np.nan], y=[np.nan], width=0, height=0, fill_color=color, line_color=None)
+                for i, (name, color) in enumerate(CATEGORY_COLORS.items()) if i in present}
+    legend = Legend(items=[LegendItem(label=str(name), renderers=[r]) for name, r in swatches.items()],
+                    orientation="horizontal", visible=color_by == "category", label_text_font_size="11px",
+                    location="top_left")
+    canvas.fig.add_layout(legend, "below")
+    bar_labels = {"norm": {0: "smallest", 1: "largest"}, "mean": {0: "most negative", 0.5: "0", 1: "most positive"}}
+    bars = {mode: ColorBar(color_mapper=mappers[mode], title=f"{mode}, scaled within each kind",
+                           ticker=FixedTicker(ticks=list(labels)), major_label_overrides=labels,
+                           orientation="horizontal", height=10, width=400, visible=color_by == mode,
+                           location="top_left")
+            for mode, labels in bar_labels.items()}
+    for bar in bars.values():
+        canvas.fig.add_layout(bar, "below")
+    return legend, bars
+
+
+def _heatmap(graph: Graph) -> tuple[Any, ColumnDataSource, Title, ColumnDataSource, np.ndarray]:
+    """(figure, pattern source, title, focus-row source, every head's packed pattern) of the attention panel."""
+    n = graph.n_tokens
+    patterns, heat_data = _pattern_data(graph)
+    heat = ColumnDataSource(heat_data, name="heat")
+    focus = ColumnDataSource({"x": [], "y": [], "w": []}, name="heat-focus")
+    fig = figure(width=430, height=430, x_range=Range1d(-0.5, n - 0.5), y_range=Range1d(n - 0.5, -0.5),
+                 tools="pan,wheel_zoom,reset", name="heatmap", x_axis_label="key position (attended to)",
+                 y_axis_label="query position (attending)")
+    title = Title(text="Attention pattern · layer 0, head 0", text_font_size="13px")
+    fig.add_layout(title, "above")
+    fig.grid.visible = False
+    mapper = LogColorMapper(palette=list(_HEAT), low=1e-3, high=1)
+    cells = fig.rect("k", "q", width=1, height=1, source=heat, line_color=None,
+                     fill_color={"field": "prob", "transform": mapper})
+    fig.add_layout(ColorBar(color_mapper=mapper, ticker=FixedTicker(ticks=[0.001, 0.01, 0.1, 1]),
+                            major_label_overrides={0.001: "≤0.001", 0.01: "0.01", 0.1: "0.1", 1: "1"}, width=10,
+                            title="weight"), "right")
+    fig.rect("x", "y", width="w", height=1, source=focus, fill_color=None, line_color=HIGHLIGHT["selected"],
+             line_width=2)
+    fig.add_tools(HoverTool(renderers=[cells], tooltips=[("query", "@q: @qtok"), ("key", "@k: @ktok"),
+                                                         ("weight", "@prob{0.000}")]))
+    labels = {float(p): f"{t} ({p})" for p, t in enumerate(graph.tokenization.tokens_visible)}
+    for axis in (fig.xaxis, fig.yaxis):
+        axis.ticker = FixedTicker(ticks=list(labels))
+        axis.major_label_overrides = labels
+        axis.major_label_policy = NoOverlap()
+    fig.xaxis.major_label_orientation = 1.2
+    return fig, heat, title, focus, patterns
+
+
+def build_explorer(graph: Graph, *, title: str | None = None, color_by: str = "category",
+                   max_positions: int = 32, logit_lens: bool = True) -> LayoutDOM:
+    """The whole explorer page as a Bokeh layout (pure: reads the graph, writes nothing).
+
+    The explorer always shows the whole run, also for a subgraph view (its level of detail is what keeps a long
+    run manageable), so a view is widened to the full graph first."""
+    if color_by not in COLOR_MODES:
+        raise ValueError(f"color_by must be one of {', '.join(COLOR_MODES)}, got {color_by!r}")
+    graph = graph.subgraph()  # the full view of the same run
+    n, d = graph.n_tokens, graph.dims
+    title = title or default_title(graph)
+    lay = layout(graph.topology)
+    ins = input_rules(lay)
+    outs = output_rules(ins)
+    know = knowledge(graph, lay)
+    units = _unit_tables(graph, lay)
+    lens = lens_text(graph, lay) if logit_lens else {}
+
+    mappers = {
+        "category": LinearColorMapper(palette=list(CATEGORY_COLORS.values()), low=-0.5,
+                                      high=len(CATEGORY_COLORS) - 0.5),
+        "norm": LinearColorMapper(palette=list(_SEQUENTIAL), low=0, high=1),
+        "mean": LinearColorMapper(palette=list(_DIVERGING), low=0, high=1),
+    }
+    fill = {"field": "cat" if color_by == "category" else f"c_{color_by}", "transform": mappers[color_by]}
+    canvas = _canvas(graph, lay, _node_source(graph, lay), fill)
+    _hover(canvas, graph, know, units, lens)
+    _axes(canvas.fig, graph, lay)
+    legend, colorbars = _legends(canvas, mappers, color_by)
+
+    overview = overview_r = None
+    if n > max_positions:  # level of detail: blocks while more than max_positions lanes are in view
+        overview = _overview(lay, canvas.nodes.data, graph)
+        glyph = Rect(x="x", y="y", width="w", height="h", fill_color=fill, line_color="#ffffff", line_width=0.5)
+        overview_r = canvas.fig.add_glyph(overview, glyph, name="overview-blocks")
+        canvas.glyphs.append(glyph)
+        canvas.fig.add_tools(HoverTool(renderers=[overview_r], tooltips=_OVERVIEW_TOOLTIP))
+        canvas.tap.renderers = [canvas.node_r, overview_r]
+        for r in canvas.detail:
+            r.visible = False
+
+    heat_fig, heat, heat_title, focus, patterns = _heatmap(graph)
+    layer_w = Slider(start=0, end=max(d.n_layer - 1, 1), value=0, step=1, title="layer", width=200,
+                     name="attn-layer", disabled=d.n_layer == 1)
+    head_w = Slider(start=0, end=max(d.n_head - 1, 1), value=0, step=1, title="head", width=200,
+                    name="attn-head", disabled=d.n_head == 1)
+    color_w = RadioButtonGroup(labels=list(COLOR_MODES), active=COLOR_MODES.index(color_by), name="color-by")
+    panel = Div(text=_INTRO, width=430, height=330, name="panel", stylesheets=[InlineStyleSheet(css=_CSS)],
+                styles={"overflow-y": "auto", "border": "1px solid #ddd", "padding": "6px", "background": "#fff"})
+
+    lens_nodes = np.array(sorted(lens), dtype=np.int32)
+    meta = {
+        "n_tokens": n, "n_vectors": lay.n_vectors, "n_groups": len(lay.groups), "n_head": d.n_head,
+        "in_ptr": ins.ptr, "in_src": ins.src, "in_mode": ins.mode,
+        "out_ptr": outs.ptr, "out_src": outs.src, "out_mode": outs.mode, **units,
+        "tokens": graph.tokenization.tokens_visible, "lens_nodes": lens_nodes,
+        "lens_texts": [lens[int(i)] for i in lens_nodes], "panels": know.panels, "unit_panel": know.unit_panel,
+        "node_panel_keys": list(know.node_panel), "node_panel_values": list(know.node_panel.values()),
+        "intro": _INTRO, "colors": HIGHLIGHT, "color_modes": list(COLOR_MODES), "max_positions": max_positions,
+        "lane_pitch": lay.lane_pitch, "block_width": BLOCK_WIDTH,
+    }
+    explorer = CustomJS(code=_script(), args={
+        "meta": meta, "nodes": canvas.nodes, "overview": overview, "overview_r": overview_r,
+        "anc_filter": canvas.overlays[0].view.filter, "desc_filter": canvas.overlays[1].view.filter,
+        "link_source": canvas.links, "panel": panel, "heat": heat, "heat_title": heat_title, "focus": focus,
+        "patterns": patterns, "layer_w": layer_w, "head_w": head_w, "color_w": color_w, "glyphs": canvas.glyphs,
+        "mappers": mappers, "legend": legend, "colorbars": colorbars, "detail_renderers": canvas.detail,
+        "x_range": canvas.fig.x_range, "y_range": canvas.fig.y_range,
+    })
+    canvas.nodes.selected.js_on_change("indices", explorer)
+    if overview is not None:
+        overview.selected.js_on_change("indices", explorer)
+        canvas.fig.y_range.js_on_change("start", explorer)
+        canvas.fig.y_range.js_on_change("end", explorer)
+    for widget in (layer_w, head_w):
+        widget.js_on_change("value", explorer)
+    color_w.js_on_change("active", explorer)
+
+    controls = row(Div(text='<span class="g2g-label">colour by</span>', stylesheets=[InlineStyleSheet(css=_CSS)]),
+                   color_w)
+    side = column(panel, row(layer_w, head_w), heat_fig)
+    return column(_header(graph, title), controls, row(canvas.fig, side), name="explorer")

@@ -1,0 +1,211 @@
+"""Where every node of a run sits on the explorer's canvas: pure geometry from the topology, no values.
+
+The canvas reads left to right in forward order. Each token position is a horizontal *lane*; the residual
+stream runs along it through every block. Inside a block, the per-position vectors (LayerNorm outputs,
+attention output, MLP vectors) are tall bars, and each head's vectors are small cells, one row per head, so a
+lane is ``n_head`` rows high. Parameters sit in a strip above lane 0, directly over the column they feed.
+
+Nodes are numbered the way :meth:`Topology.vector_keys` enumerates them: vectors come in *groups* of one
+``(kind, layer, head)`` with one node per position, so node ``g * n_tokens + p`` is position ``p`` of group
+``g``; parameter nodes follow, in :meth:`Topology.param_keys` order.
+
+Example::
+
+    lay = layout(graph.topology)
+    lay.x[lay.index(Key("q", 0, 3, 1))]      # x of blocks.0.attn.hook_q[1,3]
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+
+import numpy as np
+
+from gpt2graph.schema import ParamKind, VectorKind
+from gpt2graph.topology import PARAM_SPECS, VECTOR_SPECS, Key, Topology
+
+__all__ = ["BLOCK_WIDTH", "COLUMN_LABELS", "LANE_GAP", "Layout", "layout"]
+
+V, P = VectorKind, ParamKind
+
+LANE_GAP = 2.0  # empty rows between two lanes
+PARAM_GAP = 2.5  # rows between the parameter strip and lane 0
+CELL = 0.8  # side of a head cell
+STREAM = "stream"  # the column where the residual stream enters a block
+
+#: x of each column inside a block, relative to the stream entering it
+BLOCK_COLUMNS: dict[str, float] = {
+    STREAM: 0.0, V.ln1: 1.25, V.q: 2.5, V.k: 3.5, V.v: 4.5, V.attn_scores: 5.75, V.attn_pattern: 6.75,
+    V.z: 8.0, V.head_out: 9.0, V.attn_out: 10.25, V.resid_mid: 11.5, V.ln2: 12.75, V.mlp_pre: 13.75,
+    V.mlp_post: 14.75, V.mlp_out: 15.75,
+}
+BLOCK_WIDTH = 17.0
+#: columns before block 0 and after the last block, relative to the stream entering block 0 / leaving the last
+EMBED_COLUMNS = {V.token: -3.0, V.token_embedding: -1.5, V.pos_embedding: -1.5}
+FINAL_COLUMNS = {V.ln_final: 1.25, V.logits: 2.5}
+
+#: bar widths by kind (wider bars for wider vectors); head kinds are CELL wide
+_BAR_WIDTH = {V.mlp_pre: 0.7, V.mlp_post: 0.7, V.logits: 0.9, V.token: 0.6}
+_DEFAULT_BAR = 0.5
+
+#: the column a parameter sits over, and where: the weight (left) and bias (right) of a pair side by side, a
+#: lone parameter in the centre, the two embedding tables one over the other
+_PARAM_COLUMN: dict[str, tuple[str, str]] = {
+    P.W_E: (V.token_embedding, "top"), P.W_pos: (V.pos_embedding, "bottom"),
+    P.ln1_w: (V.ln1, "left"), P.ln1_b: (V.ln1, "right"), P.W_Q: (V.q, "left"), P.b_Q: (V.q, "right"),
+    P.W_K: (V.k, "left"), P.b_K: (V.k, "right"), P.W_V: (V.v, "left"), P.b_V: (V.v, "right"),
+    P.W_O: (V.head_out, "centre"), P.b_O: (V.attn_out, "centre"), P.ln2_w: (V.ln2, "left"), P.ln2_b: (V.ln2, "right"),
+    P.W_in: (V.mlp_pre, "left"), P.b_in: (V.mlp_pre, "right"), P.W_out: (V.mlp_out, "left"),
+    P.b_out: (V.mlp_out, "right"), P.ln_final_w: (V.ln_final, "left"), P.ln_final_b: (V.ln_final, "right"),
+    P.W_U: (V.logits, "centre"),
+}
+_SIDE_DX = {"left": -0.12, "right": 0.26, "centre": 0.0, "top": 0.0, "bottom": 0.0}
+_SIDE_WIDTH = {"left": 0.45, "right": 0.2, "centre": 0.5, "top": 0.5, "bottom": 0.5}
+
+#: short labels of the columns, shown along the top axis when zoomed in
+COLUMN_LABELS: dict[str, str] = {
+    V.token: "token", V.token_embedding: "embed", STREAM: "resid", V.ln1: "ln1", V.q: "q", V.k: "k", V.v: "v",
+    V.attn_scores: "scores", V.attn_pattern: "pattern", V.z: "z", V.head_out: "result", V.attn_out: "attn_out",
+    V.resid_mid: "resid_mid", V.ln2: "ln2", V.mlp_pre: "mlp_pre", V.mlp_post: "mlp_post", V.mlp_out: "mlp_out",
+    V.ln_final: "ln_final", V.logits: "logits",
+}
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Positions and sizes of every node (numpy float32 arrays in node order) plus the canvas landmarks."""
+
+    topology: Topology
+    groups: list[Key]  # one (kind, layer, head) per vector group; position left as None
+    params: list[Key]
+    x: np.ndarray
+    y: np.ndarray
+    width: np.ndarray
+    height: np.ndarray
+    lane_y: np.ndarray  # centre of each position's lane
+    lane_pitch: float
+    block_x: np.ndarray  # x of the stream entering block L, for L in 0..n_layer (the last: leaving the last block)
+    columns: list[tuple[float, str]]  # (x, label) of every column, for the top axis
+    param_strip: tuple[float, float]  # (bottom, top) y of the parameter strip
+
+    @property
+    def n_vectors(self) -> int:
+        return len(self.groups) * self.topology.n_tokens
+
+    @property
+    def n_nodes(self) -> int:
+        return self.n_vectors + len(self.params)
+
+    def index(self, key: Key) -> int:
+        """Node index of a vector key (with its position) or a parameter key."""
+        if key.kind in PARAM_SPECS:
+            return self.n_vectors + self.param_index[key]
+        return self.group_index[key._replace(position=None)] * self.topology.n_tokens + key.position
+
+    def key_of(self, index: int) -> Key:
+        """The vector (with its position) or parameter key of a node index."""
+        n = self.topology.n_tokens
+        if index >= self.n_vectors:
+            return self.params[index - self.n_vectors]
+        return self.groups[index // n]._replace(position=index % n)
+
+    @cached_property
+    def group_index(self) -> dict[Key, int]:
+        return {g: i for i, g in enumerate(self.groups)}
+
+    @cached_property
+    def param_index(self) -> dict[Key, int]:
+        return {k: i for i, k in enumerate(self.params)}
+
+    @property
+    def x_range(self) -> tuple[float, float]:
+        return (float(self.block_x[0] + EMBED_COLUMNS[V.token] - 1.5),
+                float(self.block_x[-1] + FINAL_COLUMNS[V.logits] + 1.5))
+
+    @property
+    def y_range(self) -> tuple[float, float]:
+        n_head = self.topology.dims.n_head
+        return float(self.lane_y[-1] - n_head / 2 - 1), float(self.param_strip[1] + 1)
+
+    def block_span(self, layer: int) -> tuple[float, float, float]:
+        """(left, middle between attention and MLP, right) x of block ``layer``'s shaded band."""
+        x0 = float(self.block_x[layer])
+        return (x0 + BLOCK_COLUMNS[V.ln1] - 0.6, x0 + (BLOCK_COLUMNS[V.resid_mid] + BLOCK_COLUMNS[V.ln2]) / 2,
+                x0 + BLOCK_COLUMNS[V.mlp_out] + 0.6)
+
+
+def _column_x(kind: str, layer: int | None, block_x: np.ndarray) -> float:
+    """x of the column holding vectors of ``kind`` in block ``layer``."""
+    if kind in EMBED_COLUMNS:
+        return float(block_x[0] + EMBED_COLUMNS[kind])
+    if kind == V.input_embedding:
+        return float(block_x[0])
+    if kind == V.resid_pre:
+        return float(block_x[layer])
+    if kind == V.resid_post:
+        return float(block_x[-1])
+    if kind in FINAL_COLUMNS:
+        return float(block_x[-1] + FINAL_COLUMNS[kind])
+    return float(block_x[layer] + BLOCK_COLUMNS[kind])
+
+
+def layout(topology: Topology) -> Layout:
+    """Lay out every vector and parameter of ``topology`` (depends only on the dims and the token count)."""
+    d, n = topology.dims, topology.n_tokens
+    H = d.n_head
+    pitch = H + LANE_GAP
+    lane_y = -np.arange(n, dtype=np.float64) * pitch
+    block_x = np.arange(d.n_layer + 1, dtype=np.float64) * BLOCK_WIDTH
+    groups = [k._replace(position=None) for k in topology.vector_keys(position=0)]
+    params = list(topology.param_keys())
+
+    xs, ys, ws, hs = [], [], [], []
+    bar_h = H - 0.4
+    for kind, layer, head, _ in groups:
+        x = _column_x(kind, layer, block_x)
+        if VECTOR_SPECS[kind].per_head:
+            y = lane_y + H / 2 - (head + 0.5)
+            w, h = CELL, CELL
+        elif kind in (V.token_embedding, V.pos_embedding):
+            # the two lookups share a column: token embedding over positional embedding
+            y = lane_y + (bar_h / 4 if kind == V.token_embedding else -bar_h / 4)
+            w, h = _DEFAULT_BAR, bar_h / 2 - 0.2
+        else:
+            y = lane_y
+            w, h = _BAR_WIDTH.get(kind, _DEFAULT_BAR), (bar_h * 0.6 if kind == V.token else bar_h)
+        xs.append(np.full(n, x))
+        ys.append(y)
+        ws.append(np.full(n, w))
+        hs.append(np.full(n, h))
+
+    strip_bottom = float(lane_y[0] + H / 2 + PARAM_GAP)
+    strip_top = strip_bottom + H
+    px, py, pw, ph = [], [], [], []
+    for kind, layer, head, _ in params:
+        column, side = _PARAM_COLUMN[kind]
+        x = _column_x(column, layer, block_x)
+        if head is not None:
+            y, h = strip_top - (head + 0.5), CELL
+        elif side in ("top", "bottom"):
+            y, h = strip_bottom + (0.75 if side == "top" else 0.25) * H, H / 2 - 0.4
+        else:
+            y, h = (strip_bottom + strip_top) / 2, H - 0.4
+        px.append(x + _SIDE_DX[side])
+        py.append(y)
+        pw.append(_SIDE_WIDTH[side])
+        ph.append(h)
+
+    def cat(vectors: list[np.ndarray], weights: list[float]) -> np.ndarray:
+        return np.concatenate([*vectors, np.asarray(weights)]).astype(np.float32)
+
+    columns = [(float(block_x[0] + EMBED_COLUMNS[V.token]), COLUMN_LABELS[V.token]),
+               (float(block_x[0] + EMBED_COLUMNS[V.token_embedding]), COLUMN_LABELS[V.token_embedding])]
+    for L in range(d.n_layer):
+        columns += [(float(block_x[L] + dx), COLUMN_LABELS[k]) for k, dx in BLOCK_COLUMNS.items()]
+    columns += [(float(block_x[-1]), COLUMN_LABELS[STREAM])]
+    columns += [(float(block_x[-1] + dx), COLUMN_LABELS[k]) for k, dx in FINAL_COLUMNS.items()]
+
+    return Layout(topology=topology, groups=groups, params=params, x=cat(xs, px), y=cat(ys, py),
+                  width=cat(ws, pw), height=cat(hs, ph), lane_y=lane_y, lane_pitch=pitch, block_x=block_x,
+                  columns=columns, param_strip=(strip_bottom, strip_top))

@@ -1,0 +1,171 @@
+"""Value statistics of every node and the logit lens of the residual stream, computed from whole-layer
+tensors (``graph.hook``) rather than node by node, so a long prompt costs a few tensor operations per layer.
+
+The statistics are those of :func:`gpt2graph.values.summarize` (L2 norm, mean, population std, min, max),
+computed in float64 like it; an attention row of query position ``p`` has ``p + 1`` entries.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from gpt2graph import ops
+from gpt2graph.lens import lens_logits
+from gpt2graph.schema import VectorKind
+from gpt2graph.topology import VECTOR_SPECS, Key
+
+from .layout import Layout
+
+if TYPE_CHECKING:
+    from gpt2graph import Graph
+
+__all__ = ["LENS_KINDS", "STATS", "attention", "lens_text", "node_stats", "relative"]
+
+V = VectorKind
+STATS = ("norm", "mean", "std", "min", "max")
+#: residual-stream vectors, whose top tokens under the logit lens the tooltip shows
+LENS_KINDS = (V.input_embedding, V.resid_pre, V.resid_mid, V.resid_post)
+
+
+def _masked_stats(x: np.ndarray, mask: np.ndarray | None) -> list[np.ndarray]:
+    """Statistics over the last dimension of ``x``, counting only entries where ``mask`` (broadcast).
+
+    numpy rather than torch: these are many small operations, and torch's thread pool makes each of them
+    slow (milliseconds) whenever the machine is busy. Parameter slices are copied in numpy for the same reason."""
+    if mask is None:
+        mean = x.mean(-1)
+        return [np.sqrt((x * x).sum(-1)), mean, x.std(-1), x.min(-1), x.max(-1)]
+    count = mask.sum(-1)
+    zeroed = np.where(mask, x, 0.0)
+    mean = zeroed.sum(-1) / count
+    var = (np.where(mask, x - mean[..., None], 0.0) ** 2).sum(-1) / count
+    return [np.sqrt((zeroed * zeroed).sum(-1)), mean, np.sqrt(var), np.where(mask, x, np.inf).min(-1),
+            np.where(mask, x, -np.inf).max(-1)]
+
+
+def attention(graph: Graph, layer: int) -> tuple[Tensor, Tensor]:
+    """(scores, pattern) of every head of ``layer``, (n_head, n, n), in one batched computation."""
+    Q, K = (graph.hook(kind, layer).transpose(0, 1) for kind in (V.q, V.k))  # (H, n, d_head)
+    scores = ops.causal_scores(Q, K)
+    return scores, ops.softmax(scores)
+
+
+def _layer_values(graph: Graph, kind: str, layer: int | None, attn: dict[int, tuple[Tensor, Tensor]]) -> Tensor:
+    """One kind of one layer as (rows, width) in node order: heads first, then positions. ``attn`` keeps a
+    layer's scores and pattern, which are computed together."""
+    if kind in (V.attn_scores, V.attn_pattern):
+        if layer not in attn:
+            attn.clear()
+            attn[layer] = attention(graph, layer)
+        return attn[layer][0 if kind == V.attn_scores else 1]  # (H, n query, n key)
+    if kind == V.head_out:  # every head's z @ its W_O slice, as one batched product per layer
+        W_O = torch.from_numpy(np.stack([graph.param("W_O", layer, h).numpy()  # (H, d_head, d_model)
+                                         for h in range(graph.dims.n_head)]))
+        return ops.output_projection(graph.hook(V.z, layer).transpose(0, 1), W_O)
+    whole = graph.hook(kind, layer)
+    if kind == V.token:
+        return whole.reshape(-1, 1)
+    return whole.transpose(0, 1) if VECTOR_SPECS[kind].per_head else whole
+
+
+def node_stats(graph: Graph, lay: Layout) -> dict[str, np.ndarray]:
+    """float32 columns ``norm, mean, std, min, max`` in node order (vectors, then parameters)."""
+    n = graph.n_tokens
+    out = {name: np.zeros(lay.n_nodes, dtype=np.float32) for name in STATS}
+    causal = np.tril(np.ones((n, n), dtype=bool))
+    attn: dict[int, tuple[Tensor, Tensor]] = {}
+    with torch.no_grad():
+        # the groups of one kind and layer (its heads) are consecutive: one operation covers them all
+        g = 0
+        while g < len(lay.groups):
+            kind, layer = lay.groups[g].kind, lay.groups[g].layer
+            values = _layer_values(graph, kind, layer, attn).numpy().astype(np.float64)
+            mask = causal if kind in (V.attn_scores, V.attn_pattern) else None
+            rows = values[..., 0].size
+            for name, column in zip(STATS, _masked_stats(values, mask)):
+                out[name][g * n:g * n + rows] = column.reshape(-1)
+            g += rows // n
+        # parameters likewise by kind and layer, the heads' slices stacked
+        i = 0
+        while i < len(lay.params):
+            kind, layer = lay.params[i].kind, lay.params[i].layer
+            run = [k for k in lay.params[i:i + graph.dims.n_head] if (k.kind, k.layer) == (kind, layer)]
+            if kind == "W_U":  # tied: W_E transposed, with the same statistics
+                stats = [out[name][lay.n_vectors + lay.params.index(Key("W_E"))] for name in STATS]
+            else:  # float32: W_E alone has 38M entries
+                flat = np.stack([graph.param(*k[:3]).numpy().reshape(-1) for k in run])
+                stats = _masked_stats(flat, None)
+            for name, column in zip(STATS, stats):
+                out[name][lay.n_vectors + i:lay.n_vectors + i + len(run)] = column
+            i += len(run)
+    return out
+
+
+def relative(values: np.ndarray, unit_kind: np.ndarray, signed: bool) -> np.ndarray:
+    """``values`` scaled within each kind to [0, 1] for colouring: min..max, or for signed statistics
+    -max|v|..+max|v| so that 0.5 is zero. Kinds differ by orders of magnitude (logits vs queries), so one
+    scale for all would paint everything but the largest kind the same colour."""
+    out = np.full(values.shape, 0.5, dtype=np.float32)
+    for kind in np.unique(unit_kind):
+        sel = unit_kind == kind
+        v = values[sel].astype(np.float64)
+        if signed:
+            span = np.abs(v).max()
+            out[sel] = 0.5 + 0.5 * v / span if span > 0 else 0.5
+        else:
+            lo, hi = v.min(), v.max()
+            out[sel] = (v - lo) / (hi - lo) if hi > lo else 0.5
+    return out
+
+
+def _top(logits: Tensor, graph: Graph, k: int) -> list[str]:
+    """The ``k`` most probable tokens of each row of logits as text, e.g. ``Ġthe 12.5%, Ġa 8.1%``
+    (probabilities from a log-sum-exp, without materialising the softmax)."""
+    top = torch.topk(logits, k, dim=-1)
+    probs = (top.values - torch.logsumexp(logits, dim=-1, keepdim=True)).exp()
+    return [", ".join(f"{graph.decode_token(t)} {p:.1%}" for t, p in zip(ids, ps))
+            for ids, ps in zip(top.indices.tolist(), probs.tolist())]
+
+
+#: rows of logits held at once (rows x n_vocab floats): about 100 MB for GPT-2
+_LENS_ROWS = 512
+
+
+def lens_text(graph: Graph, lay: Layout, top_k: int = 3) -> dict[int, str]:
+    """Node index -> top tokens as text (see :func:`_top`) for residual-stream vectors (logit lens) and the logits (the
+    model's own prediction). A graph that carries an analysis with a logit lens (``graph.analysis.lens``)
+    is read as is; otherwise the lens of the stream is computed here, all groups in a few large products
+    (each reads W_U once, the expensive part)."""
+    n = graph.n_tokens
+    out: dict[int, str] = {}
+    stored = _stored_lens(graph, top_k)
+    rows, vectors = [], []
+    for g, key in enumerate(lay.groups):
+        nodes = range(g * n, (g + 1) * n)
+        if key.kind == V.logits:
+            out.update(zip(nodes, _top(graph.logits, graph, top_k)))
+        elif key.kind in LENS_KINDS and stored is not None:
+            ids = (lay.topology.vector_id(key._replace(position=p)) for p in range(n))
+            out.update((i, stored[node_id]) for i, node_id in zip(nodes, ids) if node_id in stored)
+        elif key.kind in LENS_KINDS:
+            rows += nodes
+            vectors.append(graph.hook(key.kind, key.layer))
+    if vectors:
+        x = torch.cat(vectors)
+        with torch.no_grad():
+            for start in range(0, len(rows), _LENS_ROWS):
+                logits = lens_logits(graph, x[start:start + _LENS_ROWS])
+                out.update(zip(rows[start:start + _LENS_ROWS], _top(logits, graph, top_k)))
+    return out
+
+
+def _stored_lens(graph: Graph, top_k: int) -> dict[str, str] | None:
+    """Node id -> top tokens from a logit lens the graph already carries, or None when it has none."""
+    lens: Any = getattr(getattr(graph, "analysis", None), "lens", None)
+    if lens is None:
+        return None
+    return {e.node: ", ".join(f"{t.token} {t.prob:.1%}" for t in e.top[:top_k]) for e in lens.entries}
