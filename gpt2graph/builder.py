@@ -19,7 +19,7 @@ __all__ = ["build", "tokenize", "vocabulary"]
 
 
 def build(prompt: str, model: Any = None, tokenizer: Any = None, *, random_weights: bool = False, seed: int = 0,
-          annotations: Any = None) -> Graph:
+          annotations: Any = None, analyze: bool | dict[str, Any] = False) -> Graph:
     """Run ``model`` on ``prompt`` once and return the graph of every vector and operation.
 
     ``model`` is a hub id (e.g. ``"gpt2"``, ``"distilgpt2"``; the HF cache is honoured), a local directory, or
@@ -27,6 +27,8 @@ def build(prompt: str, model: Any = None, tokenizer: Any = None, *, random_weigh
     warning) to the embedded GPT-2 124M architecture with seeded random weights when that cannot be loaded.
     The tokenizer comes from the model's directory when it has one, else it is GPT-2's own BPE.
     ``annotations``: YAML file path(s) of extra glossary entries and callouts (see ``graph.annotate``).
+    ``analyze``: True, or a dict of options for :func:`gpt2graph.analyze.analyze`, to compute and store the
+    interpretability layers (``graph.analysis``) right away.
     """
     if not isinstance(prompt, str) or not prompt:
         raise PromptError("the prompt is empty: give at least one character of text")
@@ -44,6 +46,8 @@ def build(prompt: str, model: Any = None, tokenizer: Any = None, *, random_weigh
         for path in [annotations] if isinstance(annotations, (str, bytes)) or hasattr(annotations, "__fspath__") \
                 else annotations:
             graph.annotate(path)
+    if analyze:
+        graph.analyze(**({} if analyze is True else analyze))
     return graph
 
 

@@ -1,4 +1,5 @@
-"""The ``gpt2graph`` command line: build, info, verify, render, renderers, glossary, validate, schema.
+"""The ``gpt2graph`` command line: build, analyze, info, verify, render, renderers, glossary, validate,
+schema.
 
 Errors in the user's input print one clear message (no traceback) and exit with status 2; a failed check
 (verification, validation, stale schema) exits with 1.
@@ -35,7 +36,7 @@ def cmd_build(args) -> int:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         graph = build(args.prompt, model=args.model, random_weights=args.random_weights, seed=args.seed,
-                      annotations=args.annotations)
+                      annotations=args.annotations, analyze=_analysis_options(args) if args.analyze else False)
     for w in caught:
         if "could not be loaded" in str(w.message):
             print(f"warning: {w.message}", file=sys.stderr)
@@ -54,6 +55,47 @@ def cmd_build(args) -> int:
         graph.render(name, path)
         print(f"rendered {name}: {path}")
     return 0
+
+
+def _token(text: str | None, token_id: int | None) -> int | str | None:
+    return token_id if token_id is not None else text
+
+
+def _analysis_options(args) -> dict:
+    return dict(position=args.position, target=_token(args.target, args.target_id),
+                contrast=_token(args.contrast, args.contrast_id), top_k=args.top_tokens,
+                temperature=args.temperature, top_k_sampling=args.top_k, top_p=args.top_p, seed=args.sample_seed,
+                induction_probe=args.induction_probe, lens=not args.no_lens)
+
+
+def cmd_analyze(args) -> int:
+    from .summary import format_summary
+
+    graph = _load(args.graph)
+    graph.analyze(**_analysis_options(args))
+    print(format_summary(graph.summary()))
+    graph.save(args.output or args.graph)
+    print(f"saved {args.output or args.graph}")
+    return 0
+
+
+def _add_analysis_options(p: argparse.ArgumentParser) -> None:
+    a = p.add_argument_group("interpretability (logit lens, DLA, head roles, circuits, decoding)")
+    a.add_argument("--position", type=int, default=-1, help="position for DLA and decoding (default: last)")
+    a.add_argument("--target", help="token to attribute and rank, as text that is exactly one token, e.g. ' Paris' "
+                   "(default: the prediction)")
+    a.add_argument("--target-id", type=int, help="the same, as a token id")
+    a.add_argument("--contrast", help="second token: DLA of the logit difference target - contrast")
+    a.add_argument("--contrast-id", type=int, help="the same, as a token id")
+    a.add_argument("--top-tokens", type=int, default=5, help="tokens per lens entry / table (default 5)")
+    a.add_argument("--temperature", type=float, default=1.0, help="decoding temperature (> 0, default 1)")
+    a.add_argument("--top-k", type=int, help="decoding top-k (default: off)")
+    a.add_argument("--top-p", type=float, help="decoding top-p in (0, 1] (default: off)")
+    a.add_argument("--sample-seed", type=int, help="sample with this seed (default: greedy)")
+    a.add_argument("--induction-probe", type=int, metavar="N", help="score head roles on the prompt plus N random "
+                   "tokens repeated twice")
+    a.add_argument("--no-lens", action="store_true", help="skip the logit lens (its cost grows with "
+                   "tokens x heads x vocabulary)")
 
 
 def _suffix(renderer: str) -> str:
@@ -145,7 +187,15 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("--annotations", action="append", metavar="FILE", help="add a glossary/annotation YAML file")
     b.add_argument("--verify", action="store_true", help="re-execute the graph and compare with the model")
     b.add_argument("--render", action="append", metavar="NAME[=PATH]", help="also render with this renderer")
+    b.add_argument("--analyze", action="store_true", help="compute the interpretability layers and store them")
+    _add_analysis_options(b)
     b.set_defaults(func=cmd_build)
+
+    an = sub.add_parser("analyze", help="compute the interpretability layers of a saved graph and store them")
+    an.add_argument("graph")
+    an.add_argument("-o", "--output", help="save to this .gg directory instead of updating the graph in place")
+    _add_analysis_options(an)
+    an.set_defaults(func=cmd_analyze)
 
     i = sub.add_parser("info", help="summarise a saved graph")
     i.add_argument("graph")

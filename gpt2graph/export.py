@@ -28,4 +28,31 @@ def to_networkx(graph: Graph) -> networkx.DiGraph:
         g.add_node(node.id, **attrs)
     for edge in graph.iter_edges():
         g.add_edge(edge.source, edge.target, role=edge.role, slot=edge.slot)
+    if graph.analysis is not None:
+        _add_analysis(g, graph.analysis)
     return g
+
+
+def _add_analysis(g, analysis) -> None:
+    """Logit lens and DLA on the nodes they describe; head roles and circuit scores on every node of that
+    head (q, k, v, scores, pattern, z, head_out and its parameters); decoding as a graph attribute."""
+    if analysis.lens is not None:
+        for e in analysis.lens.entries:
+            if e.node in g:
+                g.nodes[e.node].update(lens_top=[t.token for t in e.top], lens_top_prob=[t.prob for t in e.top],
+                                       lens_next_rank=e.next_token_rank, lens_next_prob=e.next_token_prob,
+                                       lens_target_rank=e.target_rank, lens_target_prob=e.target_prob)
+    for a in analysis.dla.contributions:
+        if a.component in g:
+            g.nodes[a.component]["dla"] = a.contribution
+    per_head = {(h.layer, h.head): {f"role_{r}": getattr(h, r) for r in
+                                    ("previous_token", "first_token", "current_token", "induction")}
+                | {"role_label": h.label} for h in analysis.roles.heads}
+    for c in analysis.circuits.heads:
+        per_head[(c.layer, c.head)]["ov_copying_score"] = c.ov_copying_score
+    for node, attrs in g.nodes(data=True):
+        key = (attrs.get("layer"), attrs.get("head"))
+        if key in per_head:
+            attrs.update(per_head[key])
+    g.graph["decoding"] = analysis.decoding.model_dump()
+    g.graph["dla"] = {k: v for k, v in analysis.dla.model_dump().items() if k != "contributions"}

@@ -33,6 +33,7 @@ from .values import Values, summarize
 if TYPE_CHECKING:
     import networkx
 
+    from .analysis import Analysis
     from .glossary import Glossary
     from .verify import VerifyReport
 
@@ -351,6 +352,20 @@ class Graph:
         from .registry import show
 
         show(self, renderer, **options)
+
+    @property
+    def analysis(self) -> Analysis | None:
+        """The interpretability results stored with this run (None until :meth:`analyze` is called)."""
+        return self.header.analysis
+
+    def analyze(self, **options: Any) -> Analysis:
+        """Compute the logit lens, direct logit attribution, head roles, circuits and decoding (options: see
+        :func:`gpt2graph.analyze.analyze`) and store them on the graph, so ``save`` writes them too."""
+        from .analyze import analyze
+
+        result = analyze(self, **options)
+        self.header = self.header.model_copy(update={"analysis": result})
+        return result
 
     def summary(self) -> dict:
         """Model, weights, dims, parameter shares, tokens and top predictions, as plain data."""

@@ -12,6 +12,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from .analysis import Analysis
+
 __all__ = [
     "FORMAT_VERSION",
     "Category",
@@ -305,5 +307,6 @@ class GraphHeader(Strict):
                                       "values.safetensors, set when saved: a mismatched or truncated pair is refused.")
     user_data: list[UserDataFile] = Field(default_factory=list, description="User glossary/annotation YAML files "
                                           "added with --annotations or graph.annotate(), stored verbatim.")
-    extras: dict[str, object] = Field(default_factory=dict, description="Derived analyses stored with the graph "
-                                      "(e.g. interpretability results), keyed by name.")
+    analysis: Analysis | None = Field(default=None, description="Interpretability results of this run (logit "
+                                      "lens, direct logit attribution, head roles, circuits, decoding), set by "
+                                      "graph.analyze() or build(..., analyze=...).")

@@ -35,6 +35,24 @@ def summarize_graph(graph: Graph, k: int = 5) -> dict:
                   "parameters": graph.topology.count_params()},
         "top_predictions": top_predictions(graph, k),
         "created": graph.header.created,
+        **({"analysis": analysis_summary(graph.analysis, k)} if graph.analysis is not None else {}),
+    }
+
+
+def analysis_summary(analysis, k: int = 5) -> dict:
+    """The top DLA contributors and the labelled heads (strongest first per role), as plain data."""
+    dla, roles = analysis.dla, analysis.roles
+    labelled: dict[str, list[dict]] = {}
+    for role in ("previous_token", "first_token", "current_token", "induction"):
+        labelled[role] = [{"layer": h.layer, "head": h.head, "score": getattr(h, role)}
+                          for h in roles.ranked(role) if h.label == role][:k]
+    return {
+        "dla": {"position": dla.position, "token": dla.token, "contrast": dla.contrast, "metric": dla.metric,
+                "model_value": dla.model_value, "residual_error": dla.residual_error,
+                "top": [{"component": a.component, "contribution": a.contribution} for a in dla.top(k)]},
+        "head_roles": {"source": roles.source, "chance": roles.chance, "labelled": labelled},
+        "decoding": {"chosen": analysis.decoding.chosen.token, "probability": analysis.decoding.chosen.prob,
+                     "greedy": analysis.decoding.greedy},
     }
 
 
@@ -56,4 +74,21 @@ def format_summary(s: dict) -> str:
     n = s["nodes"]
     lines.append(f"graph        {n['vectors']:,} vectors, {n['operations']:,} operations, {n['parameters']:,} parameters")
     lines.append("next token   " + ", ".join(f"{p['token']!r} {p['probability']:.1%}" for p in s["top_predictions"]))
+    if "analysis" in s:
+        a = s["analysis"]
+        d = a["dla"]
+        what = repr(d["token"]) if d["contrast"] is None else f"{d['token']!r} - {d['contrast']!r}"
+        lines.append(f"DLA          {d['metric'].replace('_', ' ')} {what} at position {d['position']}: "
+                     f"{d['model_value']:.3f} (sum of contributions off by {abs(d['residual_error']):.1e})")
+        for c in d["top"]:
+            lines.append(f"  {c['component']:<36}{c['contribution']:>+10.3f}")
+        roles = a["head_roles"]
+        lines.append(f"head roles   ({roles['source']}; labelled heads, strongest first)")
+        for role, heads in roles["labelled"].items():
+            found = ", ".join(f"L{h['layer']}H{h['head']} {h['score']:.2f}" for h in heads) or "none"
+            chance = roles["chance"][role]
+            lines.append(f"  {role:<15}{found}" + ("" if chance is None else f"  (uniform head: {chance:.2f})"))
+        dec = a["decoding"]
+        lines.append(f"decoded      {dec['chosen']!r} ({dec['probability']:.1%}, "
+                     f"{'greedy' if dec['greedy'] else 'sampled'})")
     return "\n".join(lines)

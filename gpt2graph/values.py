@@ -135,7 +135,8 @@ class Values:
             return self.activations[b + "attn.hook_z"].view(n, H, dh)
         if kind == V.head_out:
             W_O = self.params[f"transformer.h.{layer}.attn.c_proj.weight"].view(H, dh, -1)
-            return ops.output_projection(self.hook(V.z, layer).unsqueeze(-2), W_O).squeeze(-2)
+            # heads on the batch dimension: (H, n, d_head) @ (H, d_head, d_model), W_O never broadcast per position
+            return ops.output_projection(self.hook(V.z, layer).transpose(0, 1), W_O).transpose(0, 1)
         if kind in (V.attn_scores, V.attn_pattern):
             return torch.stack([self.head_matrix(kind, layer, h) for h in range(H)])
         if kind == V.input_embedding:

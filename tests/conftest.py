@@ -41,6 +41,14 @@ def tiny_graph(tiny_checkpoint):
 
 
 @pytest.fixture(scope="session")
+def analysed_graph(tiny_checkpoint):
+    """A separate build of the tiny run carrying every interpretability result (``graph.analysis``)."""
+    import gpt2graph
+
+    return gpt2graph.build(PROMPT, model=str(tiny_checkpoint), analyze={"target": " the", "induction_probe": 5})
+
+
+@pytest.fixture(scope="session")
 def saved_graph(tiny_graph, tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("saved") / "run.gg"
     tiny_graph.save(path)

@@ -234,19 +234,13 @@ annotations:
     assert "Softmax at position 2" not in panel("blocks.0.attn.hook_pattern[3,1]")
 
 
-def test_a_stored_logit_lens_is_used(tiny_graph, monkeypatch):
-    from types import SimpleNamespace
-
-    from gpt2graph_bokeh.stats import LENS_KINDS, lens_text
-
-    from gpt2graph.lens import logit_lens
+def test_a_stored_logit_lens_is_used(tiny_graph, analysed_graph):
+    from gpt2graph_bokeh.stats import lens_text
 
     lay = layout(tiny_graph.topology)
-    computed = lens_text(tiny_graph, lay)
-    stored = logit_lens(tiny_graph, top_k=3, kinds=LENS_KINDS)
-    monkeypatch.setattr(tiny_graph, "analysis", SimpleNamespace(lens=stored), raising=False)
-    read = lens_text(tiny_graph, lay)
-    assert read.keys() == computed.keys()
+    computed = lens_text(tiny_graph, lay)  # no analysis: the lens of the stream is computed by the renderer
+    read = lens_text(analysed_graph, lay)  # the same run, carrying a stored lens
+    assert analysed_graph.analysis.lens is not None and read.keys() == computed.keys()
 
     def tokens(text: str) -> list[str]:
         return [part.rsplit(" ", 1)[0] for part in text.split(", ")]

@@ -1,0 +1,121 @@
+"""QK and OV circuits of every head, from the weights alone, kept in factored form.
+
+A head's QK circuit W_Q^h W_K^h^T and OV circuit W_V^h W_O^h are d_model x d_model matrices of rank at most
+d_head; through the embedding and unembedding they become n_vocab x n_vocab. Neither is ever formed here:
+
+* singular values of A B (A: d_model x d_head, B: d_head x d_model) are those of R_A R_B^T, from the QR
+  factorisations A = Q_A R_A and B^T = Q_B R_B, since Q_A and Q_B have orthonormal columns;
+* the non-zero eigenvalues of the full OV circuit (W_E W_V)(W_O W_U) are those of the d_head x d_head
+  matrix (W_O W_U)(W_E W_V) = W_O (W_U W_E) W_V, and W_U W_E = W_E^T W_E is one d_model x d_model product
+  shared by every head;
+* the tokens a head boosts for one input token t need only the row W_E[t] W_V W_O W_U.
+
+LayerNorm (``fold_ln=True``, the default): a LayerNorm is centring, division by a per-token scale, a gain
+and a bias. Centring and the gain are linear and the same for every token, so they are folded into the
+matrix read after them (ln1 before W_Q, W_K, W_V; ln_final before W_U), as TransformerLens's weight
+processing does. The scale depends on the token and the biases are not part of a bilinear circuit, so both
+are left out: the circuits stay properties of the weights. The scale is a positive factor per token, so it
+does not change which tokens a head boosts for a given input token, only by how much.
+``fold_ln=False`` uses the raw weights.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import torch
+from torch import Tensor
+
+from .analysis import Circuits, HeadCircuit, TokenScore
+from .errors import InterpretError
+from .schema import ParamKind
+from .targets import resolve_token
+
+if TYPE_CHECKING:
+    from .graph import Graph
+
+__all__ = ["head_circuits", "factored_singular_values", "copying_scores", "head_factors"]
+
+P = ParamKind
+
+
+def factored_singular_values(A: Tensor, B: Tensor) -> Tensor:
+    """Singular values of A @ B, largest first, for A (..., m, r) and B (..., r, m) with r << m."""
+    _, R_A = torch.linalg.qr(A)
+    _, R_B = torch.linalg.qr(B.transpose(-1, -2))
+    return torch.linalg.svdvals(R_A @ R_B.transpose(-1, -2))
+
+
+def _centre_after_gain(W: Tensor, gain: Tensor) -> Tensor:
+    """P diag(gain) W, with P = I - 11^T/d the centring projection: a LayerNorm's linear part folded into
+    the matrix W (..., d_model, k) that reads its output."""
+    M = gain[:, None] * W
+    return M - M.mean(dim=-2, keepdim=True)
+
+
+def head_factors(graph: Graph, layer: int, fold_ln: bool = True) -> dict[str, Tensor]:
+    """W_Q, W_K, W_V (n_head, d_model, d_head) and W_O (n_head, d_head, d_model) of one layer, float64,
+    with ln1 folded into the first three when ``fold_ln``."""
+    H = graph.dims.n_head
+    out = {kind: torch.stack([graph.param(kind, layer, h) for h in range(H)]).double()
+           for kind in (P.W_Q, P.W_K, P.W_V, P.W_O)}
+    if fold_ln:
+        gain = graph.param(P.ln1_w, layer).double()
+        for kind in (P.W_Q, P.W_K, P.W_V):
+            out[kind] = _centre_after_gain(out[kind], gain)
+    return out
+
+
+def copying_scores(W_V: Tensor, W_O: Tensor, unembed_embed: Tensor) -> Tensor:
+    """Positive share of eigenvalue mass of W_E W_V W_O W_U per head, via W_O (W_U W_E) W_V (d_head^2).
+
+    ``unembed_embed`` is W_U W_E (d_model x d_model, LayerNorm folded as the caller chose)."""
+    eig = torch.linalg.eigvals(W_O @ unembed_embed @ W_V)
+    mass = eig.abs()
+    total = mass.sum(-1)
+    positive = (mass * (eig.real > 0)).sum(-1)
+    return torch.where(total > 0, positive / total.clamp(min=torch.finfo(total.dtype).tiny), 0.0)
+
+
+def _readout(graph: Graph, x: Tensor, fold_ln: bool) -> Tensor:
+    """x @ U for the unembedding U (= P diag(ln_final.w) W_U when folded), without forming U."""
+    if fold_ln:
+        x = (x - x.mean(-1, keepdim=True)) * graph.param(P.ln_final_w).double()
+    return x.float() @ graph.param(P.W_U)
+
+
+def head_circuits(graph: Graph, *, input_token: int | str | None = None, top_k: int = 5,
+                  fold_ln: bool = True) -> Circuits:
+    """QK/OV singular values, OV copying score and the tokens boosted for ``input_token`` (default: the
+    prompt's last token), for every head.
+
+    Example::
+
+        circuits = head_circuits(graph, input_token=" Paris")
+        max(circuits.heads, key=lambda h: h.ov_copying_score)   # the most copying head
+    """
+    if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
+        raise InterpretError(f"top_k must be a positive integer, got {top_k!r}")
+    t = graph.tokenization.token_ids[-1] if input_token is None else resolve_token(graph, input_token, "input token")
+    W_E = graph.param(P.W_E)
+    gram = (W_E.T @ W_E).double()  # W_U W_E, since W_U = W_E^T
+    unembed_embed = _centre_after_gain(gram, graph.param(P.ln_final_w).double()) if fold_ln else gram
+    embedding = W_E[t].double()
+    k = min(top_k, graph.dims.n_vocab)
+    heads = []
+    with torch.no_grad():
+        for L in range(graph.dims.n_layer):
+            f = head_factors(graph, L, fold_ln)
+            qk = factored_singular_values(f[P.W_Q], f[P.W_K].transpose(-1, -2))
+            ov = factored_singular_values(f[P.W_V], f[P.W_O])
+            copying = copying_scores(f[P.W_V], f[P.W_O], unembed_embed)
+            written = (embedding @ f[P.W_V]).unsqueeze(-2) @ f[P.W_O]  # (H, 1, d_model)
+            boosted = torch.topk(_readout(graph, written.squeeze(-2), fold_ln), k, dim=-1)
+            for h in range(graph.dims.n_head):
+                heads.append(HeadCircuit(
+                    layer=L, head=h, qk_singular_values=qk[h].tolist(), ov_singular_values=ov[h].tolist(),
+                    ov_copying_score=float(copying[h]),
+                    boosted=[TokenScore(id=i, token=graph.decode_token(i), value=v)
+                             for i, v in zip(boosted.indices[h].tolist(), boosted.values[h].tolist())],
+                ))
+    return Circuits(fold_ln=fold_ln, input_token_id=t, input_token=graph.decode_token(t), heads=heads)

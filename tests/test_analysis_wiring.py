@@ -1,0 +1,58 @@
+"""The analysis lives on the graph: stored by build/analyze, saved and loaded with it, printed by ``info``,
+exported to networkx, and validated by the JSON Schema."""
+
+import json
+
+import jsonschema
+import pytest
+
+from gpt2graph.cli import main
+from gpt2graph.schemagen import SCHEMA_DIR
+from gpt2graph.storage import load
+
+
+@pytest.fixture(scope="module")
+def analysed(analysed_graph, tmp_path_factory):
+    path = tmp_path_factory.mktemp("analysed") / "run.gg"
+    analysed_graph.save(path)
+    return analysed_graph, path
+
+
+def test_build_stores_the_analysis_and_save_keeps_it(analysed):
+    graph, path = analysed
+    assert graph.analysis is not None and graph.analysis.options.target == " the"
+    assert load(path).analysis == graph.analysis
+
+
+def test_the_saved_header_matches_the_schema(analysed):
+    _, path = analysed
+    schema = json.loads((SCHEMA_DIR / "graph.schema.json").read_text(encoding="utf-8"))
+    jsonschema.validate(json.loads((path / "graph.json").read_text(encoding="utf-8")), schema)
+
+
+def test_info_prints_dla_and_head_roles(analysed, capsys):
+    _, path = analysed
+    assert main(["info", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "DLA          logit 'Ġthe' at position 4" in out and "head roles" in out and "induction" in out
+
+
+def test_networkx_carries_lens_dla_and_roles(analysed):
+    graph, _ = analysed
+    g = graph.to_networkx()
+    head = g.nodes["blocks.1.attn.hook_result[4,2]"]
+    assert len(head["lens_top"]) == 5 and "dla" in head and "role_previous_token" in head
+    assert "ov_copying_score" in g.nodes["blocks.1.attn.W_Q[2]"]
+    assert g.graph["decoding"]["greedy"] is True
+
+
+def test_cli_analyze_updates_a_saved_graph(tiny_graph, tmp_path, capsys):
+    path = tmp_path / "plain.gg"
+    tiny_graph.save(path)
+    assert load(path).analysis is None
+    assert main(["analyze", str(path), "--target", " the", "--contrast", " a", "--no-lens", "--top-p", "0.9",
+                 "--sample-seed", "1"]) == 0
+    analysis = load(path).analysis
+    assert analysis.lens is None and analysis.dla.metric == "logit_difference" and not analysis.decoding.greedy
+    assert main(["analyze", str(path), "--top-p", "1.5"]) == 2
+    assert "top-p must be in (0, 1]" in capsys.readouterr().err
