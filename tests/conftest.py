@@ -65,12 +65,20 @@ def artifacts_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def chromium() -> str:
-    """Path of the system Chromium; CI installs it (.ci/run), so there a missing browser is a failure."""
+    """Path of the system Chromium. The test command installs it (scripts/system-deps): a missing browser is a
+    failure, never a skip, so pages are always tested as a person sees them."""
     path = shutil.which("chromium") or shutil.which("chromium-browser")
     if not path:
-        if os.environ.get("CI"):
-            pytest.fail("chromium is not installed: apt-get install chromium chromium-driver")
-        pytest.skip("chromium is not installed")
+        pytest.fail("chromium is not installed: run scripts/system-deps (apt-get install chromium chromium-driver)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def chromedriver(chromium) -> str:
+    """Path of the chromedriver that drives the system Chromium (same package source, same version)."""
+    path = shutil.which("chromedriver")
+    if not path:
+        pytest.fail("chromedriver is not installed: run scripts/system-deps (apt-get install chromium-driver)")
     return path
 
 

@@ -8,13 +8,10 @@ from html.parser import HTMLParser
 from itertools import pairwise
 from pathlib import Path
 
+import gpt2graph_bokeh
 import numpy as np
 import pytest
 import torch
-
-pytest.importorskip("bokeh")
-gpt2graph_bokeh = pytest.importorskip("gpt2graph_bokeh")
-
 from bokeh.models import CustomJS, Div, GlyphRenderer, HoverTool
 from gpt2graph_bokeh.ancestry import (
     ALL,

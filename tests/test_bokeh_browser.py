@@ -5,18 +5,14 @@ would fail loudly; each test then hovers, clicks or turns a widget and reads Bok
 
 from __future__ import annotations
 
-import os
 import shutil
 import tempfile
 import time
 from collections.abc import Iterator
 
+import gpt2graph_bokeh
 import numpy as np
 import pytest
-
-pytest.importorskip("selenium")
-gpt2graph_bokeh = pytest.importorskip("gpt2graph_bokeh")
-
 from conftest import CHROMIUM_FLAGS
 from gpt2graph_bokeh.layout import layout
 from selenium import webdriver
@@ -98,12 +94,7 @@ class Page:
 
 
 @pytest.fixture(scope="module")
-def driver(chromium) -> Iterator[webdriver.Chrome]:
-    chromedriver = shutil.which("chromedriver")
-    if not chromedriver:
-        if os.environ.get("CI"):
-            pytest.fail("chromedriver is not installed: apt-get install chromium-driver")
-        pytest.skip("chromedriver is not installed")
+def driver(chromium, chromedriver) -> Iterator[webdriver.Chrome]:
     options = webdriver.ChromeOptions()
     options.binary_location = chromium
     profile = tempfile.mkdtemp(prefix="g2g-chromium-")

@@ -4,23 +4,20 @@ with the widths we measured."""
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
-
-pytest.importorskip("gpt2graph_svg", reason="install the plugin: pip install -e renderers/svg")
-
-import gpt2graph  # noqa: E402
-from conftest import CHROMIUM_FLAGS  # noqa: E402
-from gpt2graph.cli import main  # noqa: E402
-from gpt2graph.errors import GraphFileError, RendererError  # noqa: E402
-from gpt2graph.graph import Graph  # noqa: E402
-from gpt2graph.schema import Weights  # noqa: E402
+from conftest import CHROMIUM_FLAGS
 from gpt2graph_svg import element_id, scene  # noqa: E402
 from gpt2graph_svg.draw import to_svg  # noqa: E402
+
+import gpt2graph
+from gpt2graph.cli import main
+from gpt2graph.errors import GraphFileError, RendererError
+from gpt2graph.graph import Graph
+from gpt2graph.schema import Weights  # noqa: E402
 
 NS = {"svg": "http://www.w3.org/2000/svg"}
 EVIL = '<script>alert(1)</script> "><img src=x onerror=alert(1)>'
@@ -210,18 +207,15 @@ def test_chromium_renders_it(chromium, default_svg, artifacts_dir, tmp_path):
 
 
 @pytest.mark.browser
-def test_browser_text_widths_match_the_layout(chromium, tiny_graph, default_svg, tmp_path):
+def test_browser_text_widths_match_the_layout(chromium, chromedriver, tiny_graph, default_svg, tmp_path):
     """The boxes the layout measured are the ones Chromium draws, so 'no overlap' holds in the browser too."""
-    driver_path = shutil.which("chromedriver")
-    if not driver_path:
-        pytest.skip("chromedriver is not installed")
     from selenium import webdriver
 
     opts = webdriver.ChromeOptions()
     opts.binary_location = chromium
     for flag in [*CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile'}"]:
         opts.add_argument(flag)
-    driver = webdriver.Chrome(options=opts, service=webdriver.ChromeService(executable_path=driver_path))
+    driver = webdriver.Chrome(options=opts, service=webdriver.ChromeService(executable_path=chromedriver))
     try:
         driver.get(default_svg.as_uri())
         widths = driver.execute_script(
