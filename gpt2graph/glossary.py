@@ -525,8 +525,13 @@ class Glossary(Mapping[str, GlossaryEntry]):
 
 # ---- loading --------------------------------------------------------------------------------------------
 def data_dir() -> Path:
-    """The built-in data directory: ``data/`` next to the package, or ``$GPT2GRAPH_DATA``."""
-    return Path(os.environ.get(DATA_ENV) or Path(__file__).resolve().parent.parent / "data")
+    """The built-in data directory: ``$GPT2GRAPH_DATA``, else ``data/`` of the checkout the package runs from,
+    else the copy an installed wheel carries as ``gpt2graph/data``."""
+    if os.environ.get(DATA_ENV):
+        return Path(os.environ[DATA_ENV])
+    package = Path(__file__).resolve().parent
+    checkout = package.parent / "data"
+    return checkout if checkout.is_dir() else package / "data"
 
 
 def _builtin_files(root: Path) -> list[Path]:
