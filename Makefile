@@ -15,7 +15,8 @@ $(STAMP): pyproject.toml $(addsuffix /pyproject.toml,$(PLUGINS)) scripts/setup-v
 
 demo: $(STAMP)
 	@mkdir -p out
-	$(VENV)/bin/gpt2graph build "$(PROMPT)" -o out/run.gg --verify --render svg=out/run.svg --render bokeh=out/run.html
+	$(VENV)/bin/gpt2graph build "$(PROMPT)" -o out/run.gg --verify --analyze --induction-probe 20 \
+		--render svg=out/run.svg --render bokeh=out/run.html
 
 test: $(STAMP) system-deps
 	$(VENV)/bin/pytest

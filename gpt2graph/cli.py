@@ -36,7 +36,7 @@ def cmd_build(args) -> int:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         graph = build(args.prompt, model=args.model, random_weights=args.random_weights, seed=args.seed,
-                      annotations=args.annotations, analyze=_analysis_options(args) if args.analyze else False)
+                      annotations=args.annotations, analyze=_build_analysis(args))
     for w in caught:
         if "could not be loaded" in str(w.message):
             print(f"warning: {w.message}", file=sys.stderr)
@@ -62,10 +62,18 @@ def _token(text: str | None, token_id: int | None) -> int | str | None:
 
 
 def _analysis_options(args) -> dict:
-    return dict(position=args.position, target=_token(args.target, args.target_id),
-                contrast=_token(args.contrast, args.contrast_id), top_k=args.top_tokens,
-                temperature=args.temperature, top_k_sampling=args.top_k, top_p=args.top_p, seed=args.sample_seed,
-                induction_probe=args.induction_probe, lens=not args.no_lens)
+    """The analysis options given on the command line; the rest keep :func:`gpt2graph.analyze.analyze`'s defaults."""
+    given = dict(position=args.position, target=_token(args.target, args.target_id),
+                 contrast=_token(args.contrast, args.contrast_id), top_k=args.top_tokens,
+                 temperature=args.temperature, top_k_sampling=args.top_k, top_p=args.top_p, seed=args.sample_seed,
+                 induction_probe=args.induction_probe, lens=False if args.no_lens else None)
+    return {k: v for k, v in given.items() if v is not None}
+
+
+def _build_analysis(args) -> dict | bool:
+    """``build`` analyses when asked to with --analyze or implicitly by any analysis option."""
+    options = _analysis_options(args)
+    return options if args.analyze or options else False
 
 
 def cmd_analyze(args) -> int:
@@ -81,14 +89,15 @@ def cmd_analyze(args) -> int:
 
 def _add_analysis_options(p: argparse.ArgumentParser) -> None:
     a = p.add_argument_group("interpretability (logit lens, DLA, head roles, circuits, decoding)")
-    a.add_argument("--position", type=int, default=-1, help="position for DLA and decoding (default: last)")
-    a.add_argument("--target", help="token to attribute and rank, as text that is exactly one token, e.g. ' Paris' "
-                   "(default: the prediction)")
-    a.add_argument("--target-id", type=int, help="the same, as a token id")
-    a.add_argument("--contrast", help="second token: DLA of the logit difference target - contrast")
-    a.add_argument("--contrast-id", type=int, help="the same, as a token id")
-    a.add_argument("--top-tokens", type=int, default=5, help="tokens per lens entry / table (default 5)")
-    a.add_argument("--temperature", type=float, default=1.0, help="decoding temperature (> 0, default 1)")
+    a.add_argument("--position", type=int, help="position for DLA and decoding (default: last)")
+    target, contrast = a.add_mutually_exclusive_group(), a.add_mutually_exclusive_group()
+    target.add_argument("--target", help="token to attribute and rank, as text that is exactly one token, e.g. "
+                        "' Paris' (default: the prediction)")
+    target.add_argument("--target-id", type=int, help="the same, as a token id")
+    contrast.add_argument("--contrast", help="second token: DLA of the logit difference target - contrast")
+    contrast.add_argument("--contrast-id", type=int, help="the same, as a token id")
+    a.add_argument("--top-tokens", type=int, help="tokens per lens entry / table (default 5)")
+    a.add_argument("--temperature", type=float, help="decoding temperature (> 0, default 1)")
     a.add_argument("--top-k", type=int, help="decoding top-k (default: off)")
     a.add_argument("--top-p", type=float, help="decoding top-p in (0, 1] (default: off)")
     a.add_argument("--sample-seed", type=int, help="sample with this seed (default: greedy)")
@@ -187,7 +196,7 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("--annotations", action="append", metavar="FILE", help="add a glossary/annotation YAML file")
     b.add_argument("--verify", action="store_true", help="re-execute the graph and compare with the model")
     b.add_argument("--render", action="append", metavar="NAME[=PATH]", help="also render with this renderer")
-    b.add_argument("--analyze", action="store_true", help="compute the interpretability layers and store them")
+    b.add_argument("--analyze", action="store_true", help="compute the interpretability layers and store them (implied by any option below)")
     _add_analysis_options(b)
     b.set_defaults(func=cmd_build)
 

@@ -56,3 +56,21 @@ def test_cli_analyze_updates_a_saved_graph(tiny_graph, tmp_path, capsys):
     assert analysis.lens is None and analysis.dla.metric == "logit_difference" and not analysis.decoding.greedy
     assert main(["analyze", str(path), "--top-p", "1.5"]) == 2
     assert "top-p must be in (0, 1]" in capsys.readouterr().err
+
+
+def test_any_analysis_option_makes_build_analyse(tiny_checkpoint, tmp_path, capsys):
+    out = tmp_path / "run.gg"
+    assert main(["build", "Transformer tokens are vectors", "--model", str(tiny_checkpoint), "-o", str(out),
+                 "--target-id", "262", "--no-lens"]) == 0
+    analysis = load(out).analysis
+    assert analysis is not None and analysis.dla.token_id == 262 and analysis.lens is None
+    assert analysis.options.temperature == 1.0 and analysis.options.position == -1  # defaults kept
+    plain = tmp_path / "plain.gg"
+    assert main(["build", "Transformer tokens", "--model", str(tiny_checkpoint), "-o", str(plain)]) == 0
+    assert load(plain).analysis is None
+
+
+def test_a_token_given_twice_is_refused(tiny_checkpoint, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["build", "Hi", "--model", str(tiny_checkpoint), "--target", " the", "--target-id", "262"])
+    assert exit_.value.code == 2 and "not allowed with argument" in capsys.readouterr().err
