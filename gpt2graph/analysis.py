@@ -3,16 +3,19 @@ circuits and decoding, bundled as :class:`Analysis`.
 
 These pydantic models are what a graph stores and a saved graph carries, so they are strict
 (``extra="forbid"``), frozen, and every field is documented for the generated JSON Schema. They import
-nothing from the rest of the package, so the graph header's schema can include them without a cycle.
+nothing from the rest of the package but its errors, so the graph header's schema can include them without
+a cycle.
 Node ids in these results are the graph's own ids (``blocks.3.attn.hook_result[7,5]``, ``blocks.3.attn.b_O``).
 """
 
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
+
+from .errors import InterpretError
 
 __all__ = [
     "TokenProb",
@@ -91,14 +94,40 @@ class LensEntry(_Result):
 
 
 class LogitLens(_Result):
-    """Logit lens of every residual-stream vector and every vector written into the stream."""
+    """Logit lens of every residual-stream vector and every vector written into the stream.
+
+    The header keeps what was computed; the per-vector results are arrays (top token ids, logits and
+    probabilities, ranks), stored with the values in ``values.safetensors`` rather than as JSON, since there
+    are (2 n_layer + 1 + n_layer n_head) x n_tokens of them. Read them through :attr:`entries` or :meth:`entry`.
+    """
 
     top_k: int = Field(description="Number of top tokens kept per vector.", ge=1)
     target: int | None = Field(default=None, description="Token id whose rank and probability every entry "
                                "reports; None when no target was chosen.")
-    entries: list[LensEntry] = Field(description="One entry per vector, in forward order (per layer: the "
-                                     "stream entering it, head outputs, b_O, the stream between attention and "
-                                     "MLP, MLP outputs; finally the stream leaving the last block).")
+    kinds: list[LensKind] = Field(description="Kinds of vector read. The entries are in forward order (per layer: "
+                                  "the stream entering it, head outputs (position-major), b_O, the stream between "
+                                  "attention and MLP, MLP outputs; finally the stream leaving the last block).")
+    n_entries: int = Field(description="Number of vectors read: the rows of the stored arrays.", ge=0)
+    _table: Any = PrivateAttr(default=None)  # gpt2graph.lens.LensTable, attached when computed or loaded
+
+    def _rows(self) -> Any:
+        if self._table is None:
+            raise InterpretError("this logit lens has no arrays attached: it is read with its graph "
+                                 "(gpt2graph.load), not from graph.json alone")
+        return self._table
+
+    @property
+    def entries(self) -> list[LensEntry]:
+        """Every vector's lens entry, in forward order (made on first use, then kept)."""
+        return self._rows().entries()
+
+    def entry(self, node: str) -> LensEntry | None:
+        """The lens entry of node ``node``, or None when the lens did not read it."""
+        return self._rows().entry(node)
+
+    def arrays(self) -> dict[str, Any]:
+        """The per-vector results by name, as tensors (what ``save`` writes under ``lens/``)."""
+        return self._rows().arrays
 
 
 # ---- direct logit attribution ------------------------------------------------------------------------------

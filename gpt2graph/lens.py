@@ -13,7 +13,8 @@ so memory stays at one chunk of logits however long the prompt.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import torch
@@ -24,12 +25,12 @@ from .analysis import LensEntry, LensKind, LogitLens, TokenProb
 from .errors import InterpretError
 from .schema import ParamKind, VectorKind
 from .targets import resolve_token
-from .topology import Key
+from .topology import Key, Topology
 
 if TYPE_CHECKING:
     from .graph import Graph
 
-__all__ = ["logit_lens", "lens_logits", "CHUNK_ELEMENTS"]
+__all__ = ["logit_lens", "lens_logits", "lens_blocks", "attach", "LensBlock", "LensTable", "CHUNK_ELEMENTS"]
 
 V, P = VectorKind, ParamKind
 #: logits held at once (rows x n_vocab); 2^25 fp32 values are 128 MB, about 670 rows of GPT-2
@@ -42,31 +43,118 @@ def lens_logits(graph: Graph, x: Tensor) -> Tensor:
     return ops.unembed(normed, graph.param(P.W_U))
 
 
-def _blocks(graph: Graph, kinds: set[str]) -> Iterator[tuple[LensKind, list[str], Tensor, Tensor]]:
-    """(kind, node ids, next-token ids (-1: none), vectors) for each whole layer of one kind, in forward order."""
-    top, n, H = graph.topology, graph.n_tokens, graph.dims.n_head
-    ids = torch.tensor(graph.tokenization.token_ids)
-    following = torch.cat([ids[1:], torch.tensor([-1])])
+@dataclass(frozen=True)
+class LensBlock:
+    """One whole layer of one kind of vector the lens reads: its node ids and the token following each."""
 
-    def per_position(kind: str, layer: int | None, x: Tensor) -> tuple[LensKind, list[str], Tensor, Tensor]:
-        return LensKind(kind), [top.vector_id(Key(kind, layer, None, p)) for p in range(n)], following, x
+    kind: LensKind
+    layer: int | None
+    node_ids: list[str]
+    following: Tensor  # next token id per row; -1 where there is none (last position, b_O)
 
-    for L in range(graph.dims.n_layer):
-        stream = V.input_embedding if L == 0 else V.resid_pre
-        if stream in kinds:
-            yield per_position(stream, None if L == 0 else L, graph.hook(stream, None if L == 0 else L))
+
+def lens_blocks(topology: Topology, token_ids: list[int], kinds: Iterable[str]) -> list[LensBlock]:
+    """The rows the lens reads, block by block in forward order: a pure function of the structure, so a saved
+    lens needs no node ids of its own."""
+    kinds = {str(k) for k in kinds}
+    n, H = topology.n_tokens, topology.dims.n_head
+    following = torch.cat([torch.tensor(token_ids[1:], dtype=torch.long), torch.tensor([-1])])
+
+    def stream(kind: str, layer: int | None) -> LensBlock:
+        return LensBlock(LensKind(kind), layer, [topology.vector_id(Key(kind, layer, None, p)) for p in range(n)],
+                         following)
+
+    blocks = []
+    for L in range(topology.dims.n_layer):
+        entering = V.input_embedding if L == 0 else V.resid_pre
+        if entering in kinds:
+            blocks.append(stream(entering, None if L == 0 else L))
         if V.head_out in kinds:
-            heads = graph.hook(V.head_out, L)  # (n, H, d_model): z^h W_O^h of every head
-            node_ids = [top.vector_id(Key(V.head_out, L, h, p)) for p in range(n) for h in range(H)]
-            yield LensKind.head_out, node_ids, following.repeat_interleave(H), heads.reshape(n * H, -1)
+            blocks.append(LensBlock(LensKind.head_out, L, [topology.vector_id(Key(V.head_out, L, h, p))
+                                                           for p in range(n) for h in range(H)],
+                                    following.repeat_interleave(H)))
         if P.b_O in kinds:
-            yield LensKind.b_O, [top.param_id(Key(P.b_O, L))], torch.tensor([-1]), graph.param(P.b_O, L)[None]
+            blocks.append(LensBlock(LensKind.b_O, L, [topology.param_id(Key(P.b_O, L))], torch.tensor([-1])))
         for kind in (V.resid_mid, V.mlp_out):
             if kind in kinds:
-                yield per_position(kind, L, graph.hook(kind, L))
+                blocks.append(stream(kind, L))
     if V.resid_post in kinds:
-        last = graph.dims.n_layer - 1
-        yield per_position(V.resid_post, last, graph.hook(V.resid_post, last))
+        blocks.append(stream(V.resid_post, topology.dims.n_layer - 1))
+    return blocks
+
+
+def _vectors(graph: Graph, block: LensBlock) -> Tensor:
+    """The (rows, d_model) vectors of one block, in its row order."""
+    if block.kind == LensKind.head_out:
+        return graph.hook(V.head_out, block.layer).reshape(-1, graph.dims.d_model)  # (n, H, d) position-major
+    if block.kind == LensKind.b_O:
+        return graph.param(P.b_O, block.layer)[None]
+    return graph.hook(block.kind, block.layer)
+
+
+class LensTable:
+    """The per-vector lens results as arrays (what is saved), with the node ids and kinds of their rows.
+
+    ``next_rank`` is 0 and ``next_prob`` NaN where no token follows; the target arrays exist only when a
+    target was chosen. :class:`LensEntry` objects are made from the arrays on demand."""
+
+    ARRAYS = ("top_ids", "top_logits", "top_probs", "next_rank", "next_prob", "target_rank", "target_prob")
+
+    def __init__(self, blocks: list[LensBlock], arrays: dict[str, Tensor], vocab: list[str]):
+        self.node_ids = [i for b in blocks for i in b.node_ids]
+        self.kinds = [b.kind for b in blocks for _ in b.node_ids]
+        self.arrays = arrays
+        self.vocab = vocab
+        self._entries: list[LensEntry] | None = None
+        self._index: dict[str, int] | None = None
+
+    def __eq__(self, other: object) -> bool:
+        def same(a: Tensor, b: Tensor) -> bool:  # exactly equal, NaN (no next token) included
+            return a.shape == b.shape and bool(((a == b) | (a.isnan() & b.isnan())).all())
+
+        return (isinstance(other, LensTable) and self.node_ids == other.node_ids
+                and self.arrays.keys() == other.arrays.keys()
+                and all(same(a, other.arrays[name]) for name, a in self.arrays.items()))
+
+    def entries(self) -> list[LensEntry]:
+        if self._entries is None:
+            self._entries = [self._entry(i) for i in range(len(self.node_ids))]
+        return self._entries
+
+    def entry(self, node: str) -> LensEntry | None:
+        if self._index is None:
+            self._index = {n: i for i, n in enumerate(self.node_ids)}
+        i = self._index.get(node)
+        return None if i is None else (self._entries[i] if self._entries is not None else self._entry(i))
+
+    def _entry(self, i: int) -> LensEntry:
+        a = self.arrays
+        rank = int(a["next_rank"][i])
+        target = "target_rank" in a
+        return LensEntry(
+            node=self.node_ids[i], kind=self.kinds[i],
+            top=[TokenProb(id=t, token=self.vocab[t], prob=p, logit=v) for t, p, v in
+                 zip(a["top_ids"][i].tolist(), a["top_probs"][i].tolist(), a["top_logits"][i].tolist())],
+            next_token_rank=rank or None, next_token_prob=float(a["next_prob"][i]) if rank else None,
+            target_rank=int(a["target_rank"][i]) if target else None,
+            target_prob=float(a["target_prob"][i]) if target else None,
+        )
+
+
+def attach(lens: LogitLens, topology: Topology, token_ids: list[int], arrays: dict[str, Tensor],
+           vocab: list[str]) -> None:
+    """Give a loaded ``lens`` its arrays, after checking they are the ones its header describes (ValueError)."""
+    blocks = lens_blocks(topology, token_ids, lens.kinds)
+    rows = sum(len(b.node_ids) for b in blocks)
+    expected = set(LensTable.ARRAYS) if lens.target is not None else set(LensTable.ARRAYS[:5])
+    if set(arrays) != expected:
+        raise ValueError(f"logit-lens arrays {sorted(arrays)} do not match its header (expected {sorted(expected)})")
+    for name, t in arrays.items():
+        shape = (rows, lens.top_k) if name.startswith("top_") else (rows,)
+        if tuple(t.shape) != shape or rows != lens.n_entries:
+            raise ValueError(f"logit-lens array {name} has shape {tuple(t.shape)}, expected {shape} "
+                             f"({lens.n_entries} entries recorded)")
+    lens._table = LensTable(blocks, arrays, vocab)
 
 
 def logit_lens(graph: Graph, *, top_k: int = 5, target: int | str | None = None,
@@ -87,46 +175,43 @@ def logit_lens(graph: Graph, *, top_k: int = 5, target: int | str | None = None,
     unknown = wanted - {str(k) for k in LensKind}
     if unknown:
         raise InterpretError(f"unknown logit-lens kind(s) {sorted(unknown)}; known: {[str(k) for k in LensKind]}")
+    if not wanted:
+        raise InterpretError("kinds is empty: name at least one logit-lens kind (or skip the lens)")
     target_id = None if target is None else resolve_token(graph, target, "target")
     k = min(top_k, graph.dims.n_vocab)
     rows = max(1, chunk_elements // graph.dims.n_vocab)
-    entries: list[LensEntry] = []
+    blocks = lens_blocks(graph.topology, graph.tokenization.token_ids, wanted)
+    parts: list[dict[str, Tensor]] = []
     with torch.no_grad():
-        for kind, node_ids, following, x in _blocks(graph, wanted):
+        for block in blocks:
+            x = _vectors(graph, block)
             for start in range(0, x.shape[0], rows):
                 stop = start + rows
-                entries += _read(graph, kind, node_ids[start:stop], following[start:stop], x[start:stop], k,
-                                 target_id)
-    return LogitLens(top_k=k, target=target_id, entries=entries)
+                parts.append(_read(graph, x[start:stop], block.following[start:stop], k, target_id))
+    names = LensTable.ARRAYS if target_id is not None else LensTable.ARRAYS[:5]
+    arrays = {name: torch.cat([p[name] for p in parts]) for name in names}
+    lens = LogitLens(top_k=k, target=target_id, kinds=[kind for kind in LensKind if kind in wanted],
+                     n_entries=sum(len(b.node_ids) for b in blocks))
+    lens._table = LensTable(blocks, arrays, graph.vocab)
+    return lens
 
 
-def _read(graph: Graph, kind: LensKind, node_ids: list[str], following: Tensor, x: Tensor, k: int,
-          target_id: int | None) -> list[LensEntry]:
-    """Lens entries of one chunk of vectors: one (rows, n_vocab) logit matrix, read without copying it."""
+def _read(graph: Graph, x: Tensor, following: Tensor, k: int, target_id: int | None) -> dict[str, Tensor]:
+    """Lens arrays of one chunk of vectors: one (rows, n_vocab) logit matrix, read without copying it."""
     logits = lens_logits(graph, x)
     peak = logits.amax(dim=-1, keepdim=True)  # logsumexp by hand: one pass fewer than torch.logsumexp on CPU
     lse = (logits - peak).exp_().sum(dim=-1, keepdim=True).log_() + peak
     top = torch.topk(logits, k, dim=-1)
-    top_p = (top.values - lse).exp().clamp(max=1.0)
 
-    def rank_prob(token_ids: Tensor) -> tuple[list[int], list[float]]:
+    def rank_prob(token_ids: Tensor) -> tuple[Tensor, Tensor]:
         own = logits.gather(1, token_ids.clamp(min=0)[:, None])
-        return ((logits > own).sum(-1, dtype=torch.int32) + 1).tolist(), (own - lse).exp().clamp(max=1.0)[:, 0].tolist()
+        return (logits > own).sum(-1, dtype=torch.int32) + 1, (own - lse).exp().clamp(max=1.0)[:, 0]
 
+    has_next = following >= 0
     next_rank, next_prob = rank_prob(following)
-    has_next = (following >= 0).tolist()
+    out = {"top_ids": top.indices.to(torch.int32), "top_logits": top.values,
+           "top_probs": (top.values - lse).exp().clamp(max=1.0),
+           "next_rank": torch.where(has_next, next_rank, 0), "next_prob": torch.where(has_next, next_prob, torch.nan)}
     if target_id is not None:
-        target_rank, target_prob = rank_prob(torch.full_like(following, target_id))
-    vocab = graph.vocab
-    out = []
-    for i, (node, ids, probs, values) in enumerate(zip(node_ids, top.indices.tolist(), top_p.tolist(),
-                                                       top.values.tolist())):
-        out.append(LensEntry(
-            node=node, kind=kind,
-            top=[TokenProb(id=t, token=vocab[t], prob=p, logit=v) for t, p, v in zip(ids, probs, values)],
-            next_token_rank=next_rank[i] if has_next[i] else None,
-            next_token_prob=next_prob[i] if has_next[i] else None,
-            target_rank=target_rank[i] if target_id is not None else None,
-            target_prob=target_prob[i] if target_id is not None else None,
-        ))
+        out["target_rank"], out["target_prob"] = rank_prob(torch.full_like(following, target_id))
     return out

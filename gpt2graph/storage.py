@@ -17,6 +17,7 @@ from pydantic import ValidationError
 
 from .errors import GraphFileError
 from .graph import Graph
+from .lens import attach
 from .schema import FORMAT_VERSION, GraphHeader
 from .topology import Topology
 from .values import Values, activation_names, activation_shape, param_names
@@ -25,7 +26,7 @@ __all__ = ["save", "load", "atomic_write", "check_target", "HEADER_FILE", "VALUE
 
 HEADER_FILE = "graph.json"
 VALUES_FILE = "values.safetensors"
-_ACT, _PARAM = "act/", "param/"
+_ACT, _PARAM, _LENS = "act/", "param/", "lens/"
 
 
 def _sha256(path: Path) -> str:
@@ -77,6 +78,9 @@ def save(graph: Graph, path: str | os.PathLike) -> Path:
         store = graph.store
         tensors = {_ACT + k: v.contiguous() for k, v in store.activations.items()}
         tensors.update({_PARAM + k: v.contiguous() for k, v in store.params.items()})
+        lens = graph.analysis.lens if graph.analysis is not None else None
+        if lens is not None:
+            tensors.update({_LENS + k: v.contiguous() for k, v in lens.arrays().items()})
         metadata = {"format": "gpt2graph", "vocab": json.dumps(graph.vocab, ensure_ascii=False)}
         save_file(tensors, str(tmp / VALUES_FILE), metadata=metadata)
         header = graph.header.model_copy(update={"values_sha256": _sha256(tmp / VALUES_FILE)})
@@ -150,7 +154,8 @@ def load(path: str | os.PathLike) -> Graph:
         raise GraphFileError(f"{path}: {VALUES_FILE} does not belong to {HEADER_FILE} (sha256 {digest[:12]}... "
                              f"!= recorded {header.values_sha256[:12]}...): truncated, corrupted or mismatched")
     dims, n = header.model.dims, len(header.tokenization.token_ids)
-    acts, params = {}, {}
+    lens = header.analysis.lens if header.analysis is not None else None
+    acts, params, lens_arrays = {}, {}, {}
     try:
         with safe_open(str(values_path), framework="pt") as f:
             names = set(f.keys())
@@ -159,12 +164,15 @@ def load(path: str | os.PathLike) -> Graph:
                 raise GraphFileError(f"{values_path}: the vocabulary is missing or does not have n_vocab = "
                                      f"{dims.n_vocab} entries")
             expected = {_ACT + a for a in activation_names(dims)} | {_PARAM + p for p in param_names(dims)}
+            if lens is not None:
+                expected |= {n for n in names if n.startswith(_LENS)}  # checked against the lens header below
             if names != expected:
                 missing, extra = sorted(expected - names)[:3], sorted(names - expected)[:3]
                 raise GraphFileError(f"{values_path}: tensors do not match the header's model: missing {missing}, "
                                      f"unexpected {extra}")
             for name in names:
-                (acts if name.startswith(_ACT) else params)[name.split("/", 1)[1]] = f.get_tensor(name)
+                part = acts if name.startswith(_ACT) else params if name.startswith(_PARAM) else lens_arrays
+                part[name.split("/", 1)[1]] = f.get_tensor(name)
     except GraphFileError:
         raise
     except Exception as exc:  # safetensors raises its own error types for malformed files
@@ -173,4 +181,10 @@ def load(path: str | os.PathLike) -> Graph:
         if tuple(t.shape) != activation_shape(name, dims, n):
             raise GraphFileError(f"{values_path}: activation {name} has shape {tuple(t.shape)}, expected "
                                  f"{activation_shape(name, dims, n)} for {n} tokens")
-    return Graph(header, Values(acts, params, Topology(dims, n)), vocab)
+    topology = Topology(dims, n)
+    if lens is not None:
+        try:
+            attach(lens, topology, header.tokenization.token_ids, lens_arrays, vocab)
+        except ValueError as exc:
+            raise GraphFileError(f"{values_path}: {exc}") from exc
+    return Graph(header, Values(acts, params, topology), vocab)

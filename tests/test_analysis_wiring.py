@@ -7,6 +7,7 @@ import jsonschema
 import pytest
 
 from gpt2graph.cli import main
+from gpt2graph.errors import GraphFileError
 from gpt2graph.schemagen import SCHEMA_DIR
 from gpt2graph.storage import load
 
@@ -21,7 +22,35 @@ def analysed(analysed_graph, tmp_path_factory):
 def test_build_stores_the_analysis_and_save_keeps_it(analysed):
     graph, path = analysed
     assert graph.analysis is not None and graph.analysis.options.target == " the"
-    assert load(path).analysis == graph.analysis
+    loaded = load(path).analysis
+    assert loaded == graph.analysis
+    assert loaded.lens.entries == graph.analysis.lens.entries  # the arrays, from values.safetensors
+    node = "blocks.1.attn.hook_result[4,2]"
+    assert loaded.lens.entry(node) == graph.analysis.lens.entry(node) and loaded.lens.entry("nope") is None
+
+
+def test_the_lens_arrays_are_stored_as_tensors_not_json(analysed):
+    _, path = analysed
+    header = json.loads((path / "graph.json").read_text(encoding="utf-8"))
+    assert set(header["analysis"]["lens"]) == {"top_k", "target", "kinds", "n_entries"}
+    from safetensors import safe_open
+
+    with safe_open(str(path / "values.safetensors"), framework="pt") as f:
+        top = f.get_tensor("lens/top_ids")
+    assert top.shape == (header["analysis"]["lens"]["n_entries"], 5)
+
+
+def test_a_lens_header_that_does_not_match_its_arrays_is_refused(analysed, tmp_path):
+    import shutil
+
+    _, path = analysed
+    bad = tmp_path / "bad.gg"
+    shutil.copytree(path, bad)
+    header = json.loads((bad / "graph.json").read_text(encoding="utf-8"))
+    header["analysis"]["lens"]["n_entries"] -= 1
+    (bad / "graph.json").write_text(json.dumps(header), encoding="utf-8")
+    with pytest.raises(GraphFileError, match=r"logit-lens array \w+ has shape"):
+        load(bad)
 
 
 def test_the_saved_header_matches_the_schema(analysed):
