@@ -57,7 +57,7 @@ class Option:
         if not ok:
             raise RendererError(f"renderer {renderer!r}: option {name!r} expects {self.type_name}, got "
                                 f"{type(value).__name__} {value!r}")
-        if self.choices and value not in self.choices:
+        if self.choices and value is not None and value not in self.choices:
             raise RendererError(f"renderer {renderer!r}: option {name!r} must be one of {', '.join(self.choices)}; "
                                 f"got {value!r}")
         return value

@@ -105,6 +105,13 @@ def test_wrong_option_types_say_what_was_expected(monkeypatch, options, message)
         r.check_options("stub", options)
 
 
+def test_an_unset_option_may_declare_choices():
+    option = Option(str, None, "colour, or unset for the renderer's choice", choices=("red", "blue"))
+    assert option.check("colour", None, "stub") is None and option.check("colour", "red", "stub") == "red"
+    with pytest.raises(RendererError, match="must be one of red, blue"):
+        option.check("colour", "green", "stub")
+
+
 def test_cli_strings_are_converted_and_defaults_filled(monkeypatch):
     r = fake_registry(monkeypatch, FakeEntryPoint("stub", "s:Stub", Stub))
     checked = r.check_options("stub", parse_cli_options(["layers=0,3", "scale=2", "show=off"]))

@@ -158,8 +158,8 @@ def test_user_text_is_escaped(tiny_checkpoint, tmp_path):
     ({"layers": [2]}, "layer 2 does not exist: this model has layers 0 to 1"),
     ({"head": 4}, "head 4 does not exist: this model has heads 0 to 3"),
     ({"positions": [0, 9]}, "position 9 does not exist"),
-    ({"temperature": 0.0}, "'temperature' must be > 0"),
-    ({"top_p": 1.5}, "'top_p' must be in (0, 1]"),
+    ({"temperature": 0.0}, "decoding option: temperature must be a finite number > 0"),
+    ({"top_p": 1.5}, "decoding option: top-p must be in (0, 1]"),
 ])
 def test_bad_options_are_clear_errors_and_write_nothing(tiny_graph, tmp_path, options, message):
     path = tmp_path / "out.svg"
@@ -224,5 +224,5 @@ def test_browser_text_widths_match_the_layout(chromium, chromedriver, tiny_graph
         driver.quit()
     expected = [t.box.w for t in scene(tiny_graph).texts()]
     assert len(widths) == len(expected)
-    off = [(e, w) for e, w in zip(expected, widths) if abs(e - w) > 1 + 0.01 * e]
+    off = [(e, w) for e, w in zip(expected, widths, strict=True) if abs(e - w) > 1 + 0.01 * e]
     assert not off, off[:5]

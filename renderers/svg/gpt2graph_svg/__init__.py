@@ -3,7 +3,9 @@
 It draws what the hand-drawn "A Vector-Level View of GPT-2" draws, from a live run: the prompt and its
 tokens, the embedding lookups, the residual stream through the blocks (expanded ones in full: LayerNorm,
 per-head q/k/v, causal scores and attention pattern, z, per-head W_O, the MLP), the final LayerNorm, the tied
-unembedding, and decoding to the next token, with callouts from the glossary data beside each part.
+unembedding, and decoding to the next token, with callouts from the glossary data beside each part. A graph
+carrying an analysis (``graph.analyze()``) adds the logit lens, direct logit attribution and a map of heads
+coloured by DLA or a role score, and its numbers in every tooltip.
 
 Registered as the ``svg`` renderer through the ``gpt2graph.renderers`` entry point::
 
@@ -21,7 +23,9 @@ from gpt2graph.registry import Option
 from gpt2graph.storage import atomic_write
 
 from .draw import element_id, to_svg
-from .layout import Scene, layout
+from .interpretation import HEAD_COLOURS, decoding
+from .layout import layout
+from .scene import Scene
 
 __all__ = ["SvgRenderer", "scene", "element_id", "__version__"]
 __version__ = "0.1.0"
@@ -43,9 +47,13 @@ class SvgRenderer:
                             f"when there are more than {MAX_DEFAULT_POSITIONS})"),
         "callouts": Option(bool, True, "show glossary callouts and annotations beside the parts they explain"),
         "title": Option(str, "", "title of the infographic (default: derived from the prompt)"),
-        "temperature": Option(float, 1.0, "decoding temperature (> 0) for the next-token panel"),
-        "top_k": Option(int, 50, "top-k filter of the next-token panel (0 turns it off)"),
-        "top_p": Option(float, 1.0, "top-p (nucleus) threshold of the next-token panel, in (0, 1]"),
+        "temperature": Option(float, None, "decoding temperature (> 0); unset: the stored analysis's decoding, "
+                              "else 1"),
+        "top_k": Option(int, None, "keep the k most probable tokens when decoding (>= 1); unset: no top-k"),
+        "top_p": Option(float, None, "nucleus threshold of the decoding, in (0, 1]; unset: no top-p"),
+        "seed": Option(int, None, "draw the next token with this seed; unset: greedy (the most probable)"),
+        "head_color": Option(str, None, "colour of the head map (needs an analysis); unset: dla when the graph "
+                             "carries an analysis", choices=HEAD_COLOURS),
     }
 
     def render(self, graph: Any, path: str | Path, **options: Any) -> Path:
@@ -56,9 +64,10 @@ class SvgRenderer:
 
 
 def scene(graph: Any, *, layers: list[int] | None = (0,), head: int = 0, positions: list[int] | None = None,
-          callouts: bool = True, title: str = "", temperature: float = 1.0, top_k: int = 50,
-          top_p: float = 1.0) -> Scene:
-    """Validate the options against the graph and lay it out (a pure function: no file is touched)."""
+          callouts: bool = True, title: str = "", temperature: float | None = None, top_k: int | None = None,
+          top_p: float | None = None, seed: int | None = None, head_color: str | None = None) -> Scene:
+    """Validate the options against the graph and lay it out (a pure function: no file is touched).
+    Decoding options left unset use the graph's stored analysis, if any (see :func:`interpretation.decoding`)."""
     d, n = graph.dims, graph.n_tokens
     layers = list(range(d.n_layer)) if layers is None else list(layers)
     _in_range("layer", layers, d.n_layer)
@@ -68,14 +77,14 @@ def scene(graph: Any, *, layers: list[int] | None = (0,), head: int = 0, positio
     elif not positions:
         raise RendererError("option 'positions' is empty: give at least one token position")
     _in_range("position", positions, n)
-    if not temperature > 0:
-        raise RendererError(f"option 'temperature' must be > 0, got {temperature}")
-    if top_k < 0:
-        raise RendererError(f"option 'top_k' must be >= 0 (0 turns it off), got {top_k}")
-    if not 0 < top_p <= 1:
-        raise RendererError(f"option 'top_p' must be in (0, 1], got {top_p}")
-    return layout(graph, layers=layers, head=head, positions=sorted(set(positions)), callouts=callouts,
-                  title=title, temperature=float(temperature), top_k=top_k, top_p=float(top_p))
+    if graph.analysis is None and head_color is not None:
+        raise RendererError("option 'head_color' needs interpretability results on the graph: build with "
+                            "--analyze (or call graph.analyze()) first")
+    if graph.analysis is not None and head_color is None:
+        head_color = "dla"
+    result, stored = decoding(graph, temperature=temperature, top_k=top_k, top_p=top_p, seed=seed)
+    return layout(graph, layers=layers, head=head, positions=sorted(set(positions)), decoding=result,
+                  decoding_stored=stored, head_color=head_color, callouts=callouts, title=title)
 
 
 def _in_range(what: str, values: list[int], limit: int) -> None:

@@ -44,10 +44,10 @@ def _hex(rgb: tuple[float, float, float]) -> str:
 
 def _ramp(stops, t: float) -> str:
     t = min(max(t, stops[0][0]), stops[-1][0])
-    for (t0, c0), (t1, c1) in zip(stops, stops[1:]):
+    for (t0, c0), (t1, c1) in zip(stops, stops[1:], strict=False):
         if t <= t1:
             f = (t - t0) / (t1 - t0)
-            return _hex(tuple(a + (b - a) * f for a, b in zip(c0, c1)))
+            return _hex(tuple(a + (b - a) * f for a, b in zip(c0, c1, strict=True)))
     return _hex(stops[-1][1])
 
 

@@ -1,5 +1,5 @@
-"""What the infographic says, apart from where it goes: callouts from the glossary data, the decoding step's
-numbers, and the tooltip text of nodes. Everything here is plain data, computed from the graph."""
+"""What the callouts say, apart from where they go: annotations and glossary entries from the glossary data,
+resolved for this run and reduced to plain text and safe links."""
 
 from __future__ import annotations
 
@@ -7,16 +7,14 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-import torch
 from gpt2graph.glossary import ResolvedAnnotation, template_values
 
 from .text import markdown_paragraphs
 
-__all__ = ["Link", "Callout", "Content", "Candidate", "Decoding", "decoding", "safe_url", "DECODE_STEPS"]
+__all__ = ["Link", "Callout", "Content", "safe_url", "DECODE_KINDS"]
 
-#: decoding steps drawn after the logits, as (annotation target kind, label)
-DECODE_STEPS = (("temperature", "temperature"), ("top_k", "top-k"), ("probs", "softmax"), ("top_p", "top-p"),
-                ("sample", "sample"))
+#: annotation target kinds of the decoding steps, which have no graph nodes
+DECODE_KINDS = frozenset({"temperature", "top_k", "probs", "top_p", "sample"})
 
 
 @dataclass(frozen=True)
@@ -69,14 +67,24 @@ class Content:
         with their template fields filled from the run."""
         if not self.enabled:
             return []
-        kinds = {k for k, _ in DECODE_STEPS}
         out = []
         for a in self.graph.glossary.annotations:
-            if a.id in self._shown or not any(set(t.kind or ()) & kinds or t.stage == "decode" for t in a.targets):
+            decode = any(set(t.kind or ()) & DECODE_KINDS or t.stage == "decode" for t in a.targets)
+            if a.id in self._shown or not decode:
                 continue
             self._shown.add(a.id)
             out.append(self._resolved(a))
         return out
+
+    def glossary_callout(self, entry_id: str) -> list[Callout]:
+        """A glossary entry as a callout (term, one-sentence summary, its source), for the analysis panels,
+        which explain a method rather than a graph node; empty when callouts are off or it was shown."""
+        entry = self.graph.glossary.get(entry_id)
+        key = f"glossary:{entry_id}"
+        if not self.enabled or entry is None or key in self._shown:
+            return []
+        self._shown.add(key)
+        return [self._callout(ResolvedAnnotation(key, entry.term, entry.summary, None, (entry_id,)))]
 
     def terminology(self) -> Callout | None:
         """The terminology note, drawn in its own box near the legend rather than beside one part."""
@@ -99,48 +107,3 @@ class Content:
                 links.append(Link(entry.term, safe_url(source.url), f"{entry.term}: {entry.summary} "
                                   f"(source: {source.title})"))
         return Callout(a.id, a.title, a.caption or "", tuple(markdown_paragraphs(a.body)), tuple(links))
-
-
-@dataclass(frozen=True)
-class Candidate:
-    token_id: int
-    token: str
-    logit: float
-    probability: float  # after temperature, top-k, softmax and top-p; 0 when filtered out
-
-
-@dataclass(frozen=True)
-class Decoding:
-    """The decoding of the last position's logits with given settings. Later analyses (a stored decoding
-    table, a logit lens) can supply the same shape of data."""
-
-    position: int
-    temperature: float
-    top_k: int
-    top_p: float
-    kept_top_k: int
-    kept_top_p: int
-    candidates: tuple[Candidate, ...]
-
-    @property
-    def choice(self) -> Candidate:
-        """The most probable token, which greedy decoding picks and sampling picks most often."""
-        return max(self.candidates, key=lambda c: (c.probability, c.logit))
-
-
-def decoding(graph: Any, temperature: float, top_k: int, top_p: float, n: int = 8) -> Decoding:
-    """Temperature, top-k (0 = off), softmax and top-p (nucleus) applied to the last position's logits."""
-    logits = graph.logits[-1].double()
-    scaled = logits / temperature
-    order = torch.argsort(scaled, descending=True, stable=True)
-    kept_k = len(order) if top_k <= 0 else min(top_k, len(order))
-    kept = order[:kept_k]
-    probs = torch.softmax(scaled[kept], dim=-1)
-    cumulative = torch.cumsum(probs, dim=-1)
-    kept_p = int(torch.searchsorted(cumulative, torch.tensor(top_p, dtype=cumulative.dtype)).item()) + 1
-    kept_p = min(kept_p, kept_k)
-    final = torch.zeros_like(scaled)
-    final[kept[:kept_p]] = probs[:kept_p] / probs[:kept_p].sum()
-    candidates = tuple(Candidate(int(i), graph.decode_token(int(i)), float(logits[i]), float(final[i]))
-                       for i in order[:n])
-    return Decoding(graph.n_tokens - 1, temperature, top_k, top_p, kept_k, kept_p, candidates)

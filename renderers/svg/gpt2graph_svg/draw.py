@@ -1,4 +1,4 @@
-"""A :class:`~gpt2graph_svg.layout.Scene` as an SVG document, built with ElementTree: every text and attribute
+"""A :class:`~gpt2graph_svg.scene.Scene` as an SVG document, built with ElementTree: every text and attribute
 value is escaped by the serialiser, so text from the user (the prompt, annotations) can never become markup.
 
 Elements that draw a graph node carry the node id in ``data-node`` and a unique XML id ``n-<escaped id>``
@@ -11,7 +11,7 @@ import re
 import xml.etree.ElementTree as ET
 
 from . import colors as C
-from .layout import Group, Path, Rect, Scene, Text
+from .scene import Group, Path, Rect, Scene, Text
 from .text import FONT_FAMILY, ascent, line_height
 
 __all__ = ["to_svg", "element_id", "SVG_NS", "XLINK_NS"]
@@ -94,6 +94,7 @@ def _group(parent: ET.Element, g: Group) -> None:
         attrs = {"id": element_id(g.node), "data-node": g.node}
     if g.cls:
         attrs["class"] = g.cls
+    attrs.update({f"data-{k}": v for k, v in g.data.items()})
     el = ET.SubElement(parent, "g", attrs) if attrs or g.tip else parent
     if g.tip:
         ET.SubElement(el, "title").text = g.tip

@@ -7,22 +7,25 @@ per vector), and the callouts beside the band they explain. Every band is as tal
 diagram and its callouts, so a callout always sits level with the part it explains.
 
 Every text item carries the box it occupies (measured with the font the SVG names); ``Scene.texts()`` lists
-them all so that a test can check that no two overlap.
+them all so that a test can check that no two overlap. The panels after the forward pass (decoding, and the
+analysis when the graph has one) are laid out by :mod:`panels` with the same bands and columns.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from dataclasses import dataclass, field
 from typing import Any
 
+from gpt2graph.analysis import DecodingResult
 from gpt2graph.topology import Key
 
 from . import colors as C
-from .content import DECODE_STEPS, Callout, Content, Decoding, decoding
+from .content import Callout, Content
+from .interpretation import Readout
+from .panels import Panels
+from .scene import FS, PAD, Box, Group, Path, Rect, Scene, Text, fmt, text_at
 from .text import fit, line_height, width, wrap
 
-__all__ = ["Box", "Text", "Rect", "Path", "Group", "Scene", "layout", "SAMPLE_HEAD", "SAMPLE_TAIL", "sample_indices"]
+__all__ = ["layout", "SAMPLE_HEAD", "SAMPLE_TAIL", "sample_indices"]
 
 # ---- geometry constants (px) -------------------------------------------------------------------------
 MARGIN = 28
@@ -38,97 +41,6 @@ ELLIPSIS_W = 14
 MIN_DIAGRAM_W = 640
 CALLOUT_W = 440
 MAX_DRIFT = 90                # how far the callout column may run ahead of the diagram
-PAD = 10
-FS = {"title": 26, "h1": 15, "h2": 12.5, "body": 10.5, "small": 9.5, "tiny": 8, "cell": 7.5}
-
-
-# ---- scene primitives --------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Box:
-    x: float
-    y: float
-    w: float
-    h: float
-
-    @property
-    def right(self) -> float:
-        return self.x + self.w
-
-    @property
-    def bottom(self) -> float:
-        return self.y + self.h
-
-    def overlaps(self, other: Box) -> bool:
-        return self.x < other.right and other.x < self.right and self.y < other.bottom and other.y < self.bottom
-
-
-@dataclass(frozen=True)
-class Text:
-    """One text item of one or more lines; ``box`` is what it occupies, ``anchor`` how lines align in it."""
-
-    box: Box
-    lines: tuple[str, ...]
-    size: float
-    colour: str = C.TEXT
-    bold: bool = False
-    italic: bool = False
-    anchor: str = "start"
-    href: str | None = None
-    tip: str | None = None
-
-
-@dataclass(frozen=True)
-class Rect:
-    box: Box
-    fill: str
-    stroke: str | None = None
-    stroke_width: float = 1.0
-    rx: float = 0.0
-    dash: str | None = None
-
-
-@dataclass(frozen=True)
-class Path:
-    d: str
-    stroke: str
-    width: float = 1.0
-    fill: str = "none"
-    arrow: bool = False
-    dash: str | None = None
-
-
-@dataclass
-class Group:
-    """Shapes and texts drawn together; ``node`` is the graph node id the group draws (if any)."""
-
-    parts: list[Rect | Path] = field(default_factory=list)
-    texts: list[Text] = field(default_factory=list)
-    node: str | None = None
-    tip: str | None = None
-    cls: str | None = None
-
-
-@dataclass
-class Scene:
-    width: float
-    height: float
-    title: str
-    description: str
-    groups: list[Group]
-
-    def texts(self) -> Iterator[Text]:
-        for g in self.groups:
-            yield from g.texts
-
-
-def text_at(x: float, y: float, lines: list[str] | tuple[str, ...], size: float, *, anchor: str = "start",
-            bold: bool = False, **style: Any) -> Text:
-    """A text whose box has its top edge at ``y`` and its anchor point at ``x``. Runs of whitespace become one
-    space, as SVG renders them."""
-    lines = tuple(" ".join(line.split()) for line in lines)
-    w = max(width(line, size, bold) for line in lines)
-    left = {"start": x, "middle": x - w / 2, "end": x - w}[anchor]
-    return Text(Box(left, y, w, line_height(size) * len(lines)), lines, size, bold=bold, anchor=anchor, **style)
 
 
 def sample_indices(d: int) -> tuple[list[int], int | None]:
@@ -138,19 +50,16 @@ def sample_indices(d: int) -> tuple[list[int], int | None]:
     return list(range(SAMPLE_HEAD)) + list(range(d - SAMPLE_TAIL, d)), SAMPLE_HEAD
 
 
-def _fmt(v: float, digits: int = 2) -> str:
-    s = f"{v:.{digits}f}".replace("-", "−")
-    return "0" if s in ("0." + "0" * digits, "−0." + "0" * digits) else s
-
-
 def _times(*parts: object) -> str:
     return " × ".join(map(str, parts))
 
 
 # ---- the layout --------------------------------------------------------------------------------------
-class _Layout:
+class _Layout(Panels):
+    gutter_x, gutter_w, col_w = GUTTER_X, GUTTER_W, COL_W   # for the panels
+
     def __init__(self, graph: Any, layers: list[int], head: int, positions: list[int], callouts: bool,
-                 title: str, temperature: float, top_k: int, top_p: float):
+                 title: str, decoding: DecodingResult, decoding_stored: bool, head_color: str | None):
         self.g = graph
         self.top = graph.topology
         self.d = graph.dims
@@ -159,7 +68,14 @@ class _Layout:
         self.positions = positions
         self.content = Content(graph, callouts)
         self.title = title
-        self.decoding: Decoding = decoding(graph, temperature, top_k, top_p)
+        self.decoding = decoding
+        self.decoding_stored = decoding_stored
+        self.readout = Readout(graph)
+        self.head_color = head_color
+        self.head_values = {} if head_color is None else {
+            (L, h): self.readout.head_value(head_color, L, h) for L in range(self.d.n_layer)
+            for h in range(self.d.n_head)}
+        self.head_scale = max((abs(v) for v in self.head_values.values() if v is not None), default=0.0) or 1.0
         self.tokens = list(graph.tokenization.tokens_visible)
 
         # columns: one per shown position, a narrow gap where positions are skipped
@@ -219,7 +135,8 @@ class _Layout:
             self.callout_y = self.callout(c, max(self.band_top, self.callout_y), category, anchor) + 10
         self.y = max(self.y, self.callout_y - MAX_DRIFT)   # keep callouts near what they explain
 
-    def open_panel(self, category: str, title: str, subtitle: str = "") -> None:
+    def open_panel(self, category: str, title: str, subtitle: str = "") -> Text:
+        """Start a panel; returns the last text of its title line, for anything to be set beside it."""
         depth = len(self.panels)
         self.panels.append((self.y, category, depth))
         x = PANEL_X + 7 * depth + 10
@@ -230,6 +147,7 @@ class _Layout:
             texts.append(text_at(t.box.right + 10, self.y + 2, [subtitle], FS["small"], colour=C.MUTED))
         self.label(*texts)
         self.y += t.box.h + 8
+        return texts[-1]
 
     def close_panel(self, deck: int = 0) -> None:
         top, category, depth = self.panels.pop()
@@ -344,7 +262,7 @@ class _Layout:
         vals = {p: self.g.values(i).double() for p, i in ids.items()}
         scale = max(float(v.abs().max()) for v in vals.values()) or 1.0
         top = self.y + 2
-        bottom = self.row_label(top, name, caption, category, f"colour scale ±{_fmt(scale, 3)}")
+        bottom = self.row_label(top, name, caption, category, f"colour scale ±{fmt(scale, 3)}")
         d = len(next(iter(vals.values())))
         idx, gap = sample_indices(d)
         cell_w = min(CELL_W, (COL_W - MARKER_W - 20) / len(idx))
@@ -396,7 +314,8 @@ class _Layout:
         stats = (f"norm {s.norm:.4g} · mean {s.mean:.3g} · std {s.std:.3g} · min {s.min:.3g} · max {s.max:.3g}"
                  if s else "")
         return "\n".join(x for x in [node_id, f"{n.kind} · " + " · ".join(w for w in where if w),
-                                     f"shape {n.shape}" + (f" · hook {n.hook}" if n.hook else ""), stats] if x)
+                                     f"shape {n.shape}" + (f" · hook {n.hook}" if n.hook else ""), stats,
+                                     *self.readout.notes(node_id)] if x)
 
     def op_tip(self, op_id: str) -> str:
         op = self.g.node(op_id)
@@ -412,7 +331,8 @@ class _Layout:
     def param_tip(self, node_id: str) -> str:
         p = self.g.node(node_id)
         extra = f" · tied to {p.tied_to}" + (" (transposed)" if p.transposed else "") if p.tied_to else ""
-        return f"{node_id}\nparameter {p.kind} · shape {p.shape} · {p.n_params:,} values{extra}"
+        return "\n".join([f"{node_id}\nparameter {p.kind} · shape {p.shape} · {p.n_params:,} values{extra}",
+                          *self.readout.notes(node_id)])
 
     # ---- captions -----------------------------------------------------------------------------------
     def caption(self, space: str) -> str:
@@ -630,8 +550,10 @@ class _Layout:
         self.vector_row("ln1", L, "ln1 (normalised stream)", self.caption("residual"), "attention")
         self.end_band("attention")
         self.y += 14
-        self.open_panel("attention", f"Head {h}", f"head {h} of {d.n_head} (0-based) shown; the other "
-                        f"{d.n_head - 1} are stacked behind and work the same way")
+        title = self.open_panel("attention", f"Head {h}", f"head {h} of {d.n_head} (0-based) shown; the other "
+                                f"{d.n_head - 1} are stacked behind and work the same way")
+        if self.head_color is not None:
+            self.head_chip(L, h, title)
         self.begin_band()
         self.connector("per-head projections: q = x·W_Q + b_Q, k = x·W_K + b_K, v = x·W_V + b_V",
                        [Key(k, L, h) for k in ("W_Q", "b_Q", "W_K", "b_K", "W_V", "b_V")])
@@ -721,7 +643,7 @@ class _Layout:
             numbers = {}
             if cell >= 20:
                 digits = 2 if which == "pattern" or scale < 1 else 1
-                numbers = {(q, k): _fmt(float(rows[q][k]), digits)
+                numbers = {(q, k): fmt(float(rows[q][k]), digits)
                            for q in pos for k in pos if k <= q}
                 if any(width(s, FS["cell"]) > cell - 3 for s in numbers.values()):
                     numbers = {}
@@ -792,88 +714,6 @@ class _Layout:
         self.end_band("unembedding")
         self.close_panel()
 
-    def decoding_section(self) -> None:
-        dec = self.decoding
-        self.open_panel("unembedding", "Decoding", f"from the logits at the last position ({dec.position}) to the "
-                        "next token")
-        self.begin_band()
-        top = self.y + 4
-        values = {"temperature": f"T = {dec.temperature:g}", "top_k": f"k = {dec.top_k}" if dec.top_k else "off",
-                  "probs": "probabilities", "top_p": f"p = {dec.top_p:g}", "sample": "draw one token"}
-        notes = {"temperature": "logits ÷ T", "top_k": f"keeps {dec.kept_top_k:,} of {self.d.n_vocab:,}",
-                 "probs": "sum to 1", "top_p": f"keeps {dec.kept_top_p:,}", "sample": "greedy: the top one"}
-        n = len(DECODE_STEPS)
-        gap = 26
-        box_w = min(150.0, (self.diagram_w - gap * (n - 1)) / n)
-        x = self.dx
-        row_h = line_height(FS["h2"]) + 2 * line_height(FS["small"]) + 12
-        for i, (kind, label) in enumerate(DECODE_STEPS):
-            colour = C.CATEGORY["unembedding"]
-            g = Group([Rect(Box(x, top, box_w, row_h), C.tint(colour, 0.12), colour, 1.2, 6)],
-                      [text_at(x + box_w / 2, top + 5, [label], FS["h2"], anchor="middle", bold=True, colour=colour),
-                       text_at(x + box_w / 2, top + 5 + line_height(FS["h2"]), [fit(values[kind], box_w - 8,
-                               FS["small"])], FS["small"], anchor="middle"),
-                       text_at(x + box_w / 2, top + 5 + line_height(FS["h2"]) + line_height(FS["small"]),
-                               [fit(notes[kind], box_w - 8, FS["small"])], FS["small"], anchor="middle",
-                               colour=C.MUTED)],
-                      tip=f"decoding step: {label}", cls=f"decode-step {kind}")
-            self.front.append(g)
-            if i < n - 1:
-                self.back.append(Group([Path(f"M{x + box_w + 3},{top + row_h / 2} H{x + box_w + gap - 3}",
-                                             C.CATEGORY["operation"], 1.5, arrow=True)]))
-            x += box_w + gap
-        defaults = text_at(self.dx, top + row_h + 6, ["settings: " + (
-            "the usual defaults (temperature 1, top-k 50, top-p 1)" if (dec.temperature, dec.top_k, dec.top_p)
-            == (1.0, 50, 1.0) else f"temperature {dec.temperature:g}, top-k {dec.top_k}, top-p {dec.top_p:g}")
-            + "; change them with --option temperature=… top_k=… top_p=…"], FS["small"], colour=C.MUTED)
-        self.label(defaults)
-        y = defaults.box.bottom + 10
-        # candidates
-        heads = [("rank", 0), ("token", 40), ("id", 190), ("logit", 260), ("probability", 330)]
-        self.label(*[text_at(self.dx + dx, y, [h], FS["small"], bold=True, colour=C.MUTED) for h, dx in heads])
-        y += line_height(FS["small"]) + 4
-        bar_w = self.diagram_w - 330 - 70
-        choice = dec.choice
-        for r, c in enumerate(dec.candidates, 1):
-            rh = line_height(FS["body"]) + 4
-            colour = C.CATEGORY["unembedding"]
-            bold = c == choice
-            g = Group(cls="candidate", tip=f"token {c.token!r} · id {c.token_id} · logit {c.logit:.4g} · "
-                                           f"probability {c.probability:.4%}")
-            g.texts += [text_at(self.dx, y, [str(r)], FS["body"], bold=bold),
-                        text_at(self.dx + 40, y, [fit(c.token, 140, FS["body"], bold)], FS["body"], bold=bold),
-                        text_at(self.dx + 190, y, [str(c.token_id)], FS["body"], colour=C.MUTED),
-                        text_at(self.dx + 260, y, [_fmt(c.logit, 2)], FS["body"], colour=C.MUTED)]
-            bx = self.dx + 330
-            g.parts.append(Rect(Box(bx, y + 2, bar_w, rh - 6), C.tint(colour, 0.08)))
-            g.parts.append(Rect(Box(bx, y + 2, max(0.5, bar_w * c.probability), rh - 6), colour, rx=1))
-            g.texts.append(text_at(bx + bar_w + 6, y, [f"{c.probability:.1%}"], FS["body"], bold=bold))
-            self.front.append(g)
-            y += rh
-        self.y = y + 8
-        self.end_band("unembedding", self.content.decoding_callouts())
-        # the output token
-        self.begin_band()
-        top = self.y + 4
-        lab = text_at(GUTTER_X, top + 6, ["next token"], FS["h2"], bold=True, colour=C.CATEGORY["unembedding"])
-        self.label(lab)
-        tok = choice.token
-        size = FS["title"] - 4
-        tw = width(fit(tok, 400, size, True), size, True)
-        box = Box(self.dx, top, tw + 40, line_height(size) + 16)
-        self.front.append(Group([Rect(box, C.CATEGORY["unembedding"], rx=8)],
-                                [text_at(box.x + 20, top + 8, [fit(tok, 400, size, True)], size, bold=True,
-                                         colour="#ffffff")],
-                                tip=f"next token {tok!r} (id {choice.token_id}), probability {choice.probability:.2%}",
-                                cls="output-token"))
-        sub = text_at(box.right + 14, top + 6, [f"id {choice.token_id} · probability {choice.probability:.1%} · "
-                                                 f"appended to the prompt, and the pass runs again"],
-                      FS["body"], colour=C.MUTED)
-        self.label(sub)
-        self.y = box.bottom + 8
-        self.end_band("unembedding")
-        self.close_panel()
-
     def footer(self) -> None:
         self.y += 6
         t = self.wrapped(MARGIN, self.y, "Generated by gpt2graph-svg from a saved forward pass. Every element "
@@ -924,6 +764,11 @@ class _Layout:
             L = run[-1] + 1
         self.unembed_section()
         self.decoding_section()
+        if self.g.analysis is not None:
+            self.lens_panel()
+            self.dla_panel()
+        if self.head_color is not None:
+            self.head_map_panel()
         self.gap_markers(lanes_top)
         self.residual_lane()
         self.y = max(self.y, self.callout_y)
@@ -935,11 +780,15 @@ class _Layout:
         return Scene(self.width, self.y, self.title, desc, panels + self.back + self.front)
 
 
-def layout(graph: Any, *, layers: list[int], head: int, positions: list[int], callouts: bool = True,
-           title: str = "", temperature: float = 1.0, top_k: int = 50, top_p: float = 1.0) -> Scene:
-    """The positioned scene for ``graph``. Arguments are already validated by the renderer."""
+def layout(graph: Any, *, layers: list[int], head: int, positions: list[int], decoding: DecodingResult,
+           decoding_stored: bool = False, head_color: str | None = None, callouts: bool = True,
+           title: str = "") -> Scene:
+    """The positioned scene for ``graph``. Arguments are already validated by the renderer; ``decoding`` is the
+    decoding to draw (stored in the analysis or computed), ``head_color`` the head map's metric (None: no map,
+    which needs an analysis)."""
     title = title or f"GPT-2, vector by vector: “{_short(graph.tokenization.text)}”"
-    return _Layout(graph, sorted(set(layers)), head, positions, callouts, title, temperature, top_k, top_p).build()
+    return _Layout(graph, sorted(set(layers)), head, positions, callouts, title, decoding, decoding_stored,
+                   head_color).build()
 
 
 def _short(text: str, n: int = 60) -> str:
