@@ -1,10 +1,11 @@
 """Decoding the next token from the logits, step by step, with the distribution after every step.
 
-The steps are applied in the order Hugging Face's ``generate`` applies them: divide the logits by the
-temperature, keep the top k (every token tied with the k-th logit stays), keep the nucleus (the most probable
-tokens, most probable first, while the mass before them is below p: the smallest set whose mass reaches p),
-then take the most probable token (greedy) or draw one with a seeded generator. Probabilities are computed
-in float64 from the model's logits, so the tables are exact to the printed digits.
+The steps are the graph's decoding stage (:mod:`gpt2graph.ops`: ``temperature``, ``top_k``, ``top_p``,
+``softmax``, ``sample``), applied in the order Hugging Face's ``generate`` applies them: divide the logits by
+the temperature, keep the top k (every token tied with the k-th logit stays), keep the nucleus (the smallest
+set of most probable tokens whose mass reaches p), then take the most probable token (greedy) or draw one with
+a seeded generator. Probabilities are computed in float64 from the model's logits, so the tables are exact to
+the printed digits, and the decoding nodes' values are computed by the same :func:`decode_steps`.
 """
 
 from __future__ import annotations
@@ -15,44 +16,55 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor
 
+from . import ops
 from .analysis import DecodingResult, DecodingStep, DecodingStepKind, TokenProb
 from .errors import InterpretError
+from .schema import DecodingSettings, VectorKind
 from .targets import resolve_position
+from .topology import DECODE_KINDS
 
 if TYPE_CHECKING:
     from .graph import Graph
 
-__all__ = ["decode_next", "apply_temperature", "apply_top_k", "apply_top_p", "check_options"]
+__all__ = ["decode_next", "decode_step", "decode_steps", "settings", "check_options"]
 
-S = DecodingStepKind
-
-
-def apply_temperature(logits: Tensor, temperature: float) -> Tensor:
-    """Sharpen (< 1) or flatten (> 1) the distribution: logits / T."""
-    return logits / temperature
+S, V = DecodingStepKind, VectorKind
 
 
-def apply_top_k(logits: Tensor, k: int) -> Tensor:
-    """Logits outside the k largest set to -inf; ties with the k-th largest are kept."""
-    k = min(k, logits.shape[-1])
-    kth = torch.topk(logits, k, dim=-1).values[..., -1:]
-    return logits.masked_fill(logits < kth, float("-inf"))
+def decode_step(kind: str, x: Tensor, decoding: DecodingSettings) -> Tensor:
+    """One operation of the decoding stage: the vector of ``kind`` from the one before it (the logits for
+    the first), in float64."""
+    if kind == V.scaled_logits:
+        return ops.temperature(x.double(), decoding.temperature)
+    if kind == V.top_k_logits:
+        return ops.top_k(x, decoding.top_k)
+    if kind == V.top_p_logits:
+        return ops.top_p(x, decoding.top_p)
+    if kind == V.probs:
+        return ops.softmax(x)
+    if kind == V.next_token:
+        return ops.sample(x, decoding.seed)
+    raise ValueError(f"{kind!r} is not a decoding kind; expected one of {', '.join(DECODE_KINDS)}")
 
 
-def apply_top_p(logits: Tensor, p: float) -> Tensor:
-    """Logits outside the nucleus set to -inf: tokens, most probable first, are kept while the probability
-    mass before them is below ``p``; the most probable token is always kept, and p = 1 keeps every token
-    (rounding in the cumulative sum must not drop the tail)."""
-    if p >= 1:
-        return logits
-    probs = torch.softmax(logits, dim=-1)
-    order = torch.sort(probs, dim=-1, descending=True, stable=True).indices
-    sorted_probs = probs.gather(-1, order)
-    before = sorted_probs.cumsum(-1) - sorted_probs
-    drop_sorted = before >= p
-    drop_sorted[..., 0] = False
-    drop = torch.zeros_like(drop_sorted).scatter(-1, order, drop_sorted)
-    return logits.masked_fill(drop, float("-inf"))
+def decode_steps(logits: Tensor, decoding: DecodingSettings, until: str = V.next_token) -> dict[str, Tensor]:
+    """The decoding vectors of ``logits`` (..., n_vocab) by kind, up to ``until``: scaled_logits,
+    top_k_logits, top_p_logits (filtered tokens at -inf), probs, next_token (..., 1)."""
+    out: dict[str, Tensor] = {}
+    x = logits
+    for kind in DECODE_KINDS:
+        out[kind] = x = decode_step(kind, x, decoding)
+        if kind == until:
+            break
+    return out
+
+
+def settings(temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None,
+             seed: int | None = None) -> DecodingSettings:
+    """Checked :class:`DecodingSettings` (an option out of range is an :class:`InterpretError` saying which)."""
+    check_options(temperature, top_k, top_p, seed)
+    return DecodingSettings(temperature=float(temperature), top_k=top_k,
+                            top_p=None if top_p is None else float(top_p), seed=seed)
 
 
 def check_options(temperature: float, top_k: int | None, top_p: float | None, seed: int | None) -> None:
@@ -89,28 +101,23 @@ def decode_next(graph: Graph, *, position: int = -1, temperature: float = 1.0, t
         d = decode_next(graph, temperature=0.7, top_p=0.9, seed=0)
         [s.kept for s in d.steps], d.chosen.token
     """
-    check_options(temperature, top_k, top_p, seed)
+    decoding = settings(temperature, top_k, top_p, seed)
     if isinstance(candidates, bool) or not isinstance(candidates, int) or candidates < 1:
         raise InterpretError(f"candidates must be a positive integer, got {candidates!r}")
     p = resolve_position(graph, position)
-    logits = graph.logits[p].double()
-    steps = [_step(graph, S.softmax, None, logits, candidates)]
-    logits = apply_temperature(logits, float(temperature))
-    steps.append(_step(graph, S.temperature, float(temperature), logits, candidates))
+    logits = graph.logits[p]
+    vectors = decode_steps(logits, decoding)
+    steps = [_step(graph, S.softmax, None, logits.double(), candidates),
+             _step(graph, S.temperature, decoding.temperature, vectors[V.scaled_logits], candidates)]
     if top_k is not None:
-        logits = apply_top_k(logits, top_k)
-        steps.append(_step(graph, S.top_k, float(top_k), logits, candidates))
+        steps.append(_step(graph, S.top_k, float(top_k), vectors[V.top_k_logits], candidates))
     if top_p is not None:
-        logits = apply_top_p(logits, float(top_p))
-        steps.append(_step(graph, S.top_p, float(top_p), logits, candidates))
-    probs = torch.softmax(logits, dim=-1)
-    if seed is None:
-        chosen = int(probs.argmax())
-    else:
-        chosen = int(torch.multinomial(probs, 1, generator=torch.Generator().manual_seed(seed)))
+        steps.append(_step(graph, S.top_p, decoding.top_p, vectors[V.top_p_logits], candidates))
+    final, probs = vectors[V.top_p_logits], vectors[V.probs]
+    chosen = int(vectors[V.next_token][0])
     return DecodingResult(
-        position=p, temperature=float(temperature), top_k=top_k, top_p=None if top_p is None else float(top_p),
-        greedy=seed is None, seed=seed, steps=steps,
+        position=p, temperature=decoding.temperature, top_k=top_k, top_p=decoding.top_p, greedy=seed is None,
+        seed=seed, steps=steps,
         chosen=TokenProb(id=chosen, token=graph.decode_token(chosen), prob=min(float(probs[chosen]), 1.0),
-                         logit=float(logits[chosen])),
+                         logit=float(final[chosen])),
     )

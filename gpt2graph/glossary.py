@@ -51,7 +51,6 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DATA_ENV",
-    "DECODING_KINDS",
     "KINDS",
     "TEMPLATE_FIELDS",
     "MAX_BYTES",
@@ -76,12 +75,8 @@ __all__ = [
 
 DATA_ENV = "GPT2GRAPH_DATA"
 
-#: Kinds of the decoding stage that the data already describes but graphs do not contain yet; selectors on
-#: them are accepted and never reported as selecting nothing. Drop this once the schema has them.
-DECODING_KINDS: tuple[str, ...] = ("probs", "temperature", "top_k", "top_p", "sample")
-
-#: Every kind a selector may name: vector, operation and parameter kinds, then the decoding kinds.
-KINDS: tuple[str, ...] = (*map(str, VectorKind), *map(str, OpKind), *map(str, ParamKind), *DECODING_KINDS)
+#: Every kind a selector may name: vector, operation and parameter kinds.
+KINDS: tuple[str, ...] = (*map(str, VectorKind), *map(str, OpKind), *map(str, ParamKind))
 
 #: Template fields an annotation's title, body and caption may use, e.g. "{n_tokens} x {d_model}".
 TEMPLATE_FIELDS: tuple[str, ...] = ("n_tokens", "n_layer", "n_head", "d_model", "d_head", "d_mlp", "n_ctx",
@@ -377,13 +372,11 @@ def _link_problem(ref: str, entries: Mapping[str, GlossaryEntry]) -> str:
 
 def _kind_places() -> dict[str, set[tuple[str, str | None]]]:
     """The (stage, category) pairs each kind occurs with, read from the topology's specs, so a selector's
-    stage and category narrow its kinds before the graph is asked. Decoding kinds have no place in graphs
-    yet: their category is None (any)."""
+    stage and category narrow its kinds before the graph is asked."""
     places: dict[str, set[tuple[str, str | None]]] = {k: {(s.stage, s.category)} for k, s in VECTOR_SPECS.items()}
     for spec in VECTOR_SPECS.values():
         places.setdefault(spec.op, set()).add((spec.op_stage, Category.operation))
     places.update({k: {(s.stage, Category.parameter)} for k, s in PARAM_SPECS.items()})
-    places.update({k: {(Stage.decode, None)} for k in DECODING_KINDS})
     return places
 
 
@@ -423,10 +416,8 @@ def _selector_problem(sel: Selector, graph: Graph) -> tuple[KeyPath, str] | None
         return None if sel.matches(node) else ((), f"node {sel.id} does not have the other fields given "
                                                     f"({sel.describe()})")
     kinds = [k for k in (sel.kind or KINDS) if any(
-        sel.stage in (None, stage) and (category is None or sel.category in (None, category))
+        sel.stage in (None, stage) and sel.category in (None, category)
         for stage, category in _PLACES[k])]
-    if sel.stage == Stage.decode or any(k in DECODING_KINDS for k in kinds):
-        return None  # the decode stage has no nodes until the decoding kinds join the schema
     first = next((n for n in graph.iter_nodes(kind=kinds, layer=sel.layer, head=sel.head, position=sel.position)
                   if sel.matches(n)), None) if kinds else None
     return None if first is not None else ((), f"selects no node of this graph ({sel.describe()})")

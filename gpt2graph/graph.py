@@ -15,6 +15,7 @@ from torch import Tensor
 
 from .errors import NodeNotFoundError
 from .schema import (
+    DecodingSettings,
     Edge,
     EdgeRole,
     GraphHeader,
@@ -82,6 +83,7 @@ class Graph:
     def __init__(self, header: GraphHeader, values: Values, vocab: list[str], selection: Selection = Selection()):
         self.header = header
         self._values = values
+        values.decoding = header.decoding
         self.vocab = vocab  # token string (BPE form, Ġ for a leading space) of every id, for decoding outputs
         self.topology = values.topology
         self.selection = selection
@@ -103,6 +105,24 @@ class Graph:
     @property
     def n_tokens(self) -> int:
         return self.topology.n_tokens
+
+    @property
+    def decoding(self) -> DecodingSettings:
+        """How the decoding stage turns each position's logits into a next token."""
+        return self.header.decoding
+
+    def set_decoding(self, temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None,
+                     seed: int | None = None) -> DecodingSettings:
+        """Set the decoding stage's temperature, top-k, top-p and sample seed (None: greedy); the values of
+        its nodes (``decode.*``) follow. ``analyze`` sets them from its own decoding options."""
+        from .decoding import settings
+
+        self._replace_header(decoding=settings(temperature, top_k, top_p, seed))
+        return self.decoding
+
+    def _replace_header(self, **update: Any) -> None:
+        self.header = self.header.model_copy(update=update)
+        self._values.decoding = self.header.decoding
 
     def decode_token(self, token_id: int) -> str:
         """A vocabulary entry in BPE form (a leading space shown as Ġ), as the tokenizer stores it."""
@@ -362,9 +382,11 @@ class Graph:
         """Compute the logit lens, direct logit attribution, head roles, circuits and decoding (options: see
         :func:`gpt2graph.analyze.analyze`) and store them on the graph, so ``save`` writes them too."""
         from .analyze import analyze
+        from .decoding import settings
 
         result = analyze(self, **options)
-        self.header = self.header.model_copy(update={"analysis": result})
+        o = result.options
+        self._replace_header(analysis=result, decoding=settings(o.temperature, o.top_k_sampling, o.top_p, o.seed))
         return result
 
     def summary(self) -> dict:

@@ -27,6 +27,10 @@ __all__ = [
     "linear",
     "gelu",
     "unembed",
+    "temperature",
+    "top_k",
+    "top_p",
+    "sample",
     "OPS",
 ]
 
@@ -108,6 +112,44 @@ def unembed(x: Tensor, W_U: Tensor) -> Tensor:
     return x @ W_U
 
 
+def temperature(logits: Tensor, t: float) -> Tensor:
+    """Sharpen (t < 1) or flatten (t > 1) the next-token distribution: logits / t."""
+    return logits / t
+
+
+def top_k(logits: Tensor, k: int | None) -> Tensor:
+    """Logits outside the k largest set to -inf (every token tied with the k-th stays); None keeps all."""
+    if k is None or k >= logits.shape[-1]:
+        return logits
+    kth = torch.topk(logits, k, dim=-1).values[..., -1:]
+    return logits.masked_fill(logits < kth, float("-inf"))
+
+
+def top_p(logits: Tensor, p: float | None) -> Tensor:
+    """Logits outside the nucleus set to -inf: tokens, most probable first, are kept while the probability
+    mass before them is below ``p``. The most probable token always stays, and p = 1 (or None) keeps every
+    token, so rounding in the cumulative sum cannot drop the tail."""
+    if p is None or p >= 1:
+        return logits
+    probs = torch.softmax(logits, dim=-1)
+    order = torch.sort(probs, dim=-1, descending=True, stable=True).indices
+    sorted_probs = probs.gather(-1, order)
+    drop_sorted = sorted_probs.cumsum(-1) - sorted_probs >= p
+    drop_sorted[..., 0] = False
+    return logits.masked_fill(torch.zeros_like(drop_sorted).scatter(-1, order, drop_sorted), float("-inf"))
+
+
+def sample(probs: Tensor, seed: int | None) -> Tensor:
+    """The next token id per distribution (..., n_vocab) -> (..., 1): the most probable (seed None), or one
+    drawn with ``torch.Generator().manual_seed(seed)``, a fresh generator per distribution so that each
+    position's draw does not depend on how many were drawn before it."""
+    if seed is None:
+        return probs.argmax(dim=-1, keepdim=True)
+    rows = probs.reshape(-1, probs.shape[-1])
+    drawn = [torch.multinomial(row, 1, generator=torch.Generator().manual_seed(seed)) for row in rows]
+    return torch.stack(drawn).reshape(*probs.shape[:-1], 1)
+
+
 #: operation kind -> implementation (the tokenizer op lives outside torch)
 OPS = {
     "lookup": lookup,
@@ -122,4 +164,8 @@ OPS = {
     "linear": linear,
     "gelu": gelu,
     "unembed": unembed,
+    "temperature": temperature,
+    "top_k": top_k,
+    "top_p": top_p,
+    "sample": sample,
 }

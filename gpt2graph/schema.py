@@ -34,6 +34,7 @@ __all__ = [
     "Node",
     "Edge",
     "UserDataFile",
+    "DecodingSettings",
     "GraphHeader",
 ]
 
@@ -103,6 +104,11 @@ class VectorKind(StrEnum):
     resid_post = "resid_post"
     ln_final = "ln_final"
     logits = "logits"
+    scaled_logits = "scaled_logits"  # decoding: logits / temperature
+    top_k_logits = "top_k_logits"  # decoding: tokens outside the top k set to -inf
+    top_p_logits = "top_p_logits"  # decoding: tokens outside the nucleus set to -inf
+    probs = "probs"  # decoding: the distribution sampled from
+    next_token = "next_token"  # decoding: the chosen token id
 
 
 class OpKind(StrEnum):
@@ -121,6 +127,10 @@ class OpKind(StrEnum):
     linear = "linear"
     gelu = "gelu"
     unembed = "unembed"
+    temperature = "temperature"
+    top_k = "top_k"
+    top_p = "top_p"
+    sample = "sample"
 
 
 class ParamKind(StrEnum):
@@ -293,6 +303,20 @@ class UserDataFile(Strict):
     text: str = Field(description="The YAML text, as written.")
 
 
+class DecodingSettings(Strict):
+    """How the decoding stage turns each position's logits into a next token (in Hugging Face ``generate``'s
+    order): divide by the temperature, keep the top k, keep the nucleus of mass p, softmax, then the most
+    probable token or a seeded sample."""
+
+    temperature: float = Field(default=1.0, gt=0, description="Logits are divided by this.")
+    top_k: int | None = Field(default=None, ge=1, description="Keep only the k most probable tokens (ties with "
+                              "the k-th kept); None: keep all.")
+    top_p: float | None = Field(default=None, gt=0, le=1, description="Keep the smallest set of most probable "
+                                "tokens whose mass reaches p; None: keep all.")
+    seed: int | None = Field(default=None, description="Sample with torch.Generator().manual_seed(seed), once per "
+                             "position; None: greedy (the most probable token).")
+
+
 class GraphHeader(Strict):
     """The saved structure of a graph (graph.json). Nodes and edges are derived from it: the graph of a
     GPT-2 run is fully determined by the dims and the tokens, and values live in values.safetensors."""
@@ -307,6 +331,8 @@ class GraphHeader(Strict):
                                       "values.safetensors, set when saved: a mismatched or truncated pair is refused.")
     user_data: list[UserDataFile] = Field(default_factory=list, description="User glossary/annotation YAML files "
                                           "added with --annotations or graph.annotate(), stored verbatim.")
+    decoding: DecodingSettings = Field(default_factory=DecodingSettings, description="Settings of the decoding "
+                                       "stage (its nodes' values are derived from the logits with them).")
     analysis: Analysis | None = Field(default=None, description="Interpretability results of this run (logit "
                                       "lens, direct logit attribution, head roles, circuits, decoding), set by "
                                       "graph.analyze() or build(..., analyze=...).")

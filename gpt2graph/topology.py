@@ -6,6 +6,10 @@ module, so they cannot drift apart. An id is the TransformerLens hook name follo
 that hook's activation (batch dimension dropped), e.g. ``blocks.3.attn.hook_q[5,2]`` is the query of
 layer 3, position 5, head 2. Operation ids are ``op:`` plus the id of the one vector they produce.
 
+The decoding stage (temperature, top-k, top-p, softmax, sample) follows the logits at every position: the
+token the model would produce after each prefix. It has no TransformerLens hook, so its ids are
+``decode.<kind>[position]``; its values are derived from the logits with the graph's decoding settings.
+
 The residual stream between two blocks is one vector, so it is one node: the stream entering block L
 (L >= 1) is ``resid_pre`` of block L, which TransformerLens also exposes as ``resid_post`` of block L-1
 (recorded as an alias). The stream entering block 0 is the ``input_embedding``; the stream leaving the
@@ -30,6 +34,7 @@ __all__ = [
     "PARAM_SPECS",
     "Topology",
     "TOKENIZE_OP_ID",
+    "DECODE_KINDS",
 ]
 
 TOKENIZE_OP_ID = "op:tokenize"
@@ -113,6 +118,11 @@ VECTOR_SPECS: dict[str, VectorSpec] = {
            layer=True, op_stage=S.mlp),
         _v(V.ln_final, C.unembedding, S.unembed, SP.residual, "ln_final.hook_normalized", OpKind.layernorm),
         _v(V.logits, C.unembedding, S.unembed, SP.vocab, "hook_unembed", OpKind.unembed),
+        _v(V.scaled_logits, C.unembedding, S.decode, SP.vocab, None, OpKind.temperature),
+        _v(V.top_k_logits, C.unembedding, S.decode, SP.vocab, None, OpKind.top_k),
+        _v(V.top_p_logits, C.unembedding, S.decode, SP.vocab, None, OpKind.top_p),
+        _v(V.probs, C.unembedding, S.decode, SP.vocab, None, OpKind.softmax),
+        _v(V.next_token, C.unembedding, S.decode, SP.token, None, OpKind.sample),
     ]
 }
 
@@ -154,7 +164,14 @@ _PROJECTION_PARAMS = {V.q: (P.W_Q, P.b_Q), V.k: (P.W_K, P.b_K), V.v: (P.W_V, P.b
 _NEXT = {V.token: V.token_embedding, V.token_embedding: V.input_embedding, V.pos_embedding: V.input_embedding,
          V.q: V.attn_scores, V.attn_scores: V.attn_pattern, V.attn_pattern: V.z, V.z: V.head_out,
          V.attn_out: V.resid_mid, V.ln2: V.mlp_pre, V.mlp_pre: V.mlp_post, V.mlp_post: V.mlp_out,
-         V.resid_post: V.ln_final, V.ln_final: V.logits}
+         V.resid_post: V.ln_final, V.ln_final: V.logits, V.logits: V.scaled_logits,
+         V.scaled_logits: V.top_k_logits, V.top_k_logits: V.top_p_logits, V.top_p_logits: V.probs,
+         V.probs: V.next_token}
+#: the decoding stage, in order (each step reads the one before; the first reads the logits)
+DECODE_KINDS = (V.scaled_logits, V.top_k_logits, V.top_p_logits, V.probs, V.next_token)
+#: names of the vectors no TransformerLens hook holds (ids are name[position])
+_UNHOOKED = {V.token: "tokens", **{k: f"decode.{k}" for k in DECODE_KINDS}}
+_UNHOOKED_KIND = {name: kind for kind, name in _UNHOOKED.items()}
 # parameter kind -> the vector kind its operation produces (at every position)
 _PARAM_CONSUMER = {P.W_E: V.token_embedding, P.W_pos: V.pos_embedding, P.ln1_w: V.ln1, P.ln1_b: V.ln1,
                    P.W_Q: V.q, P.b_Q: V.q, P.W_K: V.k, P.b_K: V.k, P.W_V: V.v, P.b_V: V.v, P.W_O: V.head_out,
@@ -231,7 +248,7 @@ class Topology:
         for L in range(self.dims.n_layer):
             group = [(V.resid_pre, L)] if L else []
             yield group + [(k, L) for k in block]
-        yield [(V.resid_post, last), (V.ln_final, None), (V.logits, None)]
+        yield [(V.resid_post, last), (V.ln_final, None), (V.logits, None), *((k, None) for k in DECODE_KINDS)]
 
     def param_keys(self, kind=None, layer=None, head=None) -> Iterator[Key]:
         kinds = _as_filter(kind, PARAM_SPECS)
@@ -245,9 +262,9 @@ class Topology:
                             yield Key(k, lyr, h, None)
 
     def count_vectors(self) -> int:
-        """Number of vector nodes: n_tokens * (6 + 8 n_layer + 7 n_layer n_head)."""
+        """Number of vector nodes: n_tokens * (11 + 8 n_layer + 7 n_layer n_head)."""
         L, H = self.dims.n_layer, self.dims.n_head
-        return self.n_tokens * (6 + 8 * L + 7 * L * H)
+        return self.n_tokens * (11 + 8 * L + 7 * L * H)
 
     def count_params(self) -> int:
         """Number of parameter nodes: 5 + n_layer * (9 + 7 n_head)."""
@@ -270,7 +287,7 @@ class Topology:
         return spec.hook.replace("{L}", str(key.layer)) if spec.hook else None
 
     def vector_id(self, key: Key) -> str:
-        name = self.hook(key) or "tokens"
+        name = self.hook(key) or _UNHOOKED[key.kind]
         return f"{name}[{','.join(map(str, self.vector_index(key)))}]"
 
     def aliases(self, key: Key) -> list[str]:
@@ -306,8 +323,8 @@ class Topology:
     def _parse_name(self, name: str, index: list[int]) -> Key | None:
         template, layer = _template(name)
         last = self.dims.n_layer - 1
-        if name == "tokens":
-            return Key(V.token, None, None, index[0]) if len(index) == 1 else None
+        if name in _UNHOOKED_KIND:
+            return Key(_UNHOOKED_KIND[name], None, None, index[0]) if len(index) == 1 else None
         if template in _PARAM_KIND:
             kind = _PARAM_KIND[template]
             head = index[0] if len(index) == 1 else None
@@ -399,6 +416,9 @@ class Topology:
             return [Key(V.resid_post, last, None, p)], [Key(P.ln_final_w), Key(P.ln_final_b)]
         if kind == V.logits:
             return [Key(V.ln_final, None, None, p)], [Key(P.W_U)]
+        if kind in DECODE_KINDS:
+            before = V.logits if kind == DECODE_KINDS[0] else DECODE_KINDS[DECODE_KINDS.index(kind) - 1]
+            return [Key(before, None, None, p)], []
         raise AssertionError(f"unhandled kind {kind}")
 
     def consumers(self, key: Key) -> list[Key]:

@@ -7,6 +7,10 @@ Two executions of the same ops:
   exactly as the graph draws it. Python-heavy: meant for small graphs and for tests.
 * ``mode="batched"`` (default) applies each op to all positions of a layer at once (heads still one by one),
   so a 1024-token graph verifies in seconds. Both recompute from the inputs, never from captured values.
+
+The decoding stage is not captured from the model: it is derived from the logits. Verification decodes the
+re-executed logits and compares with the decoding of the captured ones, so the whole chain from token ids
+to the chosen next token is checked.
 """
 
 from __future__ import annotations
@@ -17,8 +21,9 @@ import torch
 from torch import Tensor
 
 from . import ops
+from .decoding import decode_step, decode_steps
 from .schema import OpKind, ParamKind, VectorKind
-from .topology import VECTOR_SPECS, Key
+from .topology import DECODE_KINDS, VECTOR_SPECS, Key
 
 __all__ = ["verify", "VerifyReport", "ATOL", "RTOL"]
 
@@ -26,6 +31,8 @@ V, P = VectorKind, ParamKind
 #: absolute tolerance (fp32, GPT-2 124M); plus RTOL times the largest magnitude of the kind, for trained
 #: weights whose logits reach tens
 ATOL, RTOL = 1e-4, 1e-5
+#: positions decoded at once when verifying the decoding stage
+_DECODE_ROWS = 64
 
 
 @dataclass
@@ -111,7 +118,10 @@ def _verify_vectors(graph) -> VerifyReport:
         in_keys, param_keys = top.op_inputs(key)
         xs = [computed[k] for k in in_keys]
         ws = [store.param(k) for k in param_keys]
-        computed[key] = out = _apply(VECTOR_SPECS[key.kind].op, key, xs, ws, eps)
+        if key.kind in DECODE_KINDS:
+            computed[key] = out = decode_step(key.kind, xs[0], graph.decoding)
+        else:
+            computed[key] = out = _apply(VECTOR_SPECS[key.kind].op, key, xs, ws, eps)
         report.record(key.kind, out, store.vector(key), 1)
     return report
 
@@ -187,5 +197,11 @@ def _verify_batched(graph) -> VerifyReport:
     check(V.resid_post, dims.n_layer - 1, x)
     ln_final = ops.layernorm(x, param(P.ln_final_w), param(P.ln_final_b), eps)
     check(V.ln_final, None, ln_final)
-    check(V.logits, None, ops.unembed(ln_final, param(P.W_U)))
+    logits = ops.unembed(ln_final, param(P.W_U))
+    check(V.logits, None, logits)
+    for start in range(0, n, _DECODE_ROWS):  # (rows, n_vocab) float64 per step: a chunk at a time
+        rows = slice(start, start + _DECODE_ROWS)
+        mine, theirs = decode_steps(logits[rows], graph.decoding), decode_steps(store.logits()[rows], graph.decoding)
+        for kind in DECODE_KINDS:
+            report.record(kind, mine[kind], theirs[kind], mine[kind].shape[0])
     return report

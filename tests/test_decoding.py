@@ -6,7 +6,9 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from gpt2graph.decoding import apply_top_k, apply_top_p, decode_next
+from gpt2graph.decoding import decode_next
+from gpt2graph.ops import top_k as apply_top_k
+from gpt2graph.ops import top_p as apply_top_p
 from gpt2graph.errors import InterpretError
 
 N_VOCAB = 200

@@ -13,7 +13,6 @@ import gpt2graph
 from gpt2graph.cli import main
 from gpt2graph.errors import DataValidationError
 from gpt2graph.glossary import (
-    DECODING_KINDS,
     Annotation,
     Glossary,
     GlossaryEntry,
@@ -97,19 +96,16 @@ def test_builtin_entries_do_not_name_heads_of_one_model():
 def test_annotations_cover_every_stage_and_name_the_terminology(tiny_graph):
     glossary = builtin_glossary()
     covered = {node.stage for node in tiny_graph.nodes() if glossary.annotations_for(node, tiny_graph)}
-    assert covered == set(Stage) - {Stage.decode}
-    assert any(s.stage == Stage.decode or set(s.kind or ()) & set(DECODING_KINDS)
-               for a in glossary.annotations for s in a.targets)
+    assert covered == set(Stage)
+    decode = {node.kind for node in tiny_graph.nodes() if node.stage == Stage.decode
+              and glossary.annotations_for(node, tiny_graph)}
+    assert decode == {"scaled_logits", "top_k_logits", "top_p_logits", "probs", "next_token", "temperature",
+                      "top_k", "top_p", "softmax", "sample"}
     assert "terminology" in {a.id for a in glossary.annotations}
 
 
 def test_builtin_selectors_all_select_something_in_a_tiny_graph(tiny_graph):
     assert validate_files(BUILTIN, graph=tiny_graph) == []
-
-
-def test_decoding_kinds_are_not_in_the_schema_yet():
-    assert not set(DECODING_KINDS) & {*VectorKind, *OpKind, *ParamKind}, \
-        "the schema now has the decoding kinds: drop DECODING_KINDS from gpt2graph.glossary"
 
 
 # ---- examples ---------------------------------------------------------------------------------------------

@@ -26,8 +26,8 @@ def tl_cache(tiny_checkpoint, tiny_graph, tmp_path_factory):
 def test_every_hooked_vector_equals_transformerlens(tiny_graph, tl_cache):
     checked = set()
     for node in tiny_graph.iter_nodes(node_type="vector"):
-        if node.hook is None:
-            assert node.kind == "token"
+        if node.hook is None:  # token ids, and the decoding stage TransformerLens does not model
+            assert node.kind == "token" or node.stage == "decode"
             continue
         expected = tl_cache[node.hook][0][tuple(node.index)]
         if node.kind in ("attn_scores", "attn_pattern"):
@@ -39,4 +39,4 @@ def test_every_hooked_vector_equals_transformerlens(tiny_graph, tl_cache):
             hook, index = alias.split("[")
             idx = tuple(int(i) for i in index.rstrip("]").split(","))
             torch.testing.assert_close(tiny_graph.values(node.id), tl_cache[hook][0][idx], rtol=1e-5, atol=1e-5)
-    assert len(checked) == 21  # every vector kind but the token ids
+    assert len(checked) == 21  # every vector kind but the token ids and the decoding stage
