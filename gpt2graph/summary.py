@@ -34,9 +34,19 @@ def summarize_graph(graph: Graph, k: int = 5) -> dict:
         "nodes": {"vectors": graph.topology.count_vectors(), "operations": graph.topology.count_ops(),
                   "parameters": graph.topology.count_params()},
         "top_predictions": top_predictions(graph, k),
+        "decoding": decoding_summary(graph),
         "created": graph.header.created,
         **({"analysis": analysis_summary(graph.analysis, k)} if graph.analysis is not None else {}),
     }
+
+
+def decoding_summary(graph: Graph) -> dict:
+    """The decoding settings and the token the decoding stage chooses after the last position."""
+    last = graph.n_tokens - 1
+    chosen = int(graph.values(f"decode.next_token[{last}]"))
+    return {**graph.decoding.model_dump(), "next_token": {
+        "id": chosen, "token": graph.decode_token(chosen),
+        "probability": float(graph.values(f"decode.probs[{last}]")[chosen])}}
 
 
 def analysis_summary(analysis, k: int = 5) -> dict:
@@ -51,8 +61,6 @@ def analysis_summary(analysis, k: int = 5) -> dict:
                 "model_value": dla.model_value, "residual_error": dla.residual_error,
                 "top": [{"component": a.component, "contribution": a.contribution} for a in dla.top(k)]},
         "head_roles": {"source": roles.source, "chance": roles.chance, "labelled": labelled},
-        "decoding": {"chosen": analysis.decoding.chosen.token, "probability": analysis.decoding.chosen.prob,
-                     "greedy": analysis.decoding.greedy},
     }
 
 
@@ -74,6 +82,11 @@ def format_summary(s: dict) -> str:
     n = s["nodes"]
     lines.append(f"graph        {n['vectors']:,} vectors, {n['operations']:,} operations, {n['parameters']:,} parameters")
     lines.append("next token   " + ", ".join(f"{p['token']!r} {p['probability']:.1%}" for p in s["top_predictions"]))
+    dec = s["decoding"]
+    rule = ", ".join([f"temperature {dec['temperature']:g}", f"top-k {dec['top_k'] or 'off'}",
+                      f"top-p {dec['top_p'] or 'off'}", "greedy" if dec["seed"] is None else f"seed {dec['seed']}"])
+    chosen = dec["next_token"]
+    lines.append(f"decoding     {rule}: {chosen['token']!r} ({chosen['probability']:.1%})")
     if "analysis" in s:
         a = s["analysis"]
         d = a["dla"]
@@ -88,7 +101,4 @@ def format_summary(s: dict) -> str:
             found = ", ".join(f"L{h['layer']}H{h['head']} {h['score']:.2f}" for h in heads) or "none"
             chance = roles["chance"][role]
             lines.append(f"  {role:<15}{found}" + ("" if chance is None else f"  (uniform head: {chance:.2f})"))
-        dec = a["decoding"]
-        lines.append(f"decoded      {dec['chosen']!r} ({dec['probability']:.1%}, "
-                     f"{'greedy' if dec['greedy'] else 'sampled'})")
     return "\n".join(lines)

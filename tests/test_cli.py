@@ -15,12 +15,14 @@ def test_build_info_verify(tiny_checkpoint, tmp_path, capsys):
     assert main(["info", str(out)]) == 0
     info = capsys.readouterr().out
     assert "n_layer=2" in info and "embedding" in info and "next token" in info
+    assert "decoding     temperature 1, top-k off, top-p off, greedy: " in info
     assert main(["info", str(out), "--json", "--top", "3"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert {"model", "weights", "dims", "parameters", "tokens", "top_predictions"} <= set(data)
     assert data["tokens"] == {"text": "Hello world", "ids": [15496, 995], "strings": ["Hello", "Ġworld"]}
     assert data["parameters"]["total"] == sum(g["count"] for g in data["parameters"]["groups"].values())
     assert len(data["top_predictions"]) == 3
+    assert data["decoding"]["next_token"]["id"] == data["top_predictions"][0]["id"]  # greedy: the argmax
     assert abs(sum(g["share"] for g in data["parameters"]["groups"].values()) - 1) < 1e-9
     assert main(["verify", str(out), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["ok"] is True

@@ -6,10 +6,14 @@ from types import SimpleNamespace
 import pytest
 import torch
 
+import gpt2graph
 from gpt2graph.decoding import decode_next
+from gpt2graph.errors import InterpretError
 from gpt2graph.ops import top_k as apply_top_k
 from gpt2graph.ops import top_p as apply_top_p
-from gpt2graph.errors import InterpretError
+from gpt2graph.storage import load
+
+from conftest import PROMPT
 
 N_VOCAB = 200
 
@@ -116,3 +120,76 @@ def test_greedy_on_a_real_graph_is_the_prediction(tiny_graph):
 def test_bad_options_are_refused(peaked, options, message):
     with pytest.raises(InterpretError, match=message):
         decode_next(fake_graph(peaked), **options)
+
+
+# ---- the decoding stage as nodes of the graph ------------------------------------------------------------
+DECODE_CHAIN = ["logits", "scaled_logits", "top_k_logits", "top_p_logits", "probs", "next_token"]
+
+
+@pytest.fixture
+def graph(tiny_checkpoint):
+    """A build of its own: these tests change its decoding settings."""
+    return gpt2graph.build(PROMPT, model=str(tiny_checkpoint))
+
+
+def test_every_position_decodes_through_a_chain_of_nodes(graph):
+    last = graph.n_tokens - 1
+    node = graph.node(f"decode.next_token[{last}]")
+    assert (node.kind, node.stage, node.category, node.hook, node.shape) == ("next_token", "decode", "unembedding",
+                                                                              None, [1])
+    chain, vid = [], node.id
+    while True:  # walk the operations back from the chosen token to the logits
+        chain.append(graph.node(vid).kind)
+        inputs = [e.source for e in graph.edges("op:" + vid) if e.role == "input"]
+        if not inputs or graph.node(vid).kind == "logits":
+            break
+        (vid,) = inputs
+    assert chain[::-1] == DECODE_CHAIN
+    ops = [graph.node("op:" + graph.node(f"decode.{k}[{last}]").id).kind for k in DECODE_CHAIN[1:]]
+    assert ops == ["temperature", "top_k", "top_p", "softmax", "sample"]
+    assert len(graph.nodes(kind="next_token")) == graph.n_tokens
+
+
+def test_node_values_are_the_decoding_of_the_logits(graph):
+    graph.set_decoding(temperature=0.7, top_k=40, top_p=0.9, seed=3)
+    for p in range(graph.n_tokens):
+        d = decode_next(graph, position=p, temperature=0.7, top_k=40, top_p=0.9, seed=3)
+        probs = graph.values(f"decode.probs[{p}]")
+        assert int(graph.values(f"decode.next_token[{p}]")) == d.chosen.id
+        assert float(probs[d.chosen.id]) == pytest.approx(d.chosen.prob)
+        assert int(torch.isfinite(graph.values(f"decode.top_p_logits[{p}]")).sum()) == d.steps[-1].kept
+        torch.testing.assert_close(graph.values(f"decode.scaled_logits[{p}]"), graph.logits[p].double() / 0.7)
+    whole = graph.hook("probs")
+    assert whole.shape == (graph.n_tokens, graph.dims.n_vocab)
+    torch.testing.assert_close(whole[1], graph.values("decode.probs[1]"))
+
+
+def test_settings_change_the_values_and_are_checked(graph):
+    greedy = graph.values("decode.next_token[2]")
+    assert int(greedy) == int(graph.logits[2].argmax())
+    assert int(torch.isfinite(graph.values("decode.top_k_logits[2]")).sum()) == graph.dims.n_vocab  # off
+    graph.set_decoding(top_k=3)
+    assert int(torch.isfinite(graph.values("decode.top_k_logits[2]")).sum()) == 3
+    summary = graph.node("decode.top_k_logits[2]").summary  # over the 3 tokens still in the running
+    assert summary.max == pytest.approx(float(graph.logits[2].max())) and summary.min > float("-inf")
+    with pytest.raises(InterpretError, match=r"top-p must be in \(0, 1\]"):
+        graph.set_decoding(top_p=2.0)
+    assert graph.decoding.top_k == 3  # a refused change changes nothing
+
+
+def test_analyze_sets_the_decoding_its_table_shows(graph):
+    a = graph.analyze(temperature=0.8, top_k_sampling=5, seed=11, lens=False)
+    assert graph.decoding.model_dump() == {"temperature": 0.8, "top_k": 5, "top_p": None, "seed": 11}
+    last = graph.n_tokens - 1
+    assert int(graph.values(f"decode.next_token[{last}]")) == a.decoding.chosen.id
+
+
+def test_settings_are_saved_and_verified(graph, tmp_path):
+    graph.set_decoding(temperature=1.3, top_p=0.8, seed=0)
+    graph.save(tmp_path / "run.gg")
+    loaded = load(tmp_path / "run.gg")
+    assert loaded.decoding == graph.decoding
+    assert torch.equal(loaded.values("decode.next_token[1]"), graph.values("decode.next_token[1]"))
+    report = loaded.verify()
+    assert report.ok and {"scaled_logits", "top_p_logits", "probs", "next_token"} <= set(report.kinds)
+    assert loaded.verify(mode="vector").ok
