@@ -28,7 +28,8 @@ from .schema import (
     VectorKind,
     VectorNode,
 )
-from .topology import PARAM_SPECS, TOKENIZE_OP_ID, VECTOR_SPECS, Key, matches
+from .decoding import decode_steps, settings
+from .topology import DECODE_KINDS, PARAM_SPECS, TOKENIZE_OP_ID, VECTOR_SPECS, Key, matches
 from .values import Values, summarize
 
 if TYPE_CHECKING:
@@ -83,7 +84,6 @@ class Graph:
     def __init__(self, header: GraphHeader, values: Values, vocab: list[str], selection: Selection = Selection()):
         self.header = header
         self._values = values
-        values.decoding = header.decoding
         self.vocab = vocab  # token string (BPE form, Ġ for a leading space) of every id, for decoding outputs
         self.topology = values.topology
         self.selection = selection
@@ -111,18 +111,13 @@ class Graph:
         """How the decoding stage turns each position's logits into a next token."""
         return self.header.decoding
 
-    def set_decoding(self, temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None,
-                     seed: int | None = None) -> DecodingSettings:
-        """Set the decoding stage's temperature, top-k, top-p and sample seed (None: greedy); the values of
-        its nodes (``decode.*``) follow. ``analyze`` sets them from its own decoding options."""
-        from .decoding import settings
-
-        self._replace_header(decoding=settings(temperature, top_k, top_p, seed))
-        return self.decoding
-
-    def _replace_header(self, **update: Any) -> None:
-        self.header = self.header.model_copy(update=update)
-        self._values.decoding = self.header.decoding
+    def with_decoding(self, temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None,
+                      seed: int | None = None) -> Graph:
+        """This run with other decoding settings (temperature, top-k, top-p, sample seed; None: greedy): a
+        view sharing the values, whose decoding nodes (``decode.*``) follow the new settings. ``analyze``
+        sets a graph's settings from its own decoding options."""
+        header = self.header.model_copy(update={"decoding": settings(temperature, top_k, top_p, seed)})
+        return Graph(header, self._values, self.vocab, self.selection)
 
     def decode_token(self, token_id: int) -> str:
         """A vocabulary entry in BPE form (a leading space shown as Ġ), as the tokenizer stores it."""
@@ -209,7 +204,7 @@ class Graph:
             return OperationNode(id="op:" + top.vector_id(key), kind=spec.op, stage=spec.op_stage,
                                  layer=top.op_layer(key), head=key.head, position=key.position)
         spec = VECTOR_SPECS[key.kind]
-        value = self._values.vector(key)
+        value = self.vector_value(key)
         return VectorNode(
             id=top.vector_id(key), kind=key.kind, category=spec.category, stage=spec.stage, layer=key.layer,
             head=key.head, position=key.position, space=spec.space, shape=list(value.shape),
@@ -273,10 +268,20 @@ class Graph:
         node_type, key = self.topology.parse(node_id)
         if node_type == "operation":
             raise NodeNotFoundError(f"{node_id!r} is an operation; it has no value (its output vector does)")
-        return self._values.param(key) if node_type == "parameter" else self._values.vector(key)
+        return self._values.param(key) if node_type == "parameter" else self.vector_value(key)
+
+    def vector_value(self, key: Key) -> Tensor:
+        """The value of the vector at topology ``key``: captured, or derived on demand (attention rows, head
+        outputs; the decoding stage, from the logits with this graph's decoding settings, in float64)."""
+        if key.kind in DECODE_KINDS:
+            return decode_steps(self.logits[key.position], self.decoding, until=key.kind)[key.kind]
+        return self._values.vector(key)
 
     def hook(self, kind: str, layer: int | None = None) -> Tensor:
-        """A whole activation in TransformerLens layout (see :meth:`Values.hook`)."""
+        """A whole activation in TransformerLens layout (see :meth:`Values.hook`); a decoding kind is
+        (n_tokens, n_vocab), or (n_tokens, 1) for next_token."""
+        if kind in DECODE_KINDS:
+            return decode_steps(self.logits, self.decoding, until=kind)[kind]
         return self._values.hook(kind, layer)
 
     def pattern(self, layer: int, head: int) -> Tensor:
@@ -382,11 +387,11 @@ class Graph:
         """Compute the logit lens, direct logit attribution, head roles, circuits and decoding (options: see
         :func:`gpt2graph.analyze.analyze`) and store them on the graph, so ``save`` writes them too."""
         from .analyze import analyze
-        from .decoding import settings
 
         result = analyze(self, **options)
         o = result.options
-        self._replace_header(analysis=result, decoding=settings(o.temperature, o.top_k_sampling, o.top_p, o.seed))
+        decoding = settings(o.temperature, o.top_k_sampling, o.top_p, o.seed)
+        self.header = self.header.model_copy(update={"analysis": result, "decoding": decoding})
         return result
 
     def summary(self) -> dict:

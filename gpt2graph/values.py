@@ -27,8 +27,8 @@ hook_unembed                           (n, n_vocab)        logits
 =====================================  ==================  ==========================================
 
 Derived on demand, never stored: attention scores and patterns (from q and k; O(n^2) per head, so only
-for the rows or heads asked for), head outputs z^h @ W_O^h (from z), and the decoding stage (from the
-logits, with the graph's :class:`~gpt2graph.schema.DecodingSettings`; float64).
+for the rows or heads asked for) and head outputs z^h @ W_O^h (from z). The decoding stage depends on
+the graph's decoding settings, not only on the run, so :class:`~gpt2graph.graph.Graph` derives it.
 """
 
 from __future__ import annotations
@@ -37,9 +37,8 @@ import torch
 from torch import Tensor
 
 from . import ops
-from .decoding import decode_steps
-from .schema import DecodingSettings, Dims, ParamKind, ValueSummary, VectorKind
-from .topology import DECODE_KINDS, PARAM_SPECS, VECTOR_SPECS, Key, Topology
+from .schema import Dims, ParamKind, ValueSummary, VectorKind
+from .topology import PARAM_SPECS, VECTOR_SPECS, Key, Topology
 
 __all__ = ["Values", "activation_names", "param_names", "summarize"]
 
@@ -98,13 +97,11 @@ def summarize(x: Tensor) -> ValueSummary:
 class Values:
     """Activations and parameters of one run, addressed by topology keys."""
 
-    def __init__(self, activations: dict[str, Tensor], params: dict[str, Tensor], topology: Topology,
-                 decoding: DecodingSettings | None = None):
+    def __init__(self, activations: dict[str, Tensor], params: dict[str, Tensor], topology: Topology):
         self.activations = activations
         self.params = params
         self.topology = topology
         self.dims = topology.dims
-        self.decoding = decoding or DecodingSettings()  # the graph keeps this in step with its header
 
     # ---- parameters ---------------------------------------------------------------------------------
     def param(self, key: Key) -> Tensor:
@@ -149,8 +146,6 @@ class Values:
             return self.activations["blocks.0.hook_resid_pre"]
         if kind == V.token:
             return self.activations["tokens"]
-        if kind in DECODE_KINDS:
-            return decode_steps(self.logits(), self.decoding, until=kind)[kind]
         return self.activations[self.topology.hook(Key(kind, layer, None, 0))]
 
     def head_matrix(self, kind: str, layer: int, head: int) -> Tensor:
@@ -171,8 +166,6 @@ class Values:
             return ops.output_projection(self.hook(V.z, L)[p, h], self.param(Key(P.W_O, L, h)))
         if kind == V.token:
             return self.activations["tokens"][p:p + 1]
-        if kind in DECODE_KINDS:
-            return decode_steps(self.logits()[p], self.decoding, until=kind)[kind]
         if VECTOR_SPECS[kind].per_head:
             return self.hook(kind, L)[p, h]
         return self.hook(kind, L)[p]

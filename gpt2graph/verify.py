@@ -122,7 +122,7 @@ def _verify_vectors(graph) -> VerifyReport:
             computed[key] = out = decode_step(key.kind, xs[0], graph.decoding)
         else:
             computed[key] = out = _apply(VECTOR_SPECS[key.kind].op, key, xs, ws, eps)
-        report.record(key.kind, out, store.vector(key), 1)
+        report.record(key.kind, out, graph.vector_value(key), 1)
     return report
 
 

@@ -128,7 +128,7 @@ DECODE_CHAIN = ["logits", "scaled_logits", "top_k_logits", "top_p_logits", "prob
 
 @pytest.fixture
 def graph(tiny_checkpoint):
-    """A build of its own: these tests change its decoding settings."""
+    """A build of its own: analyze() changes its decoding settings."""
     return gpt2graph.build(PROMPT, model=str(tiny_checkpoint))
 
 
@@ -151,7 +151,7 @@ def test_every_position_decodes_through_a_chain_of_nodes(graph):
 
 
 def test_node_values_are_the_decoding_of_the_logits(graph):
-    graph.set_decoding(temperature=0.7, top_k=40, top_p=0.9, seed=3)
+    graph = graph.with_decoding(temperature=0.7, top_k=40, top_p=0.9, seed=3)
     for p in range(graph.n_tokens):
         d = decode_next(graph, position=p, temperature=0.7, top_k=40, top_p=0.9, seed=3)
         probs = graph.values(f"decode.probs[{p}]")
@@ -168,13 +168,13 @@ def test_settings_change_the_values_and_are_checked(graph):
     greedy = graph.values("decode.next_token[2]")
     assert int(greedy) == int(graph.logits[2].argmax())
     assert int(torch.isfinite(graph.values("decode.top_k_logits[2]")).sum()) == graph.dims.n_vocab  # off
-    graph.set_decoding(top_k=3)
-    assert int(torch.isfinite(graph.values("decode.top_k_logits[2]")).sum()) == 3
-    summary = graph.node("decode.top_k_logits[2]").summary  # over the 3 tokens still in the running
+    top3 = graph.with_decoding(top_k=3)
+    assert int(torch.isfinite(top3.values("decode.top_k_logits[2]")).sum()) == 3
+    summary = top3.node("decode.top_k_logits[2]").summary  # over the 3 tokens still in the running
     assert summary.max == pytest.approx(float(graph.logits[2].max())) and summary.min > float("-inf")
+    assert graph.decoding.top_k is None and top3.store is graph.store  # a view: the graph itself is unchanged
     with pytest.raises(InterpretError, match=r"top-p must be in \(0, 1\]"):
-        graph.set_decoding(top_p=2.0)
-    assert graph.decoding.top_k == 3  # a refused change changes nothing
+        graph.with_decoding(top_p=2.0)
 
 
 def test_analyze_sets_the_decoding_its_table_shows(graph):
@@ -185,7 +185,7 @@ def test_analyze_sets_the_decoding_its_table_shows(graph):
 
 
 def test_settings_are_saved_and_verified(graph, tmp_path):
-    graph.set_decoding(temperature=1.3, top_p=0.8, seed=0)
+    graph = graph.with_decoding(temperature=1.3, top_p=0.8, seed=0)
     graph.save(tmp_path / "run.gg")
     loaded = load(tmp_path / "run.gg")
     assert loaded.decoding == graph.decoding
