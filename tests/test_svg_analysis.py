@@ -404,3 +404,18 @@ def test_chromium_draws_the_analysis_with_the_measured_widths(chromium, chromedr
     assert len(widths) == len(expected)
     off = [(e, w) for e, w in zip(expected, widths, strict=True) if abs(e - w) > 1 + 0.01 * e]
     assert not off, off[:5]
+
+
+def test_the_decoding_stage_is_drawn_node_by_node_with_the_options(tiny_graph):
+    root = render(tiny_graph, top_k=3, seed=2)
+    view = tiny_graph.with_decoding(top_k=3, seed=2)
+    drawn = {el.get("data-node"): el for el in root.iter() if el.get("data-node")}
+    for p in range(tiny_graph.n_tokens):
+        for kind in ("scaled_logits", "top_k_logits", "top_p_logits", "probs", "next_token"):
+            assert f"decode.{kind}[{p}]" in drawn and f"op:decode.{kind}[{p}]" in drawn
+        chosen = int(view.values(f"decode.next_token[{p}]"))
+        assert view.decode_token(chosen) in text_of(drawn[f"decode.next_token[{p}]"])
+        assert "kept 3 of 50,257" in text_of(drawn[f"decode.top_k_logits[{p}]"])
+    cut = [r for r in drawn["decode.top_k_logits[0]"].iter(f"{{{NS['svg']}}}rect") if r.get("fill") == "#e6e8eb"]
+    assert cut  # tokens the filter removed are drawn masked
+    assert tiny_graph.decoding.top_k is None  # the options drew a view; the graph is unchanged

@@ -23,7 +23,7 @@ from gpt2graph.registry import Option
 from gpt2graph.storage import atomic_write
 
 from .draw import element_id, to_svg
-from .interpretation import HEAD_COLOURS, decoding
+from .interpretation import HEAD_COLOURS, decoding, decoding_view
 from .layout import layout
 from .scene import Scene
 
@@ -67,7 +67,8 @@ def scene(graph: Any, *, layers: list[int] | None = (0,), head: int = 0, positio
           callouts: bool = True, title: str = "", temperature: float | None = None, top_k: int | None = None,
           top_p: float | None = None, seed: int | None = None, head_color: str | None = None) -> Scene:
     """Validate the options against the graph and lay it out (a pure function: no file is touched).
-    Decoding options left unset use the graph's stored analysis, if any (see :func:`interpretation.decoding`)."""
+    Decoding options, when given, draw the run with those settings; left unset, the graph's own (and its stored
+    analysis's table, if any; see :func:`interpretation.decoding`)."""
     d, n = graph.dims, graph.n_tokens
     layers = list(range(d.n_layer)) if layers is None else list(layers)
     _in_range("layer", layers, d.n_layer)
@@ -82,8 +83,9 @@ def scene(graph: Any, *, layers: list[int] | None = (0,), head: int = 0, positio
                             "--analyze (or call graph.analyze()) first")
     if graph.analysis is not None and head_color is None:
         head_color = "dla"
-    result, stored = decoding(graph, temperature=temperature, top_k=top_k, top_p=top_p, seed=seed)
-    return layout(graph, layers=layers, head=head, positions=sorted(set(positions)), decoding=result,
+    view = decoding_view(graph, temperature=temperature, top_k=top_k, top_p=top_p, seed=seed)
+    result, stored = decoding(view, custom=view is not graph)
+    return layout(view, layers=layers, head=head, positions=sorted(set(positions)), decoding=result,
                   decoding_stored=stored, head_color=head_color, callouts=callouts, title=title)
 
 

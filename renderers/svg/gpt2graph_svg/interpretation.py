@@ -13,7 +13,8 @@ from gpt2graph.analysis import Attribution, DecodingResult
 from gpt2graph.decoding import decode_next
 from gpt2graph.errors import InterpretError, RendererError
 
-__all__ = ["HEAD_COLOURS", "HEAD_METRIC", "CANDIDATES", "pct", "signed", "decoding", "Row", "decoding_rows",
+__all__ = ["HEAD_COLOURS", "HEAD_METRIC", "CANDIDATES", "pct", "signed", "decoding", "decoding_view", "Row",
+           "decoding_rows",
            "Readout"]
 
 #: what the head map can be coloured by, with how a legend names it
@@ -41,22 +42,30 @@ def signed(v: float, digits: int = 4) -> str:
     return "0" if v == 0 else f"{v:+.{digits}g}".replace("-", "−")
 
 
-def decoding(graph: Any, *, temperature: float | None, top_k: int | None, top_p: float | None,
-             seed: int | None) -> tuple[DecodingResult, bool]:
-    """The decoding to draw and whether it is the stored one: the analysis's when the graph carries one and no
-    decoding option was given, otherwise the core's ``decode_next`` with the options (temperature 1, no
-    filter and greedy where unset), at the analysed position or the last one. A bad option is a
-    :class:`RendererError` carrying the core's message."""
-    analysis = graph.analysis
-    if analysis is not None and (temperature, top_k, top_p, seed) == (None, None, None, None):
-        return analysis.decoding, True
+def decoding_view(graph: Any, *, temperature: float | None, top_k: int | None, top_p: float | None,
+                  seed: int | None) -> Any:
+    """The graph to draw: itself, or, when a decoding option is given, a view with those settings
+    (temperature 1, no filter and greedy where unset), so the decoding rows and the table agree. A bad option
+    is a :class:`RendererError` carrying the core's message."""
+    if (temperature, top_k, top_p, seed) == (None, None, None, None):
+        return graph
     try:
-        result = decode_next(graph, position=-1 if analysis is None else analysis.decoding.position,
-                             temperature=1.0 if temperature is None else temperature, top_k=top_k, top_p=top_p,
-                             seed=seed, candidates=CANDIDATES)
+        return graph.with_decoding(1.0 if temperature is None else temperature, top_k, top_p, seed)
     except InterpretError as exc:
         raise RendererError(f"decoding option: {exc}") from exc
-    return result, False
+
+
+def decoding(graph: Any, custom: bool) -> tuple[DecodingResult, bool]:
+    """The decoding table to draw and whether it is the stored one: the analysis's when the graph carries one
+    and no decoding option was given (``custom``), otherwise the core's ``decode_next`` with the graph's
+    decoding settings, at the analysed position or the last one."""
+    analysis = graph.analysis
+    if analysis is not None and not custom:
+        return analysis.decoding, True
+    s = graph.decoding
+    return decode_next(graph, position=-1 if analysis is None else analysis.decoding.position,
+                       temperature=s.temperature, top_k=s.top_k, top_p=s.top_p, seed=s.seed,
+                       candidates=CANDIDATES), False
 
 
 @dataclass(frozen=True)

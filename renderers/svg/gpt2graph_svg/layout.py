@@ -22,7 +22,7 @@ from . import colors as C
 from .content import Callout, Content
 from .interpretation import Readout
 from .panels import Panels
-from .scene import FS, PAD, Box, Group, Path, Rect, Scene, Text, fmt, text_at
+from .scene import CELL_H, CELL_W, COL_W, FS, MARKER_W, PAD, Box, Group, Path, Rect, Scene, Text, fmt, text_at
 from .text import fit, line_height, width, wrap
 
 __all__ = ["layout", "SAMPLE_HEAD", "SAMPLE_TAIL", "sample_indices"]
@@ -33,9 +33,6 @@ LANE_X = MARGIN + 8           # the residual stream drawn as one line down the l
 PANEL_X = MARGIN + 24         # outermost panel's left edge
 GUTTER_X = PANEL_X + 26       # row names and operation labels
 GUTTER_W = 236
-COL_W = 116                   # one token position
-MARKER_W = 10                 # the operation marker left of each strip
-CELL_W, CELL_H = 10, 14
 SAMPLE_HEAD, SAMPLE_TAIL = 6, 2
 ELLIPSIS_W = 14
 MIN_DIAGRAM_W = 640
@@ -260,7 +257,8 @@ class _Layout(Panels):
         keys = {p: Key(kind, layer, head, p) for p in self.positions}
         ids = {p: self.top.vector_id(k) for p, k in keys.items()}
         vals = {p: self.g.values(i).double() for p, i in ids.items()}
-        scale = max(float(v.abs().max()) for v in vals.values()) or 1.0
+        # tokens a decoding filter removed are -inf: drawn as masked cells, outside the colour scale
+        scale = max(float(v.masked_fill(v.isinf(), 0).abs().max()) for v in vals.values()) or 1.0
         top = self.y + 2
         bottom = self.row_label(top, name, caption, category, f"colour scale ±{fmt(scale, 3)}")
         d = len(next(iter(vals.values())))
@@ -278,7 +276,8 @@ class _Layout(Panels):
                                             dash="1.5 2"))
                     cx += ELLIPSIS_W
                 t = float(vals[p][comp]) / scale
-                group.parts.append(Rect(Box(cx, top, cell_w, CELL_H), C.diverging(t), "#ffffff", 0.5))
+                fill = C.MASKED if t == float("-inf") else C.diverging(t)
+                group.parts.append(Rect(Box(cx, top, cell_w, CELL_H), fill, "#ffffff", 0.5))
                 cx += cell_w
             group.parts.append(Rect(Box(x0, top, cx - x0, CELL_H), "none", C.CATEGORY[category], 0.9, 1.5))
             y = top + CELL_H + 1

@@ -12,7 +12,7 @@ from gpt2graph.topology import Key
 
 from . import colors as C
 from .interpretation import HEAD_METRIC, decoding_rows, pct, signed
-from .scene import FS, Box, Group, Path, Rect, Text, fmt, text_at
+from .scene import CELL_H, COL_W, FS, MARKER_W, Box, Group, Path, Rect, Text, fmt, text_at
 from .text import fit, line_height, width
 
 __all__ = ["Panels", "DLA_ROWS"]
@@ -34,8 +34,9 @@ class Panels:
     def decoding_section(self) -> None:
         dec = self.decoding
         p = dec.position
-        self.open_panel("unembedding", "Decoding", f"from the logits at position {p} ({self.tokens[p]}) to the "
-                        "next token")
+        self.open_panel("unembedding", "Decoding", "from each position's logits to the token the model would "
+                        f"write next; in detail for position {p} ({self.tokens[p]})")
+        self.decoding_stage()
         self.begin_band()
         self.decoding_steps(self.y + 4)
         how = ", ".join([f"temperature {dec.temperature:g}", "no top-k" if dec.top_k is None else f"top-k {dec.top_k}",
@@ -51,6 +52,53 @@ class Panels:
         self.end_band("unembedding", self.content.decoding_callouts())
         self.next_token()
         self.close_panel()
+
+    def decoding_stage(self) -> None:
+        """The decoding nodes of every shown position, as the graph holds them: one row per step, then the
+        chosen tokens."""
+        s = self.g.decoding
+        rows = [("scaled_logits", f"temperature: logits ÷ {s.temperature:g}", "scaled logits"),
+                ("top_k_logits", f"top-k: keep the {s.top_k:,} largest" if s.top_k else "top-k: off, keeps all",
+                 "after top-k"),
+                ("top_p_logits", f"top-p: keep the nucleus of mass {s.top_p:g}" if s.top_p else
+                 "top-p: off, keeps all", "after top-p"),
+                ("probs", "softmax", "probabilities")]
+        for kind, op, name in rows:
+            self.begin_band()
+            self.connector(op)
+            below = {}
+            for p in self.positions:
+                v = self.g.values(self.top.vector_id(Key(kind, None, None, p)))
+                if kind == "probs":
+                    best = int(v.argmax())
+                    below[p] = f"top: {self.g.decode_token(best)} {pct(float(v[best]))}"
+                else:
+                    below[p] = f"kept {int(v.isfinite().sum()):,} of {self.d.n_vocab:,}"
+            self.vector_row(kind, None, name, self.caption("vocab"), "unembedding", below=below)
+            self.end_band("unembedding")
+        self.begin_band()
+        self.connector("greedy: the most probable token" if s.seed is None else f"sample with seed {s.seed}")
+        self.next_token_row()
+        self.end_band("unembedding")
+
+    def next_token_row(self) -> None:
+        """The token the decoding stage chooses after each shown position."""
+        top = self.y + 2
+        self.row_label(top, "next token", "one token id per position", "unembedding")
+        chip_w = COL_W - MARKER_W - 18
+        colour = C.CATEGORY["unembedding"]
+        for p in self.positions:
+            key = Key("next_token", None, None, p)
+            node = self.top.vector_id(key)
+            chosen = int(self.g.values(node))
+            self.op_marker(key, self.col_x[p], top)
+            x = self.col_x[p] + MARKER_W + 4
+            label = fit(self.g.decode_token(chosen), chip_w - 8, FS["body"], bold=True)
+            self.add(Group([Rect(Box(x, top, chip_w, CELL_H + 4), C.tint(colour, 0.2), colour, 1, 4)],
+                           [text_at(x + chip_w / 2, top + 1, [label], FS["body"], anchor="middle", bold=True),
+                            text_at(x, top + CELL_H + 6, [f"id {chosen}"], FS["tiny"], colour=C.MUTED)],
+                           node=node, tip=self.vector_tip(node), cls="node vector unembedding"))
+        self.y = top + CELL_H + 6 + line_height(FS["tiny"]) + 8
 
     def decoding_steps(self, top: float) -> None:
         """One box per step, in the order they are applied, then the choice."""

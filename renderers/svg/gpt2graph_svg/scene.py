@@ -10,9 +10,15 @@ from typing import Any
 from . import colors as C
 from .text import line_height, width
 
-__all__ = ["Box", "Text", "Rect", "Path", "Group", "Scene", "text_at", "fmt", "FS", "PAD"]
+__all__ = ["Box", "Text", "Rect", "Path", "Group", "Scene", "text_at", "fmt", "FS", "PAD", "COL_W", "MARKER_W",
+           "CELL_W", "CELL_H"]
 
 PAD = 10
+#: lane geometry shared by the layout and its panels (px): one token position, the operation marker left of
+#: each strip, one cell of a strip
+COL_W = 116
+MARKER_W = 10
+CELL_W, CELL_H = 10, 14
 FS = {"title": 26, "h1": 15, "h2": 12.5, "body": 10.5, "small": 9.5, "tiny": 8, "cell": 7.5}
 
 
