@@ -329,8 +329,8 @@ def test_level_of_detail(tiny_graph, explorer):
     root = build_explorer(tiny_graph, max_positions=2)
     overview = _model(root, "overview")
     n, L = tiny_graph.n_tokens, tiny_graph.dims.n_layer
-    # per position: embedding, attention and MLP per block, unembedding; and every weight as it is
-    assert len(overview.data["x"]) == n * (2 + 2 * L) + tiny_graph.topology.count_params()
+    # per position: embedding, attention and MLP per block, unembedding, decoding; and every weight as it is
+    assert len(overview.data["x"]) == n * (3 + 2 * L) + tiny_graph.topology.count_params()
     detail = [r for r in root.select({"type": GlyphRenderer}) if r.name in ("node-glyphs", "ancestor-highlight")]
     assert detail and not any(r.visible for r in detail)
 

@@ -215,8 +215,9 @@ _INTRO = ('<p class="g2g-hint">Click a vector or a weight to see what it is, whe
 
 
 def _overview(lay: Layout, nodes: dict, graph: Graph) -> ColumnDataSource:
-    """Level-of-detail rectangles: per position, the embedding, each block's attention and MLP, and the
-    unembedding, coloured by the vector they write (attention and MLP output, the embedding sum, the logits);
+    """Level-of-detail rectangles: per position, the embedding, each block's attention and MLP, the
+    unembedding and the decoding, coloured by the vector they write (attention and MLP output, the embedding
+    sum, the logits, the probabilities);
     the weights (a few per block, whatever the prompt length) stay as they are."""
     n, H = graph.n_tokens, graph.dims.n_head
     xs, ws, reps, labels = [], [], [], []
@@ -233,6 +234,7 @@ def _overview(lay: Layout, nodes: dict, graph: Graph) -> ColumnDataSource:
         add(left, middle - 0.2, "attn_out", L, f"block {L}: attention")
         add(middle + 0.2, right, "mlp_out", L, f"block {L}: MLP")
     add(lay.block_x[-1] - 0.5, lay.block_x[-1] + 3.1, "logits", None, "unembedding")
+    add(lay.block_x[-1] + 3.2, lay.block_x[-1] + 8.5, "probs", None, "decoding")
     blocks = (np.array(reps)[None, :] * n + np.arange(n)[:, None]).reshape(-1)  # position-major
     weights = np.arange(lay.n_vectors, lay.n_nodes)
     tokens = graph.tokenization.tokens_visible

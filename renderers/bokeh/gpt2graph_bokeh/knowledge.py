@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from gpt2graph.glossary import DECODING_KINDS
 from gpt2graph.topology import VECTOR_SPECS, Key
 
 from .layout import Layout
@@ -186,10 +185,7 @@ def _selected_nodes(graph: Graph, lay: Layout, item: Any) -> list[tuple[int, str
         if sel.id is not None:
             candidates = [graph.node(sel.id)]
         else:
-            kinds = None if sel.kind is None else [k for k in sel.kind if k not in DECODING_KINDS]
-            if kinds == []:
-                continue
-            candidates = graph.iter_nodes(kind=kinds, layer=sel.layer, head=sel.head, position=sel.position)
+            candidates = graph.iter_nodes(kind=sel.kind, layer=sel.layer, head=sel.head, position=sel.position)
         for node in candidates:
             if sel.matches(node):
                 _, key = top.parse(node.id)

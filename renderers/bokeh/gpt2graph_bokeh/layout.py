@@ -43,10 +43,12 @@ BLOCK_COLUMNS: dict[str, float] = {
 BLOCK_WIDTH = 17.0
 #: columns before block 0 and after the last block, relative to the stream entering block 0 / leaving the last
 EMBED_COLUMNS = {V.token: -3.0, V.token_embedding: -1.5, V.pos_embedding: -1.5}
-FINAL_COLUMNS = {V.ln_final: 1.25, V.logits: 2.5}
+FINAL_COLUMNS = {V.ln_final: 1.25, V.logits: 2.5, V.scaled_logits: 3.75, V.top_k_logits: 4.75,
+                 V.top_p_logits: 5.75, V.probs: 6.75, V.next_token: 8.0}
 
 #: bar widths by kind (wider bars for wider vectors); head kinds are CELL wide
-_BAR_WIDTH = {V.mlp_pre: 0.7, V.mlp_post: 0.7, V.logits: 0.9, V.token: 0.6}
+_BAR_WIDTH = {V.mlp_pre: 0.7, V.mlp_post: 0.7, V.logits: 0.9, V.token: 0.6, V.scaled_logits: 0.9,
+              V.top_k_logits: 0.9, V.top_p_logits: 0.9, V.probs: 0.9, V.next_token: 0.6}
 _DEFAULT_BAR = 0.5
 
 #: the column a parameter sits over, and where: the weight (left) and bias (right) of a pair side by side, a
@@ -68,7 +70,8 @@ COLUMN_LABELS: dict[str, str] = {
     V.token: "token", V.token_embedding: "embed", STREAM: "resid", V.ln1: "ln1", V.q: "q", V.k: "k", V.v: "v",
     V.attn_scores: "scores", V.attn_pattern: "pattern", V.z: "z", V.head_out: "result", V.attn_out: "attn_out",
     V.resid_mid: "resid_mid", V.ln2: "ln2", V.mlp_pre: "mlp_pre", V.mlp_post: "mlp_post", V.mlp_out: "mlp_out",
-    V.ln_final: "ln_final", V.logits: "logits",
+    V.ln_final: "ln_final", V.logits: "logits", V.scaled_logits: "÷T", V.top_k_logits: "top-k",
+    V.top_p_logits: "top-p", V.probs: "probs", V.next_token: "next",
 }
 
 
@@ -121,7 +124,7 @@ class Layout:
     @property
     def x_range(self) -> tuple[float, float]:
         return (float(self.block_x[0] + EMBED_COLUMNS[V.token] - 1.5),
-                float(self.block_x[-1] + FINAL_COLUMNS[V.logits] + 1.5))
+                float(self.block_x[-1] + max(FINAL_COLUMNS.values()) + 1.5))
 
     @property
     def y_range(self) -> tuple[float, float]:
@@ -173,7 +176,7 @@ def layout(topology: Topology) -> Layout:
             w, h = _DEFAULT_BAR, bar_h / 2 - 0.2
         else:
             y = lane_y
-            w, h = _BAR_WIDTH.get(kind, _DEFAULT_BAR), (bar_h * 0.6 if kind == V.token else bar_h)
+            w, h = _BAR_WIDTH.get(kind, _DEFAULT_BAR), (bar_h * 0.6 if kind in (V.token, V.next_token) else bar_h)
         xs.append(np.full(n, x))
         ys.append(y)
         ws.append(np.full(n, w))

@@ -16,7 +16,7 @@ from torch import Tensor
 from gpt2graph import ops
 from gpt2graph.lens import lens_logits
 from gpt2graph.schema import VectorKind
-from gpt2graph.topology import VECTOR_SPECS, Key
+from gpt2graph.topology import DECODE_KINDS, VECTOR_SPECS, Key
 
 from .layout import Layout
 
@@ -84,7 +84,9 @@ def node_stats(graph: Graph, lay: Layout) -> dict[str, np.ndarray]:
         while g < len(lay.groups):
             kind, layer = lay.groups[g].kind, lay.groups[g].layer
             values = _layer_values(graph, kind, layer, attn).numpy().astype(np.float64)
-            mask = causal if kind in (V.attn_scores, V.attn_pattern) else None
+            # attention rows see only earlier keys; decoding filters set dropped tokens to -inf: both are left out
+            mask = (causal if kind in (V.attn_scores, V.attn_pattern) else
+                    np.isfinite(values) if kind in DECODE_KINDS else None)
             rows = values[..., 0].size
             for name, column in zip(STATS, _masked_stats(values, mask)):
                 out[name][g * n:g * n + rows] = column.reshape(-1)
