@@ -28,7 +28,7 @@ from gpt2graph_bokeh.layout import layout
 from gpt2graph_bokeh.sanitize import markdown
 
 from gpt2graph.registry import registry
-from gpt2graph.topology import VECTOR_SPECS
+from gpt2graph.topology import VECTOR_SPECS, Key
 
 SCRIPT = "<script>alert(1)</script>"
 IMG = "<img src=x onerror=alert(1)>"
@@ -235,14 +235,19 @@ def test_a_stored_logit_lens_is_used(tiny_graph, analysed_graph):
     from gpt2graph_bokeh.stats import lens_text
 
     lay = layout(tiny_graph.topology)
-    computed = lens_text(tiny_graph, lay)  # no analysis: the lens of the stream is computed by the renderer
-    read = lens_text(analysed_graph, lay)  # the same run, carrying a stored lens
-    assert analysed_graph.analysis.lens is not None and read.keys() == computed.keys()
+    computed = lens_text(tiny_graph, lay)  # no analysis: the renderer computes the lens of the stream only
+    read = lens_text(analysed_graph, lay)  # the same run, carrying a stored lens of every stream write too
+    head_out = lay.index(Key("head_out", 1, 2, 3))
+    b_O = lay.n_vectors + lay.param_index[Key("b_O", 0)]
+    assert head_out not in computed and b_O not in computed
+    stored = analysed_graph.analysis.lens
+    for node, index in (("blocks.1.attn.hook_result[3,2]", head_out), ("blocks.0.attn.b_O", b_O)):
+        assert read[index] == ", ".join(f"{t.token} {t.prob:.1%}" for t in stored.entry(node).top[:3])
 
     def tokens(text: str) -> list[str]:
         return [part.rsplit(" ", 1)[0] for part in text.split(", ")]
 
-    assert all(tokens(read[i]) == tokens(computed[i]) for i in read)
+    assert computed.keys() <= read.keys() and all(tokens(read[i]) == tokens(computed[i]) for i in computed)
 
 
 def test_hover_tooltip_never_inserts_raw_html(explorer):

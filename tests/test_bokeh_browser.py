@@ -251,3 +251,27 @@ def test_markup_in_prompt_and_notes_stays_text(driver, tiny_checkpoint, tmp_path
     assert IMG in panel and SCRIPT in panel and "first " + IMG in panel  # shown as text
     assert f"Say {SCRIPT} and {IMG}" in page.shown_text("header")
     assert page.severe_logs() == []
+
+
+def test_analysed_page_colours_heads_by_role_and_shows_dla(driver, analysed_graph, tmp_path, artifacts_dir):
+    page = _open(driver, gpt2graph_bokeh.write_html(analysed_graph, tmp_path / "analysed.html"))
+    assert page.severe_logs() == []
+    modes = page.js(f"return {page.model('color-by')}.labels")
+    page.js(f"{page.model('color-by')}.active = {modes.index('induction')}")
+    glyph = f"{page.model('node-glyphs')}.glyph"
+    assert page.until(f"{glyph}.fill_color.field == 'c_induction' && {glyph}.fill_color.field")
+    page.wait_idle()
+    bar = page.js(f"return {page.model('canvas')}.below.filter(m => m.visible && m.title)"
+                  ".map(m => m.title)")
+    assert any("induction score" in t for t in bar)
+    # the strongest induction head's vectors carry its score in the column the glyphs are now filled from
+    best = analysed_graph.analysis.roles.ranked("induction")[0]
+    node = _index(analysed_graph, f"blocks.{best.layer}.attn.hook_z[3,{best.head}]")
+    shown = page.js(f"return {page.model('nodes')}.data.c_induction[arguments[0]]", node)
+    assert shown == pytest.approx(best.induction, abs=1e-6)
+    page.pointer(_index(analysed_graph, analysed_graph.analysis.dla.top(1)[0].component))
+    assert "direct effect on logit(" in page.tooltip_text()
+    analysis = page.shown_text("analysis")
+    assert "Direct logit attribution" in analysis and "Head roles" in analysis and "Decoding after" in analysis
+    page.d.save_screenshot(str(artifacts_dir / "bokeh-analysed.png"))
+    assert page.severe_logs() == []

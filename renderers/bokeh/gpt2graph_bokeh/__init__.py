@@ -20,6 +20,7 @@ from gpt2graph.registry import Option
 from gpt2graph.storage import atomic_write
 
 from .document import COLOR_MODES, build_explorer, default_title
+from .interpret import ANALYSIS_MODES
 
 if TYPE_CHECKING:
     from gpt2graph import Graph
@@ -51,8 +52,9 @@ class BokehRenderer:
     suffixes = (".html",)
     options: ClassVar[dict[str, Option]] = {
         "title": Option(str, None, "title of the page; when not given, made from the model's name"),
-        "color_by": Option(str, "category", "initial colouring: category (the legend's), or norm or mean (scaled "
-                           "within each kind)", choices=COLOR_MODES),
+        "color_by": Option(str, "category", "initial colouring: category (the legend's), norm or mean (scaled "
+                           "within each kind); with an analysis also dla, a head role score (previous_token, "
+                           "first_token, current_token, induction) or copying", choices=COLOR_MODES + ANALYSIS_MODES),
         "max_positions": Option(int, 32, "level of detail: above this many positions in view, blocks are drawn "
                                 "instead of single vectors"),
         "logit_lens": Option(bool, True, "show the top tokens of every residual-stream vector (logit lens)"),

@@ -57,6 +57,7 @@ from bokeh.models.layouts import LayoutDOM
 from bokeh.palettes import Oranges256, RdBu11, Viridis256
 from bokeh.plotting import figure
 
+from gpt2graph.errors import RendererError
 from gpt2graph.schema import Category
 from gpt2graph.topology import VECTOR_SPECS, Key
 
@@ -64,7 +65,8 @@ from .ancestry import input_rules, lane_edges, output_rules
 from .knowledge import Knowledge, knowledge
 from .layout import BLOCK_WIDTH, Layout, layout
 from .sanitize import escape
-from .stats import LENS_KINDS, attention, lens_text, node_stats, relative
+from .interpret import ANALYSIS_MODES, MODE_TITLE, analysis_panel, metric_columns
+from .stats import attention, lens_text, node_stats, relative
 
 if TYPE_CHECKING:
     from gpt2graph import Graph
@@ -78,6 +80,7 @@ CATEGORY_COLORS: dict[str, str] = {
     Category.unembedding: "#b279a2",
 }
 HIGHLIGHT = {"ancestor": "#d62728", "descendant": "#1f77b4", "selected": "#111111"}
+_NO_METRIC = "#e4e4e4"
 _SEQUENTIAL = tuple(Viridis256)
 # blue (negative) to red (positive) through a grey zero that stays visible on the white canvas
 _DIVERGING = (*RdBu11[:5], "#cfcfcf", *RdBu11[6:])
@@ -107,6 +110,9 @@ code { background: #f0f0f0; padding: 0 2px; border-radius: 2px; }
 .g2g-title { font-size: 18px; font-weight: 600; }
 .g2g-prompt { font-family: ui-monospace, monospace; background: #f6f8fa; padding: 1px 4px; white-space: pre-wrap; }
 .g2g-hint { color: #555; }
+.g2g-table { border-collapse: collapse; font-size: 12px; margin: 2px 0 6px 0; }
+.g2g-table th { text-align: left; color: #777; font-weight: 500; padding-right: 8px; }
+.g2g-table td { padding: 1px 8px 1px 0; font-variant-numeric: tabular-nums; vertical-align: top; }
 """
 
 _TOOLTIP = """
@@ -115,9 +121,10 @@ _TOOLTIP = """
   <div>@unit{kind} · shape @unit{shape} · @unit{where}@pos{token}</div>
   <div>norm @norm{0.000} · mean @mean{0.000} · std @std{0.000} · min @min{0.000} · max @max{0.000}</div>
   <div style="color: #444">@unit{lens}</div>
-  <div style="color: #555; margin-top: 3px">@unit{gloss}</div>
+  DLA_LINE<div style="color: #555; margin-top: 3px">@unit{gloss}</div>
 </div>
 """
+_DLA_LINE = '<div style="color: #7a2048">@dla_text</div>\n  '
 
 _OVERVIEW_TOOLTIP = """
 <div style="font-size: 12px">
@@ -141,12 +148,12 @@ def _unit_tables(graph: Graph, lay: Layout) -> dict[str, np.ndarray]:
     top = lay.topology
     shapes = ["(position+1,)" if VECTOR_SPECS[k.kind].space == "keys" else str(tuple(top.vector_shape(k)))
               for k in lay.groups] + [str(tuple(top.param_shape(k))) for k in lay.params]
-    labels = ["predicts" if k.kind == "logits" else "logit lens" if k.kind in LENS_KINDS else "" for k in lay.groups]
     units = [*lay.groups, *lay.params]
+    labels = ["predicts" if k.kind == "logits" else "logit lens" for k in units]  # shown only beside a lens
     return {"unit_kind": np.array([str(k.kind) for k in units]),
             "unit_layer": np.array([-1 if k.layer is None else k.layer for k in units], dtype=np.int32),
             "unit_head": np.array([-1 if k.head is None else k.head for k in units], dtype=np.int32),
-            "unit_shape": np.array(shapes), "lens_label": np.array(labels + [""] * len(lay.params))}
+            "unit_shape": np.array(shapes), "lens_label": np.array(labels)}
 
 
 def _node_source(graph: Graph, lay: Layout) -> ColumnDataSource:
@@ -171,6 +178,8 @@ def _node_source(graph: Graph, lay: Layout) -> ColumnDataSource:
         "c_norm": relative(stats["norm"], unit_kind[unit], signed=False),
         "c_mean": relative(stats["mean"], unit_kind[unit], signed=True),
     }
+    if graph.analysis is not None:
+        data.update(metric_columns(graph.analysis, lay, ids))
     return ColumnDataSource(data, name="nodes")
 
 
@@ -351,7 +360,8 @@ def _hover(canvas: _Canvas, graph: Graph, know: Knowledge, units: dict[str, list
     pos_hover = CustomJSHover(args={"tokens": graph.tokenization.tokens_visible}, code="""
         return value >= 0 ? "position " + value + " (" + tokens[value] + ")" : "every position (a weight)"
     """)
-    canvas.fig.add_tools(HoverTool(renderers=[canvas.node_r], tooltips=_TOOLTIP,
+    tooltip = _TOOLTIP.replace("DLA_LINE", _DLA_LINE if graph.analysis is not None else "")
+    canvas.fig.add_tools(HoverTool(renderers=[canvas.node_r], tooltips=tooltip,
                                    formatters={"@unit": unit_hover, "@pos": pos_hover}))
 
 
@@ -376,7 +386,8 @@ def _axes(fig: Any, graph: Graph, lay: Layout) -> None:
 
 
 def _legends(canvas: _Canvas, mappers: dict, color_by: str) -> tuple[Legend, dict[str, ColorBar]]:
-    """The category legend and one colour bar per value statistic; the colour mode shows one of them."""
+    """The category legend and one colour bar per value statistic or analysis metric; the colour mode shows
+    one of them."""
     present = set(np.unique(canvas.nodes.data["cat"]).tolist())
     # a swatch per category from a one-point renderer that draws nothing (NaN position): a swatch taken from a
     # row of the node renderer vanishes whenever that row is culled, and an empty renderer draws no swatch
@@ -387,7 +398,12 @@ def _legends(canvas: _Canvas, mappers: dict, color_by: str) -> tuple[Legend, dic
                     location="top_left")
     canvas.fig.add_layout(legend, "below")
     bar_labels = {"norm": {0: "smallest", 1: "largest"}, "mean": {0: "most negative", 0.5: "0", 1: "most positive"}}
-    bars = {mode: ColorBar(color_mapper=mappers[mode], title=f"{mode}, scaled within each kind",
+    titles = {"norm": "norm, scaled within each kind", "mean": "mean, scaled within each kind"}
+    if "dla" in mappers:
+        bar_labels["dla"] = {0: "−max |contribution|", 0.5: "0", 1: "+max |contribution|"}
+        bar_labels.update({mode: {0: "0", 0.5: "0.5", 1: "1"} for mode in ANALYSIS_MODES[1:]})
+        titles.update({mode: f"{MODE_TITLE[mode]} (grey: not a head's)" for mode in ANALYSIS_MODES})
+    bars = {mode: ColorBar(color_mapper=mappers[mode], title=titles[mode],
                            ticker=FixedTicker(ticks=list(labels)), major_label_overrides=labels,
                            orientation="horizontal", height=10, width=400, visible=color_by == mode,
                            location="top_left")
@@ -434,8 +450,12 @@ def build_explorer(graph: Graph, *, title: str | None = None, color_by: str = "c
 
     The explorer always shows the whole run, also for a subgraph view (its level of detail is what keeps a long
     run manageable), so a view is widened to the full graph first."""
-    if color_by not in COLOR_MODES:
-        raise ValueError(f"color_by must be one of {', '.join(COLOR_MODES)}, got {color_by!r}")
+    if color_by in ANALYSIS_MODES and graph.analysis is None:
+        raise RendererError(f"color_by={color_by!r} needs the interpretability results on the graph: build with "
+                            "--analyze (or call graph.analyze()) first")
+    if color_by not in COLOR_MODES + ANALYSIS_MODES:
+        raise ValueError(f"color_by must be one of {', '.join(COLOR_MODES + ANALYSIS_MODES)}, got {color_by!r}")
+    modes = COLOR_MODES + (ANALYSIS_MODES if graph.analysis is not None else ())
     graph = graph.subgraph()  # the full view of the same run
     n, d = graph.n_tokens, graph.dims
     title = title or default_title(graph)
@@ -452,6 +472,10 @@ def build_explorer(graph: Graph, *, title: str | None = None, color_by: str = "c
         "norm": LinearColorMapper(palette=list(_SEQUENTIAL), low=0, high=1),
         "mean": LinearColorMapper(palette=list(_DIVERGING), low=0, high=1),
     }
+    if graph.analysis is not None:  # nodes a metric says nothing about stay a light grey
+        mappers["dla"] = LinearColorMapper(palette=list(_DIVERGING), low=0, high=1, nan_color=_NO_METRIC)
+        mappers.update({mode: LinearColorMapper(palette=list(_SEQUENTIAL), low=0, high=1, nan_color=_NO_METRIC)
+                        for mode in ANALYSIS_MODES[1:]})
     fill = {"field": "cat" if color_by == "category" else f"c_{color_by}", "transform": mappers[color_by]}
     canvas = _canvas(graph, lay, _node_source(graph, lay), fill)
     _hover(canvas, graph, know, units, lens)
@@ -474,7 +498,7 @@ def build_explorer(graph: Graph, *, title: str | None = None, color_by: str = "c
                      name="attn-layer", disabled=d.n_layer == 1)
     head_w = Slider(start=0, end=max(d.n_head - 1, 1), value=0, step=1, title="head", width=200,
                     name="attn-head", disabled=d.n_head == 1)
-    color_w = RadioButtonGroup(labels=list(COLOR_MODES), active=COLOR_MODES.index(color_by), name="color-by")
+    color_w = RadioButtonGroup(labels=list(modes), active=modes.index(color_by), name="color-by")
     panel = Div(text=_INTRO, width=430, height=330, name="panel", stylesheets=[InlineStyleSheet(css=_CSS)],
                 styles={"overflow-y": "auto", "border": "1px solid #ddd", "padding": "6px", "background": "#fff"})
 
@@ -486,7 +510,7 @@ def build_explorer(graph: Graph, *, title: str | None = None, color_by: str = "c
         "tokens": graph.tokenization.tokens_visible, "lens_nodes": lens_nodes,
         "lens_texts": [lens[int(i)] for i in lens_nodes], "panels": know.panels, "unit_panel": know.unit_panel,
         "node_panel_keys": list(know.node_panel), "node_panel_values": list(know.node_panel.values()),
-        "intro": _INTRO, "colors": HIGHLIGHT, "color_modes": list(COLOR_MODES), "max_positions": max_positions,
+        "intro": _INTRO, "colors": HIGHLIGHT, "color_modes": list(modes), "max_positions": max_positions,
         "lane_pitch": lay.lane_pitch, "block_width": BLOCK_WIDTH,
     }
     explorer = CustomJS(code=_script(), args={
@@ -509,4 +533,8 @@ def build_explorer(graph: Graph, *, title: str | None = None, color_by: str = "c
     controls = row(Div(text='<span class="g2g-label">colour by</span>', stylesheets=[InlineStyleSheet(css=_CSS)]),
                    color_w)
     side = column(panel, row(layer_w, head_w), heat_fig)
+    if graph.analysis is not None:
+        side.children.append(Div(text=analysis_panel(graph), width=430, name="analysis",
+                                 stylesheets=[InlineStyleSheet(css=_CSS)],
+                                 styles={"border": "1px solid #ddd", "padding": "6px", "background": "#fff"}))
     return column(_header(graph, title), controls, row(canvas.fig, side), name="explorer")

@@ -138,19 +138,24 @@ _LENS_ROWS = 512
 
 
 def lens_text(graph: Graph, lay: Layout, top_k: int = 3) -> dict[int, str]:
-    """Node index -> top tokens as text (see :func:`_top`) for residual-stream vectors (logit lens) and the logits (the
-    model's own prediction). A graph that carries an analysis with a logit lens (``graph.analysis.lens``)
-    is read as is; otherwise the lens of the stream is computed here, all groups in a few large products
-    (each reads W_U once, the expensive part)."""
+    """Node index -> top tokens as text (see :func:`_top`) for the logit lens and the logits (the model's own
+    prediction). A graph that carries an analysis with a logit lens (``graph.analysis.lens``) is read as is,
+    for every vector it read (head and MLP outputs and b_O too); otherwise the lens of the residual stream is
+    computed here, all groups in a few large products (each reads W_U once, the expensive part)."""
     n = graph.n_tokens
     out: dict[int, str] = {}
     stored = _stored_lens(graph, top_k)
     rows, vectors = [], []
+    if stored is not None:  # every vector it read: the stream, head and MLP outputs, and b_O
+        for i, key in enumerate(lay.params):
+            node_id = lay.topology.param_id(key)
+            if node_id in stored:
+                out[lay.n_vectors + i] = stored[node_id]
     for g, key in enumerate(lay.groups):
         nodes = range(g * n, (g + 1) * n)
         if key.kind == V.logits:
             out.update(zip(nodes, _top(graph.logits, graph, top_k)))
-        elif key.kind in LENS_KINDS and stored is not None:
+        elif stored is not None:
             ids = (lay.topology.vector_id(key._replace(position=p)) for p in range(n))
             out.update((i, stored[node_id]) for i, node_id in zip(nodes, ids) if node_id in stored)
         elif key.kind in LENS_KINDS:
