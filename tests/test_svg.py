@@ -10,14 +10,14 @@ from pathlib import Path
 
 import pytest
 from conftest import CHROMIUM_FLAGS
-from gpt2graph_svg import element_id, scene  # noqa: E402
-from gpt2graph_svg.draw import to_svg  # noqa: E402
+from gpt2graph_svg import element_id, scene
+from gpt2graph_svg.draw import to_svg
 
 import gpt2graph
 from gpt2graph.cli import main
 from gpt2graph.errors import GraphFileError, RendererError
 from gpt2graph.graph import Graph
-from gpt2graph.schema import Weights  # noqa: E402
+from gpt2graph.schema import Weights
 
 NS = {"svg": "http://www.w3.org/2000/svg"}
 EVIL = '<script>alert(1)</script> "><img src=x onerror=alert(1)>'
@@ -206,9 +206,8 @@ def test_chromium_renders_it(chromium, default_svg, artifacts_dir, tmp_path):
     assert white < 0.9 * w * h
 
 
-@pytest.mark.browser
-def test_browser_text_widths_match_the_layout(chromium, chromedriver, tiny_graph, default_svg, tmp_path):
-    """The boxes the layout measured are the ones Chromium draws, so 'no overlap' holds in the browser too."""
+def assert_chromium_draws_the_measured_widths(chromium: str, chromedriver: str, svg: Path, s, tmp_path: Path):
+    """Every text box of scene ``s`` (written to ``svg``) is as wide in Chromium as the layout measured."""
     from selenium import webdriver
 
     opts = webdriver.ChromeOptions()
@@ -217,12 +216,18 @@ def test_browser_text_widths_match_the_layout(chromium, chromedriver, tiny_graph
         opts.add_argument(flag)
     driver = webdriver.Chrome(options=opts, service=webdriver.ChromeService(executable_path=chromedriver))
     try:
-        driver.get(default_svg.as_uri())
+        driver.get(svg.as_uri())
         widths = driver.execute_script(
             "return [...document.querySelectorAll('text')].map(t => t.getBBox().width)")
     finally:
         driver.quit()
-    expected = [t.box.w for t in scene(tiny_graph).texts()]
+    expected = [t.box.w for t in s.texts()]
     assert len(widths) == len(expected)
     off = [(e, w) for e, w in zip(expected, widths, strict=True) if abs(e - w) > 1 + 0.01 * e]
     assert not off, off[:5]
+
+
+@pytest.mark.browser
+def test_browser_text_widths_match_the_layout(chromium, chromedriver, tiny_graph, default_svg, tmp_path):
+    """The boxes the layout measured are the ones Chromium draws, so 'no overlap' holds in the browser too."""
+    assert_chromium_draws_the_measured_widths(chromium, chromedriver, default_svg, scene(tiny_graph), tmp_path)

@@ -7,12 +7,12 @@ from __future__ import annotations
 import math
 import subprocess
 import xml.etree.ElementTree as ET
-from pathlib import Path
 
 import pytest
 from conftest import CHROMIUM_FLAGS, PROMPT
 from gpt2graph_svg import scene
 from gpt2graph_svg.draw import to_svg
+from test_svg import assert_chromium_draws_the_measured_widths
 
 import gpt2graph
 from gpt2graph.cli import main
@@ -378,8 +378,6 @@ def test_a_longer_prompt_and_more_heads(tiny_checkpoint, tmp_path):
 def test_chromium_draws_the_analysis_with_the_measured_widths(chromium, chromedriver, analysed_graph, artifacts_dir,
                                                               tmp_path):
     """Screenshot for people to look at, and every text box as wide in Chromium as the layout measured."""
-    from selenium import webdriver
-
     s = scene(analysed_graph, seed=3, top_k=5, head_color="induction")
     path = tmp_path / "analysed.svg"
     path.write_bytes(to_svg(s))
@@ -389,21 +387,7 @@ def test_chromium_draws_the_analysis_with_the_measured_widths(chromium, chromedr
                     f"--window-size={int(s.width)},{int(s.height)}", f"--screenshot={png}", path.as_uri()],
                    check=True, capture_output=True, timeout=120)
     assert png.stat().st_size > 0
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = chromium
-    for flag in [*CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile'}"]:
-        opts.add_argument(flag)
-    driver = webdriver.Chrome(options=opts, service=webdriver.ChromeService(executable_path=chromedriver))
-    try:
-        driver.get(Path(path).as_uri())
-        widths = driver.execute_script(
-            "return [...document.querySelectorAll('text')].map(t => t.getBBox().width)")
-    finally:
-        driver.quit()
-    expected = [t.box.w for t in s.texts()]
-    assert len(widths) == len(expected)
-    off = [(e, w) for e, w in zip(expected, widths, strict=True) if abs(e - w) > 1 + 0.01 * e]
-    assert not off, off[:5]
+    assert_chromium_draws_the_measured_widths(chromium, chromedriver, path, s, tmp_path)
 
 
 def test_the_decoding_stage_is_drawn_node_by_node_with_the_options(tiny_graph):
