@@ -260,7 +260,7 @@ class _Layout(Panels):
         # tokens a decoding filter removed are -inf: drawn as masked cells, outside the colour scale
         scale = max(float(v.masked_fill(v.isinf(), 0).abs().max()) for v in vals.values()) or 1.0
         top = self.y + 2
-        bottom = self.row_label(top, name, caption, category, f"colour scale ±{fmt(scale, 3)}")
+        bottom = self.row_label(top, name, caption, category, f"colour scale ±{scale:.3g}")
         d = len(next(iter(vals.values())))
         idx, gap = sample_indices(d)
         cell_w = min(CELL_W, (COL_W - MARKER_W - 20) / len(idx))
