@@ -48,8 +48,11 @@ def load_model(model: Any = None, *, tokenizer: Any = None, random_weights: bool
             raise NotGpt2Error(f"expected a GPT2LMHeadModel, got {type(model).__name__}")
         _check_gpt2(model.config, "the model passed in")
         hf = model.eval()
-        name = getattr(model.config, "name_or_path", "") or "GPT2LMHeadModel"
-        weights = Weights(status="random", seed=seed) if random_weights else Weights(status="pretrained")
+        loaded_from = getattr(model.config, "name_or_path", "")
+        name = loaded_from or "GPT2LMHeadModel"
+        # built in memory rather than loaded from a checkpoint: an initialisation whose seed we cannot know
+        weights = (Weights(status="random", seed=seed) if random_weights else
+                   Weights(status="pretrained") if loaded_from else Weights(status="random"))
         if random_weights:
             hf = _random_model(model.config, seed)
         # an object was loaded already: look for its tokenizer locally (directory or HF cache), never online

@@ -184,7 +184,8 @@ class Weights(Strict):
     """Where the weights came from: a trained checkpoint, or a seeded random initialisation."""
 
     status: Literal["pretrained", "random"] = Field(description="pretrained: trained weights; random: seeded init.")
-    seed: int | None = Field(default=None, description="Seed of the random initialisation (random weights only).")
+    seed: int | None = Field(default=None, description="Seed of the random initialisation (random weights only); "
+                             "None for a model object built in memory, whose seed is unknown.")
 
 
 class ModelInfo(Strict):

@@ -66,7 +66,8 @@ def analysis_summary(analysis, k: int = 5) -> dict:
 
 def format_summary(s: dict) -> str:
     w = s["weights"]
-    weights = "pretrained" if w["status"] == "pretrained" else f"RANDOM (seed {w['seed']}): predictions are meaningless"
+    seed = "unknown seed" if w["seed"] is None else f"seed {w['seed']}"
+    weights = "pretrained" if w["status"] == "pretrained" else f"RANDOM ({seed}): predictions are meaningless"
     d = s["dims"]
     lines = [
         f"model        {s['model']} ({s['source']})",

@@ -5,6 +5,7 @@ import torch
 
 import gpt2graph
 from gpt2graph.schema import OperationNode, ParameterNode, VectorKind, VectorNode
+from gpt2graph.summary import format_summary
 
 from conftest import PROMPT, TINY
 
@@ -133,6 +134,16 @@ def test_already_loaded_model_and_dims_from_config(tmp_path):
     assert (d.n_layer, d.n_head, d.d_model, d.d_head, d.d_mlp, d.n_ctx) == (3, 2, 16, 8, 40, 20)
     assert g.model.source == "object" and g.tokenization.token_ids == [15496, 995]
     assert g.verify().ok
+    # built in memory, not loaded from a checkpoint: random weights of an unknown seed, and said so
+    assert g.random_weights and g.model.weights.seed is None
+    assert "RANDOM (unknown seed)" in format_summary(g.summary())
+
+
+def test_a_model_object_loaded_from_a_checkpoint_is_pretrained(tiny_checkpoint):
+    from transformers import GPT2LMHeadModel
+
+    g = gpt2graph.build("Hello world", model=GPT2LMHeadModel.from_pretrained(tiny_checkpoint))
+    assert not g.random_weights and g.model.name == str(tiny_checkpoint)
 
 
 def test_tokenizer_comes_from_the_model_directory(tmp_path):

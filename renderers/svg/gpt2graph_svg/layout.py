@@ -361,7 +361,8 @@ class _Layout(Panels):
         self.label(f, prompt, date)
         self.y = date.box.bottom + 10
         if self.g.random_weights:
-            msg = (f"RANDOM WEIGHTS (seed {m.weights.seed}): this model was never trained. The structure and "
+            seed = "unknown seed" if m.weights.seed is None else f"seed {m.weights.seed}"
+            msg = (f"RANDOM WEIGHTS ({seed}): this model was never trained. The structure and "
                    f"the arithmetic are exact, but every value and prediction shown is meaningless.")
             fill = C.WARNING
         else:
