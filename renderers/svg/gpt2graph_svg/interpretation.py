@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from gpt2graph.analysis import Attribution, DecodingResult
+from gpt2graph.analysis import Attribution, DecodingResult, LensEntry
 from gpt2graph.decoding import decode_next
 from gpt2graph.errors import InterpretError, RendererError
 
@@ -112,7 +112,7 @@ class Readout:
     def __init__(self, graph: Any):
         self.g = graph
         self.analysis = a = graph.analysis
-        self.lens = {} if a is None or a.lens is None else {e.node: e for e in a.lens.entries}
+        self._lens = None if a is None else a.lens
         self.dla = {} if a is None else {c.component: c for c in a.dla.contributions}
         self.roles = {} if a is None else {(r.layer, r.head): r for r in a.roles.heads}
         self.circuits = {} if a is None else {(c.layer, c.head): c for c in a.circuits.heads}
@@ -120,6 +120,10 @@ class Readout:
         for c in self.dla.values():
             if c.kind == "head_out":
                 self.head_dla[c.layer, c.head] = self.head_dla.get((c.layer, c.head), 0.0) + c.contribution
+
+    def lens(self, node_id: str) -> LensEntry | None:
+        """The stored logit-lens entry of a node (made from the lens arrays only for the nodes drawn)."""
+        return None if self._lens is None else self._lens.entry(node_id)
 
     def metric(self) -> str:
         """What DLA attributes, in words: ``logit of 'Ġthe'`` or ``logit('ĠMary') − logit('ĠJohn')``."""
@@ -129,7 +133,7 @@ class Readout:
     def notes(self, node_id: str) -> list[str]:
         """Tooltip lines for a node: its logit lens and its direct logit attribution, where the analysis has them."""
         lines = []
-        entry = self.lens.get(node_id)
+        entry = self.lens(node_id)
         if entry is not None:
             lines.append(f"logit lens (top {len(entry.top)}): "
                          + " · ".join(f"{t.token!r} {pct(t.prob)}" for t in entry.top))

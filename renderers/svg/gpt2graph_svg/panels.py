@@ -221,7 +221,7 @@ class Panels:
                      ("resid_pre", L + 1, f"block {L}, after the MLP") if L < last
                      else ("resid_post", L, f"block {L}, after the MLP")]
         ids = [[self.top.vector_id(Key(kind, layer, None, p)) for p in self.positions] for kind, layer, _ in rows]
-        shown = [(r, i) for r, i in zip(rows, ids, strict=True) if all(n in self.readout.lens for n in i)]
+        shown = [(r, i) for r, i in zip(rows, ids, strict=True) if all(self.readout.lens(n) for n in i)]
         if not shown:
             return
         self.open_panel("unembedding", "Logit lens", "each residual stream vector read as if it were the last: "
@@ -233,7 +233,7 @@ class Panels:
         for (_, _, name), node_ids in shown:
             self.label(text_at(self.gutter_x, y + 3, [name], FS["small"], colour=C.MUTED))
             for p, node in zip(self.positions, node_ids, strict=True):
-                best = self.readout.lens[node].top[0]
+                best = self.readout.lens(node).top[0]
                 fill = C.sequential(best.prob)
                 box = Box(self.col_x[p] + 4, y, self.col_w - 8, rh - 2)
                 hit = p + 1 < len(token_ids) and best.id == token_ids[p + 1]
