@@ -1,5 +1,7 @@
 """Bokeh explorer on GPT-2 124M (random weights): HTML size, write time and time to first render in headless
-Chromium, for 16 tokens (every vector drawn) and 128 tokens (level of detail), side by side.
+Chromium, for 16 tokens (every vector drawn) and 128 tokens (level of detail), side by side, each without and
+with a stored analysis (``graph.analyze()``: the page adds the analysis colour columns, a lens line for every
+vector the lens read, each head's summary and the analysis panel; the analysis itself is not timed here).
 
 Targets at 16 tokens: under 25 MB, interactive in under 5 s. At 128 tokens the page must open, zoom to the
 vectors and pan. Times in the browser:
@@ -101,18 +103,22 @@ def main() -> None:
         for n in args.tokens:
             graph = gpt2graph.build(" a" * n, random_weights=True)  # " a" is one GPT-2 token
             assert graph.n_tokens == n, graph.n_tokens
-            path = Path(tmp) / f"explorer-{n}.html"
-            start = time.perf_counter()
-            gpt2graph_bokeh.write_html(graph, path)
-            write = time.perf_counter() - start
             lod = n > gpt2graph_bokeh.BokehRenderer.options["max_positions"].default
-            rows.append((n, graph.topology.count_vectors(), path.stat().st_size / 2**20, write,
-                         browser_times(path, lod)))
+            for analysed in (False, True):
+                if analysed:
+                    graph.analyze()
+                path = Path(tmp) / f"explorer-{n}{'-analysed' if analysed else ''}.html"
+                start = time.perf_counter()
+                gpt2graph_bokeh.write_html(graph, path)
+                write = time.perf_counter() - start
+                rows.append((n, analysed, graph.topology.count_vectors(), path.stat().st_size / 2**20, write,
+                             browser_times(path, lod)))
     keys = ["first render", "click", "pan", "zoom in"]
-    print(f"{'tokens':>6} {'vectors':>8} {'HTML MB':>8} {'write s':>8} " + " ".join(f"{k + ' s':>14}" for k in keys))
-    for n, vectors, size, write, times in rows:
+    print(f"{'tokens':>6} {'analysis':>8} {'vectors':>8} {'HTML MB':>8} {'write s':>8} "
+          + " ".join(f"{k + ' s':>14}" for k in keys))
+    for n, analysed, vectors, size, write, times in rows:
         cells = " ".join(f"{times[k]:14.2f}" if k in times else f"{'-':>14}" for k in keys)
-        print(f"{n:>6} {vectors:>8,} {size:8.1f} {write:8.2f} {cells}")
+        print(f"{n:>6} {'yes' if analysed else 'no':>8} {vectors:>8,} {size:8.1f} {write:8.2f} {cells}")
     print("targets at 16 tokens: HTML < 25 MB, first render < 5 s")
 
 

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 from bokeh.models import CustomJS, Div, GlyphRenderer, HoverTool
+from conftest import PROMPT
 from gpt2graph_bokeh.ancestry import (
     ALL,
     FROM,
@@ -25,6 +26,7 @@ from gpt2graph_bokeh.ancestry import (
 from gpt2graph_bokeh.document import build_explorer
 from gpt2graph_bokeh.knowledge import knowledge
 from gpt2graph_bokeh.layout import layout
+from gpt2graph_bokeh.numbers import percent
 from gpt2graph_bokeh.sanitize import markdown
 
 from gpt2graph.registry import registry
@@ -123,7 +125,7 @@ def test_statistics_match_node_summaries(tiny_graph, explorer):
 def test_logit_lens_on_the_stream_only(tiny_graph, explorer):
     ids = _model(explorer, "nodes").data["id"]
     meta = _script(explorer).args["meta"]
-    lens = dict(zip((int(i) for i in meta["lens_nodes"]), meta["lens_texts"]))
+    lens = dict(zip((int(i) for i in meta["lens_nodes"]), meta["lens_texts"], strict=True))
     stream = {"input_embedding", "resid_pre", "resid_mid", "resid_post", "logits"}
     assert {ids[i] for i in lens} == {n.id for n in tiny_graph.iter_nodes(kind=stream)}
     assert all(lens.values())
@@ -231,23 +233,58 @@ annotations:
     assert "Softmax at position 2" not in panel("blocks.0.attn.hook_pattern[3,1]")
 
 
-def test_a_stored_logit_lens_is_used(tiny_graph, analysed_graph):
+def _no_lens_computation(monkeypatch) -> None:
+    """Make the renderer's own logit-lens computation fail, so any line it computes is an error."""
+    import gpt2graph_bokeh.stats
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the renderer computed a logit lens")
+
+    monkeypatch.setattr(gpt2graph_bokeh.stats, "lens_logits", refuse)
+
+
+def test_a_stored_logit_lens_is_used(tiny_graph, analysed_graph, monkeypatch):
     from gpt2graph_bokeh.stats import lens_text
 
     lay = layout(tiny_graph.topology)
-    computed = lens_text(tiny_graph, lay)  # no analysis: the renderer computes the lens of the stream only
-    read = lens_text(analysed_graph, lay)  # the same run, carrying a stored lens of every stream write too
-    head_out = lay.index(Key("head_out", 1, 2, 3))
-    b_O = lay.n_vectors + lay.param_index[Key("b_O", 0)]
-    assert head_out not in computed and b_O not in computed
+    computed = lens_text(tiny_graph, lay)  # no analysis: the renderer computes the lens of the stream
+    _no_lens_computation(monkeypatch)
+    with pytest.raises(AssertionError, match="computed a logit lens"):
+        lens_text(tiny_graph, lay)  # the patch bites: without a stored lens there is no other way
+    read = lens_text(analysed_graph, lay)  # the same run carrying a lens of the stream and of every write
     stored = analysed_graph.analysis.lens
-    for node, index in (("blocks.1.attn.hook_result[3,2]", head_out), ("blocks.0.attn.b_O", b_O)):
-        assert read[index] == ", ".join(f"{t.token} {t.prob:.1%}" for t in stored.entry(node).top[:3])
+    assert len(read) == stored.n_entries + tiny_graph.n_tokens  # every entry, and the logits' own prediction
+    after = [tiny_graph.decode_token(t) for t in tiny_graph.tokenization.token_ids[1:]]
+    for entry in stored.entries:
+        line = read[lay.id_index[entry.node]]
+        assert line.startswith(", ".join(f"{t.token} {percent(t.prob)}" for t in entry.top[:3]))
+        if entry.next_token_rank is not None:
+            p = tiny_graph.topology.parse(entry.node)[1].position
+            assert f"next token {after[p]}: rank {entry.next_token_rank:,} " in line
+        assert f"target Ġthe: rank {entry.target_rank:,} " in line
 
     def tokens(text: str) -> list[str]:
-        return [part.rsplit(" ", 1)[0] for part in text.split(", ")]
+        return [part.rsplit(" ", 1)[0] for part in text.split(" · ")[0].split(", ")]
 
-    assert computed.keys() <= read.keys() and all(tokens(read[i]) == tokens(computed[i]) for i in computed)
+    # the stored lens and the renderer's own agree where both exist: the residual stream
+    assert computed.keys() < read.keys() and all(tokens(read[i]) == tokens(computed[i]) for i in computed)
+
+
+def test_stream_kinds_a_stored_lens_skipped_are_computed(tiny_checkpoint, monkeypatch):
+    from gpt2graph_bokeh.stats import lens_text
+
+    import gpt2graph
+
+    graph = gpt2graph.build(PROMPT, model=str(tiny_checkpoint), analyze={"lens": ["head_out"], "top_k": 2})
+    lay = layout(graph.topology)
+    read = lens_text(graph, lay)
+    head_out = lay.index(Key("head_out", 0, 1, 2))
+    assert read[head_out].count("%,") == 1  # the stored lens's two tokens, not three computed here
+    resid = lay.index(Key("resid_mid", 1, None, 2))
+    assert read[resid].count("%,") == 2 and "next token" in read[resid]  # computed: the lens has no resid_mid
+    _no_lens_computation(monkeypatch)
+    with pytest.raises(AssertionError, match="computed a logit lens"):
+        lens_text(graph, lay)
 
 
 def test_hover_tooltip_never_inserts_raw_html(explorer):
@@ -272,7 +309,8 @@ class _Tags(HTMLParser):
         self.text.append(data)
 
 
-ALLOWED_TAGS = {"div", "span", "b", "p", "ul", "li", "code", "strong", "em", "a", "details", "summary", "h3"}
+ALLOWED_TAGS = {"div", "span", "b", "p", "ul", "li", "code", "strong", "em", "a", "details", "summary", "h3", "table",
+                "tr", "th", "td"}
 ALLOWED_ATTRS = {"class", "style", "href", "target", "rel"}
 
 

@@ -13,12 +13,15 @@ from collections.abc import Iterator
 import gpt2graph_bokeh
 import numpy as np
 import pytest
-from conftest import CHROMIUM_FLAGS
+from bokeh.palettes import Viridis256
+from conftest import CHROMIUM_FLAGS, PROMPT
 from gpt2graph_bokeh.layout import layout
+from gpt2graph_bokeh.numbers import percent, signed
 from selenium import webdriver
 from selenium.common.exceptions import NoAlertPresentException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.actions.action_builder import ActionBuilder
+from test_bokeh import IMG, SCRIPT
 
 from gpt2graph.topology import VECTOR_SPECS
 
@@ -75,6 +78,29 @@ class Page:
         actions.pointer_action.move_to_location(x, y)
         if click:
             actions.pointer_action.click()
+        actions.perform()
+        time.sleep(0.3)
+        self.wait_idle()
+
+    def colour_at(self, index: int) -> str:
+        """The colour drawn at the centre of node ``index``, read from the canvas Bokeh paints glyphs on."""
+        r, g, b = self.js(f"""
+            const fig = {self.model('canvas')}, src = {self.model('nodes')}, view = Bokeh.index.get_one(fig)
+            const k = window.devicePixelRatio, i = arguments[0]
+            const x = view.frame.x_scale.compute(src.data.x[i]), y = view.frame.y_scale.compute(src.data.y[i])
+            const ctx = view.canvas_view.primary.canvas.getContext('2d')
+            return [...ctx.getImageData(Math.round(x * k), Math.round(y * k), 1, 1).data].slice(0, 3)""", index)
+        return f"#{r:02X}{g:02X}{b:02X}"
+
+    def press(self, label: str) -> None:
+        """Click the button labelled ``label`` where it is drawn, as a pointer would."""
+        x, y = self.js(ALL_ELEMENTS + """
+            const button = [...all(document)].find(e => e.tagName == 'BUTTON' && e.textContent == arguments[0])
+            const r = button.getBoundingClientRect()
+            return [r.left + r.width / 2, r.top + r.height / 2]""", label)
+        actions = ActionBuilder(self.d)
+        actions.pointer_action.move_to_location(round(x), round(y))
+        actions.pointer_action.click()
         actions.perform()
         time.sleep(0.3)
         self.wait_idle()
@@ -219,7 +245,7 @@ def test_clicking_empty_space_clears(page, tiny_graph):
 
 
 def test_markup_in_prompt_and_notes_stays_text(driver, tiny_checkpoint, tmp_path):
-    from test_bokeh import IMG, SCRIPT, XSS_NOTES
+    from test_bokeh import XSS_NOTES
 
     import gpt2graph
 
@@ -253,25 +279,70 @@ def test_markup_in_prompt_and_notes_stays_text(driver, tiny_checkpoint, tmp_path
     assert page.severe_logs() == []
 
 
-def test_analysed_page_colours_heads_by_role_and_shows_dla(driver, analysed_graph, tmp_path, artifacts_dir):
-    page = _open(driver, gpt2graph_bokeh.write_html(analysed_graph, tmp_path / "analysed.html"))
-    assert page.severe_logs() == []
-    modes = page.js(f"return {page.model('color-by')}.labels")
-    page.js(f"{page.model('color-by')}.active = {modes.index('induction')}")
-    glyph = f"{page.model('node-glyphs')}.glyph"
-    assert page.until(f"{glyph}.fill_color.field == 'c_induction' && {glyph}.fill_color.field")
-    page.wait_idle()
-    bar = page.js(f"return {page.model('canvas')}.below.filter(m => m.visible && m.title)"
-                  ".map(m => m.title)")
-    assert any("induction score" in t for t in bar)
-    # the strongest induction head's vectors carry its score in the column the glyphs are now filled from
-    best = analysed_graph.analysis.roles.ranked("induction")[0]
-    node = _index(analysed_graph, f"blocks.{best.layer}.attn.hook_z[3,{best.head}]")
-    shown = page.js(f"return {page.model('nodes')}.data.c_induction[arguments[0]]", node)
-    assert shown == pytest.approx(best.induction, abs=1e-6)
-    page.pointer(_index(analysed_graph, analysed_graph.analysis.dla.top(1)[0].component))
-    assert "direct effect on logit(" in page.tooltip_text()
-    analysis = page.shown_text("analysis")
-    assert "Direct logit attribution" in analysis and "Head roles" in analysis and "Decoding after" in analysis
+def test_analysed_page_colours_heads_by_role_score(driver, tiny_checkpoint, tmp_path, artifacts_dir):
+    from test_bokeh_analysis import spread_induction
+
+    import gpt2graph
+
+    graph = gpt2graph.build(PROMPT, model=str(tiny_checkpoint), analyze={"target": " the", "induction_probe": 5})
+    spread_induction(graph)  # scores far enough apart to be told apart by eye
+    a = graph.analysis
+    page = _open(driver, gpt2graph_bokeh.write_html(graph, tmp_path / "analysed.html"))
+    page.press("induction")
+    assert page.until(f"{page.model('node-glyphs')}.glyph.fill_color.field") == "c_induction"
+    bars = page.js(f"return {page.model('canvas')}.below.filter(m => m.visible && m.title).map(m => m.title)")
+    assert len(bars) == 1 and bars[0].startswith("induction score")
+    # every head's z cell is drawn in the palette colour of its score: brighter for a higher score
+    drawn = {(h.layer, h.head): page.colour_at(_index(graph, f"blocks.{h.layer}.attn.hook_z[2,{h.head}]"))
+             for h in a.roles.heads}
+    for h in a.roles.heads:
+        assert drawn[h.layer, h.head] == Viridis256[min(int(h.induction * 256), 255)].upper()
+    ranked = [drawn[h.layer, h.head] for h in a.roles.ranked("induction")]
+    assert [Viridis256.index(c) for c in ranked] == sorted((Viridis256.index(c) for c in ranked), reverse=True)
+    assert page.colour_at(_index(graph, "blocks.0.hook_resid_mid[2]")) == "#E4E4E4"  # not a head's: grey
     page.d.save_screenshot(str(artifacts_dir / "bokeh-analysed.png"))
+
+    # hovering a head's output shows what its write reads as under the lens, and its direct effect
+    node = f"blocks.1.attn.hook_result[4,{a.roles.ranked('induction')[0].head}]"
+    entry = a.lens.entry(node)
+    page.pointer(_index(graph, node))
+    tip = page.tooltip_text()
+    assert ", ".join(f"{t.token} {percent(t.prob)}" for t in entry.top[:3]) in tip
+    assert "direct effect on logit(Ġthe) at position 4: " in tip and "target Ġthe: rank" in tip
+
+    # clicking it opens the head's summary: role scores against a uniform head, circuits
+    best = a.roles.ranked("induction")[0]
+    page.pointer(_index(graph, f"blocks.{best.layer}.attn.hook_q[1,{best.head}]"), click=True)
+    panel = page.until(f"{page.model('panel')}.text.includes('g2g-head') && {page.model('panel')}.text")
+    circuit = a.circuits.heads[best.layer * graph.dims.n_head + best.head]
+    shown = page.shown_text("panel")
+    assert f"Head {best.layer}.{best.head}" in shown and f"induction{best.induction:.3f}" in shown
+    assert f"OV copying score {circuit.ov_copying_score:.3f}" in shown and "g2g-head" in panel
+    analysis = page.shown_text("analysis")
+    top = a.dla.top(1)[0]
+    assert f"{top.component}{top.kind}{signed(top.contribution)}" in analysis  # the first row of the DLA table
+    assert f"next token {a.decoding.chosen.token}" in analysis
+    assert page.severe_logs() == []
+
+
+def test_markup_tokens_in_the_analysis_stay_text(driver, tiny_checkpoint, tmp_path):
+    import gpt2graph
+
+    graph = gpt2graph.build(PROMPT, model=str(tiny_checkpoint))
+    graph.vocab = [IMG if i % 2 else SCRIPT for i in range(len(graph.vocab))]  # a vocabulary of tags
+    graph.analyze(induction_probe=5, top_k=3)
+    page = _open(driver, gpt2graph_bokeh.write_html(graph, tmp_path / "markup.html"))
+    page.pointer(_index(graph, "blocks.0.attn.hook_result[2,1]"))
+    tip = page.tooltip_text()
+    assert tip.count(IMG) + tip.count(SCRIPT) >= 3  # the lens tokens, as text
+    page.pointer(_index(graph, "blocks.0.attn.hook_z[2,1]"), click=True)
+    page.until(f"{page.model('panel')}.text.includes('g2g-head')")
+    assert "it raises: " + graph.analysis.circuits.heads[1].boosted[0].token in page.shown_text("panel")
+    assert f"next token {graph.analysis.decoding.chosen.token}" in page.shown_text("analysis")
+    with pytest.raises(NoAlertPresentException):
+        page.d.switch_to.alert  # noqa: B018 (an executed payload would have opened one)
+    injected = page.js(ALL_ELEMENTS + "return [...all(document)].filter(e => e.tagName == 'IMG' || "
+                       "(e.tagName == 'SCRIPT' && e.type != 'application/json' && e.textContent.includes('alert(1)')))"
+                       ".length")
+    assert injected == 0
     assert page.severe_logs() == []

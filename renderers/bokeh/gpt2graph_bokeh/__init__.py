@@ -57,7 +57,9 @@ class BokehRenderer:
                            "first_token, current_token, induction) or copying", choices=COLOR_MODES + ANALYSIS_MODES),
         "max_positions": Option(int, 32, "level of detail: above this many positions in view, blocks are drawn "
                                 "instead of single vectors"),
-        "logit_lens": Option(bool, True, "show the top tokens of every residual-stream vector (logit lens)"),
+        "logit_lens": Option(bool, True, "logit lens in the tooltips: top tokens and the next token's rank, read "
+                             "from a stored analysis for every vector it covers, else computed for the residual "
+                             "stream"),
     }
 
     def render(self, graph: Graph, path: Path, **options: Any) -> Path:

@@ -4,20 +4,23 @@ What is on the page:
 
 * the canvas (:mod:`.layout`): every vector and parameter as a rectangle, the edges within each position,
   token labels along the position axis, block and column labels along the top and bottom;
-* hover: id, kind, shape, layer/head/position, value statistics, the glossary summary of its kind and, for
-  the residual stream, the logit lens;
+* hover: id, kind, shape, layer/head/position, value statistics, the glossary summary of its kind and the
+  logit lens (of the residual stream; with a stored analysis, of every vector it read, and each component's
+  direct logit attribution);
 * click: ancestors (red outline) and descendants (blue outline) highlighted, the node's direct inputs and
   outputs drawn (across positions too), and the side panel filled with the node and its glossary entries,
   annotations and sources;
 * the attention pattern of one head with token labels, chosen with the layer/head sliders or by clicking any
   vector or weight of a head;
-* colour by legend category or by a value statistic (scaled within each kind);
+* colour by legend category or by a value statistic (scaled within each kind); with an analysis, by direct
+  logit attribution, a head role score or the OV copying score (:mod:`.interpret`), and the analysis panel
+  (DLA, head roles, decoding) under the canvas, and each head's summary in the panel of its nodes;
 * above a ``max_positions`` prompt length, an overview of blocks replaces the vectors until the view is
   zoomed in to that many positions (level of detail).
 
 Models the tests and the page's script look up by name: ``nodes`` (node source), ``edges``, ``ancestors``
 and ``descendants`` (index filters), ``links``, ``heat`` (pattern source), ``attn-layer`` and ``attn-head``
-(sliders), ``color-by``, ``panel``, ``overview``.
+(sliders), ``color-by``, ``panel``, ``overview``, ``analysis``.
 """
 
 from __future__ import annotations
@@ -62,10 +65,10 @@ from gpt2graph.schema import Category
 from gpt2graph.topology import VECTOR_SPECS, Key
 
 from .ancestry import input_rules, lane_edges, output_rules
+from .interpret import ANALYSIS_MODES, Metrics, analysis_panel, head_panels, metrics
 from .knowledge import Knowledge, knowledge
 from .layout import BLOCK_WIDTH, Layout, layout
 from .sanitize import escape
-from .interpret import ANALYSIS_MODES, MODE_TITLE, analysis_panel, metric_columns
 from .stats import attention, lens_text, node_stats, relative
 
 if TYPE_CHECKING:
@@ -113,6 +116,8 @@ code { background: #f0f0f0; padding: 0 2px; border-radius: 2px; }
 .g2g-table { border-collapse: collapse; font-size: 12px; margin: 2px 0 6px 0; }
 .g2g-table th { text-align: left; color: #777; font-weight: 500; padding-right: 8px; }
 .g2g-table td { padding: 1px 8px 1px 0; font-variant-numeric: tabular-nums; vertical-align: top; }
+.g2g-analysis { display: flex; gap: 18px; align-items: flex-start; }
+.g2g-analysis > div { flex: 1 1 0; min-width: 0; }
 """
 
 _TOOLTIP = """
@@ -156,10 +161,9 @@ def _unit_tables(graph: Graph, lay: Layout) -> dict[str, np.ndarray]:
             "unit_shape": np.array(shapes), "lens_label": np.array(labels)}
 
 
-def _node_source(graph: Graph, lay: Layout) -> ColumnDataSource:
+def _node_source(graph: Graph, lay: Layout, metric: Metrics | None) -> ColumnDataSource:
     """One row per vector and parameter, in layout order, with numpy columns wherever possible."""
     n, G = graph.n_tokens, len(lay.groups)
-    top = lay.topology
     categories = list(CATEGORY_COLORS)
     unit = np.concatenate([np.repeat(np.arange(G, dtype=np.int32), n),
                            np.arange(G, G + len(lay.params), dtype=np.int32)])
@@ -167,19 +171,16 @@ def _node_source(graph: Graph, lay: Layout) -> ColumnDataSource:
                         + [categories.index(Category.parameter)] * len(lay.params), dtype=np.int8)
     unit_kind = np.array([str(k.kind) for k in [*lay.groups, *lay.params]])
     stats = node_stats(graph, lay)
-    # a numpy string array is serialised in one piece, a list item by item
-    ids = np.array([top.vector_id(k._replace(position=p)) for k in lay.groups for p in range(n)]
-                   + [top.param_id(k) for k in lay.params])
     data = {
         "x": lay.x, "y": lay.y, "w": lay.width, "h": lay.height, "unit": unit,
         "pos": np.concatenate([np.tile(np.arange(n, dtype=np.int32), G), np.full(len(lay.params), -1, np.int32)]),
-        "cat": unit_cat[unit], "id": ids,
+        "cat": unit_cat[unit], "id": lay.ids,
         **stats,
         "c_norm": relative(stats["norm"], unit_kind[unit], signed=False),
         "c_mean": relative(stats["mean"], unit_kind[unit], signed=True),
     }
-    if graph.analysis is not None:
-        data.update(metric_columns(graph.analysis, lay, ids))
+    if metric is not None:
+        data.update(metric.columns)
     return ColumnDataSource(data, name="nodes")
 
 
@@ -257,7 +258,7 @@ def _overview(lay: Layout, nodes: dict, graph: Graph) -> ColumnDataSource:
                           + ["a weight, shared by every position"] * len(weights)),
     }
     index = np.concatenate([blocks, weights])
-    for col in ("cat", "c_norm", "c_mean"):
+    for col in [c for c in nodes if c == "cat" or c.startswith("c_")]:  # every colour mode's column
         data[col] = np.asarray(nodes[col])[index]
     return ColumnDataSource(data, name="overview")
 
@@ -371,21 +372,22 @@ def _axes(fig: Any, graph: Graph, lay: Layout) -> None:
     lanes = [float(y) for y in lay.lane_y]
     strip = float(sum(lay.param_strip) / 2)
     fig.yaxis.ticker = FixedTicker(ticks=sorted([strip, *lanes]))  # NoOverlap expects ascending ticks
-    fig.yaxis.major_label_overrides = {strip: "weights", **dict(zip(lanes, _token_labels(graph)))}
+    fig.yaxis.major_label_overrides = {strip: "weights", **dict(zip(lanes, _token_labels(graph), strict=True))}
     fig.yaxis.major_label_policy = NoOverlap()
     fig.yaxis.axis_label = "position: token"
     blocks = [float(lay.block_x[0] - 1.5), *(lay.block_span(L)[1] for L in range(d.n_layer)),
               float(lay.block_x[-1] + 1.25)]
     fig.xaxis.ticker = FixedTicker(ticks=blocks)
     fig.xaxis.major_label_overrides = dict(zip(blocks, ["embed", *(f"block {L}" for L in range(d.n_layer)),
-                                                        "unembed"]))
+                                                        "unembed"], strict=True))
     fig.xaxis.major_label_policy = NoOverlap()
     fig.add_layout(LinearAxis(ticker=FixedTicker(ticks=[x for x, _ in lay.columns]),
                               major_label_overrides=dict(lay.columns), major_label_policy=NoOverlap(min_distance=6),
                               major_label_orientation=0.9, major_label_text_font_size="10px"), "above")
 
 
-def _legends(canvas: _Canvas, mappers: dict, color_by: str) -> tuple[Legend, dict[str, ColorBar]]:
+def _legends(canvas: _Canvas, mappers: dict, color_by: str,
+             metric: Metrics | None) -> tuple[Legend, dict[str, ColorBar]]:
     """The category legend and one colour bar per value statistic or analysis metric; the colour mode shows
     one of them."""
     present = set(np.unique(canvas.nodes.data["cat"]).tolist())
@@ -399,12 +401,12 @@ def _legends(canvas: _Canvas, mappers: dict, color_by: str) -> tuple[Legend, dic
     canvas.fig.add_layout(legend, "below")
     bar_labels = {"norm": {0: "smallest", 1: "largest"}, "mean": {0: "most negative", 0.5: "0", 1: "most positive"}}
     titles = {"norm": "norm, scaled within each kind", "mean": "mean, scaled within each kind"}
-    if "dla" in mappers:
-        bar_labels["dla"] = {0: "−max |contribution|", 0.5: "0", 1: "+max |contribution|"}
-        bar_labels.update({mode: {0: "0", 0.5: "0.5", 1: "1"} for mode in ANALYSIS_MODES[1:]})
-        titles.update({mode: f"{MODE_TITLE[mode]} (grey: not a head's)" for mode in ANALYSIS_MODES})
+    if metric is not None:
+        bar_labels.update(metric.ticks)
+        titles.update(metric.titles)
+    # ticks ascending: the bar's NoOverlap label policy drops labels of ticks out of order
     bars = {mode: ColorBar(color_mapper=mappers[mode], title=titles[mode],
-                           ticker=FixedTicker(ticks=list(labels)), major_label_overrides=labels,
+                           ticker=FixedTicker(ticks=sorted(labels)), major_label_overrides=labels,
                            orientation="horizontal", height=10, width=400, visible=color_by == mode,
                            location="top_left")
             for mode, labels in bar_labels.items()}
@@ -465,6 +467,7 @@ def build_explorer(graph: Graph, *, title: str | None = None, color_by: str = "c
     know = knowledge(graph, lay)
     units = _unit_tables(graph, lay)
     lens = lens_text(graph, lay) if logit_lens else {}
+    metric = None if graph.analysis is None else metrics(graph.analysis, lay)
 
     mappers = {
         "category": LinearColorMapper(palette=list(CATEGORY_COLORS.values()), low=-0.5,
@@ -477,10 +480,10 @@ def build_explorer(graph: Graph, *, title: str | None = None, color_by: str = "c
         mappers.update({mode: LinearColorMapper(palette=list(_SEQUENTIAL), low=0, high=1, nan_color=_NO_METRIC)
                         for mode in ANALYSIS_MODES[1:]})
     fill = {"field": "cat" if color_by == "category" else f"c_{color_by}", "transform": mappers[color_by]}
-    canvas = _canvas(graph, lay, _node_source(graph, lay), fill)
+    canvas = _canvas(graph, lay, _node_source(graph, lay, metric), fill)
     _hover(canvas, graph, know, units, lens)
     _axes(canvas.fig, graph, lay)
-    legend, colorbars = _legends(canvas, mappers, color_by)
+    legend, colorbars = _legends(canvas, mappers, color_by, metric)
 
     overview = overview_r = None
     if n > max_positions:  # level of detail: blocks while more than max_positions lanes are in view
@@ -512,6 +515,7 @@ def build_explorer(graph: Graph, *, title: str | None = None, color_by: str = "c
         "node_panel_keys": list(know.node_panel), "node_panel_values": list(know.node_panel.values()),
         "intro": _INTRO, "colors": HIGHLIGHT, "color_modes": list(modes), "max_positions": max_positions,
         "lane_pitch": lay.lane_pitch, "block_width": BLOCK_WIDTH,
+        "head_panels": [] if graph.analysis is None else head_panels(graph.analysis),
     }
     explorer = CustomJS(code=_script(), args={
         "meta": meta, "nodes": canvas.nodes, "overview": overview, "overview_r": overview_r,
@@ -532,9 +536,10 @@ def build_explorer(graph: Graph, *, title: str | None = None, color_by: str = "c
 
     controls = row(Div(text='<span class="g2g-label">colour by</span>', stylesheets=[InlineStyleSheet(css=_CSS)]),
                    color_w)
-    side = column(panel, row(layer_w, head_w), heat_fig)
-    if graph.analysis is not None:
-        side.children.append(Div(text=analysis_panel(graph), width=430, name="analysis",
+    main = column(canvas.fig)
+    if graph.analysis is not None:  # under the canvas, its three parts side by side
+        main.children.append(Div(text=analysis_panel(graph.analysis), width=1160, name="analysis",
                                  stylesheets=[InlineStyleSheet(css=_CSS)],
                                  styles={"border": "1px solid #ddd", "padding": "6px", "background": "#fff"}))
-    return column(_header(graph, title), controls, row(canvas.fig, side), name="explorer")
+    side = column(panel, row(layer_w, head_w), heat_fig)
+    return column(_header(graph, title), controls, row(main, side), name="explorer")

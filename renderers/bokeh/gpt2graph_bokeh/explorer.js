@@ -1,7 +1,7 @@
 // Behaviour of the gpt2graph explorer page: the body of one CustomJS attached to every event, so the
 // ancestry rules, panels and attention patterns are shipped once. `cb_obj` says which model changed: the
 // node selection, the overview selection, a head widget, the colour widget, or a range of the main plot.
-// Every string that reaches HTML goes through esc(); panels[] is HTML sanitised in Python.
+// Every string that reaches HTML goes through esc(); panels[] and head_panels[] are HTML sanitised in Python.
 
 const n = meta.n_tokens, NV = meta.n_vectors, G = meta.n_groups, H = meta.n_head
 const SAME = 0, UPTO = 1, FROM = 2
@@ -69,10 +69,11 @@ function header(i, n_anc, n_desc) {
   const top = lens_of(i)
   const label = `<span class="g2g-label">${esc(meta.lens_label[u])}</span>`
   const lens = top ? `<div class="g2g-lens">${label} ${esc(top)}</div>` : ""
+  const effect = d.dla_text && d.dla_text[i] ? `<div class="g2g-lens">${esc(d.dla_text[i])}</div>` : ""
   const table = `<tr>${stats.slice(0, 3).join("")}</tr><tr>${stats.slice(3).join("")}</tr>`
   return `<div class="g2g-node"><div class="g2g-id">${esc(d.id[i])}</div>` +
     `<div>${esc(meta.unit_kind[u])} · shape ${esc(meta.unit_shape[u])} · ${where.join(" · ")}</div>` +
-    `<table class="g2g-stats">${table}</table>${lens}` +
+    `<table class="g2g-stats">${table}</table>${lens}${effect}` +
     `<div class="g2g-trace"><span class="g2g-swatch" style="border-color:${meta.colors.ancestor}"></span>` +
     `${n_anc} nodes it is computed from · <span class="g2g-swatch" style="border-color:${meta.colors.descendant}">` +
     `</span>${n_desc} nodes computed from it</div></div>`
@@ -125,8 +126,11 @@ function select_node() {
   anc_filter.indices = anc
   desc_filter.indices = desc
   links(i)
-  panel.text = header(i, anc.length, desc.length) + meta.panels[panel_index(i)]
   const u = unit_of(i)
+  // a head's node: its role scores and circuits (from the analysis, sanitised in Python) before the glossary
+  const head = meta.head_panels.length && meta.unit_head[u] >= 0 ?
+    meta.head_panels[meta.unit_layer[u] * H + meta.unit_head[u]] : ""
+  panel.text = header(i, anc.length, desc.length) + head + meta.panels[panel_index(i)]
   if (meta.unit_head[u] >= 0) {  // a head's vector or weight: open its attention pattern
     layer_w.value = meta.unit_layer[u]
     head_w.value = meta.unit_head[u]

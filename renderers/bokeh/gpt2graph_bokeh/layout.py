@@ -121,6 +121,18 @@ class Layout:
     def param_index(self) -> dict[Key, int]:
         return {k: i for i, k in enumerate(self.params)}
 
+    @cached_property
+    def ids(self) -> np.ndarray:
+        """Every node's id in node order, as one numpy string array (Bokeh serialises it in one piece)."""
+        top, n = self.topology, self.topology.n_tokens
+        return np.array([top.vector_id(k._replace(position=p)) for k in self.groups for p in range(n)]
+                        + [top.param_id(k) for k in self.params])
+
+    @cached_property
+    def id_index(self) -> dict[str, int]:
+        """Node index of every node id, for results keyed by id (the analysis)."""
+        return {str(node_id): i for i, node_id in enumerate(self.ids)}
+
     @property
     def x_range(self) -> tuple[float, float]:
         return (float(self.block_x[0] + EMBED_COLUMNS[V.token] - 1.5),

@@ -1,5 +1,6 @@
 """Value statistics of every node and the logit lens of the residual stream, computed from whole-layer
-tensors (``graph.hook``) rather than node by node, so a long prompt costs a few tensor operations per layer.
+tensors (``graph.hook``) rather than node by node, so a long prompt costs a few tensor operations per layer;
+a logit lens the graph already carries is read instead, for every vector it covers.
 
 The statistics are those of :func:`gpt2graph.values.summarize` (L2 norm, mean, population std, min, max),
 computed in float64 like it; an attention row of query position ``p`` has ``p + 1`` entries.
@@ -7,18 +8,20 @@ computed in float64 like it; an attention row of query position ``p`` has ``p + 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from torch import Tensor
 
 from gpt2graph import ops
-from gpt2graph.lens import lens_logits
+from gpt2graph.analysis import LogitLens
+from gpt2graph.lens import lens_blocks, lens_logits
 from gpt2graph.schema import VectorKind
 from gpt2graph.topology import DECODE_KINDS, VECTOR_SPECS, Key
 
 from .layout import Layout
+from .numbers import percent
 
 if TYPE_CHECKING:
     from gpt2graph import Graph
@@ -27,7 +30,7 @@ __all__ = ["LENS_KINDS", "STATS", "attention", "lens_text", "node_stats", "relat
 
 V = VectorKind
 STATS = ("norm", "mean", "std", "min", "max")
-#: residual-stream vectors, whose top tokens under the logit lens the tooltip shows
+#: residual-stream vectors, whose logit lens the page computes when the graph carries none
 LENS_KINDS = (V.input_embedding, V.resid_pre, V.resid_mid, V.resid_post)
 
 
@@ -88,7 +91,7 @@ def node_stats(graph: Graph, lay: Layout) -> dict[str, np.ndarray]:
             mask = (causal if kind in (V.attn_scores, V.attn_pattern) else
                     np.isfinite(values) if kind in DECODE_KINDS else None)
             rows = values[..., 0].size
-            for name, column in zip(STATS, _masked_stats(values, mask)):
+            for name, column in zip(STATS, _masked_stats(values, mask), strict=True):
                 out[name][g * n:g * n + rows] = column.reshape(-1)
             g += rows // n
         # parameters likewise by kind and layer, the heads' slices stacked
@@ -101,7 +104,7 @@ def node_stats(graph: Graph, lay: Layout) -> dict[str, np.ndarray]:
             else:  # float32: W_E alone has 38M entries
                 flat = np.stack([graph.param(*k[:3]).numpy().reshape(-1) for k in run])
                 stats = _masked_stats(flat, None)
-            for name, column in zip(STATS, stats):
+            for name, column in zip(STATS, stats, strict=True):
                 out[name][lay.n_vectors + i:lay.n_vectors + i + len(run)] = column
             i += len(run)
     return out
@@ -124,13 +127,30 @@ def relative(values: np.ndarray, unit_kind: np.ndarray, signed: bool) -> np.ndar
     return out
 
 
-def _top(logits: Tensor, graph: Graph, k: int) -> list[str]:
-    """The ``k`` most probable tokens of each row of logits as text, e.g. ``Ġthe 12.5%, Ġa 8.1%``
-    (probabilities from a log-sum-exp, without materialising the softmax)."""
+def _line(graph: Graph, top: list[tuple[int, float]], following: int, rank: int, prob: float,
+          target: tuple[int, int, float] | None = None) -> str:
+    """One vector's lens as text: ``Ġthe 12.5%, Ġa 8.1% · next token Ġare: rank 153 (0.0012%)``, then the
+    target's rank when the stored lens has one. ``following`` is -1 where no token follows."""
+    text = ", ".join(f"{graph.decode_token(t)} {percent(p)}" for t, p in top)
+    if following >= 0:
+        text += f" · next token {graph.decode_token(following)}: rank {rank:,} ({percent(prob)})"
+    if target is not None:
+        t, r, p = target
+        text += f" · target {graph.decode_token(t)}: rank {r:,} ({percent(p)})"
+    return text
+
+
+def _lines(graph: Graph, logits: Tensor, following: Tensor, k: int) -> list[str]:
+    """:func:`_line` of each row of logits (probabilities from a log-sum-exp, without materialising the
+    softmax; the rank of the following token by counting the logits above its own)."""
+    lse = torch.logsumexp(logits, dim=-1, keepdim=True)
     top = torch.topk(logits, k, dim=-1)
-    probs = (top.values - torch.logsumexp(logits, dim=-1, keepdim=True)).exp()
-    return [", ".join(f"{graph.decode_token(t)} {p:.1%}" for t, p in zip(ids, ps))
-            for ids, ps in zip(top.indices.tolist(), probs.tolist())]
+    probs = (top.values - lse).exp()
+    own = logits.gather(-1, following.clamp(min=0)[:, None])
+    ranks = (logits > own).sum(-1) + 1
+    own_probs = (own - lse).exp()[:, 0]
+    columns = (top.indices.tolist(), probs.tolist(), following.tolist(), ranks.tolist(), own_probs.tolist())
+    return [_line(graph, list(zip(ids, ps, strict=True)), f, r, q) for ids, ps, f, r, q in zip(*columns, strict=True)]
 
 
 #: rows of logits held at once (rows x n_vocab floats): about 100 MB for GPT-2
@@ -138,41 +158,46 @@ _LENS_ROWS = 512
 
 
 def lens_text(graph: Graph, lay: Layout, top_k: int = 3) -> dict[int, str]:
-    """Node index -> top tokens as text (see :func:`_top`) for the logit lens and the logits (the model's own
-    prediction). A graph that carries an analysis with a logit lens (``graph.analysis.lens``) is read as is,
-    for every vector it read (head and MLP outputs and b_O too); otherwise the lens of the residual stream is
-    computed here, all groups in a few large products (each reads W_U once, the expensive part)."""
+    """Node index -> its logit lens as text (see :func:`_line`), and for the logits the model's own prediction.
+
+    A logit lens stored with the graph (``graph.analysis.lens``) is read as is, for every vector it read (head
+    and MLP outputs and b_O too), and never recomputed; the residual-stream kinds it did not read (or all of
+    them, without one) are computed here, all groups in a few large products (each reads W_U once, the
+    expensive part)."""
     n = graph.n_tokens
-    out: dict[int, str] = {}
-    stored = _stored_lens(graph, top_k)
+    lens = None if graph.analysis is None else graph.analysis.lens
+    out = {} if lens is None else _stored_lines(graph, lay, lens, top_k)
+    stored = set() if lens is None else {str(kind) for kind in lens.kinds}
+    following = torch.tensor([*graph.tokenization.token_ids[1:], -1])
     rows, vectors = [], []
-    if stored is not None:  # every vector it read: the stream, head and MLP outputs, and b_O
-        for i, key in enumerate(lay.params):
-            node_id = lay.topology.param_id(key)
-            if node_id in stored:
-                out[lay.n_vectors + i] = stored[node_id]
     for g, key in enumerate(lay.groups):
         nodes = range(g * n, (g + 1) * n)
         if key.kind == V.logits:
-            out.update(zip(nodes, _top(graph.logits, graph, top_k)))
-        elif stored is not None:
-            ids = (lay.topology.vector_id(key._replace(position=p)) for p in range(n))
-            out.update((i, stored[node_id]) for i, node_id in zip(nodes, ids) if node_id in stored)
-        elif key.kind in LENS_KINDS:
+            out.update(zip(nodes, _lines(graph, graph.logits, following, top_k), strict=True))
+        elif key.kind in LENS_KINDS and key.kind not in stored:
             rows += nodes
             vectors.append(graph.hook(key.kind, key.layer))
     if vectors:
-        x = torch.cat(vectors)
+        x, after = torch.cat(vectors), following.repeat(len(vectors))
         with torch.no_grad():
             for start in range(0, len(rows), _LENS_ROWS):
-                logits = lens_logits(graph, x[start:start + _LENS_ROWS])
-                out.update(zip(rows[start:start + _LENS_ROWS], _top(logits, graph, top_k)))
+                chunk = slice(start, start + _LENS_ROWS)
+                lines = _lines(graph, lens_logits(graph, x[chunk]), after[chunk], top_k)
+                out.update(zip(rows[chunk], lines, strict=True))
     return out
 
 
-def _stored_lens(graph: Graph, top_k: int) -> dict[str, str] | None:
-    """Node id -> top tokens from a logit lens the graph already carries, or None when it has none."""
-    lens: Any = getattr(getattr(graph, "analysis", None), "lens", None)
-    if lens is None:
-        return None
-    return {e.node: ", ".join(f"{t.token} {t.prob:.1%}" for t in e.top[:top_k]) for e in lens.entries}
+def _stored_lines(graph: Graph, lay: Layout, lens: LogitLens, top_k: int) -> dict[int, str]:
+    """Node index -> :func:`_line` of every vector a stored lens read, straight from its arrays (rows in the
+    order :func:`gpt2graph.lens.lens_blocks` gives), without making an entry object per vector."""
+    blocks = lens_blocks(lay.topology, graph.tokenization.token_ids, lens.kinds)
+    a = {name: t.tolist() for name, t in lens.arrays().items()}
+    k = min(top_k, lens.top_k)
+    following = torch.cat([b.following for b in blocks]).tolist()
+    node_ids = (node for b in blocks for node in b.node_ids)
+    out = {}
+    for i, node in enumerate(node_ids):
+        target = None if lens.target is None else (lens.target, a["target_rank"][i], a["target_prob"][i])
+        top = list(zip(a["top_ids"][i][:k], a["top_probs"][i][:k], strict=True))
+        out[lay.id_index[node]] = _line(graph, top, following[i], a["next_rank"][i], a["next_prob"][i], target)
+    return out
