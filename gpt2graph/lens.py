@@ -30,7 +30,8 @@ from .topology import Key, Topology
 if TYPE_CHECKING:
     from .graph import Graph
 
-__all__ = ["logit_lens", "lens_logits", "lens_blocks", "attach", "LensBlock", "LensTable", "CHUNK_ELEMENTS"]
+__all__ = ["logit_lens", "lens_logits", "lens_blocks", "read_logits", "attach", "LensBlock", "LensTable",
+           "CHUNK_ELEMENTS"]
 
 V, P = VectorKind, ParamKind
 #: logits held at once (rows x n_vocab); 2^25 fp32 values are 128 MB, about 670 rows of GPT-2
@@ -187,7 +188,8 @@ def logit_lens(graph: Graph, *, top_k: int = 5, target: int | str | None = None,
             x = _vectors(graph, block)
             for start in range(0, x.shape[0], rows):
                 stop = start + rows
-                parts.append(_read(graph, x[start:stop], block.following[start:stop], k, target_id))
+                parts.append(read_logits(graph, lens_logits(graph, x[start:stop]), block.following[start:stop], k,
+                                         target_id))
     names = LensTable.ARRAYS if target_id is not None else LensTable.ARRAYS[:5]
     arrays = {name: torch.cat([p[name] for p in parts]) for name in names}
     lens = LogitLens(top_k=k, target=target_id, kinds=[kind for kind in LensKind if kind in wanted],
@@ -196,9 +198,10 @@ def logit_lens(graph: Graph, *, top_k: int = 5, target: int | str | None = None,
     return lens
 
 
-def _read(graph: Graph, x: Tensor, following: Tensor, k: int, target_id: int | None) -> dict[str, Tensor]:
-    """Lens arrays of one chunk of vectors: one (rows, n_vocab) logit matrix, read without copying it."""
-    logits = lens_logits(graph, x)
+def read_logits(graph: Graph, logits: Tensor, following: Tensor, k: int,
+                target_id: int | None = None) -> dict[str, Tensor]:
+    """The lens arrays (:attr:`LensTable.ARRAYS`) of a (rows, n_vocab) logit matrix, read without copying it:
+    top k, and the rank and probability of each row's following token (-1: none) and of ``target_id``."""
     peak = logits.amax(dim=-1, keepdim=True)  # logsumexp by hand: one pass fewer than torch.logsumexp on CPU
     lse = (logits - peak).exp_().sum(dim=-1, keepdim=True).log_() + peak
     top = torch.topk(logits, k, dim=-1)

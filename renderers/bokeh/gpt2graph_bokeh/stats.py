@@ -16,7 +16,7 @@ from torch import Tensor
 
 from gpt2graph import ops
 from gpt2graph.analysis import LogitLens
-from gpt2graph.lens import lens_blocks, lens_logits
+from gpt2graph.lens import lens_blocks, lens_logits, read_logits
 from gpt2graph.schema import VectorKind
 from gpt2graph.topology import DECODE_KINDS, VECTOR_SPECS, Key
 
@@ -141,15 +141,9 @@ def _line(graph: Graph, top: list[tuple[int, float]], following: int, rank: int,
 
 
 def _lines(graph: Graph, logits: Tensor, following: Tensor, k: int) -> list[str]:
-    """:func:`_line` of each row of logits (probabilities from a log-sum-exp, without materialising the
-    softmax; the rank of the following token by counting the logits above its own)."""
-    lse = torch.logsumexp(logits, dim=-1, keepdim=True)
-    top = torch.topk(logits, k, dim=-1)
-    probs = (top.values - lse).exp()
-    own = logits.gather(-1, following.clamp(min=0)[:, None])
-    ranks = (logits > own).sum(-1) + 1
-    own_probs = (own - lse).exp()[:, 0]
-    columns = (top.indices.tolist(), probs.tolist(), following.tolist(), ranks.tolist(), own_probs.tolist())
+    """:func:`_line` of each row of logits, read by the core's logit lens (:func:`gpt2graph.lens.read_logits`)."""
+    a = {name: t.tolist() for name, t in read_logits(graph, logits, following, k).items()}
+    columns = (a["top_ids"], a["top_probs"], following.tolist(), a["next_rank"], a["next_prob"])
     return [_line(graph, list(zip(ids, ps, strict=True)), f, r, q) for ids, ps, f, r, q in zip(*columns, strict=True)]
 
 
