@@ -19,6 +19,8 @@ demo: $(STAMP)
 		--render svg=out/run.svg --render bokeh=out/run.html
 
 test: $(STAMP) system-deps
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/pytest
 
 bench: $(STAMP) system-deps

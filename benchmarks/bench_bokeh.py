@@ -26,11 +26,21 @@ import gpt2graph_bokeh
 
 import gpt2graph
 
-IDLE = ("return typeof Bokeh !== 'undefined' && Bokeh.documents.length > 0 && Bokeh.documents[0].is_idle"
-        " && [...Bokeh.index.roots].every(v => v.has_finished())")
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync", "--no-first-run", "--window-size=1700,1300",
-         "--host-resolver-rules=MAP * ~NOTFOUND"]
+IDLE = (
+    "return typeof Bokeh !== 'undefined' && Bokeh.documents.length > 0 && Bokeh.documents[0].is_idle"
+    " && [...Bokeh.index.roots].every(v => v.has_finished())"
+)
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--window-size=1700,1300",
+    "--host-resolver-rules=MAP * ~NOTFOUND",
+]
 
 
 def _wait(driver, script: str, timeout: float = 120) -> float:
@@ -60,8 +70,7 @@ def browser_times(path: Path, lod: bool) -> dict[str, float]:
     profile = tempfile.mkdtemp(prefix="g2g-bench-")
     for flag in [*FLAGS, f"--user-data-dir={profile}"]:
         options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(shutil.which("chromedriver") or "/usr/bin/chromedriver"),
-                              options=options)
+    driver = webdriver.Chrome(service=Service(shutil.which("chromedriver") or "/usr/bin/chromedriver"), options=options)
     driver.set_script_timeout(120)
     model = "Bokeh.documents[0].get_model_by_name"
     try:
@@ -111,11 +120,21 @@ def main() -> None:
                 start = time.perf_counter()
                 gpt2graph_bokeh.write_html(graph, path)
                 write = time.perf_counter() - start
-                rows.append((n, analysed, graph.topology.count_vectors(), path.stat().st_size / 2**20, write,
-                             browser_times(path, lod)))
+                rows.append(
+                    (
+                        n,
+                        analysed,
+                        graph.topology.count_vectors(),
+                        path.stat().st_size / 2**20,
+                        write,
+                        browser_times(path, lod),
+                    )
+                )
     keys = ["first render", "click", "pan", "zoom in"]
-    print(f"{'tokens':>6} {'analysis':>8} {'vectors':>8} {'HTML MB':>8} {'write s':>8} "
-          + " ".join(f"{k + ' s':>14}" for k in keys))
+    print(
+        f"{'tokens':>6} {'analysis':>8} {'vectors':>8} {'HTML MB':>8} {'write s':>8} "
+        + " ".join(f"{k + ' s':>14}" for k in keys)
+    )
     for n, analysed, vectors, size, write, times in rows:
         cells = " ".join(f"{times[k]:14.2f}" if k in times else f"{'-':>14}" for k in keys)
         print(f"{n:>6} {'yes' if analysed else 'no':>8} {vectors:>8,} {size:8.1f} {write:8.2f} {cells}")

@@ -66,21 +66,27 @@ def child(mode: str, n: int, repeats: int) -> dict:
 
 
 def run(n: int, mode: str, repeats: int = 3) -> dict:
-    out = subprocess.run([sys.executable, __file__, "--child", mode, str(n), str(repeats)], check=True,
-                         capture_output=True, text=True)
+    out = subprocess.run(
+        [sys.executable, __file__, "--child", mode, str(n), str(repeats)], check=True, capture_output=True, text=True
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def main() -> None:
     print("GPT-2 124M architecture (random weights), fp32, CPU, 2 threads; each row in fresh processes")
-    print(f"{'tokens':>7} {'forward s':>10} {'build s':>9} {'build/fwd':>10} {'peak MB':>9} {'model+act MB':>13} "
-          f"{'peak/(model+act)':>17}")
+    print(
+        f"{'tokens':>7} {'forward s':>10} {'build s':>9} {'build/fwd':>10} {'peak MB':>9} {'model+act MB':>13} "
+        f"{'peak/(model+act)':>17}"
+    )
     for n in TOKENS:
         t = run(n, "time", repeats=5 if n < 1024 else 3)
         m = run(n, "memory")
         need = m["model_mb"] + m["activations_mb"]
-        print(f"{n:>7} {t['forward']:>10.3f} {t['build']:>9.3f} {t['build'] / t['forward']:>10.2f} "
-              f"{m['peak_mb']:>9.0f} {need:>13.0f} {m['peak_mb'] / need:>17.2f}", flush=True)
+        print(
+            f"{n:>7} {t['forward']:>10.3f} {t['build']:>9.3f} {t['build'] / t['forward']:>10.2f} "
+            f"{m['peak_mb']:>9.0f} {need:>13.0f} {m['peak_mb'] / need:>17.2f}",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

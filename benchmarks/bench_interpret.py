@@ -58,8 +58,7 @@ def child(n: int) -> dict:
     out["roles+probe"] = _time(lambda: head_roles(graph, induction_probe=50), 3)
     out["circuits"] = _time(lambda: head_circuits(graph), 3)
     out["decoding"] = _time(lambda: decode_next(graph, temperature=0.8, top_k=50, top_p=0.9, seed=0), 3)
-    out["analyze"] = _time(lambda: analyze(graph, induction_probe=50, top_k_sampling=50, top_p=0.9, seed=0),
-                           repeats)
+    out["analyze"] = _time(lambda: analyze(graph, induction_probe=50, top_k_sampling=50, top_p=0.9, seed=0), repeats)
     return out
 
 
@@ -74,8 +73,7 @@ def main() -> None:
     print(f"{'':>12}" + "".join(f"{f'{n} tokens':>24}" for n in TOKENS))
     print(f"{'build':>12}" + "".join(f"{results[n]['build']:>15.3f} s {'':>6}" for n in TOKENS))
     for part in PARTS:
-        cells = "".join(f"{results[n][part]:>15.3f} s {results[n][part] / results[n]['build']:>5.1f}x"
-                        for n in TOKENS)
+        cells = "".join(f"{results[n][part]:>15.3f} s {results[n][part] / results[n]['build']:>5.1f}x" for n in TOKENS)
         print(f"{part:>12}{cells}", flush=True)
 
 

@@ -9,9 +9,9 @@
 
 __version__ = "0.1.0"
 
-from .builder import build  # noqa: E402
-from .errors import Gpt2GraphError  # noqa: E402
-from .graph import Graph  # noqa: E402
-from .storage import load  # noqa: E402
+from .builder import build
+from .errors import Gpt2GraphError
+from .graph import Graph
+from .storage import load
 
 __all__ = ["build", "load", "Graph", "Gpt2GraphError", "__version__"]

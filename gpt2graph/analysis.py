@@ -84,12 +84,19 @@ class LensEntry(_Result):
     node: str = Field(description="Id of the vector node (or of the b_O parameter node) read.")
     kind: LensKind = Field(description="What the vector is.")
     top: list[TokenProb] = Field(description="The most probable tokens under the lens, most probable first.")
-    next_token_rank: int | None = Field(default=None, ge=1, description="Rank (1 = most probable) of the token "
-                                        "that actually follows this position in the prompt; None at the last "
-                                        "position and for position-independent vectors (b_O).")
+    next_token_rank: int | None = Field(
+        default=None,
+        ge=1,
+        description="Rank (1 = most probable) of the token "
+        "that actually follows this position in the prompt; None at the last "
+        "position and for position-independent vectors (b_O).",
+    )
     next_token_prob: float | None = Field(default=None, ge=0, le=1, description="Its probability under the lens.")
-    target_rank: int | None = Field(default=None, ge=1, description="Rank (1 = most probable) of the user's "
-                                    "target token; None when no target was chosen.")
+    target_rank: int | None = Field(
+        default=None,
+        ge=1,
+        description="Rank (1 = most probable) of the user's target token; None when no target was chosen.",
+    )
     target_prob: float | None = Field(default=None, ge=0, le=1, description="Its probability under the lens.")
 
 
@@ -102,18 +109,24 @@ class LogitLens(_Result):
     """
 
     top_k: int = Field(description="Number of top tokens kept per vector.", ge=1)
-    target: int | None = Field(default=None, description="Token id whose rank and probability every entry "
-                               "reports; None when no target was chosen.")
-    kinds: list[LensKind] = Field(description="Kinds of vector read. The entries are in forward order (per layer: "
-                                  "the stream entering it, head outputs (position-major), b_O, the stream between "
-                                  "attention and MLP, MLP outputs; finally the stream leaving the last block).")
+    target: int | None = Field(
+        default=None,
+        description="Token id whose rank and probability every entry reports; None when no target was chosen.",
+    )
+    kinds: list[LensKind] = Field(
+        description="Kinds of vector read. The entries are in forward order (per layer: "
+        "the stream entering it, head outputs (position-major), b_O, the stream between "
+        "attention and MLP, MLP outputs; finally the stream leaving the last block)."
+    )
     n_entries: int = Field(description="Number of vectors read: the rows of the stored arrays.", ge=0)
     _table: Any = PrivateAttr(default=None)  # gpt2graph.lens.LensTable, attached when computed or loaded
 
     def _rows(self) -> Any:
         if self._table is None:
-            raise InterpretError("this logit lens has no arrays attached: it is read with its graph "
-                                 "(gpt2graph.load), not from graph.json alone")
+            raise InterpretError(
+                "this logit lens has no arrays attached: it is read with its graph "
+                "(gpt2graph.load), not from graph.json alone"
+            )
         return self._table
 
     @property
@@ -146,15 +159,21 @@ class ComponentKind(StrEnum):
 class Attribution(_Result):
     """One component's direct contribution to a logit (or logit difference)."""
 
-    component: str = Field(description="Id of the component's node, e.g. blocks.3.attn.hook_result[7,5] (head 5 "
-                           "of layer 3 at position 7), blocks.2.hook_mlp_out[7], blocks.2.attn.b_O, ln_final.b.")
-    kind: ComponentKind = Field(description="What the component is. For mlp_out the contribution is that of "
-                                "mlp_post @ W_out only: the bias b_out is its own component.")
+    component: str = Field(
+        description="Id of the component's node, e.g. blocks.3.attn.hook_result[7,5] (head 5 "
+        "of layer 3 at position 7), blocks.2.hook_mlp_out[7], blocks.2.attn.b_O, ln_final.b."
+    )
+    kind: ComponentKind = Field(
+        description="What the component is. For mlp_out the contribution is that of "
+        "mlp_post @ W_out only: the bias b_out is its own component."
+    )
     layer: int | None = _LAYER
     head: int | None = _HEAD
-    contribution: float = Field(description="Contribution to the logit (difference): the component, centred and "
-                                "divided by the frozen final LayerNorm scale, times ln_final.w, dotted with the "
-                                "unembedding direction.")
+    contribution: float = Field(
+        description="Contribution to the logit (difference): the component, centred and "
+        "divided by the frozen final LayerNorm scale, times ln_final.w, dotted with the "
+        "unembedding direction."
+    )
 
 
 class DLAResult(_Result):
@@ -164,12 +183,18 @@ class DLAResult(_Result):
     position: int = Field(description="Position whose next-token logits are attributed.", ge=0)
     token_id: int = Field(description="Token whose logit is attributed (default: the model's prediction).", ge=0)
     token: str = Field(description="That token in BPE form.")
-    contrast_id: int | None = Field(default=None, ge=0, description="Token whose logit is subtracted, for a logit "
-                                    "difference; None for a plain logit.")
+    contrast_id: int | None = Field(
+        default=None,
+        ge=0,
+        description="Token whose logit is subtracted, for a logit difference; None for a plain logit.",
+    )
     contrast: str | None = Field(default=None, description="That token in BPE form.")
     metric: Literal["logit", "logit_difference"] = Field(description="What is attributed.")
-    ln_scale: float = Field(description="The frozen final LayerNorm scale sqrt(var(x) + eps) of the final "
-                            "residual stream at this position.", gt=0)
+    ln_scale: float = Field(
+        description="The frozen final LayerNorm scale sqrt(var(x) + eps) of the final "
+        "residual stream at this position.",
+        gt=0,
+    )
     model_value: float = Field(description="The model's own logit (difference) at this position.")
     total: float = Field(description="Sum of all contributions.")
     residual_error: float = Field(description="model_value - total.")
@@ -196,32 +221,45 @@ class HeadRole(_Result):
 
     layer: int = Field(description="Block index (0-based).", ge=0)
     head: int = Field(description="Head index (0-based).", ge=0)
-    previous_token: float | None = Field(description="Mean attention from position p to p-1, over p >= 1; None "
-                                         "for a one-token sequence.")
-    first_token: float | None = Field(description="Mean attention from position p to position 0 (the attention "
-                                      "sink), over p >= 1.")
-    current_token: float | None = Field(description="Mean attention from position p to itself (the diagonal), "
-                                        "over p >= 1.")
-    induction: float | None = Field(description="Mean attention from position p to the positions right after "
-                                    "earlier occurrences of p's token, over positions whose token occurred "
-                                    "before; None when no token repeats.")
-    label: Role | None = Field(default=None, description="The role with the largest lift (score above a uniform "
-                               "causal head's, as a share of the possible excess), when that lift reaches the "
-                               "threshold; None otherwise.")
+    previous_token: float | None = Field(
+        description="Mean attention from position p to p-1, over p >= 1; None for a one-token sequence."
+    )
+    first_token: float | None = Field(
+        description="Mean attention from position p to position 0 (the attention sink), over p >= 1."
+    )
+    current_token: float | None = Field(
+        description="Mean attention from position p to itself (the diagonal), over p >= 1."
+    )
+    induction: float | None = Field(
+        description="Mean attention from position p to the positions right after "
+        "earlier occurrences of p's token, over positions whose token occurred "
+        "before; None when no token repeats."
+    )
+    label: Role | None = Field(
+        default=None,
+        description="The role with the largest lift (score above a uniform "
+        "causal head's, as a share of the possible excess), when that lift reaches the "
+        "threshold; None otherwise.",
+    )
 
 
 class HeadRoles(_Result):
     """Role scores of every head, from the attention patterns of this run (or of the induction probe)."""
 
-    source: Literal["prompt", "probe"] = Field(description="prompt: scored on the prompt's own run; probe: on "
-                                               "the prompt followed by a random sequence repeated twice.")
+    source: Literal["prompt", "probe"] = Field(
+        description="prompt: scored on the prompt's own run; probe: on "
+        "the prompt followed by a random sequence repeated twice."
+    )
     token_ids: list[int] = Field(description="The sequence the patterns were computed on.")
     probe_length: int | None = Field(default=None, ge=1, description="Length of the random sequence (probe only).")
     probe_seed: int | None = Field(default=None, description="Seed of the random sequence (probe only).")
-    chance: dict[Role, float | None] = Field(description="Each score for a head attending uniformly to all "
-                                             "positions <= its own: the baseline a score should be read against.")
-    label_threshold: float = Field(description="Smallest lift (score - chance) / (1 - chance) that labels a head.",
-                                   gt=0, le=1)
+    chance: dict[Role, float | None] = Field(
+        description="Each score for a head attending uniformly to all "
+        "positions <= its own: the baseline a score should be read against."
+    )
+    label_threshold: float = Field(
+        description="Smallest lift (score - chance) / (1 - chance) that labels a head.", gt=0, le=1
+    )
     heads: list[HeadRole] = Field(description="One entry per head, layer-major.")
 
     def ranked(self, role: Role | str, k: int | None = None) -> list[HeadRole]:
@@ -237,24 +275,33 @@ class HeadCircuit(_Result):
 
     layer: int = Field(description="Block index (0-based).", ge=0)
     head: int = Field(description="Head index (0-based).", ge=0)
-    qk_singular_values: list[float] = Field(description="Singular values of the QK circuit W_Q^h W_K^h^T "
-                                            "(d_model x d_model, rank <= d_head), largest first.")
-    ov_singular_values: list[float] = Field(description="Singular values of the OV circuit W_V^h W_O^h, largest "
-                                            "first.")
-    ov_copying_score: float = Field(description="Share of the eigenvalue mass of the full OV circuit "
-                                    "W_E W_V^h W_O^h W_U that lies on eigenvalues with positive real part: "
-                                    "sum |l| over Re(l) > 0 divided by sum |l|. Near 1: the head copies the "
-                                    "tokens it attends to.", ge=0, le=1)
-    boosted: list[TokenScore] = Field(description="Tokens whose logits the head raises most when it attends "
-                                      "to the input token: W_E[t] W_V^h W_O^h W_U, largest first.")
+    qk_singular_values: list[float] = Field(
+        description="Singular values of the QK circuit W_Q^h W_K^h^T "
+        "(d_model x d_model, rank <= d_head), largest first."
+    )
+    ov_singular_values: list[float] = Field(description="Singular values of the OV circuit W_V^h W_O^h, largest first.")
+    ov_copying_score: float = Field(
+        description="Share of the eigenvalue mass of the full OV circuit "
+        "W_E W_V^h W_O^h W_U that lies on eigenvalues with positive real part: "
+        "sum |l| over Re(l) > 0 divided by sum |l|. Near 1: the head copies the "
+        "tokens it attends to.",
+        ge=0,
+        le=1,
+    )
+    boosted: list[TokenScore] = Field(
+        description="Tokens whose logits the head raises most when it attends "
+        "to the input token: W_E[t] W_V^h W_O^h W_U, largest first."
+    )
 
 
 class Circuits(_Result):
     """QK and OV circuit summaries of every head."""
 
-    fold_ln: bool = Field(description="True: LayerNorm centring and gains are folded into the circuits (ln1 "
-                          "before W_Q, W_K, W_V; ln_final before W_U); the per-token scale and the biases are "
-                          "left out. False: raw weights.")
+    fold_ln: bool = Field(
+        description="True: LayerNorm centring and gains are folded into the circuits (ln1 "
+        "before W_Q, W_K, W_V; ln_final before W_U); the per-token scale and the biases are "
+        "left out. False: raw weights."
+    )
     input_token_id: int = Field(description="Input token the boosted tokens are computed for.", ge=0)
     input_token: str = Field(description="That token in BPE form.")
     heads: list[HeadCircuit] = Field(description="One entry per head, layer-major.")
@@ -275,10 +322,13 @@ class DecodingStep(_Result):
 
     kind: DecodingStepKind = Field(description="The step.")
     value: float | None = Field(default=None, description="Its parameter (temperature, k or p); None for softmax.")
-    kept: int = Field(description="Number of tokens still in the running after this step (not filtered out by "
-                      "top-k or top-p).", ge=1)
-    candidates: list[TokenProb] = Field(description="The most probable tokens after this step (logits after the "
-                                        "step: scaled by the temperature), most probable first.")
+    kept: int = Field(
+        description="Number of tokens still in the running after this step (not filtered out by top-k or top-p).", ge=1
+    )
+    candidates: list[TokenProb] = Field(
+        description="The most probable tokens after this step (logits after the "
+        "step: scaled by the temperature), most probable first."
+    )
 
 
 class DecodingResult(_Result):
@@ -286,10 +336,15 @@ class DecodingResult(_Result):
 
     position: int = Field(description="Position whose next-token logits are decoded.", ge=0)
     temperature: float = Field(description="Logits are divided by this.", gt=0)
-    top_k: int | None = Field(default=None, ge=1, description="Keep only the k most probable tokens; None: no "
-                              "top-k step.")
-    top_p: float | None = Field(default=None, gt=0, le=1, description="Keep the smallest set of most probable "
-                                "tokens whose mass reaches p; None: no top-p step.")
+    top_k: int | None = Field(
+        default=None, ge=1, description="Keep only the k most probable tokens; None: no top-k step."
+    )
+    top_p: float | None = Field(
+        default=None,
+        gt=0,
+        le=1,
+        description="Keep the smallest set of most probable tokens whose mass reaches p; None: no top-p step.",
+    )
     greedy: bool = Field(description="True: the most probable token is chosen; False: one is sampled.")
     seed: int | None = Field(default=None, description="Seed of the sample; None when greedy.")
     steps: list[DecodingStep] = Field(description="The distribution after each step, in order.")
@@ -301,20 +356,30 @@ class AnalysisOptions(_Result):
     """The options an analysis was computed with, as given (tokens may be ids or strings)."""
 
     position: int = Field(description="Position analysed (DLA, decoding); negative counts from the end.")
-    target: int | str | None = Field(default=None, description="Target token (id or single-token string): "
-                                     "attributed by DLA and ranked by the logit lens; None: the prediction.")
+    target: int | str | None = Field(
+        default=None,
+        description="Target token (id or single-token string): "
+        "attributed by DLA and ranked by the logit lens; None: the prediction.",
+    )
     contrast: int | str | None = Field(default=None, description="Token for a DLA logit difference.")
-    top_k: int = Field(description="Tokens kept per logit-lens entry, boosted tokens per head, and candidates "
-                       "per decoding step.", ge=1)
+    top_k: int = Field(
+        description="Tokens kept per logit-lens entry, boosted tokens per head, and candidates per decoding step.", ge=1
+    )
     temperature: float = Field(description="Decoding temperature.", gt=0)
     top_k_sampling: int | None = Field(default=None, ge=1, description="Decoding top-k; None: off.")
     top_p: float | None = Field(default=None, gt=0, le=1, description="Decoding top-p; None: off.")
     seed: int | None = Field(default=None, description="Decoding sample seed; None: greedy.")
-    induction_probe: int | None = Field(default=None, ge=1, description="Length of the repeated random sequence "
-                                        "appended for head roles; None: roles from the prompt alone.")
+    induction_probe: int | None = Field(
+        default=None,
+        ge=1,
+        description="Length of the repeated random sequence "
+        "appended for head roles; None: roles from the prompt alone.",
+    )
     probe_seed: int = Field(default=0, description="Seed of the induction probe's random sequence.")
-    circuit_token: int | str | None = Field(default=None, description="Input token for the circuits' boosted "
-                                            "tokens; None: the token at the analysed position.")
+    circuit_token: int | str | None = Field(
+        default=None,
+        description="Input token for the circuits' boosted tokens; None: the token at the analysed position.",
+    )
     fold_ln: bool = Field(default=True, description="Fold LayerNorm into the circuits (see Circuits.fold_ln).")
     lens_kinds: list[LensKind] = Field(description="Vector kinds the logit lens was computed for; empty: none.")
 

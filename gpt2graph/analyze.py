@@ -36,11 +36,23 @@ def _lens_kinds(lens: bool | Iterable[str]) -> list[LensKind]:
     return [k for k in LensKind if k in kinds]
 
 
-def analyze(graph: Graph, *, position: int = -1, target: int | str | None = None, contrast: int | str | None = None,
-            top_k: int = 5, temperature: float = 1.0, top_k_sampling: int | None = None, top_p: float | None = None,
-            seed: int | None = None, induction_probe: int | None = None, probe_seed: int = 0,
-            circuit_token: int | str | None = None, fold_ln: bool = True,
-            lens: bool | Iterable[str] = True) -> Analysis:
+def analyze(
+    graph: Graph,
+    *,
+    position: int = -1,
+    target: int | str | None = None,
+    contrast: int | str | None = None,
+    top_k: int = 5,
+    temperature: float = 1.0,
+    top_k_sampling: int | None = None,
+    top_p: float | None = None,
+    seed: int | None = None,
+    induction_probe: int | None = None,
+    probe_seed: int = 0,
+    circuit_token: int | str | None = None,
+    fold_ln: bool = True,
+    lens: bool | Iterable[str] = True,
+) -> Analysis:
     """Logit lens, direct logit attribution, head roles, circuits and decoding of ``graph``'s run.
 
     ``position`` (default: the last) is where DLA and decoding look; ``target`` (id or one-token string) is
@@ -63,22 +75,36 @@ def analyze(graph: Graph, *, position: int = -1, target: int | str | None = None
     p = resolve_position(graph, position)
     target_id = None if target is None else resolve_token(graph, target, "target")
     contrast_id = None if contrast is None else resolve_token(graph, contrast, "contrast")
-    input_id = (graph.tokenization.token_ids[p] if circuit_token is None
-                else resolve_token(graph, circuit_token, "circuit token"))
+    input_id = (
+        graph.tokenization.token_ids[p]
+        if circuit_token is None
+        else resolve_token(graph, circuit_token, "circuit token")
+    )
     kinds = _lens_kinds(lens)
     if induction_probe is not None:
         probe_tokens(graph, induction_probe, probe_seed)  # checks the length against the context
     options = AnalysisOptions(
-        position=position, target=target, contrast=contrast, top_k=top_k, temperature=temperature,
-        top_k_sampling=top_k_sampling, top_p=top_p, seed=seed, induction_probe=induction_probe,
-        probe_seed=probe_seed, circuit_token=circuit_token, fold_ln=fold_ln, lens_kinds=kinds,
+        position=position,
+        target=target,
+        contrast=contrast,
+        top_k=top_k,
+        temperature=temperature,
+        top_k_sampling=top_k_sampling,
+        top_p=top_p,
+        seed=seed,
+        induction_probe=induction_probe,
+        probe_seed=probe_seed,
+        circuit_token=circuit_token,
+        fold_ln=fold_ln,
+        lens_kinds=kinds,
     )
     return Analysis(
         options=options,
         roles=head_roles(graph, induction_probe=induction_probe, probe_seed=probe_seed),
         dla=direct_logit_attribution(graph, position=p, token=target_id, contrast=contrast_id),
         circuits=head_circuits(graph, input_token=input_id, top_k=top_k, fold_ln=fold_ln),
-        decoding=decode_next(graph, position=p, temperature=temperature, top_k=top_k_sampling, top_p=top_p,
-                             seed=seed, candidates=top_k),
+        decoding=decode_next(
+            graph, position=p, temperature=temperature, top_k=top_k_sampling, top_p=top_p, seed=seed, candidates=top_k
+        ),
         lens=logit_lens(graph, top_k=top_k, target=target_id, kinds=kinds) if kinds else None,
     )

@@ -18,8 +18,16 @@ from .values import Values
 __all__ = ["build", "tokenize", "vocabulary"]
 
 
-def build(prompt: str, model: Any = None, tokenizer: Any = None, *, random_weights: bool = False, seed: int = 0,
-          annotations: Any = None, analyze: bool | dict[str, Any] = False) -> Graph:
+def build(
+    prompt: str,
+    model: Any = None,
+    tokenizer: Any = None,
+    *,
+    random_weights: bool = False,
+    seed: int = 0,
+    annotations: Any = None,
+    analyze: bool | dict[str, Any] = False,
+) -> Graph:
     """Run ``model`` on ``prompt`` once and return the graph of every vector and operation.
 
     ``model`` is a hub id (e.g. ``"gpt2"``, ``"distilgpt2"``; the HF cache is honoured), a local directory, or
@@ -35,16 +43,22 @@ def build(prompt: str, model: Any = None, tokenizer: Any = None, *, random_weigh
     loaded = load_model(model, tokenizer=tokenizer, random_weights=random_weights, seed=seed)
     tokenization = tokenize(prompt, loaded)
     header = GraphHeader(
-        format_version=FORMAT_VERSION, created=datetime.now(UTC).isoformat(timespec="seconds"),
-        gpt2graph_version=__version__, model=loaded.info, tokenization=tokenization,
+        format_version=FORMAT_VERSION,
+        created=datetime.now(UTC).isoformat(timespec="seconds"),
+        gpt2graph_version=__version__,
+        model=loaded.info,
+        tokenization=tokenization,
     )
     activations = capture(loaded.model, tokenization.token_ids)
     params = {name: t.detach() for name, t in loaded.model.state_dict().items() if name != "lm_head.weight"}
     topology = Topology(loaded.info.dims, len(tokenization.token_ids))
     graph = Graph(header, Values(activations, params, topology), vocabulary(loaded))
     if annotations:
-        for path in [annotations] if isinstance(annotations, (str, bytes)) or hasattr(annotations, "__fspath__") \
-                else annotations:
+        for path in (
+            [annotations]
+            if isinstance(annotations, (str, bytes)) or hasattr(annotations, "__fspath__")
+            else annotations
+        ):
             graph.annotate(path)
     if analyze:
         graph.analyze(**({} if analyze is True else analyze))
@@ -59,12 +73,15 @@ def tokenize(prompt: str, loaded: LoadedModel) -> Tokenization:
     if not ids:
         raise PromptError("the prompt produced no tokens")
     if len(ids) > n_ctx:
-        raise PromptError(f"the prompt is {len(ids)} tokens long, but {loaded.info.name} reads at most n_ctx = "
-                          f"{n_ctx} tokens: shorten it by {len(ids) - n_ctx} tokens")
+        raise PromptError(
+            f"the prompt is {len(ids)} tokens long, but {loaded.info.name} reads at most n_ctx = "
+            f"{n_ctx} tokens: shorten it by {len(ids) - n_ctx} tokens"
+        )
     if max(ids) >= n_vocab:
         raise PromptError(f"the tokenizer produced token id {max(ids)}, outside the model's vocabulary of {n_vocab}")
-    return Tokenization(text=prompt, token_ids=ids, tokens=[tok.decode([i]) for i in ids],
-                        tokens_visible=tok.convert_ids_to_tokens(ids))
+    return Tokenization(
+        text=prompt, token_ids=ids, tokens=[tok.decode([i]) for i in ids], tokens_visible=tok.convert_ids_to_tokens(ids)
+    )
 
 
 def vocabulary(loaded: LoadedModel) -> list[str]:

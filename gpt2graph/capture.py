@@ -30,11 +30,13 @@ def _hooks(model: Any, store: dict[str, torch.Tensor]):
     def out(name: str) -> Callable:
         def hook(_module, _args, output):
             store[name] = _first(output)[0].detach()
+
         return hook
 
     def inp(name: str) -> Callable:
         def hook(_module, args):
             store[name] = args[0][0].detach()
+
         return hook
 
     def fwd(module, name):

@@ -57,8 +57,10 @@ def head_factors(graph: Graph, layer: int, fold_ln: bool = True) -> dict[str, Te
     """W_Q, W_K, W_V (n_head, d_model, d_head) and W_O (n_head, d_head, d_model) of one layer, float64,
     with ln1 folded into the first three when ``fold_ln``."""
     H = graph.dims.n_head
-    out = {kind: torch.stack([graph.param(kind, layer, h) for h in range(H)]).double()
-           for kind in (P.W_Q, P.W_K, P.W_V, P.W_O)}
+    out = {
+        kind: torch.stack([graph.param(kind, layer, h) for h in range(H)]).double()
+        for kind in (P.W_Q, P.W_K, P.W_V, P.W_O)
+    }
     if fold_ln:
         gain = graph.param(P.ln1_w, layer).double()
         for kind in (P.W_Q, P.W_K, P.W_V):
@@ -84,8 +86,9 @@ def _readout(graph: Graph, x: Tensor, fold_ln: bool) -> Tensor:
     return x.float() @ graph.param(P.W_U)
 
 
-def head_circuits(graph: Graph, *, input_token: int | str | None = None, top_k: int = 5,
-                  fold_ln: bool = True) -> Circuits:
+def head_circuits(
+    graph: Graph, *, input_token: int | str | None = None, top_k: int = 5, fold_ln: bool = True
+) -> Circuits:
     """QK/OV singular values, OV copying score and the tokens boosted for ``input_token`` (default: the
     prompt's last token), for every head.
 
@@ -112,10 +115,17 @@ def head_circuits(graph: Graph, *, input_token: int | str | None = None, top_k: 
             written = (embedding @ f[P.W_V]).unsqueeze(-2) @ f[P.W_O]  # (H, 1, d_model)
             boosted = torch.topk(_readout(graph, written.squeeze(-2), fold_ln), k, dim=-1)
             for h in range(graph.dims.n_head):
-                heads.append(HeadCircuit(
-                    layer=L, head=h, qk_singular_values=qk[h].tolist(), ov_singular_values=ov[h].tolist(),
-                    ov_copying_score=float(copying[h]),
-                    boosted=[TokenScore(id=i, token=graph.decode_token(i), value=v)
-                             for i, v in zip(boosted.indices[h].tolist(), boosted.values[h].tolist())],
-                ))
+                heads.append(
+                    HeadCircuit(
+                        layer=L,
+                        head=h,
+                        qk_singular_values=qk[h].tolist(),
+                        ov_singular_values=ov[h].tolist(),
+                        ov_copying_score=float(copying[h]),
+                        boosted=[
+                            TokenScore(id=i, token=graph.decode_token(i), value=v)
+                            for i, v in zip(boosted.indices[h].tolist(), boosted.values[h].tolist())
+                        ],
+                    )
+                )
     return Circuits(fold_ln=fold_ln, input_token_id=t, input_token=graph.decode_token(t), heads=heads)

@@ -35,8 +35,14 @@ def cmd_build(args) -> int:
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        graph = build(args.prompt, model=args.model, random_weights=args.random_weights, seed=args.seed,
-                      annotations=args.annotations, analyze=_build_analysis(args))
+        graph = build(
+            args.prompt,
+            model=args.model,
+            random_weights=args.random_weights,
+            seed=args.seed,
+            annotations=args.annotations,
+            analyze=_build_analysis(args),
+        )
     for w in caught:
         if "could not be loaded" in str(w.message):
             print(f"warning: {w.message}", file=sys.stderr)
@@ -63,10 +69,18 @@ def _token(text: str | None, token_id: int | None) -> int | str | None:
 
 def _analysis_options(args) -> dict:
     """The analysis options given on the command line; the rest keep :func:`gpt2graph.analyze.analyze`'s defaults."""
-    given = dict(position=args.position, target=_token(args.target, args.target_id),
-                 contrast=_token(args.contrast, args.contrast_id), top_k=args.top_tokens,
-                 temperature=args.temperature, top_k_sampling=args.top_k, top_p=args.top_p, seed=args.sample_seed,
-                 induction_probe=args.induction_probe, lens=False if args.no_lens else None)
+    given = dict(
+        position=args.position,
+        target=_token(args.target, args.target_id),
+        contrast=_token(args.contrast, args.contrast_id),
+        top_k=args.top_tokens,
+        temperature=args.temperature,
+        top_k_sampling=args.top_k,
+        top_p=args.top_p,
+        seed=args.sample_seed,
+        induction_probe=args.induction_probe,
+        lens=False if args.no_lens else None,
+    )
     return {k: v for k, v in given.items() if v is not None}
 
 
@@ -91,8 +105,10 @@ def _add_analysis_options(p: argparse.ArgumentParser) -> None:
     a = p.add_argument_group("interpretability (logit lens, DLA, head roles, circuits, decoding)")
     a.add_argument("--position", type=int, help="position for DLA and decoding (default: last)")
     target, contrast = a.add_mutually_exclusive_group(), a.add_mutually_exclusive_group()
-    target.add_argument("--target", help="token to attribute and rank, as text that is exactly one token, e.g. "
-                        "' Paris' (default: the prediction)")
+    target.add_argument(
+        "--target",
+        help="token to attribute and rank, as text that is exactly one token, e.g. ' Paris' (default: the prediction)",
+    )
     target.add_argument("--target-id", type=int, help="the same, as a token id")
     contrast.add_argument("--contrast", help="second token: DLA of the logit difference target - contrast")
     contrast.add_argument("--contrast-id", type=int, help="the same, as a token id")
@@ -101,10 +117,15 @@ def _add_analysis_options(p: argparse.ArgumentParser) -> None:
     a.add_argument("--top-k", type=int, help="decoding top-k (default: off)")
     a.add_argument("--top-p", type=float, help="decoding top-p in (0, 1] (default: off)")
     a.add_argument("--sample-seed", type=int, help="sample with this seed (default: greedy)")
-    a.add_argument("--induction-probe", type=int, metavar="N", help="score head roles on the prompt plus N random "
-                   "tokens repeated twice")
-    a.add_argument("--no-lens", action="store_true", help="skip the logit lens (its cost grows with "
-                   "tokens x heads x vocabulary)")
+    a.add_argument(
+        "--induction-probe",
+        type=int,
+        metavar="N",
+        help="score head roles on the prompt plus N random tokens repeated twice",
+    )
+    a.add_argument(
+        "--no-lens", action="store_true", help="skip the logit lens (its cost grows with tokens x heads x vocabulary)"
+    )
 
 
 def _suffix(renderer: str) -> str:
@@ -144,18 +165,28 @@ def cmd_renderers(args) -> int:
     for name in registry.names():
         info = registry.info(name)
         r = info.load()
-        rows.append({"name": name, "version": info.version, "distribution": info.distribution,
-                     "description": r.description, "suffixes": list(r.suffixes),
-                     "options": {k: {"type": o.type_name, "default": o.default, "help": o.help}
-                                 for k, o in r.options.items()}})
+        rows.append(
+            {
+                "name": name,
+                "version": info.version,
+                "distribution": info.distribution,
+                "description": r.description,
+                "suffixes": list(r.suffixes),
+                "options": {
+                    k: {"type": o.type_name, "default": o.default, "help": o.help} for k, o in r.options.items()
+                },
+            }
+        )
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
     if not rows:
         print("no renderers installed (pip install -e renderers/svg renderers/bokeh)")
     for row in rows:
-        print(f"{row['name']} {row['version']} ({row['distribution']}): {row['description']}  "
-              f"[{', '.join(row['suffixes'])}]")
+        print(
+            f"{row['name']} {row['version']} ({row['distribution']}): {row['description']}  "
+            f"[{', '.join(row['suffixes'])}]"
+        )
         for k, o in row["options"].items():
             print(f"    --option {k}=<{o['type']}>  {o['help']} (default: {o['default']!r})")
     return 0
@@ -180,23 +211,35 @@ def cmd_schema(args) -> int:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="gpt2graph", description="A typed, exact, vector-level graph of a live "
-                                "GPT-2 forward pass.")
+    p = argparse.ArgumentParser(
+        prog="gpt2graph", description="A typed, exact, vector-level graph of a live GPT-2 forward pass."
+    )
     p.add_argument("--version", action="version", version=f"gpt2graph {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
 
     b = sub.add_parser("build", help="run a model on a prompt and build its graph")
     b.add_argument("prompt", help="the input text")
-    b.add_argument("--model", default=None, help="hub id, local directory or HF cache name (default: pretrained "
-                   "gpt2, falling back to the embedded GPT-2 124M architecture with random weights)")
-    b.add_argument("--random-weights", action="store_true", help="initialise the architecture with seeded "
-                   "random weights instead of loading trained ones")
+    b.add_argument(
+        "--model",
+        default=None,
+        help="hub id, local directory or HF cache name (default: pretrained "
+        "gpt2, falling back to the embedded GPT-2 124M architecture with random weights)",
+    )
+    b.add_argument(
+        "--random-weights",
+        action="store_true",
+        help="initialise the architecture with seeded random weights instead of loading trained ones",
+    )
     b.add_argument("--seed", type=int, default=0, help="seed for --random-weights (default 0)")
     b.add_argument("-o", "--output", help="save the graph to this .gg directory")
     b.add_argument("--annotations", action="append", metavar="FILE", help="add a glossary/annotation YAML file")
     b.add_argument("--verify", action="store_true", help="re-execute the graph and compare with the model")
     b.add_argument("--render", action="append", metavar="NAME[=PATH]", help="also render with this renderer")
-    b.add_argument("--analyze", action="store_true", help="compute the interpretability layers and store them (implied by any option below)")
+    b.add_argument(
+        "--analyze",
+        action="store_true",
+        help="compute the interpretability layers and store them (implied by any option below)",
+    )
     _add_analysis_options(b)
     b.set_defaults(func=cmd_build)
 

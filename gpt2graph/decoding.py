@@ -59,24 +59,31 @@ def decode_steps(logits: Tensor, decoding: DecodingSettings, until: str = V.next
     return out
 
 
-def settings(temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None,
-             seed: int | None = None) -> DecodingSettings:
+def settings(
+    temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None, seed: int | None = None
+) -> DecodingSettings:
     """Checked :class:`DecodingSettings` (an option out of range is an :class:`InterpretError` saying which)."""
     check_options(temperature, top_k, top_p, seed)
-    return DecodingSettings(temperature=float(temperature), top_k=top_k,
-                            top_p=None if top_p is None else float(top_p), seed=seed)
+    return DecodingSettings(
+        temperature=float(temperature), top_k=top_k, top_p=None if top_p is None else float(top_p), seed=seed
+    )
 
 
 def check_options(temperature: float, top_k: int | None, top_p: float | None, seed: int | None) -> None:
     """Raise :class:`InterpretError` with a clear message for any option out of its range."""
-    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not math.isfinite(temperature) \
-            or temperature <= 0:
-        raise InterpretError(f"temperature must be a finite number > 0, got {temperature!r} (for the most "
-                             "probable token, decode greedily: leave the seed unset)")
+    if (
+        isinstance(temperature, bool)
+        or not isinstance(temperature, (int, float))
+        or not math.isfinite(temperature)
+        or temperature <= 0
+    ):
+        raise InterpretError(
+            f"temperature must be a finite number > 0, got {temperature!r} (for the most "
+            "probable token, decode greedily: leave the seed unset)"
+        )
     if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1):
         raise InterpretError(f"top-k must be an integer >= 1, got {top_k!r}")
-    if top_p is not None and (isinstance(top_p, bool) or not isinstance(top_p, (int, float))
-                              or not 0 < top_p <= 1):
+    if top_p is not None and (isinstance(top_p, bool) or not isinstance(top_p, (int, float)) or not 0 < top_p <= 1):
         raise InterpretError(f"top-p must be in (0, 1], got {top_p!r}")
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
         raise InterpretError(f"seed must be an integer (or None for greedy decoding), got {seed!r}")
@@ -86,13 +93,27 @@ def _step(graph: Graph, kind: DecodingStepKind, value: float | None, logits: Ten
     probs = torch.softmax(logits, dim=-1)
     kept = int(torch.isfinite(logits).sum())  # filtered tokens have logit -inf
     top = torch.topk(probs, min(n, kept))
-    return DecodingStep(kind=kind, value=value, kept=kept, candidates=[
-        TokenProb(id=i, token=graph.decode_token(i), prob=min(p, 1.0), logit=float(logits[i]))
-        for i, p in zip(top.indices.tolist(), top.values.tolist())])
+    return DecodingStep(
+        kind=kind,
+        value=value,
+        kept=kept,
+        candidates=[
+            TokenProb(id=i, token=graph.decode_token(i), prob=min(p, 1.0), logit=float(logits[i]))
+            for i, p in zip(top.indices.tolist(), top.values.tolist())
+        ],
+    )
 
 
-def decode_next(graph: Graph, *, position: int = -1, temperature: float = 1.0, top_k: int | None = None,
-                top_p: float | None = None, seed: int | None = None, candidates: int = 5) -> DecodingResult:
+def decode_next(
+    graph: Graph,
+    *,
+    position: int = -1,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    seed: int | None = None,
+    candidates: int = 5,
+) -> DecodingResult:
     """Decode the token after ``position``: temperature, top-k, top-p, then greedy (``seed=None``) or a
     sample drawn with ``torch.Generator().manual_seed(seed)``. Each step's table keeps ``candidates`` rows.
 
@@ -107,8 +128,10 @@ def decode_next(graph: Graph, *, position: int = -1, temperature: float = 1.0, t
     p = resolve_position(graph, position)
     logits = graph.logits[p]
     vectors = decode_steps(logits, decoding)
-    steps = [_step(graph, S.softmax, None, logits.double(), candidates),
-             _step(graph, S.temperature, decoding.temperature, vectors[V.scaled_logits], candidates)]
+    steps = [
+        _step(graph, S.softmax, None, logits.double(), candidates),
+        _step(graph, S.temperature, decoding.temperature, vectors[V.scaled_logits], candidates),
+    ]
     if top_k is not None:
         steps.append(_step(graph, S.top_k, float(top_k), vectors[V.top_k_logits], candidates))
     if top_p is not None:
@@ -116,8 +139,14 @@ def decode_next(graph: Graph, *, position: int = -1, temperature: float = 1.0, t
     final, probs = vectors[V.top_p_logits], vectors[V.probs]
     chosen = int(vectors[V.next_token][0])
     return DecodingResult(
-        position=p, temperature=decoding.temperature, top_k=top_k, top_p=decoding.top_p, greedy=seed is None,
-        seed=seed, steps=steps,
-        chosen=TokenProb(id=chosen, token=graph.decode_token(chosen), prob=min(float(probs[chosen]), 1.0),
-                         logit=float(final[chosen])),
+        position=p,
+        temperature=decoding.temperature,
+        top_k=top_k,
+        top_p=decoding.top_p,
+        greedy=seed is None,
+        seed=seed,
+        steps=steps,
+        chosen=TokenProb(
+            id=chosen, token=graph.decode_token(chosen), prob=min(float(probs[chosen]), 1.0), logit=float(final[chosen])
+        ),
     )

@@ -40,23 +40,28 @@ def _components(graph: Graph, p: int) -> tuple[list[tuple[str, ComponentKind, in
     """Every term of the final residual stream at position ``p``: (id, kind, layer, head) and a
     (n_components, d_model) float64 matrix, in forward order."""
     top, H = graph.topology, graph.dims.n_head
-    labels = [(top.vector_id(Key(V.token_embedding, None, None, p)), C.token_embedding, None, None),
-              (top.vector_id(Key(V.pos_embedding, None, None, p)), C.pos_embedding, None, None)]
+    labels = [
+        (top.vector_id(Key(V.token_embedding, None, None, p)), C.token_embedding, None, None),
+        (top.vector_id(Key(V.pos_embedding, None, None, p)), C.pos_embedding, None, None),
+    ]
     rows = [graph.hook(V.token_embedding)[p], graph.hook(V.pos_embedding)[p]]
     for L in range(graph.dims.n_layer):
         labels += [(top.vector_id(Key(V.head_out, L, h, p)), C.head_out, L, h) for h in range(H)]
         W_O = torch.stack([graph.param(P.W_O, L, h) for h in range(H)])  # (H, d_head, d_model)
         rows += list(ops.output_projection(graph.hook(V.z, L)[p].unsqueeze(-2), W_O).squeeze(-2))  # z^h W_O^h
         b_out = graph.param(P.b_out, L)
-        labels += [(top.param_id(Key(P.b_O, L)), C.b_O, L, None),
-                   (top.vector_id(Key(V.mlp_out, L, None, p)), C.mlp_out, L, None),
-                   (top.param_id(Key(P.b_out, L)), C.b_out, L, None)]
+        labels += [
+            (top.param_id(Key(P.b_O, L)), C.b_O, L, None),
+            (top.vector_id(Key(V.mlp_out, L, None, p)), C.mlp_out, L, None),
+            (top.param_id(Key(P.b_out, L)), C.b_out, L, None),
+        ]
         rows += [graph.param(P.b_O, L), graph.hook(V.mlp_out, L)[p] - b_out, b_out]
     return labels, torch.stack([r.double() for r in rows])
 
 
-def direct_logit_attribution(graph: Graph, *, position: int = -1, token: int | str | None = None,
-                             contrast: int | str | None = None) -> DLAResult:
+def direct_logit_attribution(
+    graph: Graph, *, position: int = -1, token: int | str | None = None, contrast: int | str | None = None
+) -> DLAResult:
     """Attribute the logit of ``token`` (default: the model's prediction) at ``position`` (default: the last)
     to every component, or the logit difference ``token - contrast`` when ``contrast`` is given.
 
@@ -86,12 +91,23 @@ def direct_logit_attribution(graph: Graph, *, position: int = -1, token: int | s
     error = model_value - total
     what = f"logit of token {t}" if u is None else f"logit difference {t} - {u}"
     if not abs(error) <= TOLERANCE:
-        raise AttributionError(f"direct logit attribution at position {p}: the contributions sum to {total:.6f} "
-                               f"but the model's {what} is {model_value:.6f} (error {error:.2e} > {TOLERANCE:g})")
+        raise AttributionError(
+            f"direct logit attribution at position {p}: the contributions sum to {total:.6f} "
+            f"but the model's {what} is {model_value:.6f} (error {error:.2e} > {TOLERANCE:g})"
+        )
     return DLAResult(
-        position=p, token_id=t, token=graph.decode_token(t), contrast_id=u,
-        contrast=None if u is None else graph.decode_token(u), metric="logit" if u is None else "logit_difference",
-        ln_scale=scale, model_value=model_value, total=total, residual_error=error, tolerance=TOLERANCE,
-        contributions=[Attribution(component=c, kind=k, layer=L, head=h, contribution=v)
-                       for (c, k, L, h), v in zip(labels, values)],
+        position=p,
+        token_id=t,
+        token=graph.decode_token(t),
+        contrast_id=u,
+        contrast=None if u is None else graph.decode_token(u),
+        metric="logit" if u is None else "logit_difference",
+        ln_scale=scale,
+        model_value=model_value,
+        total=total,
+        residual_error=error,
+        tolerance=TOLERANCE,
+        contributions=[
+            Attribution(component=c, kind=k, layer=L, head=h, contribution=v) for (c, k, L, h), v in zip(labels, values)
+        ],
     )

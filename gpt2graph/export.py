@@ -18,8 +18,13 @@ def to_networkx(graph: Graph) -> networkx.DiGraph:
     Graph-level attributes carry the model name, weights status, dims and tokens."""
     import networkx as nx
 
-    g = nx.DiGraph(model=graph.model.name, weights=graph.model.weights.status, dims=graph.dims.model_dump(),
-                   tokens=list(graph.tokenization.tokens_visible), token_ids=list(graph.tokenization.token_ids))
+    g = nx.DiGraph(
+        model=graph.model.name,
+        weights=graph.model.weights.status,
+        dims=graph.dims.model_dump(),
+        tokens=list(graph.tokenization.tokens_visible),
+        token_ids=list(graph.tokenization.token_ids),
+    )
     for node in graph.iter_nodes():
         attrs = node.model_dump(exclude={"id", "summary"})
         summary = getattr(node, "summary", None)
@@ -39,18 +44,27 @@ def _add_analysis(g, analysis) -> None:
     if analysis.lens is not None:
         for e in analysis.lens.entries:
             if e.node in g:
-                g.nodes[e.node].update(lens_top=[t.token for t in e.top], lens_top_prob=[t.prob for t in e.top],
-                                       lens_next_rank=e.next_token_rank, lens_next_prob=e.next_token_prob,
-                                       lens_target_rank=e.target_rank, lens_target_prob=e.target_prob)
+                g.nodes[e.node].update(
+                    lens_top=[t.token for t in e.top],
+                    lens_top_prob=[t.prob for t in e.top],
+                    lens_next_rank=e.next_token_rank,
+                    lens_next_prob=e.next_token_prob,
+                    lens_target_rank=e.target_rank,
+                    lens_target_prob=e.target_prob,
+                )
     for a in analysis.dla.contributions:
         if a.component in g:
             g.nodes[a.component]["dla"] = a.contribution
-    per_head = {(h.layer, h.head): {f"role_{r}": getattr(h, r) for r in
-                                    ("previous_token", "first_token", "current_token", "induction")}
-                | {"role_label": h.label} for h in analysis.roles.heads}
+    per_head = {
+        (h.layer, h.head): {
+            f"role_{r}": getattr(h, r) for r in ("previous_token", "first_token", "current_token", "induction")
+        }
+        | {"role_label": h.label}
+        for h in analysis.roles.heads
+    }
     for c in analysis.circuits.heads:
         per_head[(c.layer, c.head)]["ov_copying_score"] = c.ov_copying_score
-    for node, attrs in g.nodes(data=True):
+    for _node, attrs in g.nodes(data=True):
         key = (attrs.get("layer"), attrs.get("head"))
         if key in per_head:
             attrs.update(per_head[key])

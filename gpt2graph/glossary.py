@@ -79,15 +79,29 @@ DATA_ENV = "GPT2GRAPH_DATA"
 KINDS: tuple[str, ...] = (*map(str, VectorKind), *map(str, OpKind), *map(str, ParamKind))
 
 #: Template fields an annotation's title, body and caption may use, e.g. "{n_tokens} x {d_model}".
-TEMPLATE_FIELDS: tuple[str, ...] = ("n_tokens", "n_layer", "n_head", "d_model", "d_head", "d_mlp", "n_ctx",
-                                    "n_vocab", "n_params", "model")
+TEMPLATE_FIELDS: tuple[str, ...] = (
+    "n_tokens",
+    "n_layer",
+    "n_head",
+    "d_model",
+    "d_head",
+    "d_mlp",
+    "n_ctx",
+    "n_vocab",
+    "n_params",
+    "model",
+)
 
 MAX_BYTES = 1 << 20  # one data file; the largest built-in is about 22 kB
 
 _ID_PATTERN = r"^[a-z0-9]+(?:-[a-z0-9]+)*$"
 Id = Annotated[str, Field(pattern=_ID_PATTERN)]
-_KIND_SCHEMA = {"anyOf": [{"enum": list(KINDS), "type": "string"},
-                          {"items": {"enum": list(KINDS), "type": "string"}, "minItems": 1, "type": "array"}]}
+_KIND_SCHEMA = {
+    "anyOf": [
+        {"enum": list(KINDS), "type": "string"},
+        {"items": {"enum": list(KINDS), "type": "string"}, "minItems": 1, "type": "array"},
+    ]
+}
 
 
 # ---- models -------------------------------------------------------------------------------------------
@@ -111,10 +125,14 @@ class Selector(_Model):
 
     model_config = ConfigDict(json_schema_extra={"minProperties": 1})
 
-    id: str | None = Field(default=None, description="A node id, e.g. blocks.5.attn.hook_pattern[1,12] or "
-                           "blocks.5.attn.W_Q[1]; TransformerLens aliases of a node match too.")
+    id: str | None = Field(
+        default=None,
+        description="A node id, e.g. blocks.5.attn.hook_pattern[1,12] or "
+        "blocks.5.attn.W_Q[1]; TransformerLens aliases of a node match too.",
+    )
     kind: Annotated[list[str] | None, WithJsonSchema(_KIND_SCHEMA)] = Field(
-        default=None, description="A vector, operation or parameter kind, or a list of them (any one matches).")
+        default=None, description="A vector, operation or parameter kind, or a list of them (any one matches)."
+    )
     stage: Stage | None = Field(default=None, strict=False, description="Stage of the forward pass.")
     category: Category | None = Field(default=None, strict=False, description="Legend category.")
     layer: int | None = Field(default=None, ge=0, description="Block index, from 0.")
@@ -137,8 +155,9 @@ class Selector(_Model):
     @model_validator(mode="after")
     def _not_empty(self) -> Selector:
         if all(value is None for _, value in self):
-            raise ValueError(f"an empty selector would select everything: give at least one of "
-                             f"{', '.join(type(self).model_fields)}")
+            raise ValueError(
+                f"an empty selector would select everything: give at least one of {', '.join(type(self).model_fields)}"
+            )
         return self
 
     def matches(self, node: VectorNode | ParameterNode | OperationNode) -> bool:
@@ -147,9 +166,16 @@ class Selector(_Model):
             return False
         if self.kind is not None and node.kind not in self.kind:
             return False
-        return all(want is None or want == getattr(node, name)
-                   for name, want in (("stage", self.stage), ("category", self.category), ("layer", self.layer),
-                                      ("head", self.head), ("position", self.position)))
+        return all(
+            want is None or want == getattr(node, name)
+            for name, want in (
+                ("stage", self.stage),
+                ("category", self.category),
+                ("layer", self.layer),
+                ("head", self.head),
+                ("position", self.position),
+            )
+        )
 
     def describe(self) -> str:
         """The selector as compact text, e.g. ``kind attn_pattern, layer 5, head 1``."""
@@ -165,15 +191,21 @@ class GlossaryEntry(_Model):
 
     id: Id = Field(description="Kebab-case identifier, unique across all data, e.g. residual-stream.")
     term: str = Field(min_length=1, description="The term as a reader would write it.")
-    aliases: list[str] = Field(default_factory=list, description="Other names, abbreviations and hook or "
-                               "weight names that mean the same thing; `gpt2graph glossary ALIAS` finds the entry.")
+    aliases: list[str] = Field(
+        default_factory=list,
+        description="Other names, abbreviations and hook or "
+        "weight names that mean the same thing; `gpt2graph glossary ALIAS` finds the entry.",
+    )
     summary: str = Field(min_length=1, description="One sentence.")
     body: str = Field(min_length=1, description="Markdown; several paragraphs where the concept deserves it.")
     sources: list[Source] = Field(default_factory=list, description="References (every built-in entry has one).")
     see_also: list[Id] = Field(default_factory=list, description="Ids of related glossary entries.")
     applies_to: list[Selector] = Field(default_factory=list, description="The nodes this entry explains.")
-    override: bool = Field(default=False, description="Replace the entry already defined with this id (for "
-                           "example a built-in one) instead of being reported as a duplicate.")
+    override: bool = Field(
+        default=False,
+        description="Replace the entry already defined with this id (for "
+        "example a built-in one) instead of being reported as a duplicate.",
+    )
 
 
 class Annotation(_Model):
@@ -182,11 +214,14 @@ class Annotation(_Model):
     id: Id = Field(description="Kebab-case identifier, unique among annotations.")
     title: str = Field(min_length=1, description="Heading of the callout.")
     body: str = Field(min_length=1, description="Markdown text of the callout.")
-    caption: str | None = Field(default=None, description="Short line of numbers, e.g. \"{n_tokens} x {d_model}\".")
+    caption: str | None = Field(default=None, description='Short line of numbers, e.g. "{n_tokens} x {d_model}".')
     glossary: list[Id] = Field(default_factory=list, description="Ids of the glossary entries the callout uses.")
     targets: list[Selector] = Field(min_length=1, description="The nodes the callout is attached to.")
-    override: bool = Field(default=False, description="Replace the annotation already defined with this id "
-                           "(for example a built-in one) instead of being reported as a duplicate.")
+    override: bool = Field(
+        default=False,
+        description="Replace the annotation already defined with this id "
+        "(for example a built-in one) instead of being reported as a duplicate.",
+    )
 
     @field_validator("title", "body", "caption")
     @classmethod
@@ -225,8 +260,10 @@ def _check_template(text: str) -> None:
         if name is None:
             continue
         if name not in TEMPLATE_FIELDS:
-            raise ValueError(f"unknown template field {{{name}}}{_did_you_mean(name, TEMPLATE_FIELDS)}; known: "
-                             f"{', '.join('{' + f + '}' for f in TEMPLATE_FIELDS)}")
+            raise ValueError(
+                f"unknown template field {{{name}}}{_did_you_mean(name, TEMPLATE_FIELDS)}; known: "
+                f"{', '.join('{' + f + '}' for f in TEMPLATE_FIELDS)}"
+            )
         if spec or conversion:
             raise ValueError(f"template field {{{name}}} takes no format spec or conversion")
 
@@ -234,9 +271,18 @@ def _check_template(text: str) -> None:
 def template_values(graph: Graph) -> dict[str, str]:
     """The value of every template field for ``graph``: counts from the run, dims from the model's config."""
     d = graph.dims
-    return {"n_tokens": str(graph.n_tokens), "n_layer": str(d.n_layer), "n_head": str(d.n_head),
-            "d_model": str(d.d_model), "d_head": str(d.d_head), "d_mlp": str(d.d_mlp), "n_ctx": str(d.n_ctx),
-            "n_vocab": str(d.n_vocab), "n_params": f"{graph.model.total_parameters:,}", "model": graph.model.name}
+    return {
+        "n_tokens": str(graph.n_tokens),
+        "n_layer": str(d.n_layer),
+        "n_head": str(d.n_head),
+        "d_model": str(d.d_model),
+        "d_head": str(d.d_head),
+        "d_mlp": str(d.d_mlp),
+        "n_ctx": str(d.n_ctx),
+        "n_vocab": str(d.n_vocab),
+        "n_params": f"{graph.model.total_parameters:,}",
+        "model": graph.model.name,
+    }
 
 
 def _did_you_mean(word: str, choices: Iterable[str]) -> str:
@@ -246,8 +292,12 @@ def _did_you_mean(word: str, choices: Iterable[str]) -> str:
 
 # ---- one file: parse and validate ---------------------------------------------------------------------
 _ITEM_MODELS: dict[str, type[_Model]] = {"glossary": GlossaryEntry, "annotations": Annotation}
-_SECTION_MODELS: dict[str, type[_Model]] = {**_ITEM_MODELS, "sources": Source, "applies_to": Selector,
-                                            "targets": Selector}
+_SECTION_MODELS: dict[str, type[_Model]] = {
+    **_ITEM_MODELS,
+    "sources": Source,
+    "applies_to": Selector,
+    "targets": Selector,
+}
 
 
 @dataclass(frozen=True)
@@ -277,8 +327,9 @@ def _parse(source: str, text: str) -> tuple[_ParsedFile, tuple[str, ...]]:
     """Parse and validate one file (memoised: every validation reads the built-in files again); the valid
     entries are kept even when others have problems, so that they are cross-checked too."""
     if len(text) > MAX_BYTES:
-        return _ParsedFile(source, {}), (f"{source}: refused: {len(text):,} characters, more than the limit of "
-                                         f"{MAX_BYTES:,}",)
+        return _ParsedFile(source, {}), (
+            f"{source}: refused: {len(text):,} characters, more than the limit of {MAX_BYTES:,}",
+        )
     loader = MarkedLoader(text, source)
     raw, ok = loader.load_marked()
     located = _ParsedFile(source, loader.key_marks)
@@ -293,11 +344,17 @@ def _parse(source: str, text: str) -> tuple[_ParsedFile, tuple[str, ...]]:
         problems += [located.problem(e["loc"], _message(e)) for e in errors]
         bad = {tuple(e["loc"][:2]) for e in errors}
         raw_items = {section: raw.get(section) if isinstance(raw, dict) else None for section in _ITEM_MODELS}
-        items = {section: [None if (section, i) in bad else _ITEM_MODELS[section].model_validate(item)
-                           for i, item in enumerate(value if isinstance(value, list) else [])]
-                 for section, value in raw_items.items()}
-    entries, annotations = (tuple(((section, i), item) for i, item in enumerate(items[section]) if item is not None)
-                            for section in ("glossary", "annotations"))
+        items = {
+            section: [
+                None if (section, i) in bad else _ITEM_MODELS[section].model_validate(item)
+                for i, item in enumerate(value if isinstance(value, list) else [])
+            ]
+            for section, value in raw_items.items()
+        }
+    entries, annotations = (
+        tuple(((section, i), item) for i, item in enumerate(items[section]) if item is not None)
+        for section in ("glossary", "annotations")
+    )
     return replace(located, entries=entries, annotations=annotations), tuple(problems)
 
 
@@ -306,8 +363,9 @@ def _message(error: Mapping[str, Any]) -> str:
     loc, kind = error["loc"], error["type"]
     if kind == "extra_forbidden":
         owner = next((_SECTION_MODELS[p] for p in reversed(loc[:-1]) if p in _SECTION_MODELS), DataFile)
-        return f"unknown field{_did_you_mean(str(loc[-1]), owner.model_fields)}; allowed: " \
-               f"{', '.join(owner.model_fields)}"
+        return (
+            f"unknown field{_did_you_mean(str(loc[-1]), owner.model_fields)}; allowed: {', '.join(owner.model_fields)}"
+        )
     if kind == "missing":
         return "required field is missing"
     if kind == "value_error":
@@ -318,8 +376,11 @@ def _message(error: Mapping[str, Any]) -> str:
 
 
 # ---- several files on top of a glossary: cross-checks and merge ---------------------------------------
-def _extend(base: Glossary, files: Sequence[tuple[str, str]], graph: Graph | None = None,
-            ) -> tuple[Glossary, list[str]]:
+def _extend(
+    base: Glossary,
+    files: Sequence[tuple[str, str]],
+    graph: Graph | None = None,
+) -> tuple[Glossary, list[str]]:
     """``base`` plus the (source, text) ``files``, and every problem found in them (the result is only
     meaningful when there are none). A given graph also has every selector checked against it."""
     problems: list[str] = []
@@ -332,7 +393,7 @@ def _extend(base: Glossary, files: Sequence[tuple[str, str]], graph: Graph | Non
     for section, table in (("glossary", entries), ("annotations", annotations)):
         first_here: dict[str, str] = {}
         for f in parsed:
-            for path, item in (f.entries if section == "glossary" else f.annotations):
+            for path, item in f.entries if section == "glossary" else f.annotations:
                 where = f.at((*path, "id"))
                 problem = _id_problem(section, item, first_here, table, origins)
                 if problem:
@@ -343,24 +404,37 @@ def _extend(base: Glossary, files: Sequence[tuple[str, str]], graph: Graph | Non
                 first_here.setdefault(item.id, where)
     for f in parsed:
         for path, entry in f.entries:
-            problems += [f.problem((*path, "see_also", i), _link_problem(ref, entries))
-                         for i, ref in enumerate(entry.see_also) if ref not in entries]
+            problems += [
+                f.problem((*path, "see_also", i), _link_problem(ref, entries))
+                for i, ref in enumerate(entry.see_also)
+                if ref not in entries
+            ]
         for path, note in f.annotations:
-            problems += [f.problem((*path, "glossary", i), _link_problem(ref, entries))
-                         for i, ref in enumerate(note.glossary) if ref not in entries]
+            problems += [
+                f.problem((*path, "glossary", i), _link_problem(ref, entries))
+                for i, ref in enumerate(note.glossary)
+                if ref not in entries
+            ]
         if graph is not None:
             problems += _selector_problems(f, graph)
     return Glossary(entries.values(), annotations.values(), origins), problems
 
 
-def _id_problem(section: str, item: GlossaryEntry | Annotation, first_here: dict[str, str],
-                table: Mapping[str, Any], origins: Mapping[tuple[str, str], str]) -> str | None:
+def _id_problem(
+    section: str,
+    item: GlossaryEntry | Annotation,
+    first_here: dict[str, str],
+    table: Mapping[str, Any],
+    origins: Mapping[tuple[str, str], str],
+) -> str | None:
     what = "glossary id" if section == "glossary" else "annotation id"
     if item.id in first_here:
         return f"duplicate {what} {item.id!r}: already defined at {first_here[item.id]}"
     if item.id in table and not item.override:
-        return (f"{what} {item.id!r} is already defined at {origins[(section, item.id)]}; add 'override: true' "
-                f"to replace it")
+        return (
+            f"{what} {item.id!r} is already defined at {origins[(section, item.id)]}; add 'override: true' "
+            f"to replace it"
+        )
     if item.id not in table and item.override:
         return f"override: true, but there is no {what} {item.id!r} to override"
     return None
@@ -404,8 +478,11 @@ def _selector_problem(sel: Selector, graph: Graph) -> tuple[KeyPath, str] | None
     Only the first match is looked for, with the kind, layer, head and position filters of the graph, so a
     long run is never enumerated."""
     d = graph.dims
-    for name, value, limit in (("layer", sel.layer, d.n_layer), ("head", sel.head, d.n_head),
-                               ("position", sel.position, graph.n_tokens)):
+    for name, value, limit in (
+        ("layer", sel.layer, d.n_layer),
+        ("head", sel.head, d.n_head),
+        ("position", sel.position, graph.n_tokens),
+    ):
         if value is not None and value >= limit:
             return (name,), f"{name} {value} is out of range: this graph has {name}s 0..{limit - 1}"
     if sel.id is not None:
@@ -413,13 +490,28 @@ def _selector_problem(sel: Selector, graph: Graph) -> tuple[KeyPath, str] | None
             node = graph.node(sel.id)
         except NodeNotFoundError as exc:
             return ("id",), str(exc)
-        return None if sel.matches(node) else ((), f"node {sel.id} does not have the other fields given "
-                                                    f"({sel.describe()})")
-    kinds = [k for k in (sel.kind or KINDS) if any(
-        sel.stage in (None, stage) and sel.category in (None, category)
-        for stage, category in _PLACES[k])]
-    first = next((n for n in graph.iter_nodes(kind=kinds, layer=sel.layer, head=sel.head, position=sel.position)
-                  if sel.matches(n)), None) if kinds else None
+        return (
+            None
+            if sel.matches(node)
+            else ((), f"node {sel.id} does not have the other fields given ({sel.describe()})")
+        )
+    kinds = [
+        k
+        for k in (sel.kind or KINDS)
+        if any(sel.stage in (None, stage) and sel.category in (None, category) for stage, category in _PLACES[k])
+    ]
+    first = (
+        next(
+            (
+                n
+                for n in graph.iter_nodes(kind=kinds, layer=sel.layer, head=sel.head, position=sel.position)
+                if sel.matches(n)
+            ),
+            None,
+        )
+        if kinds
+        else None
+    )
     return None if first is not None else ((), f"selects no node of this graph ({sel.describe()})")
 
 
@@ -431,8 +523,12 @@ class Glossary(Mapping[str, GlossaryEntry]):
     get their entries and callouts with ``entries_for`` and ``annotations_for``.
     """
 
-    def __init__(self, entries: Iterable[GlossaryEntry] = (), annotations: Iterable[Annotation] = (),
-                 origins: Mapping[tuple[str, str], str] | None = None):
+    def __init__(
+        self,
+        entries: Iterable[GlossaryEntry] = (),
+        annotations: Iterable[Annotation] = (),
+        origins: Mapping[tuple[str, str], str] | None = None,
+    ):
         self._entries = {e.id: e for e in entries}
         self.annotations: tuple[Annotation, ...] = tuple(annotations)
         #: ("glossary" | "annotations", id) -> FILE:LINE:COL where it was defined
@@ -479,14 +575,24 @@ class Glossary(Mapping[str, GlossaryEntry]):
         """Entries with a selector in ``applies_to`` that matches ``node``, in glossary order."""
         return [e for e in self._candidates("glossary", node.kind) if any(s.matches(node) for s in e.applies_to)]
 
-    def annotations_for(self, node: VectorNode | ParameterNode | OperationNode, graph: Graph,
-                        ) -> list[ResolvedAnnotation]:
+    def annotations_for(
+        self,
+        node: VectorNode | ParameterNode | OperationNode,
+        graph: Graph,
+    ) -> list[ResolvedAnnotation]:
         """Annotations with a target matching ``node``, their template fields filled in from ``graph``."""
         hits = [a for a in self._candidates("annotations", node.kind) if any(s.matches(node) for s in a.targets)]
         values = template_values(graph) if hits else {}
-        return [ResolvedAnnotation(a.id, a.title.format_map(values), a.body.format_map(values),
-                                   None if a.caption is None else a.caption.format_map(values), tuple(a.glossary))
-                for a in hits]
+        return [
+            ResolvedAnnotation(
+                a.id,
+                a.title.format_map(values),
+                a.body.format_map(values),
+                None if a.caption is None else a.caption.format_map(values),
+                tuple(a.glossary),
+            )
+            for a in hits
+        ]
 
     def _candidates(self, section: str, kind: str) -> tuple:
         """Entries or annotations with a selector that names ``kind`` or names no kind (cached per kind),
@@ -494,8 +600,9 @@ class Glossary(Mapping[str, GlossaryEntry]):
         key = (section, kind)
         if key not in self._by_kind:
             items = self._entries.values() if section == "glossary" else self.annotations
-            self._by_kind[key] = tuple(it for it in items if any(s.kind is None or kind in s.kind
-                                                                 for s in getattr(it, _selector_field(it))))
+            self._by_kind[key] = tuple(
+                it for it in items if any(s.kind is None or kind in s.kind for s in getattr(it, _selector_field(it)))
+            )
         return self._by_kind[key]
 
     def _name_index(self) -> dict[str, str]:
@@ -527,8 +634,12 @@ def data_dir() -> Path:
 
 def _builtin_files(root: Path) -> list[Path]:
     if not root.is_dir():
-        raise DataValidationError([f"{root}: built-in data directory not found (set {DATA_ENV} to the data/ "
-                                   f"directory of a gpt2graph checkout)"])
+        raise DataValidationError(
+            [
+                f"{root}: built-in data directory not found (set {DATA_ENV} to the data/ "
+                f"directory of a gpt2graph checkout)"
+            ]
+        )
     return sorted(root.rglob("*.yaml"))
 
 
@@ -603,8 +714,9 @@ def validate_files(paths: Sequence[str | os.PathLike], graph: Graph | None = Non
             except DataValidationError as exc:
                 problems += exc.problems
     edited = any(f.resolve() in given for f in builtin)
-    base, found = _extend(Glossary(), [(_builtin_source(root, f), _read_text(f)) for f in builtin],
-                          graph if edited else None)
+    base, found = _extend(
+        Glossary(), [(_builtin_source(root, f), _read_text(f)) for f in builtin], graph if edited else None
+    )
     _, more = _extend(base, texts, graph)
     return problems + found + more
 
@@ -632,8 +744,9 @@ def _wrap_markdown(text: str, width: int, indent: str = "") -> list[str]:
             for item in items:
                 out += textwrap.wrap(item, width, initial_indent=indent, subsequent_indent=indent + "  ")
         else:
-            out += textwrap.wrap(" ".join(line.strip() for line in lines), width, initial_indent=indent,
-                                 subsequent_indent=indent)
+            out += textwrap.wrap(
+                " ".join(line.strip() for line in lines), width, initial_indent=indent, subsequent_indent=indent
+            )
         out.append("")
     return out[:-1]
 
@@ -649,8 +762,10 @@ def format_entry(entry: GlossaryEntry, width: int = 88) -> str:
     if entry.sources:
         lines += ["", "Sources:"]
         for src in entry.sources:
-            lines += [*textwrap.wrap(src.title, width, initial_indent="  - ", subsequent_indent="    "),
-                      f"    {src.url}"]
+            lines += [
+                *textwrap.wrap(src.title, width, initial_indent="  - ", subsequent_indent="    "),
+                f"    {src.url}",
+            ]
     if entry.applies_to:
         lines += ["", "Applies to:", *(f"  - {sel.describe()}" for sel in entry.applies_to)]
     return "\n".join(lines)
@@ -670,15 +785,17 @@ def cli_glossary(term: str | None) -> int:
     entry = glossary.lookup(term)
     if entry is None:
         close = glossary.suggest(term)
-        print(f"no glossary entry {term!r}" + (f"; did you mean: {', '.join(close)}?" if close else
-                                               "; `gpt2graph glossary` lists every term"))
+        print(
+            f"no glossary entry {term!r}"
+            + (f"; did you mean: {', '.join(close)}?" if close else "; `gpt2graph glossary` lists every term")
+        )
         return 1
     print(format_entry(entry, min(_columns(), 100)))
     return 0
 
 
 def _clip(text: str, width: int) -> str:
-    return text if len(text) <= width else text[:width - 3].rstrip() + "..."
+    return text if len(text) <= width else text[: width - 3].rstrip() + "..."
 
 
 def cli_validate(paths: Sequence[str], graph: Graph | None) -> int:

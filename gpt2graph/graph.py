@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from torch import Tensor
 
+from .decoding import decode_steps, settings
 from .errors import NodeNotFoundError
 from .schema import (
     DecodingSettings,
@@ -28,7 +29,6 @@ from .schema import (
     VectorKind,
     VectorNode,
 )
-from .decoding import decode_steps, settings
 from .topology import DECODE_KINDS, PARAM_SPECS, TOKENIZE_OP_ID, VECTOR_SPECS, Key, matches
 from .values import Values, summarize
 
@@ -54,8 +54,10 @@ class Selection:
     positions: frozenset[int] | None = None
 
     def admits(self, layer: int | None, head: int | None, position: int | None) -> bool:
-        return all(sel is None or val is None or val in sel
-                   for sel, val in ((self.layers, layer), (self.heads, head), (self.positions, position)))
+        return all(
+            sel is None or val is None or val in sel
+            for sel, val in ((self.layers, layer), (self.heads, head), (self.positions, position))
+        )
 
 
 def _narrow(requested, selected):
@@ -111,8 +113,9 @@ class Graph:
         """How the decoding stage turns each position's logits into a next token."""
         return self.header.decoding
 
-    def with_decoding(self, temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None,
-                      seed: int | None = None) -> Graph:
+    def with_decoding(
+        self, temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None, seed: int | None = None
+    ) -> Graph:
         """This run with other decoding settings (temperature, top-k, top-p, sample seed; None: greedy): a
         view sharing the values, whose decoding nodes (``decode.*``) follow the new settings. ``analyze``
         sets a graph's settings from its own decoding options."""
@@ -130,8 +133,10 @@ class Graph:
     def __repr__(self) -> str:
         d = self.dims
         part = "" if self.selection == Selection() else " (subgraph)"
-        return (f"<Graph{part} {self.model.name} [{self.model.weights.status} weights] {self.n_tokens} tokens, "
-                f"{d.n_layer} layers x {d.n_head} heads, d_model {d.d_model}>")
+        return (
+            f"<Graph{part} {self.model.name} [{self.model.weights.status} weights] {self.n_tokens} tokens, "
+            f"{d.n_layer} layers x {d.n_head} heads, d_model {d.d_model}>"
+        )
 
     # ---- nodes --------------------------------------------------------------------------------------
     def node(self, node_id: str) -> AnyNode:
@@ -141,8 +146,14 @@ class Graph:
             raise NodeNotFoundError(f"node {node_id!r} is outside this subgraph")
         return self._make(node_type, key)
 
-    def nodes(self, kind: str | Iterable[str] | None = None, layer=None, head=None, position=None,
-              node_type: str | None = None) -> list[AnyNode]:
+    def nodes(
+        self,
+        kind: str | Iterable[str] | None = None,
+        layer=None,
+        head=None,
+        position=None,
+        node_type: str | None = None,
+    ) -> list[AnyNode]:
         """Nodes matching every given filter (a value, a collection of values, or None for any), in forward
         order: vectors, then the operations producing them, then parameters. ``kind`` may name vector,
         operation or parameter kinds."""
@@ -156,8 +167,7 @@ class Graph:
         if kinds is not None and kinds - known:
             raise ValueError(f"unknown kind(s) {sorted(kinds - known)}; known: {', '.join(sorted(known))}")
         sel = self.selection
-        layer, head, position = (_narrow(layer, sel.layers), _narrow(head, sel.heads),
-                                 _narrow(position, sel.positions))
+        layer, head, position = (_narrow(layer, sel.layers), _narrow(head, sel.heads), _narrow(position, sel.positions))
         if node_type in (None, "vector"):
             vkinds = None if kinds is None else kinds & set(VECTOR_SPECS)
             if vkinds is None or vkinds:
@@ -175,8 +185,12 @@ class Graph:
         out_kinds = [k for k, s in VECTOR_SPECS.items() if kinds is None or s.op in kinds]
         if OpKind.tokenize in (kinds or {OpKind.tokenize}) and all(matches(f, None) for f in (layer, head, position)):
             yield self._make("operation", Key(OpKind.tokenize))
-        layers = None if layer is None else {None} | {x + d for x in ([layer] if isinstance(layer, int) else layer)
-                                                    if x is not None for d in (0, 1)}
+        layers = (
+            None
+            if layer is None
+            else {None}
+            | {x + d for x in ([layer] if isinstance(layer, int) else layer) if x is not None for d in (0, 1)}
+        )
         for key in self.topology.vector_keys([k for k in out_kinds if k != VectorKind.token], layers, head, position):
             op_layer = self.topology.op_layer(key)
             if matches(layer, op_layer):
@@ -195,20 +209,45 @@ class Graph:
             shape = top.param_shape(key)
             tied = "embed.W_E" if key.kind == "W_U" else None
             n = 0 if tied else _prod(shape)
-            return ParameterNode(id=top.param_id(key), kind=key.kind, stage=spec.stage, layer=key.layer,
-                                 head=key.head, shape=shape, n_params=n, tied_to=tied, transposed=bool(tied))
+            return ParameterNode(
+                id=top.param_id(key),
+                kind=key.kind,
+                stage=spec.stage,
+                layer=key.layer,
+                head=key.head,
+                shape=shape,
+                n_params=n,
+                tied_to=tied,
+                transposed=bool(tied),
+            )
         if node_type == "operation":
             if key.kind == OpKind.tokenize:
                 return OperationNode(id=TOKENIZE_OP_ID, kind=OpKind.tokenize, stage=Stage.tokenize)
             spec = VECTOR_SPECS[key.kind]
-            return OperationNode(id="op:" + top.vector_id(key), kind=spec.op, stage=spec.op_stage,
-                                 layer=top.op_layer(key), head=key.head, position=key.position)
+            return OperationNode(
+                id="op:" + top.vector_id(key),
+                kind=spec.op,
+                stage=spec.op_stage,
+                layer=top.op_layer(key),
+                head=key.head,
+                position=key.position,
+            )
         spec = VECTOR_SPECS[key.kind]
         value = self.vector_value(key)
         return VectorNode(
-            id=top.vector_id(key), kind=key.kind, category=spec.category, stage=spec.stage, layer=key.layer,
-            head=key.head, position=key.position, space=spec.space, shape=list(value.shape),
-            hook=top.hook(key), index=top.vector_index(key), aliases=top.aliases(key), summary=summarize(value),
+            id=top.vector_id(key),
+            kind=key.kind,
+            category=spec.category,
+            stage=spec.stage,
+            layer=key.layer,
+            head=key.head,
+            position=key.position,
+            space=spec.space,
+            shape=list(value.shape),
+            hook=top.hook(key),
+            index=top.vector_index(key),
+            aliases=top.aliases(key),
+            summary=summarize(value),
         )
 
     # ---- edges --------------------------------------------------------------------------------------
@@ -241,8 +280,15 @@ class Graph:
 
     def _op_edges(self, out: Key) -> list[Edge]:
         if out.kind == OpKind.tokenize:
-            return [Edge(source=TOKENIZE_OP_ID, target=self.topology.vector_id(Key(VectorKind.token, None, None, p)),
-                         role=EdgeRole.output, slot=p) for p in range(self.n_tokens)]
+            return [
+                Edge(
+                    source=TOKENIZE_OP_ID,
+                    target=self.topology.vector_id(Key(VectorKind.token, None, None, p)),
+                    role=EdgeRole.output,
+                    slot=p,
+                )
+                for p in range(self.n_tokens)
+            ]
         return [Edge(source=s, target=t, role=r, slot=i) for s, t, r, i in self.topology.edges_of_op(out)]
 
     def _edges_touching(self, node: AnyNode) -> list[Edge]:
@@ -333,6 +379,7 @@ class Graph:
     def subgraph(self, layers=None, heads=None, positions=None) -> Graph:
         """A view restricted to these layers, heads and positions (each an int, a collection, or None for all).
         Nodes without a layer/head/position (embeddings, parameters shared by all heads) stay in."""
+
         def norm(v, limit, what):
             if v is None:
                 return None
@@ -341,9 +388,11 @@ class Graph:
             if bad:
                 raise ValueError(f"{what} {bad} out of range 0..{limit - 1}")
             return s
+
         d = self.dims
-        sel = Selection(norm(layers, d.n_layer, "layer"), norm(heads, d.n_head, "head"),
-                        norm(positions, self.n_tokens, "position"))
+        sel = Selection(
+            norm(layers, d.n_layer, "layer"), norm(heads, d.n_head, "head"), norm(positions, self.n_tokens, "position")
+        )
         return Graph(self.header, self._values, self.vocab, sel)
 
     def to_networkx(self, layers=None, heads=None, positions=None) -> networkx.DiGraph:

@@ -30,8 +30,16 @@ from .topology import Key, Topology
 if TYPE_CHECKING:
     from .graph import Graph
 
-__all__ = ["logit_lens", "lens_logits", "lens_blocks", "read_logits", "attach", "LensBlock", "LensTable",
-           "CHUNK_ELEMENTS"]
+__all__ = [
+    "logit_lens",
+    "lens_logits",
+    "lens_blocks",
+    "read_logits",
+    "attach",
+    "LensBlock",
+    "LensTable",
+    "CHUNK_ELEMENTS",
+]
 
 V, P = VectorKind, ParamKind
 #: logits held at once (rows x n_vocab); 2^25 fp32 values are 128 MB, about 670 rows of GPT-2
@@ -62,8 +70,9 @@ def lens_blocks(topology: Topology, token_ids: list[int], kinds: Iterable[str]) 
     following = torch.cat([torch.tensor(token_ids[1:], dtype=torch.long), torch.tensor([-1])])
 
     def stream(kind: str, layer: int | None) -> LensBlock:
-        return LensBlock(LensKind(kind), layer, [topology.vector_id(Key(kind, layer, None, p)) for p in range(n)],
-                         following)
+        return LensBlock(
+            LensKind(kind), layer, [topology.vector_id(Key(kind, layer, None, p)) for p in range(n)], following
+        )
 
     blocks = []
     for L in range(topology.dims.n_layer):
@@ -71,9 +80,14 @@ def lens_blocks(topology: Topology, token_ids: list[int], kinds: Iterable[str]) 
         if entering in kinds:
             blocks.append(stream(entering, None if L == 0 else L))
         if V.head_out in kinds:
-            blocks.append(LensBlock(LensKind.head_out, L, [topology.vector_id(Key(V.head_out, L, h, p))
-                                                           for p in range(n) for h in range(H)],
-                                    following.repeat_interleave(H)))
+            blocks.append(
+                LensBlock(
+                    LensKind.head_out,
+                    L,
+                    [topology.vector_id(Key(V.head_out, L, h, p)) for p in range(n) for h in range(H)],
+                    following.repeat_interleave(H),
+                )
+            )
         if P.b_O in kinds:
             blocks.append(LensBlock(LensKind.b_O, L, [topology.param_id(Key(P.b_O, L))], torch.tensor([-1])))
         for kind in (V.resid_mid, V.mlp_out):
@@ -99,6 +113,8 @@ class LensTable:
     ``next_rank`` is 0 and ``next_prob`` NaN where no token follows; the target arrays exist only when a
     target was chosen. :class:`LensEntry` objects are made from the arrays on demand."""
 
+    __hash__ = None  # compared by value, so not hashable
+
     ARRAYS = ("top_ids", "top_logits", "top_probs", "next_rank", "next_prob", "target_rank", "target_prob")
 
     def __init__(self, blocks: list[LensBlock], arrays: dict[str, Tensor], vocab: list[str]):
@@ -113,9 +129,12 @@ class LensTable:
         def same(a: Tensor, b: Tensor) -> bool:  # exactly equal, NaN (no next token) included
             return a.shape == b.shape and bool(((a == b) | (a.isnan() & b.isnan())).all())
 
-        return (isinstance(other, LensTable) and self.node_ids == other.node_ids
-                and self.arrays.keys() == other.arrays.keys()
-                and all(same(a, other.arrays[name]) for name, a in self.arrays.items()))
+        return (
+            isinstance(other, LensTable)
+            and self.node_ids == other.node_ids
+            and self.arrays.keys() == other.arrays.keys()
+            and all(same(a, other.arrays[name]) for name, a in self.arrays.items())
+        )
 
     def entries(self) -> list[LensEntry]:
         if self._entries is None:
@@ -133,17 +152,22 @@ class LensTable:
         rank = int(a["next_rank"][i])
         target = "target_rank" in a
         return LensEntry(
-            node=self.node_ids[i], kind=self.kinds[i],
-            top=[TokenProb(id=t, token=self.vocab[t], prob=p, logit=v) for t, p, v in
-                 zip(a["top_ids"][i].tolist(), a["top_probs"][i].tolist(), a["top_logits"][i].tolist())],
-            next_token_rank=rank or None, next_token_prob=float(a["next_prob"][i]) if rank else None,
+            node=self.node_ids[i],
+            kind=self.kinds[i],
+            top=[
+                TokenProb(id=t, token=self.vocab[t], prob=p, logit=v)
+                for t, p, v in zip(a["top_ids"][i].tolist(), a["top_probs"][i].tolist(), a["top_logits"][i].tolist())
+            ],
+            next_token_rank=rank or None,
+            next_token_prob=float(a["next_prob"][i]) if rank else None,
             target_rank=int(a["target_rank"][i]) if target else None,
             target_prob=float(a["target_prob"][i]) if target else None,
         )
 
 
-def attach(lens: LogitLens, topology: Topology, token_ids: list[int], arrays: dict[str, Tensor],
-           vocab: list[str]) -> None:
+def attach(
+    lens: LogitLens, topology: Topology, token_ids: list[int], arrays: dict[str, Tensor], vocab: list[str]
+) -> None:
     """Give a loaded ``lens`` its arrays, after checking they are the ones its header describes (ValueError)."""
     blocks = lens_blocks(topology, token_ids, lens.kinds)
     rows = sum(len(b.node_ids) for b in blocks)
@@ -153,13 +177,21 @@ def attach(lens: LogitLens, topology: Topology, token_ids: list[int], arrays: di
     for name, t in arrays.items():
         shape = (rows, lens.top_k) if name.startswith("top_") else (rows,)
         if tuple(t.shape) != shape or rows != lens.n_entries:
-            raise ValueError(f"logit-lens array {name} has shape {tuple(t.shape)}, expected {shape} "
-                             f"({lens.n_entries} entries recorded)")
+            raise ValueError(
+                f"logit-lens array {name} has shape {tuple(t.shape)}, expected {shape} "
+                f"({lens.n_entries} entries recorded)"
+            )
     lens._table = LensTable(blocks, arrays, vocab)
 
 
-def logit_lens(graph: Graph, *, top_k: int = 5, target: int | str | None = None,
-               kinds: Iterable[str] | None = None, chunk_elements: int = CHUNK_ELEMENTS) -> LogitLens:
+def logit_lens(
+    graph: Graph,
+    *,
+    top_k: int = 5,
+    target: int | str | None = None,
+    kinds: Iterable[str] | None = None,
+    chunk_elements: int = CHUNK_ELEMENTS,
+) -> LogitLens:
     """The logit lens of every residual-stream vector and every vector written into the stream.
 
     ``kinds`` restricts it to some :class:`LensKind` values (default: all). Each entry keeps the ``top_k``
@@ -188,18 +220,24 @@ def logit_lens(graph: Graph, *, top_k: int = 5, target: int | str | None = None,
             x = _vectors(graph, block)
             for start in range(0, x.shape[0], rows):
                 stop = start + rows
-                parts.append(read_logits(graph, lens_logits(graph, x[start:stop]), block.following[start:stop], k,
-                                         target_id))
+                parts.append(
+                    read_logits(graph, lens_logits(graph, x[start:stop]), block.following[start:stop], k, target_id)
+                )
     names = LensTable.ARRAYS if target_id is not None else LensTable.ARRAYS[:5]
     arrays = {name: torch.cat([p[name] for p in parts]) for name in names}
-    lens = LogitLens(top_k=k, target=target_id, kinds=[kind for kind in LensKind if kind in wanted],
-                     n_entries=sum(len(b.node_ids) for b in blocks))
+    lens = LogitLens(
+        top_k=k,
+        target=target_id,
+        kinds=[kind for kind in LensKind if kind in wanted],
+        n_entries=sum(len(b.node_ids) for b in blocks),
+    )
     lens._table = LensTable(blocks, arrays, graph.vocab)
     return lens
 
 
-def read_logits(graph: Graph, logits: Tensor, following: Tensor, k: int,
-                target_id: int | None = None) -> dict[str, Tensor]:
+def read_logits(
+    graph: Graph, logits: Tensor, following: Tensor, k: int, target_id: int | None = None
+) -> dict[str, Tensor]:
     """The lens arrays (:attr:`LensTable.ARRAYS`) of a (rows, n_vocab) logit matrix, read without copying it:
     top k, and the rank and probability of each row's following token (-1: none) and of ``target_id``."""
     peak = logits.amax(dim=-1, keepdim=True)  # logsumexp by hand: one pass fewer than torch.logsumexp on CPU
@@ -212,9 +250,13 @@ def read_logits(graph: Graph, logits: Tensor, following: Tensor, k: int,
 
     has_next = following >= 0
     next_rank, next_prob = rank_prob(following)
-    out = {"top_ids": top.indices.to(torch.int32), "top_logits": top.values,
-           "top_probs": (top.values - lse).exp().clamp(max=1.0),
-           "next_rank": torch.where(has_next, next_rank, 0), "next_prob": torch.where(has_next, next_prob, torch.nan)}
+    out = {
+        "top_ids": top.indices.to(torch.int32),
+        "top_logits": top.values,
+        "top_probs": (top.values - lse).exp().clamp(max=1.0),
+        "next_rank": torch.where(has_next, next_rank, 0),
+        "next_prob": torch.where(has_next, next_prob, torch.nan),
+    }
     if target_id is not None:
         out["target_rank"], out["target_prob"] = rank_prob(torch.full_like(following, target_id))
     return out

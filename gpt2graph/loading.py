@@ -51,8 +51,13 @@ def load_model(model: Any = None, *, tokenizer: Any = None, random_weights: bool
         loaded_from = getattr(model.config, "name_or_path", "")
         name = loaded_from or "GPT2LMHeadModel"
         # built in memory rather than loaded from a checkpoint: an initialisation whose seed we cannot know
-        weights = (Weights(status="random", seed=seed) if random_weights else
-                   Weights(status="pretrained") if loaded_from else Weights(status="random"))
+        weights = (
+            Weights(status="random", seed=seed)
+            if random_weights
+            else Weights(status="pretrained")
+            if loaded_from
+            else Weights(status="random")
+        )
         if random_weights:
             hf = _random_model(model.config, seed)
         # an object was loaded already: look for its tokenizer locally (directory or HF cache), never online
@@ -148,8 +153,10 @@ def _check_gpt2(config: Any, where: str) -> None:
     if config.n_embd % config.n_head:
         problems.append(f"n_embd {config.n_embd} is not divisible by n_head {config.n_head}")
     if config.activation_function not in SUPPORTED_ACTIVATIONS:
-        problems.append(f"activation_function {config.activation_function!r} (expected GPT-2's tanh GELU: "
-                        f"{', '.join(sorted(SUPPORTED_ACTIVATIONS))})")
+        problems.append(
+            f"activation_function {config.activation_function!r} (expected GPT-2's tanh GELU: "
+            f"{', '.join(sorted(SUPPORTED_ACTIVATIONS))})"
+        )
     if getattr(config, "scale_attn_by_inverse_layer_idx", False) or not getattr(config, "scale_attn_weights", True):
         problems.append("non-standard attention scaling (scale_attn_by_inverse_layer_idx / scale_attn_weights)")
     if getattr(config, "add_cross_attention", False):
@@ -162,8 +169,13 @@ def _check_gpt2(config: Any, where: str) -> None:
 
 def dims_of(config: Any) -> Dims:
     return Dims(
-        n_layer=config.n_layer, n_head=config.n_head, d_model=config.n_embd, d_head=config.n_embd // config.n_head,
-        d_mlp=config.n_inner or 4 * config.n_embd, n_ctx=config.n_positions, n_vocab=config.vocab_size,
+        n_layer=config.n_layer,
+        n_head=config.n_head,
+        d_model=config.n_embd,
+        d_head=config.n_embd // config.n_head,
+        d_mlp=config.n_inner or 4 * config.n_embd,
+        n_ctx=config.n_positions,
+        n_vocab=config.vocab_size,
         layer_norm_eps=config.layer_norm_epsilon,
     )
 
@@ -185,11 +197,18 @@ def _info(hf: Any, name: str, source: str, weights: Weights) -> ModelInfo:
     groups = parameter_groups(dims)
     actual = sum(p.numel() for p in hf.parameters())  # parameters() yields the tied tensor once
     if actual != sum(groups.values()):
-        raise NotGpt2Error(f"{name}: has {actual:,} parameters, but a GPT-2 with these dims has "
-                           f"{sum(groups.values()):,}: not GPT-2-shaped")
+        raise NotGpt2Error(
+            f"{name}: has {actual:,} parameters, but a GPT-2 with these dims has "
+            f"{sum(groups.values()):,}: not GPT-2-shaped"
+        )
     return ModelInfo(
-        name=name, source=source, architecture=type(hf).__name__, weights=weights, dims=dims,
-        dtype=str(next(hf.parameters()).dtype).removeprefix("torch."), parameters=groups,
+        name=name,
+        source=source,
+        architecture=type(hf).__name__,
+        weights=weights,
+        dims=dims,
+        dtype=str(next(hf.parameters()).dtype).removeprefix("torch."),
+        parameters=groups,
         total_parameters=actual,
     )
 
@@ -202,5 +221,7 @@ def _first_line(exc: BaseException) -> str:
 def _load_error(name: str, source: str, exc: BaseException) -> str:
     if source == "directory":
         return f"could not load a GPT-2 model from directory {name!r}: {_first_line(exc)}"
-    return (f"could not load model {name!r} from the Hugging Face hub or cache: {_first_line(exc)}. "
-            "Give a hub id that is in the HF cache, a local directory, or use --random-weights")
+    return (
+        f"could not load model {name!r} from the Hugging Face hub or cache: {_first_line(exc)}. "
+        "Give a hub id that is in the HF cache, a local directory, or use --random-weights"
+    )

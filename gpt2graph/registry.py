@@ -29,8 +29,16 @@ from typing import Any, Protocol, get_args, get_origin, runtime_checkable
 
 from .errors import RendererError
 
-__all__ = ["ENTRY_POINT_GROUP", "Option", "Renderer", "RendererInfo", "Registry", "registry", "render",
-           "parse_cli_options"]
+__all__ = [
+    "ENTRY_POINT_GROUP",
+    "Option",
+    "Renderer",
+    "RendererInfo",
+    "Registry",
+    "registry",
+    "render",
+    "parse_cli_options",
+]
 
 ENTRY_POINT_GROUP = "gpt2graph.renderers"
 
@@ -53,13 +61,17 @@ class Option:
         """Validate (and for CLI strings, convert) one value; raise RendererError saying what was expected."""
         if isinstance(value, str) and self.type is not str:
             value = self._from_string(name, value, renderer)
-        ok = _isinstance(value, self.type) or (value is None and (self.default is None or get_origin(self.type) is list))
+        ok = _isinstance(value, self.type) or (
+            value is None and (self.default is None or get_origin(self.type) is list)
+        )
         if not ok:
-            raise RendererError(f"renderer {renderer!r}: option {name!r} expects {self.type_name}, got "
-                                f"{type(value).__name__} {value!r}")
+            raise RendererError(
+                f"renderer {renderer!r}: option {name!r} expects {self.type_name}, got {type(value).__name__} {value!r}"
+            )
         if self.choices and value is not None and value not in self.choices:
-            raise RendererError(f"renderer {renderer!r}: option {name!r} must be one of {', '.join(self.choices)}; "
-                                f"got {value!r}")
+            raise RendererError(
+                f"renderer {renderer!r}: option {name!r} must be one of {', '.join(self.choices)}; got {value!r}"
+            )
         return value
 
     def _from_string(self, name: str, text: str, renderer: str) -> Any:
@@ -81,8 +93,9 @@ class Option:
                 return [item(part) for part in text.split(",")]
             return self.type(text)
         except ValueError:
-            raise RendererError(f"renderer {renderer!r}: option {name!r} expects {self.type_name}, got {text!r}") \
-                from None
+            raise RendererError(
+                f"renderer {renderer!r}: option {name!r} expects {self.type_name}, got {text!r}"
+            ) from None
 
 
 def _isinstance(value: Any, tp: Any) -> bool:
@@ -123,13 +136,16 @@ class RendererInfo:
             try:
                 obj = self.entry_point.load()
             except Exception as exc:
-                raise RendererError(f"renderer {self.name!r} ({self.entry_point.value}, from {self.distribution}) "
-                                    f"failed to load: {exc}") from exc
+                raise RendererError(
+                    f"renderer {self.name!r} ({self.entry_point.value}, from {self.distribution}) failed to load: {exc}"
+                ) from exc
             obj = obj() if inspect.isclass(obj) else obj
             missing = [a for a in ("name", "description", "suffixes", "options", "render") if not hasattr(obj, a)]
             if missing:
-                raise RendererError(f"renderer {self.name!r} from {self.distribution} does not implement the "
-                                    f"renderer protocol: missing {', '.join(missing)}")
+                raise RendererError(
+                    f"renderer {self.name!r} from {self.distribution} does not implement the "
+                    f"renderer protocol: missing {', '.join(missing)}"
+                )
             self._loaded = obj
         return self._loaded
 
@@ -149,8 +165,10 @@ class Registry:
                 version = ep.dist.version if ep.dist else "?"
                 if ep.name in infos and infos[ep.name].entry_point.value != ep.value:
                     other = infos[ep.name]
-                    raise RendererError(f"two plugins claim the renderer name {ep.name!r}: {other.entry_point.value} "
-                                        f"(from {other.distribution}) and {ep.value} (from {dist}); uninstall one")
+                    raise RendererError(
+                        f"two plugins claim the renderer name {ep.name!r}: {other.entry_point.value} "
+                        f"(from {other.distribution}) and {ep.value} (from {dist}); uninstall one"
+                    )
                 infos[ep.name] = RendererInfo(ep.name, ep, dist, version)
             self._infos = dict(sorted(infos.items()))
         return self._infos
@@ -179,8 +197,9 @@ class Registry:
         unknown = sorted(set(options) - set(declared))
         if unknown:
             valid = ", ".join(f"{k} ({o.type_name})" for k, o in declared.items()) or "none"
-            raise RendererError(f"renderer {name!r} has no option {', '.join(map(repr, unknown))}; valid options: "
-                                f"{valid}")
+            raise RendererError(
+                f"renderer {name!r} has no option {', '.join(map(repr, unknown))}; valid options: {valid}"
+            )
         checked = {k: o.default for k, o in declared.items()}
         checked.update({k: declared[k].check(k, v, name) for k, v in options.items()})
         return checked
@@ -200,8 +219,10 @@ def show(graph: Any, name: str, **options: Any) -> None:
     checked = registry.check_options(name, options)
     renderer = registry.resolve(name)
     if not callable(getattr(renderer, "show", None)):
-        raise RendererError(f"renderer {name!r} cannot display inline (it has no show()); write a file with "
-                            f"graph.render({name!r}, path) instead")
+        raise RendererError(
+            f"renderer {name!r} cannot display inline (it has no show()); write a file with "
+            f"graph.render({name!r}, path) instead"
+        )
     renderer.show(graph, **checked)
 
 

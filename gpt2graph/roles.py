@@ -60,8 +60,10 @@ def run_ops(param: Callable[..., Tensor], dims: Dims, token_ids: Tensor) -> OpsR
         x = ops.add(ops.lookup(param(P.W_E), token_ids), ops.lookup(param(P.W_pos), torch.arange(n)))
         for L in range(dims.n_layer):
             ln1 = ops.layernorm(x, param(P.ln1_w, L), param(P.ln1_b, L), eps)
-            q, k, v = (ops.head_projection(ln1, heads(w, L), heads(b, L)[:, None])  # (H, n, d_head)
-                       for w, b in ((P.W_Q, P.b_Q), (P.W_K, P.b_K), (P.W_V, P.b_V)))
+            q, k, v = (
+                ops.head_projection(ln1, heads(w, L), heads(b, L)[:, None])  # (H, n, d_head)
+                for w, b in ((P.W_Q, P.b_Q), (P.W_K, P.b_K), (P.W_V, P.b_V))
+            )
             pattern = ops.softmax(ops.causal_scores(q, k))  # (H, n, n)
             patterns.append(pattern)
             z = pattern @ v  # ops.weighted_sum of every query row at once, without broadcasting v per row
@@ -89,7 +91,7 @@ def role_scores(patterns: Tensor, token_ids: Tensor) -> dict[Role, Tensor | None
     where the role is defined at no query position."""
     n = patterns.shape[-1]
     if n < 2:
-        return {r: None for r in Role}
+        return dict.fromkeys(Role)
     rows = patterns[..., 1:, :]  # queries p >= 1
     scores: dict[Role, Tensor | None] = {
         Role.previous_token: patterns.diagonal(offset=-1, dim1=-2, dim2=-1).mean(-1),
@@ -98,8 +100,7 @@ def role_scores(patterns: Tensor, token_ids: Tensor) -> dict[Role, Tensor | None
     }
     targets = _induction_targets(token_ids)
     queries = targets.any(-1)
-    scores[Role.induction] = ((patterns * targets).sum(-1)[..., queries].mean(-1) if bool(queries.any())
-                              else None)
+    scores[Role.induction] = (patterns * targets).sum(-1)[..., queries].mean(-1) if bool(queries.any()) else None
     return scores
 
 
@@ -116,9 +117,11 @@ def probe_tokens(graph: Graph, length: int, seed: int) -> Tensor:
     prompt = torch.tensor(graph.tokenization.token_ids)
     total = prompt.shape[0] + 2 * length
     if total > graph.dims.n_ctx:
-        raise InterpretError(f"induction_probe={length}: the prompt ({prompt.shape[0]} tokens) plus the random "
-                             f"sequence twice is {total} tokens, more than n_ctx = {graph.dims.n_ctx}; use at most "
-                             f"{(graph.dims.n_ctx - prompt.shape[0]) // 2}")
+        raise InterpretError(
+            f"induction_probe={length}: the prompt ({prompt.shape[0]} tokens) plus the random "
+            f"sequence twice is {total} tokens, more than n_ctx = {graph.dims.n_ctx}; use at most "
+            f"{(graph.dims.n_ctx - prompt.shape[0]) // 2}"
+        )
     generator = torch.Generator().manual_seed(seed)
     random = torch.randint(0, graph.dims.n_vocab, (length,), generator=generator)
     return torch.cat([prompt, random, random])
@@ -152,14 +155,21 @@ def head_roles(graph: Graph, *, induction_probe: int | None = None, probe_seed: 
             values = {r: None if s is None else float(s[h]) for r, s in scores.items()}
             heads.append(HeadRole(layer=L, head=h, label=_label(values, chance), **values))
     return HeadRoles(
-        source="prompt" if probe is None else "probe", token_ids=token_ids.tolist(), probe_length=induction_probe,
-        probe_seed=None if probe is None else probe_seed, chance=chance, label_threshold=LABEL_THRESHOLD,
+        source="prompt" if probe is None else "probe",
+        token_ids=token_ids.tolist(),
+        probe_length=induction_probe,
+        probe_seed=None if probe is None else probe_seed,
+        chance=chance,
+        label_threshold=LABEL_THRESHOLD,
         heads=heads,
     )
 
 
 def _label(scores: dict[Role, float | None], chance: dict[Role, float | None]) -> Role | None:
-    lifts = {r: (s - chance[r]) / (1 - chance[r]) for r, s in scores.items()
-             if s is not None and chance[r] is not None and chance[r] < 1}
+    lifts = {
+        r: (s - chance[r]) / (1 - chance[r])
+        for r, s in scores.items()
+        if s is not None and chance[r] is not None and chance[r] < 1
+    }
     best = max(lifts, key=lifts.get, default=None)
     return best if best is not None and lifts[best] >= LABEL_THRESHOLD else None

@@ -184,8 +184,11 @@ class Weights(Strict):
     """Where the weights came from: a trained checkpoint, or a seeded random initialisation."""
 
     status: Literal["pretrained", "random"] = Field(description="pretrained: trained weights; random: seeded init.")
-    seed: int | None = Field(default=None, description="Seed of the random initialisation (random weights only); "
-                             "None for a model object built in memory, whose seed is unknown.")
+    seed: int | None = Field(
+        default=None,
+        description="Seed of the random initialisation (random weights only); "
+        "None for a model object built in memory, whose seed is unknown.",
+    )
 
 
 class ModelInfo(Strict):
@@ -235,8 +238,9 @@ class VectorNode(Strict):
     """One vector of the forward pass: an activation at one (layer, head, position)."""
 
     node_type: Literal["vector"] = Field(default="vector", description="Discriminator.")
-    id: str = Field(description="Unique id: the TransformerLens hook name followed by the index, e.g. "
-                    "blocks.3.attn.hook_q[5,2].")
+    id: str = Field(
+        description="Unique id: the TransformerLens hook name followed by the index, e.g. blocks.3.attn.hook_q[5,2]."
+    )
     kind: VectorKind = Field(description="What this vector is.")
     category: Category = Field(description="Legend category.")
     stage: Stage = Field(description="Stage of the forward pass.")
@@ -245,13 +249,19 @@ class VectorNode(Strict):
     position: int | None = _POSITION
     space: Space = Field(description="The space the vector lives in.")
     shape: list[int] = Field(description="Shape of the vector's value.")
-    hook: str | None = Field(description="TransformerLens hook holding this vector (no weight processing), or "
-                             "None where no hook exists.")
-    index: list[int] = Field(description="Index into the hook's activation after the batch dimension: "
-                             "cache[hook][0][tuple(index)] is this vector (for attention rows, its first "
-                             "position+1 entries).")
-    aliases: list[str] = Field(default_factory=list, description="Other TransformerLens hooks (with index) that "
-                               "hold the same vector, e.g. resid_post of the previous block.")
+    hook: str | None = Field(
+        description="TransformerLens hook holding this vector (no weight processing), or None where no hook exists."
+    )
+    index: list[int] = Field(
+        description="Index into the hook's activation after the batch dimension: "
+        "cache[hook][0][tuple(index)] is this vector (for attention rows, its first "
+        "position+1 entries)."
+    )
+    aliases: list[str] = Field(
+        default_factory=list,
+        description="Other TransformerLens hooks (with index) that "
+        "hold the same vector, e.g. resid_post of the previous block.",
+    )
     summary: ValueSummary | None = Field(default=None, description="Statistics of the captured value.")
 
 
@@ -310,12 +320,22 @@ class DecodingSettings(Strict):
     probable token or a seeded sample."""
 
     temperature: float = Field(default=1.0, gt=0, description="Logits are divided by this.")
-    top_k: int | None = Field(default=None, ge=1, description="Keep only the k most probable tokens (ties with "
-                              "the k-th kept); None: keep all.")
-    top_p: float | None = Field(default=None, gt=0, le=1, description="Keep the smallest set of most probable "
-                                "tokens whose mass reaches p; None: keep all.")
-    seed: int | None = Field(default=None, description="Sample with torch.Generator().manual_seed(seed), once per "
-                             "position; None: greedy (the most probable token).")
+    top_k: int | None = Field(
+        default=None,
+        ge=1,
+        description="Keep only the k most probable tokens (ties with the k-th kept); None: keep all.",
+    )
+    top_p: float | None = Field(
+        default=None,
+        gt=0,
+        le=1,
+        description="Keep the smallest set of most probable tokens whose mass reaches p; None: keep all.",
+    )
+    seed: int | None = Field(
+        default=None,
+        description="Sample with torch.Generator().manual_seed(seed), once per "
+        "position; None: greedy (the most probable token).",
+    )
 
 
 class GraphHeader(Strict):
@@ -328,12 +348,23 @@ class GraphHeader(Strict):
     gpt2graph_version: str = Field(description="Version of gpt2graph that wrote the file.")
     model: ModelInfo = Field(description="The model the graph was captured from.")
     tokenization: Tokenization = Field(description="The prompt and its tokens.")
-    values_sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$", description="SHA-256 of "
-                                      "values.safetensors, set when saved: a mismatched or truncated pair is refused.")
-    user_data: list[UserDataFile] = Field(default_factory=list, description="User glossary/annotation YAML files "
-                                          "added with --annotations or graph.annotate(), stored verbatim.")
-    decoding: DecodingSettings = Field(default_factory=DecodingSettings, description="Settings of the decoding "
-                                       "stage (its nodes' values are derived from the logits with them).")
-    analysis: Analysis | None = Field(default=None, description="Interpretability results of this run (logit "
-                                      "lens, direct logit attribution, head roles, circuits, decoding), set by "
-                                      "graph.analyze() or build(..., analyze=...).")
+    values_sha256: str | None = Field(
+        default=None,
+        pattern=r"^[0-9a-f]{64}$",
+        description="SHA-256 of values.safetensors, set when saved: a mismatched or truncated pair is refused.",
+    )
+    user_data: list[UserDataFile] = Field(
+        default_factory=list,
+        description="User glossary/annotation YAML files "
+        "added with --annotations or graph.annotate(), stored verbatim.",
+    )
+    decoding: DecodingSettings = Field(
+        default_factory=DecodingSettings,
+        description="Settings of the decoding stage (its nodes' values are derived from the logits with them).",
+    )
+    analysis: Analysis | None = Field(
+        default=None,
+        description="Interpretability results of this run (logit "
+        "lens, direct logit attribution, head roles, circuits, decoding), set by "
+        "graph.analyze() or build(..., analyze=...).",
+    )

@@ -33,17 +33,25 @@ def graph_schema() -> dict[str, Any]:
     for name, definition in extra["$defs"].items():
         if defs.setdefault(name, definition) != definition:
             raise RuntimeError(f"two different schemas named {name!r}")
-    return _headed(schema, "urn:gpt2graph:schema:graph", "gpt2graph saved graph",
-                   "The header of a saved graph (graph.json). Nodes are derived from it rather than stored; "
-                   "their records, as exported by Graph.nodes() and to_networkx(), are under $defs: VectorNode, "
-                   "ParameterNode, OperationNode and Edge.")
+    return _headed(
+        schema,
+        "urn:gpt2graph:schema:graph",
+        "gpt2graph saved graph",
+        "The header of a saved graph (graph.json). Nodes are derived from it rather than stored; "
+        "their records, as exported by Graph.nodes() and to_networkx(), are under $defs: VectorNode, "
+        "ParameterNode, OperationNode and Edge.",
+    )
 
 
 def data_schema() -> dict[str, Any]:
     """Schema of a glossary/annotation YAML file (built-in under data/, or the user's)."""
-    return _headed(DataFile.model_json_schema(), "urn:gpt2graph:schema:data", "gpt2graph glossary and annotations",
-                   "A YAML file of glossary entries and annotations: the built-in ones under data/, or a user's "
-                   "added with `gpt2graph build --annotations FILE` or graph.annotate(FILE).")
+    return _headed(
+        DataFile.model_json_schema(),
+        "urn:gpt2graph:schema:data",
+        "gpt2graph glossary and annotations",
+        "A YAML file of glossary entries and annotations: the built-in ones under data/, or a user's "
+        "added with `gpt2graph build --annotations FILE` or graph.annotate(FILE).",
+    )
 
 
 def _headed(schema: dict[str, Any], schema_id: str, title: str, description: str) -> dict[str, Any]:

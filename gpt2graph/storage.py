@@ -140,8 +140,10 @@ def load(path: str | os.PathLike) -> Graph:
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise GraphFileError(f"{header_path}: corrupted: not valid JSON ({exc})") from exc
     if isinstance(raw, dict) and raw.get("format_version", FORMAT_VERSION) != FORMAT_VERSION:
-        raise GraphFileError(f"{header_path}: format_version {raw.get('format_version')} is not supported "
-                             f"(this gpt2graph reads version {FORMAT_VERSION})")
+        raise GraphFileError(
+            f"{header_path}: format_version {raw.get('format_version')} is not supported "
+            f"(this gpt2graph reads version {FORMAT_VERSION})"
+        )
     try:
         header = GraphHeader.model_validate(raw)
     except ValidationError as exc:
@@ -151,8 +153,10 @@ def load(path: str | os.PathLike) -> Graph:
         raise GraphFileError(f"{header_path}: values_sha256 is missing")
     digest = _sha256(values_path)
     if digest != header.values_sha256:
-        raise GraphFileError(f"{path}: {VALUES_FILE} does not belong to {HEADER_FILE} (sha256 {digest[:12]}... "
-                             f"!= recorded {header.values_sha256[:12]}...): truncated, corrupted or mismatched")
+        raise GraphFileError(
+            f"{path}: {VALUES_FILE} does not belong to {HEADER_FILE} (sha256 {digest[:12]}... "
+            f"!= recorded {header.values_sha256[:12]}...): truncated, corrupted or mismatched"
+        )
     dims, n = header.model.dims, len(header.tokenization.token_ids)
     lens = header.analysis.lens if header.analysis is not None else None
     acts, params, lens_arrays = {}, {}, {}
@@ -161,15 +165,17 @@ def load(path: str | os.PathLike) -> Graph:
             names = set(f.keys())
             vocab = json.loads((f.metadata() or {}).get("vocab", "null"))
             if not isinstance(vocab, list) or len(vocab) != dims.n_vocab:
-                raise GraphFileError(f"{values_path}: the vocabulary is missing or does not have n_vocab = "
-                                     f"{dims.n_vocab} entries")
+                raise GraphFileError(
+                    f"{values_path}: the vocabulary is missing or does not have n_vocab = {dims.n_vocab} entries"
+                )
             expected = {_ACT + a for a in activation_names(dims)} | {_PARAM + p for p in param_names(dims)}
             if lens is not None:
                 expected |= {n for n in names if n.startswith(_LENS)}  # checked against the lens header below
             if names != expected:
                 missing, extra = sorted(expected - names)[:3], sorted(names - expected)[:3]
-                raise GraphFileError(f"{values_path}: tensors do not match the header's model: missing {missing}, "
-                                     f"unexpected {extra}")
+                raise GraphFileError(
+                    f"{values_path}: tensors do not match the header's model: missing {missing}, unexpected {extra}"
+                )
             for name in names:
                 part = acts if name.startswith(_ACT) else params if name.startswith(_PARAM) else lens_arrays
                 part[name.split("/", 1)[1]] = f.get_tensor(name)
@@ -179,8 +185,10 @@ def load(path: str | os.PathLike) -> Graph:
         raise GraphFileError(f"{values_path}: corrupted: {exc}") from exc
     for name, t in acts.items():
         if tuple(t.shape) != activation_shape(name, dims, n):
-            raise GraphFileError(f"{values_path}: activation {name} has shape {tuple(t.shape)}, expected "
-                                 f"{activation_shape(name, dims, n)} for {n} tokens")
+            raise GraphFileError(
+                f"{values_path}: activation {name} has shape {tuple(t.shape)}, expected "
+                f"{activation_shape(name, dims, n)} for {n} tokens"
+            )
     topology = Topology(dims, n)
     if lens is not None:
         try:

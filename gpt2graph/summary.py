@@ -28,11 +28,16 @@ def summarize_graph(graph: Graph, k: int = 5) -> dict:
         "source": m.source,
         "weights": m.weights.model_dump(),
         "dims": m.dims.model_dump(),
-        "parameters": {"total": total,
-                       "groups": {g: {"count": c, "share": c / total} for g, c in m.parameters.items()}},
+        "parameters": {
+            "total": total,
+            "groups": {g: {"count": c, "share": c / total} for g, c in m.parameters.items()},
+        },
         "tokens": {"text": tok.text, "ids": list(tok.token_ids), "strings": list(tok.tokens_visible)},
-        "nodes": {"vectors": graph.topology.count_vectors(), "operations": graph.topology.count_ops(),
-                  "parameters": graph.topology.count_params()},
+        "nodes": {
+            "vectors": graph.topology.count_vectors(),
+            "operations": graph.topology.count_ops(),
+            "parameters": graph.topology.count_params(),
+        },
         "top_predictions": top_predictions(graph, k),
         "decoding": decoding_summary(graph),
         "created": graph.header.created,
@@ -44,9 +49,14 @@ def decoding_summary(graph: Graph) -> dict:
     """The decoding settings and the token the decoding stage chooses after the last position."""
     last = graph.n_tokens - 1
     chosen = int(graph.values(f"decode.next_token[{last}]"))
-    return {**graph.decoding.model_dump(), "next_token": {
-        "id": chosen, "token": graph.decode_token(chosen),
-        "probability": float(graph.values(f"decode.probs[{last}]")[chosen])}}
+    return {
+        **graph.decoding.model_dump(),
+        "next_token": {
+            "id": chosen,
+            "token": graph.decode_token(chosen),
+            "probability": float(graph.values(f"decode.probs[{last}]")[chosen]),
+        },
+    }
 
 
 def analysis_summary(analysis, k: int = 5) -> dict:
@@ -54,12 +64,19 @@ def analysis_summary(analysis, k: int = 5) -> dict:
     dla, roles = analysis.dla, analysis.roles
     labelled: dict[str, list[dict]] = {}
     for role in ("previous_token", "first_token", "current_token", "induction"):
-        labelled[role] = [{"layer": h.layer, "head": h.head, "score": getattr(h, role)}
-                          for h in roles.ranked(role) if h.label == role][:k]
+        labelled[role] = [
+            {"layer": h.layer, "head": h.head, "score": getattr(h, role)} for h in roles.ranked(role) if h.label == role
+        ][:k]
     return {
-        "dla": {"position": dla.position, "token": dla.token, "contrast": dla.contrast, "metric": dla.metric,
-                "model_value": dla.model_value, "residual_error": dla.residual_error,
-                "top": [{"component": a.component, "contribution": a.contribution} for a in dla.top(k)]},
+        "dla": {
+            "position": dla.position,
+            "token": dla.token,
+            "contrast": dla.contrast,
+            "metric": dla.metric,
+            "model_value": dla.model_value,
+            "residual_error": dla.residual_error,
+            "top": [{"component": a.component, "contribution": a.contribution} for a in dla.top(k)],
+        },
         "head_roles": {"source": roles.source, "chance": roles.chance, "labelled": labelled},
     }
 
@@ -72,28 +89,40 @@ def format_summary(s: dict) -> str:
     lines = [
         f"model        {s['model']} ({s['source']})",
         f"weights      {weights}",
-        "dims         " + ", ".join(f"{k}={d[k]}" for k in ("n_layer", "n_head", "d_model", "d_head", "d_mlp",
-                                                             "n_ctx", "n_vocab")),
+        "dims         "
+        + ", ".join(f"{k}={d[k]}" for k in ("n_layer", "n_head", "d_model", "d_head", "d_mlp", "n_ctx", "n_vocab")),
         f"parameters   {s['parameters']['total']:,}",
     ]
     for g, v in s["parameters"]["groups"].items():
         lines.append(f"  {g:<11}{v['count']:>14,}  {v['share']:6.1%}")
     toks = s["tokens"]
-    lines.append(f"tokens       {len(toks['ids'])}: " + " | ".join(f"{t} ({i})" for t, i in zip(toks["strings"], toks["ids"])))
+    lines.append(
+        f"tokens       {len(toks['ids'])}: " + " | ".join(f"{t} ({i})" for t, i in zip(toks["strings"], toks["ids"]))
+    )
     n = s["nodes"]
-    lines.append(f"graph        {n['vectors']:,} vectors, {n['operations']:,} operations, {n['parameters']:,} parameters")
+    lines.append(
+        f"graph        {n['vectors']:,} vectors, {n['operations']:,} operations, {n['parameters']:,} parameters"
+    )
     lines.append("next token   " + ", ".join(f"{p['token']!r} {p['probability']:.1%}" for p in s["top_predictions"]))
     dec = s["decoding"]
-    rule = ", ".join([f"temperature {dec['temperature']:g}", f"top-k {dec['top_k'] or 'off'}",
-                      f"top-p {dec['top_p'] or 'off'}", "greedy" if dec["seed"] is None else f"seed {dec['seed']}"])
+    rule = ", ".join(
+        [
+            f"temperature {dec['temperature']:g}",
+            f"top-k {dec['top_k'] or 'off'}",
+            f"top-p {dec['top_p'] or 'off'}",
+            "greedy" if dec["seed"] is None else f"seed {dec['seed']}",
+        ]
+    )
     chosen = dec["next_token"]
     lines.append(f"decoding     {rule}: {chosen['token']!r} ({chosen['probability']:.1%})")
     if "analysis" in s:
         a = s["analysis"]
         d = a["dla"]
         what = repr(d["token"]) if d["contrast"] is None else f"{d['token']!r} - {d['contrast']!r}"
-        lines.append(f"DLA          {d['metric'].replace('_', ' ')} {what} at position {d['position']}: "
-                     f"{d['model_value']:.3f} (sum of contributions off by {abs(d['residual_error']):.1e})")
+        lines.append(
+            f"DLA          {d['metric'].replace('_', ' ')} {what} at position {d['position']}: "
+            f"{d['model_value']:.3f} (sum of contributions off by {abs(d['residual_error']):.1e})"
+        )
         for c in d["top"]:
             lines.append(f"  {c['component']:<36}{c['contribution']:>+10.3f}")
         roles = a["head_roles"]

@@ -55,8 +55,10 @@ def resolve_token(graph: Graph, token: int | str, what: str = "token") -> int:
     hint = ""
     if token and not token.startswith(" ") and byte_level(" " + token) in vocab:
         hint = f" (did you mean {' ' + token!r}, with a leading space?)"
-    raise InterpretError(f"{what} {token!r} is not a single token of this model's vocabulary{hint}: give a "
-                         "token id or a string that is exactly one token")
+    raise InterpretError(
+        f"{what} {token!r} is not a single token of this model's vocabulary{hint}: give a "
+        "token id or a string that is exactly one token"
+    )
 
 
 def resolve_position(graph: Graph, position: int) -> int:
@@ -65,6 +67,7 @@ def resolve_position(graph: Graph, position: int) -> int:
     if isinstance(position, bool) or not isinstance(position, int):
         raise InterpretError(f"position must be an integer, got {type(position).__name__}")
     if not -n <= position < n:
-        raise InterpretError(f"position {position} is out of range for a {n}-token prompt "
-                             f"(valid: 0..{n - 1}, or -{n}..-1 from the end)")
+        raise InterpretError(
+            f"position {position} is out of range for a {n}-token prompt (valid: 0..{n - 1}, or -{n}..-1 from the end)"
+        )
     return position % n

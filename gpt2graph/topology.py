@@ -89,33 +89,109 @@ VECTOR_SPECS: dict[str, VectorSpec] = {
         _v(V.token_embedding, C.residual, S.embed, SP.residual, "hook_embed", OpKind.lookup),
         _v(V.pos_embedding, C.residual, S.embed, SP.residual, "hook_pos_embed", OpKind.lookup),
         _v(V.input_embedding, C.residual, S.embed, SP.residual, "blocks.0.hook_resid_pre", OpKind.add),
-        _v(V.resid_pre, C.residual, S.attention, SP.residual, "blocks.{L}.hook_resid_pre", OpKind.add,
-           layer=True, op_stage=S.mlp),
-        _v(V.ln1, C.attention, S.attention, SP.residual, "blocks.{L}.ln1.hook_normalized", OpKind.layernorm,
-           layer=True),
-        _v(V.q, C.attention, S.attention, SP.head, "blocks.{L}.attn.hook_q", OpKind.head_projection,
-           layer=True, head=True),
-        _v(V.k, C.attention, S.attention, SP.head, "blocks.{L}.attn.hook_k", OpKind.head_projection,
-           layer=True, head=True),
-        _v(V.v, C.attention, S.attention, SP.head, "blocks.{L}.attn.hook_v", OpKind.head_projection,
-           layer=True, head=True),
-        _v(V.attn_scores, C.attention, S.attention, SP.keys, "blocks.{L}.attn.hook_attn_scores",
-           OpKind.scaled_dot_product, layer=True, head=True, head_first=True),
-        _v(V.attn_pattern, C.attention, S.attention, SP.keys, "blocks.{L}.attn.hook_pattern", OpKind.softmax,
-           layer=True, head=True, head_first=True),
-        _v(V.z, C.attention, S.attention, SP.head, "blocks.{L}.attn.hook_z", OpKind.weighted_sum,
-           layer=True, head=True),
-        _v(V.head_out, C.attention, S.attention, SP.residual, "blocks.{L}.attn.hook_result",
-           OpKind.output_projection, layer=True, head=True),
+        _v(
+            V.resid_pre,
+            C.residual,
+            S.attention,
+            SP.residual,
+            "blocks.{L}.hook_resid_pre",
+            OpKind.add,
+            layer=True,
+            op_stage=S.mlp,
+        ),
+        _v(
+            V.ln1, C.attention, S.attention, SP.residual, "blocks.{L}.ln1.hook_normalized", OpKind.layernorm, layer=True
+        ),
+        _v(
+            V.q,
+            C.attention,
+            S.attention,
+            SP.head,
+            "blocks.{L}.attn.hook_q",
+            OpKind.head_projection,
+            layer=True,
+            head=True,
+        ),
+        _v(
+            V.k,
+            C.attention,
+            S.attention,
+            SP.head,
+            "blocks.{L}.attn.hook_k",
+            OpKind.head_projection,
+            layer=True,
+            head=True,
+        ),
+        _v(
+            V.v,
+            C.attention,
+            S.attention,
+            SP.head,
+            "blocks.{L}.attn.hook_v",
+            OpKind.head_projection,
+            layer=True,
+            head=True,
+        ),
+        _v(
+            V.attn_scores,
+            C.attention,
+            S.attention,
+            SP.keys,
+            "blocks.{L}.attn.hook_attn_scores",
+            OpKind.scaled_dot_product,
+            layer=True,
+            head=True,
+            head_first=True,
+        ),
+        _v(
+            V.attn_pattern,
+            C.attention,
+            S.attention,
+            SP.keys,
+            "blocks.{L}.attn.hook_pattern",
+            OpKind.softmax,
+            layer=True,
+            head=True,
+            head_first=True,
+        ),
+        _v(
+            V.z, C.attention, S.attention, SP.head, "blocks.{L}.attn.hook_z", OpKind.weighted_sum, layer=True, head=True
+        ),
+        _v(
+            V.head_out,
+            C.attention,
+            S.attention,
+            SP.residual,
+            "blocks.{L}.attn.hook_result",
+            OpKind.output_projection,
+            layer=True,
+            head=True,
+        ),
         _v(V.attn_out, C.attention, S.attention, SP.residual, "blocks.{L}.hook_attn_out", OpKind.sum, layer=True),
-        _v(V.resid_mid, C.residual, S.mlp, SP.residual, "blocks.{L}.hook_resid_mid", OpKind.add, layer=True,
-           op_stage=S.attention),
+        _v(
+            V.resid_mid,
+            C.residual,
+            S.mlp,
+            SP.residual,
+            "blocks.{L}.hook_resid_mid",
+            OpKind.add,
+            layer=True,
+            op_stage=S.attention,
+        ),
         _v(V.ln2, C.mlp, S.mlp, SP.residual, "blocks.{L}.ln2.hook_normalized", OpKind.layernorm, layer=True),
         _v(V.mlp_pre, C.mlp, S.mlp, SP.mlp, "blocks.{L}.mlp.hook_pre", OpKind.linear, layer=True),
         _v(V.mlp_post, C.mlp, S.mlp, SP.mlp, "blocks.{L}.mlp.hook_post", OpKind.gelu, layer=True),
         _v(V.mlp_out, C.mlp, S.mlp, SP.residual, "blocks.{L}.hook_mlp_out", OpKind.linear, layer=True),
-        _v(V.resid_post, C.residual, S.unembed, SP.residual, "blocks.{L}.hook_resid_post", OpKind.add,
-           layer=True, op_stage=S.mlp),
+        _v(
+            V.resid_post,
+            C.residual,
+            S.unembed,
+            SP.residual,
+            "blocks.{L}.hook_resid_post",
+            OpKind.add,
+            layer=True,
+            op_stage=S.mlp,
+        ),
         _v(V.ln_final, C.unembedding, S.unembed, SP.residual, "ln_final.hook_normalized", OpKind.layernorm),
         _v(V.logits, C.unembedding, S.unembed, SP.vocab, "hook_unembed", OpKind.unembed),
         _v(V.scaled_logits, C.unembedding, S.decode, SP.vocab, None, OpKind.temperature),
@@ -161,23 +237,55 @@ PARAM_SPECS: dict[str, ParamSpec] = {
 _PROJECTION_PARAMS = {V.q: (P.W_Q, P.b_Q), V.k: (P.W_K, P.b_K), V.v: (P.W_V, P.b_V)}
 
 # single consumer of each remaining vector kind (same layer, head, position)
-_NEXT = {V.token: V.token_embedding, V.token_embedding: V.input_embedding, V.pos_embedding: V.input_embedding,
-         V.q: V.attn_scores, V.attn_scores: V.attn_pattern, V.attn_pattern: V.z, V.z: V.head_out,
-         V.attn_out: V.resid_mid, V.ln2: V.mlp_pre, V.mlp_pre: V.mlp_post, V.mlp_post: V.mlp_out,
-         V.resid_post: V.ln_final, V.ln_final: V.logits, V.logits: V.scaled_logits,
-         V.scaled_logits: V.top_k_logits, V.top_k_logits: V.top_p_logits, V.top_p_logits: V.probs,
-         V.probs: V.next_token}
+_NEXT = {
+    V.token: V.token_embedding,
+    V.token_embedding: V.input_embedding,
+    V.pos_embedding: V.input_embedding,
+    V.q: V.attn_scores,
+    V.attn_scores: V.attn_pattern,
+    V.attn_pattern: V.z,
+    V.z: V.head_out,
+    V.attn_out: V.resid_mid,
+    V.ln2: V.mlp_pre,
+    V.mlp_pre: V.mlp_post,
+    V.mlp_post: V.mlp_out,
+    V.resid_post: V.ln_final,
+    V.ln_final: V.logits,
+    V.logits: V.scaled_logits,
+    V.scaled_logits: V.top_k_logits,
+    V.top_k_logits: V.top_p_logits,
+    V.top_p_logits: V.probs,
+    V.probs: V.next_token,
+}
 #: the decoding stage, in order (each step reads the one before; the first reads the logits)
 DECODE_KINDS = (V.scaled_logits, V.top_k_logits, V.top_p_logits, V.probs, V.next_token)
 #: names of the vectors no TransformerLens hook holds (ids are name[position])
 _UNHOOKED = {V.token: "tokens", **{k: f"decode.{k}" for k in DECODE_KINDS}}
 _UNHOOKED_KIND = {name: kind for kind, name in _UNHOOKED.items()}
 # parameter kind -> the vector kind its operation produces (at every position)
-_PARAM_CONSUMER = {P.W_E: V.token_embedding, P.W_pos: V.pos_embedding, P.ln1_w: V.ln1, P.ln1_b: V.ln1,
-                   P.W_Q: V.q, P.b_Q: V.q, P.W_K: V.k, P.b_K: V.k, P.W_V: V.v, P.b_V: V.v, P.W_O: V.head_out,
-                   P.b_O: V.attn_out, P.ln2_w: V.ln2, P.ln2_b: V.ln2, P.W_in: V.mlp_pre, P.b_in: V.mlp_pre,
-                   P.W_out: V.mlp_out, P.b_out: V.mlp_out, P.ln_final_w: V.ln_final, P.ln_final_b: V.ln_final,
-                   P.W_U: V.logits}
+_PARAM_CONSUMER = {
+    P.W_E: V.token_embedding,
+    P.W_pos: V.pos_embedding,
+    P.ln1_w: V.ln1,
+    P.ln1_b: V.ln1,
+    P.W_Q: V.q,
+    P.b_Q: V.q,
+    P.W_K: V.k,
+    P.b_K: V.k,
+    P.W_V: V.v,
+    P.b_V: V.v,
+    P.W_O: V.head_out,
+    P.b_O: V.attn_out,
+    P.ln2_w: V.ln2,
+    P.ln2_b: V.ln2,
+    P.W_in: V.mlp_pre,
+    P.b_in: V.mlp_pre,
+    P.W_out: V.mlp_out,
+    P.b_out: V.mlp_out,
+    P.ln_final_w: V.ln_final,
+    P.ln_final_b: V.ln_final,
+    P.W_U: V.logits,
+}
 
 # hook template -> vector kind; the input embedding and the final resid_post are special-cased in parsing
 _HOOK_KIND = {s.hook: s.kind for s in VECTOR_SPECS.values() if s.hook and "{L}" in s.hook and s.kind != V.resid_post}
@@ -191,7 +299,7 @@ def _template(name: str) -> tuple[str, int | None]:
     m = _LAYER_RE.match(name)
     if not m:
         return name, None
-    return "blocks.{L}." + name[m.end():], int(m.group(1))
+    return "blocks.{L}." + name[m.end() :], int(m.group(1))
 
 
 @dataclass(frozen=True)
@@ -220,8 +328,10 @@ class Topology:
         if key.kind not in VECTOR_SPECS and key.kind not in PARAM_SPECS:
             return False
         positions: Iterable[int | None] = range(self.n_tokens) if key.kind in VECTOR_SPECS else [None]
-        return key.layer in self.layers_of(key.kind) and key.head in self.heads_of(key.kind) and (
-            key.position in positions
+        return (
+            key.layer in self.layers_of(key.kind)
+            and key.head in self.heads_of(key.kind)
+            and (key.position in positions)
         )
 
     # ---- enumeration --------------------------------------------------------------------------------
@@ -242,8 +352,22 @@ class Topology:
 
     def _forward_groups(self) -> Iterator[list[tuple[str, int | None]]]:
         yield [(V.token, None), (V.token_embedding, None), (V.pos_embedding, None), (V.input_embedding, None)]
-        block = [V.ln1, V.q, V.k, V.v, V.attn_scores, V.attn_pattern, V.z, V.head_out, V.attn_out, V.resid_mid,
-                 V.ln2, V.mlp_pre, V.mlp_post, V.mlp_out]
+        block = [
+            V.ln1,
+            V.q,
+            V.k,
+            V.v,
+            V.attn_scores,
+            V.attn_pattern,
+            V.z,
+            V.head_out,
+            V.attn_out,
+            V.resid_mid,
+            V.ln2,
+            V.mlp_pre,
+            V.mlp_post,
+            V.mlp_out,
+        ]
         last = self.dims.n_layer - 1
         for L in range(self.dims.n_layer):
             group = [(V.resid_pre, L)] if L else []
@@ -312,8 +436,9 @@ class Topology:
                 return node_type, Key(OpKind.tokenize)
         m = _ID_RE.match(text)
         if m:
-            key = self._parse_name(m.group("name"), [int(i) for i in m.group("index").split(",")]
-                                   if m.group("index") else [])
+            key = self._parse_name(
+                m.group("name"), [int(i) for i in m.group("index").split(",")] if m.group("index") else []
+            )
         if key is None or not self.contains(key) or (node_type == "operation" and key.kind not in VECTOR_SPECS):
             raise NodeNotFoundError(f"no node {node_id!r} in this graph ({self._shape_hint()})")
         if key.kind in PARAM_SPECS:
@@ -347,8 +472,10 @@ class Topology:
 
     def _shape_hint(self) -> str:
         d = self.dims
-        return (f"{self.n_tokens} tokens, layers 0..{d.n_layer - 1}, heads 0..{d.n_head - 1}; ids look like "
-                f"'blocks.0.attn.hook_q[0,0]', 'blocks.0.attn.W_Q[0]' or 'op:hook_embed[0]'")
+        return (
+            f"{self.n_tokens} tokens, layers 0..{d.n_layer - 1}, heads 0..{d.n_head - 1}; ids look like "
+            f"'blocks.0.attn.hook_q[0,0]', 'blocks.0.attn.W_Q[0]' or 'op:hook_embed[0]'"
+        )
 
     # ---- shapes -------------------------------------------------------------------------------------
     def vector_shape(self, key: Key) -> list[int]:
@@ -361,10 +488,27 @@ class Topology:
         d = self.dims
         D, Dh, Dm = d.d_model, d.d_head, d.d_mlp
         return {
-            P.W_E: [d.n_vocab, D], P.W_pos: [d.n_ctx, D], P.ln1_w: [D], P.ln1_b: [D], P.W_Q: [D, Dh],
-            P.W_K: [D, Dh], P.W_V: [D, Dh], P.b_Q: [Dh], P.b_K: [Dh], P.b_V: [Dh], P.W_O: [Dh, D], P.b_O: [D],
-            P.ln2_w: [D], P.ln2_b: [D], P.W_in: [D, Dm], P.b_in: [Dm], P.W_out: [Dm, D], P.b_out: [D],
-            P.ln_final_w: [D], P.ln_final_b: [D], P.W_U: [D, d.n_vocab],
+            P.W_E: [d.n_vocab, D],
+            P.W_pos: [d.n_ctx, D],
+            P.ln1_w: [D],
+            P.ln1_b: [D],
+            P.W_Q: [D, Dh],
+            P.W_K: [D, Dh],
+            P.W_V: [D, Dh],
+            P.b_Q: [Dh],
+            P.b_K: [Dh],
+            P.b_V: [Dh],
+            P.W_O: [Dh, D],
+            P.b_O: [D],
+            P.ln2_w: [D],
+            P.ln2_b: [D],
+            P.W_in: [D, Dm],
+            P.b_in: [Dm],
+            P.W_out: [Dm, D],
+            P.b_out: [D],
+            P.ln_final_w: [D],
+            P.ln_final_b: [D],
+            P.W_U: [D, d.n_vocab],
         }[key.kind]
 
     # ---- edges --------------------------------------------------------------------------------------

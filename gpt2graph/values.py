@@ -46,16 +46,26 @@ V, P = VectorKind, ParamKind
 _QKV_OFFSET = {V.q: 0, V.k: 1, V.v: 2, P.W_Q: 0, P.W_K: 1, P.W_V: 2, P.b_Q: 0, P.b_K: 1, P.b_V: 2}
 #: parameter kind -> HF state-dict name ({L} = layer)
 _HF_PARAM = {
-    P.W_E: "transformer.wte.weight", P.W_pos: "transformer.wpe.weight",
-    P.ln1_w: "transformer.h.{L}.ln_1.weight", P.ln1_b: "transformer.h.{L}.ln_1.bias",
-    P.W_Q: "transformer.h.{L}.attn.c_attn.weight", P.W_K: "transformer.h.{L}.attn.c_attn.weight",
-    P.W_V: "transformer.h.{L}.attn.c_attn.weight", P.b_Q: "transformer.h.{L}.attn.c_attn.bias",
-    P.b_K: "transformer.h.{L}.attn.c_attn.bias", P.b_V: "transformer.h.{L}.attn.c_attn.bias",
-    P.W_O: "transformer.h.{L}.attn.c_proj.weight", P.b_O: "transformer.h.{L}.attn.c_proj.bias",
-    P.ln2_w: "transformer.h.{L}.ln_2.weight", P.ln2_b: "transformer.h.{L}.ln_2.bias",
-    P.W_in: "transformer.h.{L}.mlp.c_fc.weight", P.b_in: "transformer.h.{L}.mlp.c_fc.bias",
-    P.W_out: "transformer.h.{L}.mlp.c_proj.weight", P.b_out: "transformer.h.{L}.mlp.c_proj.bias",
-    P.ln_final_w: "transformer.ln_f.weight", P.ln_final_b: "transformer.ln_f.bias",
+    P.W_E: "transformer.wte.weight",
+    P.W_pos: "transformer.wpe.weight",
+    P.ln1_w: "transformer.h.{L}.ln_1.weight",
+    P.ln1_b: "transformer.h.{L}.ln_1.bias",
+    P.W_Q: "transformer.h.{L}.attn.c_attn.weight",
+    P.W_K: "transformer.h.{L}.attn.c_attn.weight",
+    P.W_V: "transformer.h.{L}.attn.c_attn.weight",
+    P.b_Q: "transformer.h.{L}.attn.c_attn.bias",
+    P.b_K: "transformer.h.{L}.attn.c_attn.bias",
+    P.b_V: "transformer.h.{L}.attn.c_attn.bias",
+    P.W_O: "transformer.h.{L}.attn.c_proj.weight",
+    P.b_O: "transformer.h.{L}.attn.c_proj.bias",
+    P.ln2_w: "transformer.h.{L}.ln_2.weight",
+    P.ln2_b: "transformer.h.{L}.ln_2.bias",
+    P.W_in: "transformer.h.{L}.mlp.c_fc.weight",
+    P.b_in: "transformer.h.{L}.mlp.c_fc.bias",
+    P.W_out: "transformer.h.{L}.mlp.c_proj.weight",
+    P.b_out: "transformer.h.{L}.mlp.c_proj.bias",
+    P.ln_final_w: "transformer.ln_f.weight",
+    P.ln_final_b: "transformer.ln_f.bias",
     P.W_U: "transformer.wte.weight",
 }
 
@@ -64,24 +74,43 @@ def activation_names(dims: Dims) -> list[str]:
     """Names of the stored activation tensors of a run with these dims."""
     names = ["tokens", "hook_embed", "hook_pos_embed"]
     for L in range(dims.n_layer):
-        names += [f"blocks.{L}.{n}" for n in (
-            "hook_resid_pre", "ln1.hook_normalized", "attn.qkv", "attn.hook_z", "hook_attn_out", "hook_resid_mid",
-            "ln2.hook_normalized", "mlp.hook_pre", "mlp.hook_post", "hook_mlp_out")]
-    return names + [f"blocks.{dims.n_layer - 1}.hook_resid_post", "ln_final.hook_normalized", "hook_unembed"]
+        names += [
+            f"blocks.{L}.{n}"
+            for n in (
+                "hook_resid_pre",
+                "ln1.hook_normalized",
+                "attn.qkv",
+                "attn.hook_z",
+                "hook_attn_out",
+                "hook_resid_mid",
+                "ln2.hook_normalized",
+                "mlp.hook_pre",
+                "mlp.hook_post",
+                "hook_mlp_out",
+            )
+        ]
+    return [*names, f"blocks.{dims.n_layer - 1}.hook_resid_post", "ln_final.hook_normalized", "hook_unembed"]
 
 
 def param_names(dims: Dims) -> list[str]:
     """HF state-dict names of the stored parameters (W_U is tied to W_E and not stored twice)."""
-    names = {name.replace("{L}", str(L)) for kind, name in _HF_PARAM.items()
-             for L in (range(dims.n_layer) if PARAM_SPECS[kind].per_layer else [0])}
+    names = {
+        name.replace("{L}", str(L))
+        for kind, name in _HF_PARAM.items()
+        for L in (range(dims.n_layer) if PARAM_SPECS[kind].per_layer else [0])
+    }
     return sorted(names)
 
 
 def activation_shape(name: str, dims: Dims, n: int) -> tuple[int, ...]:
     if name == "tokens":
         return (n,)
-    width = {"attn.qkv": 3 * dims.d_model, "mlp.hook_pre": dims.d_mlp, "mlp.hook_post": dims.d_mlp,
-             "hook_unembed": dims.n_vocab}
+    width = {
+        "attn.qkv": 3 * dims.d_model,
+        "mlp.hook_pre": dims.d_mlp,
+        "mlp.hook_post": dims.d_mlp,
+        "hook_unembed": dims.n_vocab,
+    }
     return (n, next((w for suffix, w in width.items() if name.endswith(suffix)), dims.d_model))
 
 
@@ -90,8 +119,13 @@ def summarize(x: Tensor) -> ValueSummary:
     are left out, so a filtered distribution is summarised over the tokens still in the running."""
     x = x.double()
     x = x[x != float("-inf")] if x.numel() > 1 else x
-    return ValueSummary(norm=float(x.norm()), mean=float(x.mean()), std=float(x.std(correction=0)),
-                        min=float(x.min()), max=float(x.max()))
+    return ValueSummary(
+        norm=float(x.norm()),
+        mean=float(x.mean()),
+        std=float(x.std(correction=0)),
+        min=float(x.min()),
+        max=float(x.max()),
+    )
 
 
 class Values:
@@ -113,12 +147,12 @@ class Values:
         d, dh = self.dims.d_model, self.dims.d_head
         if kind in (P.W_Q, P.W_K, P.W_V):
             start = _QKV_OFFSET[kind] * d + h * dh
-            return full[:, start:start + dh]
+            return full[:, start : start + dh]
         if kind in (P.b_Q, P.b_K, P.b_V):
             start = _QKV_OFFSET[kind] * d + h * dh
-            return full[start:start + dh]
+            return full[start : start + dh]
         if kind == P.W_O:
-            return full[h * dh:(h + 1) * dh]
+            return full[h * dh : (h + 1) * dh]
         return full
 
     # ---- activations --------------------------------------------------------------------------------
@@ -133,7 +167,7 @@ class Values:
         if kind in (V.q, V.k, V.v):
             d = self.dims.d_model
             off = _QKV_OFFSET[kind] * d
-            return self.activations[b + "attn.qkv"][:, off:off + d].view(n, H, dh)
+            return self.activations[b + "attn.qkv"][:, off : off + d].view(n, H, dh)
         if kind == V.z:
             return self.activations[b + "attn.hook_z"].view(n, H, dh)
         if kind == V.head_out:
@@ -165,7 +199,7 @@ class Values:
         if kind == V.head_out:
             return ops.output_projection(self.hook(V.z, L)[p, h], self.param(Key(P.W_O, L, h)))
         if kind == V.token:
-            return self.activations["tokens"][p:p + 1]
+            return self.activations["tokens"][p : p + 1]
         if VECTOR_SPECS[kind].per_head:
             return self.hook(kind, L)[p, h]
         return self.hook(kind, L)[p]

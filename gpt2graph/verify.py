@@ -81,17 +81,27 @@ class VerifyReport:
         self.kinds.setdefault(str(kind), KindError()).add(recomputed, captured, vectors)
 
     def as_dict(self) -> dict:
-        return {"ok": self.ok, "mode": self.mode, "vectors": self.vectors, "atol": ATOL, "rtol": RTOL,
-                "kinds": {k: {"max_abs": e.max_abs, "max_rel": e.max_rel, "vectors": e.vectors, "ok": e.ok}
-                          for k, e in self.kinds.items()}}
+        return {
+            "ok": self.ok,
+            "mode": self.mode,
+            "vectors": self.vectors,
+            "atol": ATOL,
+            "rtol": RTOL,
+            "kinds": {
+                k: {"max_abs": e.max_abs, "max_rel": e.max_rel, "vectors": e.vectors, "ok": e.ok}
+                for k, e in self.kinds.items()
+            },
+        }
 
     def format(self) -> str:
         lines = [f"{'kind':<16}{'vectors':>9}{'max abs err':>14}{'max rel err':>14}  ok"]
         for k, e in self.kinds.items():
             lines.append(f"{k:<16}{e.vectors:>9}{e.max_abs:>14.3e}{e.max_rel:>14.3e}  {'yes' if e.ok else 'NO'}")
         verdict = "PASS" if self.ok else "FAIL"
-        lines.append(f"{verdict}: {self.vectors} vectors re-executed ({self.mode}); tolerance {ATOL:g} abs + "
-                     f"{RTOL:g} x max |value| per kind")
+        lines.append(
+            f"{verdict}: {self.vectors} vectors re-executed ({self.mode}); tolerance {ATOL:g} abs + "
+            f"{RTOL:g} x max |value| per kind"
+        )
         return "\n".join(lines)
 
 
@@ -113,7 +123,7 @@ def _verify_vectors(graph) -> VerifyReport:
     tokens = store.activations["tokens"]
     for key in top.vector_keys():
         if key.kind == V.token:
-            computed[key] = tokens[key.position:key.position + 1]
+            computed[key] = tokens[key.position : key.position + 1]
             continue
         in_keys, param_keys = top.op_inputs(key)
         xs = [computed[k] for k in in_keys]
@@ -169,8 +179,10 @@ def _verify_batched(graph) -> VerifyReport:
         check(V.ln1, L, ln1)
         per_head: dict[str, list[Tensor]] = {k: [] for k in (V.q, V.k, V.v, V.z, V.head_out)}
         for h in range(H):
-            q, k, v = (ops.head_projection(ln1, param(w, L, h), param(b, L, h))
-                       for w, b in ((P.W_Q, P.b_Q), (P.W_K, P.b_K), (P.W_V, P.b_V)))
+            q, k, v = (
+                ops.head_projection(ln1, param(w, L, h), param(b, L, h))
+                for w, b in ((P.W_Q, P.b_Q), (P.W_K, P.b_K), (P.W_V, P.b_V))
+            )
             scores = ops.causal_scores(q, k)
             pattern = ops.softmax(scores)
             report.record(V.attn_scores, scores, store.head_matrix(V.attn_scores, L, h), n)

@@ -52,8 +52,10 @@ class MarkedLoader(_SafeBase):
             self.problems.append(f"{self._at(mark)}: YAML syntax error: {exc.problem or exc.context}")
             return None, False
         except yaml.reader.ReaderError as exc:
-            self.problems.append(f"{self.source}: not readable as YAML: {exc.reason} (character {exc.character!r} "
-                                 f"at offset {exc.position})")
+            self.problems.append(
+                f"{self.source}: not readable as YAML: {exc.reason} (character {exc.character!r} "
+                f"at offset {exc.position})"
+            )
             return None, False
         except RecursionError:  # the pure-Python composer recurses once per level
             self.problems.append(f"{self.source}: refused: nested more than {MAX_DEPTH} levels deep")
@@ -65,8 +67,10 @@ class MarkedLoader(_SafeBase):
         self.key_marks[()] = (root.start_mark.line + 1, root.start_mark.column + 1)
         try:
             if self._expanded_size(root, {}, set()) > MAX_NODES:
-                raise _Refused(f"{self._at(root.start_mark)}: refused: the document expands to more than "
-                               f"{MAX_NODES:,} YAML nodes (aliases repeating large structures?)")
+                raise _Refused(
+                    f"{self._at(root.start_mark)}: refused: the document expands to more than "
+                    f"{MAX_NODES:,} YAML nodes (aliases repeating large structures?)"
+                )
             return self._build(root, ()), True
         except _Refused as exc:
             self.problems.append(str(exc))
@@ -120,8 +124,10 @@ class MarkedLoader(_SafeBase):
             key = self._scalar(key_node)
             if key in out:
                 first = self.key_marks[(*path, key)]
-                self.problems.append(f"{where}: {format_path((*path, key))}: duplicate key (first at line "
-                                     f"{first[0]}); only the first is used")
+                self.problems.append(
+                    f"{where}: {format_path((*path, key))}: duplicate key (first at line "
+                    f"{first[0]}); only the first is used"
+                )
                 continue
             self.key_marks[(*path, key)] = (key_node.start_mark.line + 1, key_node.start_mark.column + 1)
             out[key] = self._build(value_node, (*path, key))
@@ -132,14 +138,17 @@ class MarkedLoader(_SafeBase):
         try:
             return self.construct_object(node)
         except (yaml.YAMLError, ValueError) as exc:
-            raise _Refused(f"{self._at(node.start_mark)}: cannot read this {node.tag.removeprefix(_STD)} value: "
-                           f"{exc}") from None
+            raise _Refused(
+                f"{self._at(node.start_mark)}: cannot read this {node.tag.removeprefix(_STD)} value: {exc}"
+            ) from None
 
     def _check_tag(self, node: Node, *allowed: str) -> None:
         if node.tag not in allowed:
             tag = node.tag.replace(_STD, "!!")
-            raise _Refused(f"{self._at(node.start_mark)}: refused: tag {tag} is not allowed (data files hold only "
-                           f"strings, numbers, booleans, lists and mappings)")
+            raise _Refused(
+                f"{self._at(node.start_mark)}: refused: tag {tag} is not allowed (data files hold only "
+                f"strings, numbers, booleans, lists and mappings)"
+            )
 
 
 def format_path(path: KeyPath) -> str:

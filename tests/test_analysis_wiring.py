@@ -79,8 +79,24 @@ def test_cli_analyze_updates_a_saved_graph(tiny_graph, tmp_path, capsys):
     path = tmp_path / "plain.gg"
     tiny_graph.save(path)
     assert load(path).analysis is None
-    assert main(["analyze", str(path), "--target", " the", "--contrast", " a", "--no-lens", "--top-p", "0.9",
-                 "--sample-seed", "1"]) == 0
+    assert (
+        main(
+            [
+                "analyze",
+                str(path),
+                "--target",
+                " the",
+                "--contrast",
+                " a",
+                "--no-lens",
+                "--top-p",
+                "0.9",
+                "--sample-seed",
+                "1",
+            ]
+        )
+        == 0
+    )
     analysis = load(path).analysis
     assert analysis.lens is None and analysis.dla.metric == "logit_difference" and not analysis.decoding.greedy
     assert main(["analyze", str(path), "--top-p", "1.5"]) == 2
@@ -89,8 +105,22 @@ def test_cli_analyze_updates_a_saved_graph(tiny_graph, tmp_path, capsys):
 
 def test_any_analysis_option_makes_build_analyse(tiny_checkpoint, tmp_path, capsys):
     out = tmp_path / "run.gg"
-    assert main(["build", "Transformer tokens are vectors", "--model", str(tiny_checkpoint), "-o", str(out),
-                 "--target-id", "262", "--no-lens"]) == 0
+    assert (
+        main(
+            [
+                "build",
+                "Transformer tokens are vectors",
+                "--model",
+                str(tiny_checkpoint),
+                "-o",
+                str(out),
+                "--target-id",
+                "262",
+                "--no-lens",
+            ]
+        )
+        == 0
+    )
     analysis = load(out).analysis
     assert analysis is not None and analysis.dla.token_id == 262 and analysis.lens is None
     assert analysis.options.temperature == 1.0 and analysis.options.position == -1  # defaults kept

@@ -11,8 +11,17 @@ from gpt2graph.errors import InterpretError
 
 @pytest.fixture(scope="module")
 def analysis(tiny_graph):
-    return analyze(tiny_graph, target=" the", contrast=" a", top_k=3, temperature=0.8, top_k_sampling=50,
-                   top_p=0.9, seed=4, induction_probe=6)
+    return analyze(
+        tiny_graph,
+        target=" the",
+        contrast=" a",
+        top_k=3,
+        temperature=0.8,
+        top_k_sampling=50,
+        top_p=0.9,
+        seed=4,
+        induction_probe=6,
+    )
 
 
 def test_every_part_is_computed_with_the_options(tiny_graph, analysis):
@@ -49,18 +58,21 @@ def test_the_lens_can_be_skipped_or_restricted(tiny_graph):
     assert {e.kind for e in only.lens.entries} == {"mlp_out"} and only.options.lens_kinds == ["mlp_out"]
 
 
-@pytest.mark.parametrize("options, message", [
-    (dict(target="not one token"), "target 'not one token' is not a single token"),
-    (dict(contrast=10**6), "contrast id 1000000 is outside the vocabulary"),
-    (dict(position=-6), "position -6 is out of range for a 5-token prompt"),
-    (dict(top_p=0.0), r"top-p must be in \(0, 1\]"),
-    (dict(temperature=0), "temperature must be a finite number > 0"),
-    (dict(top_k=0), "top_k must be a positive integer"),
-    (dict(lens=["logits"]), "unknown logit-lens kind"),
-    (dict(circuit_token="two tokens"), "circuit token"),
-    (dict(induction_probe=0), "induction_probe must be a positive number"),
-    (dict(induction_probe=40), "more than n_ctx = 64"),
-])
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        (dict(target="not one token"), "target 'not one token' is not a single token"),
+        (dict(contrast=10**6), "contrast id 1000000 is outside the vocabulary"),
+        (dict(position=-6), "position -6 is out of range for a 5-token prompt"),
+        (dict(top_p=0.0), r"top-p must be in \(0, 1\]"),
+        (dict(temperature=0), "temperature must be a finite number > 0"),
+        (dict(top_k=0), "top_k must be a positive integer"),
+        (dict(lens=["logits"]), "unknown logit-lens kind"),
+        (dict(circuit_token="two tokens"), "circuit token"),
+        (dict(induction_probe=0), "induction_probe must be a positive number"),
+        (dict(induction_probe=40), "more than n_ctx = 64"),
+    ],
+)
 def test_bad_arguments_fail_before_any_work(tiny_graph, options, message):
     with pytest.raises(InterpretError, match=message):
         analyze(tiny_graph, **options)

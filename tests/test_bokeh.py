@@ -183,8 +183,9 @@ def test_heat_map_and_packed_patterns(tiny_graph, explorer):
     for L in range(d.n_layer):
         for h in range(d.n_head):
             off = (L * d.n_head + h) * T
-            np.testing.assert_allclose(patterns[off:off + T], tiny_graph.pattern(L, h).numpy()[q, k], rtol=1e-5,
-                                       atol=1e-6)
+            np.testing.assert_allclose(
+                patterns[off : off + T], tiny_graph.pattern(L, h).numpy()[q, k], rtol=1e-5, atol=1e-6
+            )
     assert heat["qtok"][0] == tiny_graph.tokenization.tokens_visible[0]
 
 
@@ -206,7 +207,8 @@ def test_notes_on_one_head_and_on_an_operation_at_one_position(tiny_checkpoint, 
 
     graph = gpt2graph.build("Transformer tokens are vectors", model=str(tiny_checkpoint))
     notes = tmp_path / "heads.yaml"
-    notes.write_text("""
+    notes.write_text(
+        """
 annotations:
   - id: head-1-2
     title: Head 1.2 looks back
@@ -218,7 +220,9 @@ annotations:
     body: The operation, shown on the pattern it makes.
     targets:
       - {kind: softmax, position: 2}
-""", encoding="utf-8")
+""",
+        encoding="utf-8",
+    )
     graph.annotate(notes)
     lay = layout(graph.topology)
     know = knowledge(graph, lay)
@@ -264,7 +268,7 @@ def test_a_stored_logit_lens_is_used(tiny_graph, analysed_graph, monkeypatch):
         assert f"target Ġthe: rank {entry.target_rank:,} " in line
 
     def tokens(text: str) -> list[str]:
-        return [part.rsplit(" ", 1)[0] for part in text.split(" · ")[0].split(", ")]
+        return [part.rsplit(" ", 1)[0] for part in text.split(" · ", maxsplit=1)[0].split(", ")]
 
     # the stored lens and the renderer's own agree where both exist: the residual stream
     assert computed.keys() < read.keys() and all(tokens(read[i]) == tokens(computed[i]) for i in computed)
@@ -309,8 +313,25 @@ class _Tags(HTMLParser):
         self.text.append(data)
 
 
-ALLOWED_TAGS = {"div", "span", "b", "p", "ul", "li", "code", "strong", "em", "a", "details", "summary", "h3", "table",
-                "tr", "th", "td"}
+ALLOWED_TAGS = {
+    "div",
+    "span",
+    "b",
+    "p",
+    "ul",
+    "li",
+    "code",
+    "strong",
+    "em",
+    "a",
+    "details",
+    "summary",
+    "h3",
+    "table",
+    "tr",
+    "th",
+    "td",
+}
 ALLOWED_ATTRS = {"class", "style", "href", "target", "rel"}
 
 
@@ -346,11 +367,14 @@ def test_user_text_is_escaped_everywhere_html_is_interpreted(xss_graph, tmp_path
 
 def test_markdown_subset():
     assert markdown("a **b** `c<d>` *e*\n\n- x\n- y") == (
-        "<p>a <strong>b</strong> <code>c&lt;d&gt;</code> <em>e</em></p><ul><li>x</li><li>y</li></ul>")
+        "<p>a <strong>b</strong> <code>c&lt;d&gt;</code> <em>e</em></p><ul><li>x</li><li>y</li></ul>"
+    )
     assert markdown("[t](https://a.org/x?y=1&z=2)") == (
-        '<p><a href="https://a.org/x?y=1&amp;z=2" target="_blank" rel="noopener noreferrer">t</a></p>')
+        '<p><a href="https://a.org/x?y=1&amp;z=2" target="_blank" rel="noopener noreferrer">t</a></p>'
+    )
     assert markdown('[t](javascript:alert(1)) [u](https://a.org/"onmouseover=x)') == (
-        '<p>[t](javascript:alert(1)) [u](https://a.org/&quot;onmouseover=x)</p>')
+        "<p>[t](javascript:alert(1)) [u](https://a.org/&quot;onmouseover=x)</p>"
+    )
 
 
 # ---- options, level of detail, file, registry, Jupyter -------------------------------------------------------

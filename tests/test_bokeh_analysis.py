@@ -82,8 +82,17 @@ def _percent(text: str) -> float:
 # ---- colour modes ----------------------------------------------------------------------------------------------
 def test_colour_modes_are_offered_only_with_an_analysis(page, tiny_graph, tmp_path):
     modes = _model(page, "color-by").labels
-    assert modes == ["category", "norm", "mean", "dla", "previous_token", "first_token", "current_token",
-                     "induction", "copying"]
+    assert modes == [
+        "category",
+        "norm",
+        "mean",
+        "dla",
+        "previous_token",
+        "first_token",
+        "current_token",
+        "induction",
+        "copying",
+    ]
     assert modes[_model(page, "color-by").active] == "induction"
     assert _model(build_explorer(tiny_graph), "color-by").labels == ["category", "norm", "mean"]
     with pytest.raises(RendererError, match="color_by='dla' needs the interpretability results"):
@@ -107,7 +116,19 @@ def test_every_node_of_a_head_takes_its_role_score(analysed_graph, page, role):
         else:
             assert colour[i] == pytest.approx(score[key.layer, key.head], abs=1e-6), key
     assert {lay.key_of(i).kind for i in range(lay.n_nodes) if lay.key_of(i).head is not None} >= {
-        "q", "k", "v", "attn_scores", "attn_pattern", "z", "head_out", "W_Q", "b_Q", "W_K", "W_V", "W_O"}
+        "q",
+        "k",
+        "v",
+        "attn_scores",
+        "attn_pattern",
+        "z",
+        "head_out",
+        "W_Q",
+        "b_Q",
+        "W_K",
+        "W_V",
+        "W_O",
+    }
     ranked = analysed_graph.analysis.roles.ranked(role)
     cells = [colour[lay.index(Key("z", h.layer, h.head, n - 1))] for h in ranked]
     assert cells == sorted(cells, reverse=True)
@@ -241,8 +262,10 @@ def test_each_head_has_its_summary_for_the_node_panel(analysed_graph, page):
 
 def test_head_labels_reach_the_panels(analysed_graph):
     a = analysed_graph.analysis
-    heads = [h.model_copy(update={"label": "induction"}) if (h.layer, h.head) in ((1, 3), (0, 2)) else h
-             for h in a.roles.heads]
+    heads = [
+        h.model_copy(update={"label": "induction"}) if (h.layer, h.head) in ((1, 3), (0, 2)) else h
+        for h in a.roles.heads
+    ]
     labelled = a.model_copy(update={"roles": a.roles.model_copy(update={"heads": heads})})
     rows = {r[0]: r for r in _Tables(analysis_panel(labelled)).tables["g2g-roles"][1:]}
     assert rows["induction"][3] == "0.2, 1.3" and rows["previous-token"][3] == "—"
@@ -275,8 +298,11 @@ def test_the_panel_shows_head_roles_against_a_uniform_head(analysed_graph, page)
 def test_the_panel_shows_the_decoding_table(tiny_checkpoint):
     import gpt2graph
 
-    graph = gpt2graph.build(PROMPT, model=str(tiny_checkpoint), analyze={
-        "temperature": 0.5, "top_k_sampling": 20, "top_p": 0.9, "seed": 3, "lens": False, "top_k": 4})
+    graph = gpt2graph.build(
+        PROMPT,
+        model=str(tiny_checkpoint),
+        analyze={"temperature": 0.5, "top_k_sampling": 20, "top_p": 0.9, "seed": 3, "lens": False, "top_k": 4},
+    )
     dec = graph.analysis.decoding
     text = _model(build_explorer(graph), "analysis").text
     rows = _Tables(text).tables["g2g-decoding"][1:]

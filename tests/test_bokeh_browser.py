@@ -27,8 +27,10 @@ from gpt2graph.topology import VECTOR_SPECS
 
 pytestmark = pytest.mark.browser
 
-IDLE = ("return typeof Bokeh !== 'undefined' && Bokeh.documents.length > 0 && Bokeh.documents[0].is_idle"
-        " && [...Bokeh.index.roots].every(v => v.has_finished())")
+IDLE = (
+    "return typeof Bokeh !== 'undefined' && Bokeh.documents.length > 0 && Bokeh.documents[0].is_idle"
+    " && [...Bokeh.index.roots].every(v => v.has_finished())"
+)
 # every element, inside Bokeh's (open) shadow roots too
 ALL_ELEMENTS = """
 function* all(root) {
@@ -65,11 +67,14 @@ class Page:
 
     def node_xy(self, index: int) -> tuple[int, int]:
         """Viewport coordinates of the centre of node ``index`` on the canvas."""
-        x, y = self.js(f"""
-            const fig = {self.model('canvas')}, src = {self.model('nodes')}, view = Bokeh.index.get_one(fig)
+        x, y = self.js(
+            f"""
+            const fig = {self.model("canvas")}, src = {self.model("nodes")}, view = Bokeh.index.get_one(fig)
             const r = view.canvas_view.el.getBoundingClientRect()
             return [r.left + view.frame.x_scale.compute(src.data.x[arguments[0]]),
-                    r.top + view.frame.y_scale.compute(src.data.y[arguments[0]])]""", index)
+                    r.top + view.frame.y_scale.compute(src.data.y[arguments[0]])]""",
+            index,
+        )
         return round(x), round(y)
 
     def pointer(self, index: int, click: bool = False) -> None:
@@ -84,20 +89,27 @@ class Page:
 
     def colour_at(self, index: int) -> str:
         """The colour drawn at the centre of node ``index``, read from the canvas Bokeh paints glyphs on."""
-        r, g, b = self.js(f"""
-            const fig = {self.model('canvas')}, src = {self.model('nodes')}, view = Bokeh.index.get_one(fig)
+        r, g, b = self.js(
+            f"""
+            const fig = {self.model("canvas")}, src = {self.model("nodes")}, view = Bokeh.index.get_one(fig)
             const k = window.devicePixelRatio, i = arguments[0]
             const x = view.frame.x_scale.compute(src.data.x[i]), y = view.frame.y_scale.compute(src.data.y[i])
             const ctx = view.canvas_view.primary.canvas.getContext('2d')
-            return [...ctx.getImageData(Math.round(x * k), Math.round(y * k), 1, 1).data].slice(0, 3)""", index)
+            return [...ctx.getImageData(Math.round(x * k), Math.round(y * k), 1, 1).data].slice(0, 3)""",
+            index,
+        )
         return f"#{r:02X}{g:02X}{b:02X}"
 
     def press(self, label: str) -> None:
         """Click the button labelled ``label`` where it is drawn, as a pointer would."""
-        x, y = self.js(ALL_ELEMENTS + """
+        x, y = self.js(
+            ALL_ELEMENTS
+            + """
             const button = [...all(document)].find(e => e.tagName == 'BUTTON' && e.textContent == arguments[0])
             const r = button.getBoundingClientRect()
-            return [r.left + r.width / 2, r.top + r.height / 2]""", label)
+            return [r.left + r.width / 2, r.top + r.height / 2]""",
+            label,
+        )
         actions = ActionBuilder(self.d)
         actions.pointer_action.move_to_location(round(x), round(y))
         actions.pointer_action.click()
@@ -106,14 +118,18 @@ class Page:
         self.wait_idle()
 
     def tooltip_text(self) -> str:
-        return self.js(ALL_ELEMENTS + """
+        return self.js(
+            ALL_ELEMENTS
+            + """
             return [...all(document)].filter(e => e.classList.contains('bk-tooltip-content'))
-                                     .map(e => e.textContent).join('\\n')""")
+                                     .map(e => e.textContent).join('\\n')"""
+        )
 
     def shown_text(self, name: str) -> str:
         """The text a person sees in a Div (rendered in its shadow root)."""
-        return self.js(f"const el = Bokeh.index.get_one({self.model(name)}).el;"
-                       " return (el.shadowRoot || el).textContent")
+        return self.js(
+            f"const el = Bokeh.index.get_one({self.model(name)}).el; return (el.shadowRoot || el).textContent"
+        )
 
     def severe_logs(self) -> list[str]:
         return [e["message"] for e in self.d.get_log("browser") if e["level"] == "SEVERE"]
@@ -124,8 +140,12 @@ def driver(chromium, chromedriver) -> Iterator[webdriver.Chrome]:
     options = webdriver.ChromeOptions()
     options.binary_location = chromium
     profile = tempfile.mkdtemp(prefix="g2g-chromium-")
-    for flag in [*CHROMIUM_FLAGS, f"--user-data-dir={profile}", "--window-size=1700,1300",
-                 "--host-resolver-rules=MAP * ~NOTFOUND"]:  # no name resolves: the page must need no network
+    for flag in [
+        *CHROMIUM_FLAGS,
+        f"--user-data-dir={profile}",
+        "--window-size=1700,1300",
+        "--host-resolver-rules=MAP * ~NOTFOUND",
+    ]:  # no name resolves: the page must need no network
         options.add_argument(flag)
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     d = webdriver.Chrome(service=Service(chromedriver), options=options)
@@ -182,12 +202,16 @@ def test_opens_from_file_without_network(page):
 def test_every_node_and_edge_is_drawn(page, tiny_graph):
     top = tiny_graph.topology
     counts = page.js(f"""
-        const nodes = {page.model('nodes')}, view = Bokeh.index.get_one({page.model('node-glyphs')})
-        return [nodes.data.x.length, {page.model('edges')}.data.x0.length, view.glyph.sx.length]""")
-    expected_edges = sum(1 for key in top.vector_keys() for src in top.op_inputs(key)[0]
-                         if src.position == key.position)
-    assert counts == [top.count_vectors() + top.count_params(), expected_edges,
-                      top.count_vectors() + top.count_params()]
+        const nodes = {page.model("nodes")}, view = Bokeh.index.get_one({page.model("node-glyphs")})
+        return [nodes.data.x.length, {page.model("edges")}.data.x0.length, view.glyph.sx.length]""")
+    expected_edges = sum(
+        1 for key in top.vector_keys() for src in top.op_inputs(key)[0] if src.position == key.position
+    )
+    assert counts == [
+        top.count_vectors() + top.count_params(),
+        expected_edges,
+        top.count_vectors() + top.count_params(),
+    ]
 
 
 def test_hover_shows_id_and_glossary(page, tiny_graph):
@@ -205,9 +229,9 @@ def test_click_highlights_ancestors_and_opens_the_heads_pattern(page, tiny_graph
     index = _index(tiny_graph, node_id)
     page.pointer(index, click=True)
     state = page.js(f"""
-        return [{page.model('nodes')}.selected.indices, {page.model('ancestors')}.indices,
-                {page.model('descendants')}.indices.length, {page.model('attn-layer')}.value,
-                {page.model('attn-head')}.value, {page.model('panel')}.text, {page.model('links')}.data.x0.length]""")
+        return [{page.model("nodes")}.selected.indices, {page.model("ancestors")}.indices,
+                {page.model("descendants")}.indices.length, {page.model("attn-layer")}.value,
+                {page.model("attn-head")}.value, {page.model("panel")}.text, {page.model("links")}.data.x0.length]""")
     selected, ancestors, n_descendants, layer, head, panel, n_links = state
     assert selected == [index]
     assert set(ancestors) == _ancestors(tiny_graph, index)
@@ -257,21 +281,27 @@ def test_markup_in_prompt_and_notes_stays_text(driver, tiny_checkpoint, tmp_path
     token0, token1 = _index(graph, "tokens[0]"), _index(graph, "tokens[1]")
     # GPT-2's vocabulary has no token that is a whole tag, so plant one (as another tokenizer's vocabulary might
     # have) where the page's script inserts token strings (panel header) and in a data field (tooltip)
-    page.js(f"""
+    page.js(
+        f"""
         const has_meta = (m) => m.args instanceof Map ? m.args.has('meta') : 'meta' in m.args
         const cb = [...Bokeh.documents[0].all_models].find(m => m.constructor.__name__ == 'CustomJS' && has_meta(m))
         const meta = cb.args instanceof Map ? cb.args.get('meta') : cb.args.meta
         meta.tokens[0] = arguments[0]
-        {page.model('nodes')}.data.id[arguments[1]] = arguments[0]""", IMG, token1)
+        {page.model("nodes")}.data.id[arguments[1]] = arguments[0]""",
+        IMG,
+        token1,
+    )
     page.pointer(token0, click=True)
     page.until(f"{page.model('panel')}.text.includes('tokens[0]')")
     page.pointer(token1)
     assert IMG in page.tooltip_text()
     with pytest.raises(NoAlertPresentException):
-        page.d.switch_to.alert  # noqa: B018 (an executed payload would have opened one)
-    injected = page.js(ALL_ELEMENTS + "return [...all(document)].filter(e => e.tagName == 'IMG' || "
-                       "(e.tagName == 'SCRIPT' && e.type != 'application/json' && e.textContent.includes('alert(1)')))"
-                       ".map(e => e.outerHTML.slice(0, 200))")
+        page.d.switch_to.alert
+    injected = page.js(
+        ALL_ELEMENTS + "return [...all(document)].filter(e => e.tagName == 'IMG' || "
+        "(e.tagName == 'SCRIPT' && e.type != 'application/json' && e.textContent.includes('alert(1)')))"
+        ".map(e => e.outerHTML.slice(0, 200))"
+    )
     assert injected == []  # the document's JSON holds the payload (escaped), but no element is made of it
     panel = page.shown_text("panel")
     assert IMG in panel and SCRIPT in panel and "first " + IMG in panel  # shown as text
@@ -293,8 +323,10 @@ def test_analysed_page_colours_heads_by_role_score(driver, tiny_checkpoint, tmp_
     bars = page.js(f"return {page.model('canvas')}.below.filter(m => m.visible && m.title).map(m => m.title)")
     assert len(bars) == 1 and bars[0].startswith("induction score")
     # every head's z cell is drawn in the palette colour of its score: brighter for a higher score
-    drawn = {(h.layer, h.head): page.colour_at(_index(graph, f"blocks.{h.layer}.attn.hook_z[2,{h.head}]"))
-             for h in a.roles.heads}
+    drawn = {
+        (h.layer, h.head): page.colour_at(_index(graph, f"blocks.{h.layer}.attn.hook_z[2,{h.head}]"))
+        for h in a.roles.heads
+    }
     for h in a.roles.heads:
         assert drawn[h.layer, h.head] == Viridis256[min(int(h.induction * 256), 255)].upper()
     ranked = [drawn[h.layer, h.head] for h in a.roles.ranked("induction")]
@@ -340,9 +372,11 @@ def test_markup_tokens_in_the_analysis_stay_text(driver, tiny_checkpoint, tmp_pa
     assert "it raises: " + graph.analysis.circuits.heads[1].boosted[0].token in page.shown_text("panel")
     assert f"next token {graph.analysis.decoding.chosen.token}" in page.shown_text("analysis")
     with pytest.raises(NoAlertPresentException):
-        page.d.switch_to.alert  # noqa: B018 (an executed payload would have opened one)
-    injected = page.js(ALL_ELEMENTS + "return [...all(document)].filter(e => e.tagName == 'IMG' || "
-                       "(e.tagName == 'SCRIPT' && e.type != 'application/json' && e.textContent.includes('alert(1)')))"
-                       ".length")
+        page.d.switch_to.alert
+    injected = page.js(
+        ALL_ELEMENTS + "return [...all(document)].filter(e => e.tagName == 'IMG' || "
+        "(e.tagName == 'SCRIPT' && e.type != 'application/json' && e.textContent.includes('alert(1)')))"
+        ".length"
+    )
     assert injected == 0
     assert page.severe_logs() == []

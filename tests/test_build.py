@@ -2,12 +2,11 @@
 
 import pytest
 import torch
+from conftest import PROMPT, TINY
 
 import gpt2graph
 from gpt2graph.schema import OperationNode, ParameterNode, VectorKind, VectorNode
 from gpt2graph.summary import format_summary
-
-from conftest import PROMPT, TINY
 
 
 @pytest.fixture(scope="module")
@@ -91,8 +90,14 @@ def test_queries(tiny_graph):
     torch.testing.assert_close(tiny_graph.values("unembed.W_U"), tiny_graph.values("embed.W_E").T)
     ops = tiny_graph.nodes(kind="gelu")
     assert len(ops) == L * n and all(isinstance(o, OperationNode) for o in ops)
-    assert {n.category for n in tiny_graph.nodes(position=0)} >= {"tokenizer", "operation", "residual", "attention",
-                                                                  "mlp", "unembedding"}
+    assert {n.category for n in tiny_graph.nodes(position=0)} >= {
+        "tokenizer",
+        "operation",
+        "residual",
+        "attention",
+        "mlp",
+        "unembedding",
+    }
     assert {n.category for n in tiny_graph.nodes(node_type="parameter")} == {"parameter"}
 
 
@@ -127,8 +132,9 @@ def test_subgraph(tiny_graph):
 def test_already_loaded_model_and_dims_from_config(tmp_path):
     from transformers import GPT2Config, GPT2LMHeadModel
 
-    model = GPT2LMHeadModel(GPT2Config(n_layer=3, n_head=2, n_embd=16, n_inner=40, n_positions=20,
-                                       vocab_size=50257)).eval()
+    model = GPT2LMHeadModel(
+        GPT2Config(n_layer=3, n_head=2, n_embd=16, n_inner=40, n_positions=20, vocab_size=50257)
+    ).eval()
     g = gpt2graph.build("Hello world", model=model)
     d = g.dims
     assert (d.n_layer, d.n_head, d.d_model, d.d_head, d.d_mlp, d.n_ctx) == (3, 2, 16, 8, 40, 20)
@@ -147,10 +153,9 @@ def test_a_model_object_loaded_from_a_checkpoint_is_pretrained(tiny_checkpoint):
 
 
 def test_tokenizer_comes_from_the_model_directory(tmp_path):
+    from conftest import make_checkpoint
     from tokenizers import Tokenizer, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
-
-    from conftest import make_checkpoint
 
     path = make_checkpoint(tmp_path / "ckpt", vocab_size=10)
     words = {"[UNK]": 0, "hello": 1, "world": 2}

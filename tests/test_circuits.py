@@ -26,8 +26,11 @@ def small_vocab_model(seed: int, gains: bool = True):
     from transformers import GPT2Config, GPT2LMHeadModel
 
     torch.manual_seed(seed)
-    model = GPT2LMHeadModel(GPT2Config(n_layer=N_LAYER, n_head=N_HEAD, n_embd=D_MODEL, n_positions=32,
-                                       vocab_size=N_VOCAB, initializer_range=0.2)).eval()
+    model = GPT2LMHeadModel(
+        GPT2Config(
+            n_layer=N_LAYER, n_head=N_HEAD, n_embd=D_MODEL, n_positions=32, vocab_size=N_VOCAB, initializer_range=0.2
+        )
+    ).eval()
     if gains:  # non-trivial LayerNorm gains, so folding them matters
         with torch.no_grad():
             for ln in [model.transformer.ln_f] + [b.ln_1 for b in model.transformer.h]:
@@ -63,17 +66,26 @@ def test_factored_circuits_equal_the_dense_ones(graph, fold_ln):
     for hc in circuits.heads:
         qk, ov, full = dense_circuits(graph, hc.layer, hc.head, fold_ln)
         assert len(hc.qk_singular_values) == D_HEAD
-        torch.testing.assert_close(torch.tensor(hc.qk_singular_values, dtype=torch.float64),
-                                   torch.linalg.svdvals(qk)[:D_HEAD], rtol=1e-5, atol=1e-9)
-        torch.testing.assert_close(torch.tensor(hc.ov_singular_values, dtype=torch.float64),
-                                   torch.linalg.svdvals(ov)[:D_HEAD], rtol=1e-5, atol=1e-9)
+        torch.testing.assert_close(
+            torch.tensor(hc.qk_singular_values, dtype=torch.float64),
+            torch.linalg.svdvals(qk)[:D_HEAD],
+            rtol=1e-5,
+            atol=1e-9,
+        )
+        torch.testing.assert_close(
+            torch.tensor(hc.ov_singular_values, dtype=torch.float64),
+            torch.linalg.svdvals(ov)[:D_HEAD],
+            rtol=1e-5,
+            atol=1e-9,
+        )
         eig = torch.linalg.eigvals(full)
         expected = float(eig.abs()[eig.real > 0].sum() / eig.abs().sum())
         assert hc.ov_copying_score == pytest.approx(expected, abs=1e-6)
         top = torch.topk(full[t], 5)
         assert [s.id for s in hc.boosted] == top.indices.tolist()
-        torch.testing.assert_close(torch.tensor([s.value for s in hc.boosted], dtype=torch.float64), top.values,
-                                   rtol=1e-4, atol=1e-6)
+        torch.testing.assert_close(
+            torch.tensor([s.value for s in hc.boosted], dtype=torch.float64), top.values, rtol=1e-4, atol=1e-6
+        )
 
 
 def test_singular_values_of_a_product_from_its_factors():
@@ -90,7 +102,7 @@ def test_a_copying_head_and_its_negation(sign, score):
     with torch.no_grad():
         block = model.transformer.h[1]
         select = torch.eye(D_MODEL)[:, :D_HEAD]
-        block.attn.c_attn.weight[:, 2 * D_MODEL: 2 * D_MODEL + D_HEAD] = select  # W_V of head 0
+        block.attn.c_attn.weight[:, 2 * D_MODEL : 2 * D_MODEL + D_HEAD] = select  # W_V of head 0
         block.attn.c_proj.weight[:D_HEAD] = sign * 2.0 * select.T  # W_O of head 0
     g = gpt2graph.build(PROMPT, model=model, tokenizer=char_tokenizer())
     for fold_ln in (True, False):

@@ -30,19 +30,23 @@ def test_build_info_verify(tiny_checkpoint, tmp_path, capsys):
 
 def test_random_weights_are_said_everywhere(tiny_checkpoint, tmp_path, capsys):
     out = tmp_path / "random.gg"
-    assert main(["build", "Hi", "--model", str(tiny_checkpoint), "--random-weights", "--seed", "7",
-                 "-o", str(out)]) == 0
+    assert (
+        main(["build", "Hi", "--model", str(tiny_checkpoint), "--random-weights", "--seed", "7", "-o", str(out)]) == 0
+    )
     capsys.readouterr()
     main(["info", str(out)])
     assert "RANDOM (seed 7)" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["build", "", "--model", "{ckpt}"], "prompt is empty"),
-    (["build", "x", "--model", "/no/such/model"], "does not exist"),
-    (["info", "/no/such/run.gg"], "no such saved graph"),
-    (["build", "x", "--model", "{ckpt}", "-o", "/proc/forbidden/run.gg"], "cannot write"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["build", "", "--model", "{ckpt}"], "prompt is empty"),
+        (["build", "x", "--model", "/no/such/model"], "does not exist"),
+        (["info", "/no/such/run.gg"], "no such saved graph"),
+        (["build", "x", "--model", "{ckpt}", "-o", "/proc/forbidden/run.gg"], "cannot write"),
+    ],
+)
 def test_bad_input_is_one_clear_error(tiny_checkpoint, capsys, argv, message):
     argv = [a.replace("{ckpt}", str(tiny_checkpoint)) for a in argv]
     assert main(argv) == 2

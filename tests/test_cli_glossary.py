@@ -33,8 +33,15 @@ def test_glossary_prints_one_entry(capsys):
     assert main(["glossary", "residual-stream"]) == 0
     out = capsys.readouterr().out
     assert out.startswith("Residual stream\n===============\nid: residual-stream\n")
-    for part in ("also: residual", "running d_model-dimensional vector", "See also:", "Sources:",
-                 "https://transformer-circuits.pub/2021/framework/index.html", "Applies to:", "category residual"):
+    for part in (
+        "also: residual",
+        "running d_model-dimensional vector",
+        "See also:",
+        "Sources:",
+        "https://transformer-circuits.pub/2021/framework/index.html",
+        "Applies to:",
+        "category residual",
+    ):
         assert part in out
 
 
@@ -63,13 +70,15 @@ def test_validate_lists_every_problem(tmp_path, capsys):
 
 def test_validate_against_a_saved_graph(tmp_path, saved_graph, capsys):
     path = tmp_path / "heads.yaml"
-    path.write_text(BAD.replace('"{n_token} tokens"', '"{n_tokens} tokens"').replace("[no-such-entry]", "[]"),
-                    encoding="utf-8")
+    path.write_text(
+        BAD.replace('"{n_token} tokens"', '"{n_tokens} tokens"').replace("[no-such-entry]", "[]"), encoding="utf-8"
+    )
     assert main(["validate", str(path)]) == 0
     assert capsys.readouterr().out == "ok: 1 file valid\n"
     assert main(["validate", str(path), "--graph", str(saved_graph)]) == 1
-    assert capsys.readouterr().out == (f"{path}:13:9: annotations[0].targets[0].layer: layer 7 is out of range: "
-                                       "this graph has layers 0..1\n")
+    assert capsys.readouterr().out == (
+        f"{path}:13:9: annotations[0].targets[0].layer: layer 7 is out of range: this graph has layers 0..1\n"
+    )
 
 
 def test_validate_an_unreadable_file(tmp_path, capsys):

@@ -5,6 +5,7 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from conftest import PROMPT
 
 import gpt2graph
 from gpt2graph.decoding import decode_next
@@ -12,8 +13,6 @@ from gpt2graph.errors import InterpretError
 from gpt2graph.ops import top_k as apply_top_k
 from gpt2graph.ops import top_p as apply_top_p
 from gpt2graph.storage import load
-
-from conftest import PROMPT
 
 N_VOCAB = 200
 
@@ -49,21 +48,33 @@ def reference(logits: torch.Tensor, temperature: float, k: int | None, p: float 
     return out
 
 
-@pytest.mark.parametrize("temperature, k, p", [(1.0, None, None), (0.7, 20, None), (1.5, None, 0.9),
-                                               (0.5, 10, 0.5), (2.0, 50, 0.95), (1.0, None, 1.0), (1.0, 1, None)])
+@pytest.mark.parametrize(
+    "temperature, k, p",
+    [
+        (1.0, None, None),
+        (0.7, 20, None),
+        (1.5, None, 0.9),
+        (0.5, 10, 0.5),
+        (2.0, 50, 0.95),
+        (1.0, None, 1.0),
+        (1.0, 1, None),
+    ],
+)
 def test_every_step_matches_the_reference(peaked, temperature, k, p):
     graph = fake_graph(peaked)
     for position in range(3):
         result = decode_next(graph, position=position, temperature=temperature, top_k=k, top_p=p, candidates=8)
         expected = reference(peaked[position], temperature, k, p)
-        assert [s.kind for s in result.steps] == ["softmax", "temperature"] + ["top_k"] * (k is not None) + \
-            ["top_p"] * (p is not None)
+        assert [s.kind for s in result.steps] == ["softmax", "temperature"] + ["top_k"] * (k is not None) + [
+            "top_p"
+        ] * (p is not None)
         for step, probs in zip(result.steps, expected):
             assert step.kept == int((probs > 0).sum())
             top = torch.topk(probs, min(8, step.kept))
             assert [c.id for c in step.candidates] == top.indices.tolist()
-            torch.testing.assert_close(torch.tensor([c.prob for c in step.candidates], dtype=torch.float64),
-                                       top.values, rtol=1e-12, atol=1e-15)
+            torch.testing.assert_close(
+                torch.tensor([c.prob for c in step.candidates], dtype=torch.float64), top.values, rtol=1e-12, atol=1e-15
+            )
         assert result.greedy and result.chosen.id == int(expected[-1].argmax())
 
 
@@ -105,18 +116,21 @@ def test_greedy_on_a_real_graph_is_the_prediction(tiny_graph):
     assert d.steps[0].kept == tiny_graph.dims.n_vocab
 
 
-@pytest.mark.parametrize("options, message", [
-    (dict(temperature=0), "temperature must be a finite number > 0"),
-    (dict(temperature=-1.0), "temperature must be a finite number > 0"),
-    (dict(temperature=float("nan")), "temperature"),
-    (dict(top_p=0), r"top-p must be in \(0, 1\]"),
-    (dict(top_p=1.5), r"top-p must be in \(0, 1\]"),
-    (dict(top_k=0), "top-k must be an integer >= 1"),
-    (dict(top_k=2.5), "top-k must be an integer >= 1"),
-    (dict(seed="x"), "seed must be an integer"),
-    (dict(position=3), "position 3 is out of range for a 3-token prompt"),
-    (dict(candidates=0), "candidates"),
-])
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        (dict(temperature=0), "temperature must be a finite number > 0"),
+        (dict(temperature=-1.0), "temperature must be a finite number > 0"),
+        (dict(temperature=float("nan")), "temperature"),
+        (dict(top_p=0), r"top-p must be in \(0, 1\]"),
+        (dict(top_p=1.5), r"top-p must be in \(0, 1\]"),
+        (dict(top_k=0), "top-k must be an integer >= 1"),
+        (dict(top_k=2.5), "top-k must be an integer >= 1"),
+        (dict(seed="x"), "seed must be an integer"),
+        (dict(position=3), "position 3 is out of range for a 3-token prompt"),
+        (dict(candidates=0), "candidates"),
+    ],
+)
 def test_bad_options_are_refused(peaked, options, message):
     with pytest.raises(InterpretError, match=message):
         decode_next(fake_graph(peaked), **options)
@@ -135,8 +149,13 @@ def graph(tiny_checkpoint):
 def test_every_position_decodes_through_a_chain_of_nodes(graph):
     last = graph.n_tokens - 1
     node = graph.node(f"decode.next_token[{last}]")
-    assert (node.kind, node.stage, node.category, node.hook, node.shape) == ("next_token", "decode", "unembedding",
-                                                                              None, [1])
+    assert (node.kind, node.stage, node.category, node.hook, node.shape) == (
+        "next_token",
+        "decode",
+        "unembedding",
+        None,
+        [1],
+    )
     chain, vid = [], node.id
     while True:  # walk the operations back from the chosen token to the logits
         chain.append(graph.node(vid).kind)

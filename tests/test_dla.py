@@ -2,14 +2,13 @@
 
 import pytest
 import torch
+from conftest import PROMPT, TINY, make_checkpoint
 
 import gpt2graph
 from gpt2graph.dla import TOLERANCE, AttributionError, direct_logit_attribution
 from gpt2graph.errors import InterpretError
 from gpt2graph.graph import Graph
 from gpt2graph.values import Values
-
-from conftest import PROMPT, TINY, make_checkpoint
 
 
 @pytest.fixture(scope="module")

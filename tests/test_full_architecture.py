@@ -19,8 +19,15 @@ def test_parameter_counts(full_graph):
     assert round(100 * m.parameters["embedding"] / m.total_parameters, 1) == 31.0
     assert sum(m.parameters.values()) == m.total_parameters == sum(parameter_groups(m.dims).values())
     d = m.dims
-    assert (d.n_layer, d.n_head, d.d_model, d.d_head, d.d_mlp, d.n_ctx, d.n_vocab) == (12, 12, 768, 64, 3072, 1024,
-                                                                                         50257)
+    assert (d.n_layer, d.n_head, d.d_model, d.d_head, d.d_mlp, d.n_ctx, d.n_vocab) == (
+        12,
+        12,
+        768,
+        64,
+        3072,
+        1024,
+        50257,
+    )
     node_params = sum(n.n_params for n in full_graph.nodes(node_type="parameter"))
     assert node_params == m.total_parameters
 

@@ -68,10 +68,30 @@ def test_builtin_glossary_has_the_promised_entries():
     glossary = builtin_glossary()
     assert len(glossary) >= 50
     assert all(entry.sources for entry in glossary.values()), "every built-in entry cites a source"
-    for concept in ("bpe-tokenization", "residual-stream", "layernorm", "attention-head", "causal-mask",
-                    "qk-circuit", "ov-circuit", "induction-head", "previous-token-head", "attention-sink",
-                    "superposition", "logit-lens", "direct-logit-attribution", "tied-embeddings",
-                    "activation-patching", "n-vocab", "n-ctx", "d-model", "d-head", "d-mlp", "n-head", "n-layer"):
+    for concept in (
+        "bpe-tokenization",
+        "residual-stream",
+        "layernorm",
+        "attention-head",
+        "causal-mask",
+        "qk-circuit",
+        "ov-circuit",
+        "induction-head",
+        "previous-token-head",
+        "attention-sink",
+        "superposition",
+        "logit-lens",
+        "direct-logit-attribution",
+        "tied-embeddings",
+        "activation-patching",
+        "n-vocab",
+        "n-ctx",
+        "d-model",
+        "d-head",
+        "d-mlp",
+        "n-head",
+        "n-layer",
+    ):
         assert concept in glossary
 
 
@@ -97,10 +117,23 @@ def test_annotations_cover_every_stage_and_name_the_terminology(tiny_graph):
     glossary = builtin_glossary()
     covered = {node.stage for node in tiny_graph.nodes() if glossary.annotations_for(node, tiny_graph)}
     assert covered == set(Stage)
-    decode = {node.kind for node in tiny_graph.nodes() if node.stage == Stage.decode
-              and glossary.annotations_for(node, tiny_graph)}
-    assert decode == {"scaled_logits", "top_k_logits", "top_p_logits", "probs", "next_token", "temperature",
-                      "top_k", "top_p", "softmax", "sample"}
+    decode = {
+        node.kind
+        for node in tiny_graph.nodes()
+        if node.stage == Stage.decode and glossary.annotations_for(node, tiny_graph)
+    }
+    assert decode == {
+        "scaled_logits",
+        "top_k_logits",
+        "top_p_logits",
+        "probs",
+        "next_token",
+        "temperature",
+        "top_k",
+        "top_p",
+        "softmax",
+        "sample",
+    }
     assert "terminology" in {a.id for a in glossary.annotations}
 
 
@@ -130,7 +163,9 @@ def test_valid_example_passes(path):
 
 
 def test_every_problem_is_reported_at_once(tmp_path):
-    path = write(tmp_path, """\
+    path = write(
+        tmp_path,
+        """\
 glossary:
   - id: Bad_Id
     term: Bad
@@ -144,12 +179,17 @@ annotations:
     colour: red
     targets:
       - kind: attn_patern
-""")
+""",
+    )
     with pytest.raises(DataValidationError) as info:
         read_user_file(path)
     problems = info.value.problems
     assert sorted(p.split(": ", 2)[1] for p in problems) == [
-        "annotations[0].colour", "annotations[0].targets[0].kind", "annotations[0].title", "glossary[0].id"]
+        "annotations[0].colour",
+        "annotations[0].targets[0].kind",
+        "annotations[0].title",
+        "glossary[0].id",
+    ]
     assert all(p.startswith(f"{path}:") for p in problems)
 
 
@@ -168,13 +208,17 @@ def test_python_object_tags_are_refused_not_run(tmp_path):
     path = write(tmp_path, f'glossary: !!python/object/apply:os.system ["touch {marker}"]\n')
     problems = validate_files([path])
     assert not marker.exists()
-    assert problems == [f"{path}:1:11: refused: tag !!python/object/apply:os.system is not allowed (data files "
-                        "hold only strings, numbers, booleans, lists and mappings)"]
+    assert problems == [
+        f"{path}:1:11: refused: tag !!python/object/apply:os.system is not allowed (data files "
+        "hold only strings, numbers, booleans, lists and mappings)"
+    ]
 
 
 def test_unreadable_files_are_clear_errors(tmp_path):
-    for path, reason in ((tmp_path / "missing.yaml", "cannot read: No such file or directory"),
-                         (tmp_path, "cannot read: Is a directory")):
+    for path, reason in (
+        (tmp_path / "missing.yaml", "cannot read: No such file or directory"),
+        (tmp_path, "cannot read: Is a directory"),
+    ):
         with pytest.raises(DataValidationError, match=reason):
             read_user_file(path)
     binary = tmp_path / "binary.yaml"
@@ -185,8 +229,19 @@ def test_unreadable_files_are_clear_errors(tmp_path):
 
 # ---- the model objects ------------------------------------------------------------------------------------
 def test_selector_matching():
-    node = VectorNode(id="blocks.1.attn.hook_pattern[2,3]", kind="attn_pattern", category="attention",
-                      stage="attention", layer=1, head=2, position=3, space="keys", shape=[4], hook=None, index=[2, 3])
+    node = VectorNode(
+        id="blocks.1.attn.hook_pattern[2,3]",
+        kind="attn_pattern",
+        category="attention",
+        stage="attention",
+        layer=1,
+        head=2,
+        position=3,
+        space="keys",
+        shape=[4],
+        hook=None,
+        index=[2, 3],
+    )
     embed = ParameterNode(id="embed.W_E", kind="W_E", stage="embed", shape=[10, 4], n_params=40)
     assert Selector(kind=["q", "attn_pattern"], layer=1, head=2).matches(node)
     assert Selector(kind="attn_pattern", stage="attention", category="attention", position=3).matches(node)
@@ -232,13 +287,20 @@ def test_user_annotation_labels_an_induction_head(tmp_path, tiny_graph):
     assert ours[0].title == "Head 1.2 is an induction head" and "0.91 of its attention" in ours[0].body
     assert ours[0].glossary == ("induction-head",)
     assert not [a for a in graph.annotations_for("blocks.1.attn.hook_pattern[1,4]") if a.id == "head-1-2-induction"]
-    assert not [a for a in tiny_graph.annotations_for("blocks.1.attn.hook_pattern[2,4]")
-                if a.id == "head-1-2-induction"], "the shared fixture is untouched"
+    assert not [
+        a for a in tiny_graph.annotations_for("blocks.1.attn.hook_pattern[2,4]") if a.id == "head-1-2-induction"
+    ], "the shared fixture is untouched"
 
 
 def test_templates_are_filled_from_the_run(tmp_path, tiny_graph):
-    graph = fresh(tiny_graph).annotate(write(tmp_path, INDUCTION.replace(
-        'caption: "{n_tokens} x {d_model}"', 'caption: "{n_tokens} x {d_model}; {n_params} params in {model}"')))
+    graph = fresh(tiny_graph).annotate(
+        write(
+            tmp_path,
+            INDUCTION.replace(
+                'caption: "{n_tokens} x {d_model}"', 'caption: "{n_tokens} x {d_model}; {n_params} params in {model}"'
+            ),
+        )
+    )
     (note,) = [a for a in graph.annotations_for("blocks.1.attn.hook_result[4,2]") if a.id == "head-1-2-induction"]
     params = f"{tiny_graph.model.total_parameters:,}"
     assert note.caption == f"5 x 32; {params} params in {tiny_graph.model.name}"
@@ -278,8 +340,13 @@ def test_a_later_file_reusing_a_user_id_needs_override(tmp_path, tiny_graph):
     graph = fresh(tiny_graph).annotate(write(tmp_path, INDUCTION))
     with pytest.raises(DataValidationError, match=f"already defined at {tmp_path / 'mine.yaml'}:2:5"):
         graph.annotate(write(tmp_path, INDUCTION, "again.yaml"))
-    graph.annotate(write(tmp_path, INDUCTION.replace("  - id: head-1-2-induction", "  - id: head-1-2-induction\n"
-                                                     "    override: true"), "again.yaml"))
+    graph.annotate(
+        write(
+            tmp_path,
+            INDUCTION.replace("  - id: head-1-2-induction", "  - id: head-1-2-induction\n    override: true"),
+            "again.yaml",
+        )
+    )
     assert len(graph.header.user_data) == 2
 
 
@@ -294,8 +361,21 @@ def test_saved_graph_keeps_user_annotations(tmp_path, tiny_graph):
 
 def test_build_with_annotations_on_the_command_line(tmp_path, tiny_checkpoint, capsys):
     path = write(tmp_path, INDUCTION)
-    assert main(["build", PROMPT, "--model", str(tiny_checkpoint), "--annotations", str(path),
-                 "-o", str(tmp_path / "run.gg")]) == 0
+    assert (
+        main(
+            [
+                "build",
+                PROMPT,
+                "--model",
+                str(tiny_checkpoint),
+                "--annotations",
+                str(path),
+                "-o",
+                str(tmp_path / "run.gg"),
+            ]
+        )
+        == 0
+    )
     loaded = gpt2graph.load(tmp_path / "run.gg")
     (note,) = [a for a in loaded.annotations_for("blocks.1.attn.hook_pattern[2,4]") if a.id == "head-1-2-induction"]
     assert note.caption == "5 x 32"

@@ -2,13 +2,12 @@
 
 import pytest
 import torch
+from conftest import TINY
 
 from gpt2graph.analysis import LensKind
 from gpt2graph.errors import InterpretError
 from gpt2graph.lens import logit_lens
 from gpt2graph.targets import byte_level, resolve_position, resolve_token
-
-from conftest import TINY
 
 
 @pytest.fixture(scope="module")
@@ -19,8 +18,15 @@ def lens(tiny_graph):
 def test_every_stream_vector_and_every_write_is_read(tiny_graph, lens):
     n, L, H = tiny_graph.n_tokens, TINY["n_layer"], TINY["n_head"]
     counts = {k: sum(e.kind == k for e in lens.entries) for k in LensKind}
-    assert counts == {"input_embedding": n, "resid_pre": (L - 1) * n, "resid_mid": L * n, "resid_post": n,
-                      "head_out": L * H * n, "b_O": L, "mlp_out": L * n}
+    assert counts == {
+        "input_embedding": n,
+        "resid_pre": (L - 1) * n,
+        "resid_mid": L * n,
+        "resid_post": n,
+        "head_out": L * H * n,
+        "b_O": L,
+        "mlp_out": L * n,
+    }
     for e in lens.entries:  # every id is a node of the graph
         tiny_graph.node(e.node) if e.kind != "b_O" else tiny_graph.values(e.node)
     assert len({e.node for e in lens.entries}) == len(lens.entries)
@@ -33,10 +39,12 @@ def test_lens_of_the_last_stream_is_the_models_distribution(tiny_graph, lens):
     for p, e in enumerate(last):
         top = torch.topk(probs[p], 5)
         assert [t.id for t in e.top] == top.indices.tolist()
-        torch.testing.assert_close(torch.tensor([t.prob for t in e.top], dtype=torch.float64), top.values,
-                                   rtol=1e-5, atol=1e-9)
-        torch.testing.assert_close(torch.tensor([t.logit for t in e.top]), tiny_graph.logits[p, top.indices],
-                                   rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(
+            torch.tensor([t.prob for t in e.top], dtype=torch.float64), top.values, rtol=1e-5, atol=1e-9
+        )
+        torch.testing.assert_close(
+            torch.tensor([t.logit for t in e.top]), tiny_graph.logits[p, top.indices], rtol=1e-5, atol=1e-5
+        )
         if p + 1 < len(ids):
             nxt = ids[p + 1]
             assert e.next_token_rank == int((tiny_graph.logits[p] > tiny_graph.logits[p, nxt]).sum()) + 1

@@ -3,11 +3,10 @@
 import warnings
 
 import pytest
+from conftest import make_checkpoint
 
 import gpt2graph
 from gpt2graph.errors import ModelLoadError, NotGpt2Error, PromptError
-
-from conftest import make_checkpoint
 
 
 def test_unknown_hub_id_is_an_error():
@@ -28,17 +27,21 @@ def test_directory_without_a_model_is_an_error(tmp_path):
 def test_non_gpt2_directory_says_what_was_found(tmp_path):
     from transformers import BertConfig, BertModel
 
-    BertModel(BertConfig(hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32)) \
-        .save_pretrained(tmp_path / "bert")
+    BertModel(
+        BertConfig(hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32)
+    ).save_pretrained(tmp_path / "bert")
     with pytest.raises(NotGpt2Error, match="model_type 'bert'.*BertModel"):
         gpt2graph.build("hi", model=str(tmp_path / "bert"))
 
 
-@pytest.mark.parametrize("override, message", [
-    (dict(activation_function="relu"), "activation_function 'relu'"),
-    (dict(scale_attn_by_inverse_layer_idx=True), "attention scaling"),
-    (dict(tie_word_embeddings=False), "untied"),
-])
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        (dict(activation_function="relu"), "activation_function 'relu'"),
+        (dict(scale_attn_by_inverse_layer_idx=True), "attention scaling"),
+        (dict(tie_word_embeddings=False), "untied"),
+    ],
+)
 def test_gpt2_variants_we_cannot_draw_exactly_are_refused(tmp_path, override, message):
     path = make_checkpoint(tmp_path / "variant", **override)
     with pytest.raises(NotGpt2Error, match=message):

@@ -23,9 +23,26 @@ def installed(tmp_path_factory) -> Path:
     target = tmp_path_factory.mktemp("site")
     source = tmp_path_factory.mktemp("src") / "template"
     shutil.copytree(TEMPLATE, source)  # setuptools builds in the source tree: keep the checkout clean
-    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-deps",
-                    "--no-build-isolation", "--no-index", "--target", str(target), str(source)],
-                   check=True, capture_output=True, timeout=300, cwd=source)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            "--no-deps",
+            "--no-build-isolation",
+            "--no-index",
+            "--target",
+            str(target),
+            str(source),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=300,
+        cwd=source,
+    )
     return target
 
 
@@ -57,6 +74,23 @@ def test_installed_template_is_listed_and_used_by_the_cli(installed, saved_graph
     listing = subprocess.run([*cli, "renderers"], env=env, capture_output=True, text=True, check=True)
     assert "dot 0.1.0 (gpt2graph-template)" in listing.stdout and "--option heads=<list[int]>" in listing.stdout
     out = tmp_path / "run.gv"
-    subprocess.run([*cli, "render", str(saved_graph), "-r", "dot", "-o", str(out), "--option", "layers=all",
-                    "--option", "heads=0"], env=env, capture_output=True, text=True, check=True)
+    subprocess.run(
+        [
+            *cli,
+            "render",
+            str(saved_graph),
+            "-r",
+            "dot",
+            "-o",
+            str(out),
+            "--option",
+            "layers=all",
+            "--option",
+            "heads=0",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert '"blocks.1.hook_mlp_out[4]"' in out.read_text(encoding="utf-8")

@@ -19,9 +19,13 @@ class Stub:
     name = "stub"
     description = "a renderer that writes its options"
     suffixes = (".txt",)
-    options = {"layers": Option(list[int], [0], "blocks"), "head": Option(int, 0, "head"),
-               "scale": Option(float, 1.0, "scale"), "show": Option(bool, True, "show"),
-               "style": Option(str, "light", "style", choices=("light", "dark"))}
+    options = {
+        "layers": Option(list[int], [0], "blocks"),
+        "head": Option(int, 0, "head"),
+        "scale": Option(float, 1.0, "scale"),
+        "show": Option(bool, True, "show"),
+        "style": Option(str, "light", "style", choices=("light", "dark")),
+    }
 
     def render(self, graph, path, **options):
         path.write_text(json.dumps(options))
@@ -37,15 +41,16 @@ class FakeEntryPoint:
     name: str
     value: str
     obj: object = None
-    dist: SimpleNamespace = field(default_factory=lambda: SimpleNamespace(metadata={"Name": "fake-dist"},
-                                                                          version="9.9"))
+    dist: SimpleNamespace = field(
+        default_factory=lambda: SimpleNamespace(metadata={"Name": "fake-dist"}, version="9.9")
+    )
 
     def load(self):
         return self.obj
 
 
 def fake_registry(monkeypatch, *eps: FakeEntryPoint) -> Registry:
-    monkeypatch.setattr(reg, "entry_points", lambda group: [ep for ep in eps])
+    monkeypatch.setattr(reg, "entry_points", lambda group: list(eps))
     return Registry()
 
 
@@ -67,8 +72,11 @@ def test_unknown_renderer_lists_the_installed_ones(monkeypatch):
 
 
 def test_two_plugins_claiming_one_name_is_an_error_naming_both(monkeypatch):
-    r = fake_registry(monkeypatch, FakeEntryPoint("svg", "pkg_one:Svg", Stub, dist("plugin-one")),
-                      FakeEntryPoint("svg", "pkg_two:Svg", Stub, dist("plugin-two")))
+    r = fake_registry(
+        monkeypatch,
+        FakeEntryPoint("svg", "pkg_one:Svg", Stub, dist("plugin-one")),
+        FakeEntryPoint("svg", "pkg_two:Svg", Stub, dist("plugin-two")),
+    )
     with pytest.raises(RendererError) as err:
         r.names()
     message = str(err.value)
@@ -90,15 +98,18 @@ def test_unknown_option_lists_the_valid_ones(monkeypatch):
     assert "valid options: layers (list[int]), head (int), scale (float), show (bool), style (str)" in str(err.value)
 
 
-@pytest.mark.parametrize("options, message", [
-    ({"head": "two"}, "option 'head' expects int, got 'two'"),
-    ({"head": 1.5}, "option 'head' expects int, got float 1.5"),
-    ({"head": True}, "option 'head' expects int"),
-    ({"layers": "0,x"}, "option 'layers' expects list[int]"),
-    ({"layers": [0, "1"]}, "option 'layers' expects list[int]"),
-    ({"show": "maybe"}, "option 'show' expects bool"),
-    ({"style": "neon"}, "option 'style' must be one of light, dark"),
-])
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({"head": "two"}, "option 'head' expects int, got 'two'"),
+        ({"head": 1.5}, "option 'head' expects int, got float 1.5"),
+        ({"head": True}, "option 'head' expects int"),
+        ({"layers": "0,x"}, "option 'layers' expects list[int]"),
+        ({"layers": [0, "1"]}, "option 'layers' expects list[int]"),
+        ({"show": "maybe"}, "option 'show' expects bool"),
+        ({"style": "neon"}, "option 'style' must be one of light, dark"),
+    ],
+)
 def test_wrong_option_types_say_what_was_expected(monkeypatch, options, message):
     r = fake_registry(monkeypatch, FakeEntryPoint("stub", "s:Stub", Stub))
     with pytest.raises(RendererError, match=message.replace("[", r"\[").replace("]", r"\]")):
@@ -116,8 +127,8 @@ def test_cli_strings_are_converted_and_defaults_filled(monkeypatch):
     r = fake_registry(monkeypatch, FakeEntryPoint("stub", "s:Stub", Stub))
     checked = r.check_options("stub", parse_cli_options(["layers=0,3", "scale=2", "show=off"]))
     assert checked == {"layers": [0, 3], "head": 0, "scale": 2.0, "show": False, "style": "light"}
-    assert r.check_options("stub", {"layers": "all"})["layers"] is None   # every block
-    assert r.check_options("stub", {"layers": ""})["layers"] == []        # none
+    assert r.check_options("stub", {"layers": "all"})["layers"] is None  # every block
+    assert r.check_options("stub", {"layers": ""})["layers"] == []  # none
     with pytest.raises(RendererError, match="--option expects key=value"):
         parse_cli_options(["layers"])
 
@@ -134,8 +145,13 @@ def test_show_needs_a_renderer_that_can_display_inline(monkeypatch, tiny_graph):
             shown.append(options)
 
     shown: list[dict] = []
-    monkeypatch.setattr(reg, "registry", fake_registry(monkeypatch, FakeEntryPoint("stub", "s:Stub", Stub),
-                                                       FakeEntryPoint("showing", "s:Showing", Showing)))
+    monkeypatch.setattr(
+        reg,
+        "registry",
+        fake_registry(
+            monkeypatch, FakeEntryPoint("stub", "s:Stub", Stub), FakeEntryPoint("showing", "s:Showing", Showing)
+        ),
+    )
     tiny_graph.show("showing", head=3)
     assert shown == [{"layers": [0], "head": 3, "scale": 1.0, "show": True, "style": "light"}]
     with pytest.raises(RendererError, match="renderer 'stub' cannot display inline"):
@@ -149,8 +165,11 @@ def test_cli_lists_renderers_with_their_options(capsys):
     assert main(["renderers", "--json"]) == 0
     rows = {row["name"]: row for row in json.loads(capsys.readouterr().out)}
     assert rows["svg"]["suffixes"] == [".svg"]
-    assert rows["svg"]["options"]["head"] == {"type": "int", "default": 0, "help": rows["svg"]["options"]["head"]
-                                              ["help"]}
+    assert rows["svg"]["options"]["head"] == {
+        "type": "int",
+        "default": 0,
+        "help": rows["svg"]["options"]["head"]["help"],
+    }
 
 
 def test_cli_unknown_renderer_is_a_clear_error(saved_graph, tmp_path, capsys):

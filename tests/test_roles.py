@@ -23,8 +23,9 @@ def previous_token_graph(tmp_path_factory):
     from transformers import GPT2Config, GPT2LMHeadModel
 
     torch.manual_seed(0)
-    model = GPT2LMHeadModel(GPT2Config(n_layer=1, n_head=N_HEAD, n_embd=D_MODEL, n_positions=D_HEAD,
-                                       vocab_size=50257)).eval()
+    model = GPT2LMHeadModel(
+        GPT2Config(n_layer=1, n_head=N_HEAD, n_embd=D_MODEL, n_positions=D_HEAD, vocab_size=50257)
+    ).eval()
     a = 3.0
     with torch.no_grad():
         t = model.transformer
@@ -60,8 +61,9 @@ def test_the_previous_token_head_is_found(previous_token_graph):
 def test_a_uniform_head_is_not_flagged(previous_token_graph):
     roles = head_roles(previous_token_graph)
     uniform = roles.heads[1]
-    torch.testing.assert_close(previous_token_graph.pattern(0, 1),
-                               torch.ones(12, 12).tril() / torch.arange(1, 13)[:, None])
+    torch.testing.assert_close(
+        previous_token_graph.pattern(0, 1), torch.ones(12, 12).tril() / torch.arange(1, 13)[:, None]
+    )
     assert uniform.label is None
     for role in (Role.previous_token, Role.first_token, Role.current_token):
         assert getattr(uniform, role) == pytest.approx(roles.chance[role], abs=1e-6)
@@ -106,7 +108,7 @@ def test_role_scores_follow_their_definitions():
     sink[:, 0] = 1
     s = role_scores(torch.stack([sink, induction]).double(), tokens)
     assert s[Role.first_token].tolist() == [1.0, 0.0] and s[Role.induction].tolist() == [0.0, 1.0]
-    assert role_scores(torch.ones(1, 1), torch.tensor([7])) == {r: None for r in Role}
+    assert role_scores(torch.ones(1, 1), torch.tensor([7])) == dict.fromkeys(Role)
     assert role_scores(sink.double(), torch.arange(n))[Role.induction] is None  # no token repeats
 
 

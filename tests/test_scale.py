@@ -2,9 +2,9 @@
 
 import tracemalloc
 
-import gpt2graph
-
 from conftest import make_checkpoint
+
+import gpt2graph
 
 
 def test_full_context_build_allocates_no_per_node_objects(tmp_path):

@@ -17,8 +17,20 @@ from gpt2graph.schemagen import SCHEMA_DIR, SCHEMAS, cli_schema, render, stale
 ROOT = Path(__file__).resolve().parent.parent
 DATA_FILES = sorted(data_dir().rglob("*.yaml")) + sorted((ROOT / "tests" / "data").rglob("*.yaml"))
 #: invalid examples whose problem is visible to the JSON Schema alone (the rest need the cross-checks)
-SCHEMA_LEVEL_INVALID = ["unknown-field", "wrong-type", "missing-field", "bad-id", "bad-url", "unknown-kind",
-                        "unknown-stage", "unknown-category", "negative-layer", "empty-selector", "unknown-top-level", "not-a-mapping"]
+SCHEMA_LEVEL_INVALID = [
+    "unknown-field",
+    "wrong-type",
+    "missing-field",
+    "bad-id",
+    "bad-url",
+    "unknown-kind",
+    "unknown-stage",
+    "unknown-category",
+    "negative-layer",
+    "empty-selector",
+    "unknown-top-level",
+    "not-a-mapping",
+]
 
 
 def load_schema(name: str) -> dict:
@@ -60,8 +72,9 @@ def test_data_file_names_its_schema_on_line_one(path):
     assert first == f"# yaml-language-server: $schema={target}"
 
 
-@pytest.mark.parametrize("path", [p for p in DATA_FILES if "invalid" not in p.parts],
-                         ids=lambda p: str(p.relative_to(ROOT)))
+@pytest.mark.parametrize(
+    "path", [p for p in DATA_FILES if "invalid" not in p.parts], ids=lambda p: str(p.relative_to(ROOT))
+)
 def test_data_file_satisfies_the_json_schema(path):
     errors = [e.message for e in validator("data.schema.json").iter_errors(yaml.safe_load(path.read_text()) or {})]
     assert errors == []
@@ -76,8 +89,11 @@ def test_json_schema_rejects_invalid_examples(name):
 def test_saved_graph_satisfies_the_graph_schema(saved_graph, tiny_graph):
     header = json.loads((saved_graph / "graph.json").read_text(encoding="utf-8"))
     assert list(validator("graph.schema.json").iter_errors(header)) == []
-    for node_type, definition in (("vector", "VectorNode"), ("parameter", "ParameterNode"),
-                                  ("operation", "OperationNode")):
+    for node_type, definition in (
+        ("vector", "VectorNode"),
+        ("parameter", "ParameterNode"),
+        ("operation", "OperationNode"),
+    ):
         record = tiny_graph.nodes(layer=1, head=2, node_type=node_type)[0].model_dump(mode="json")
         assert list(validator("graph.schema.json", definition).iter_errors(record)) == []
     edge = tiny_graph.edges("blocks.1.attn.hook_z[0,2]")[0].model_dump(mode="json")

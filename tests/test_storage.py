@@ -13,7 +13,9 @@ from gpt2graph.errors import GraphFileError
 
 def test_round_trip_is_lossless(tiny_graph, saved_graph):
     loaded = gpt2graph.load(saved_graph)
-    assert loaded.header.model_dump(exclude={"values_sha256"}) == tiny_graph.header.model_dump(exclude={"values_sha256"})
+    assert loaded.header.model_dump(exclude={"values_sha256"}) == tiny_graph.header.model_dump(
+        exclude={"values_sha256"}
+    )
     assert loaded.vocab == tiny_graph.vocab
     for name, t in tiny_graph.store.activations.items():
         assert torch.equal(loaded.store.activations[name], t), name
@@ -53,11 +55,14 @@ def test_mismatched_pair_is_refused(tiny_checkpoint, saved_graph, tmp_path):
         gpt2graph.load(dest)
 
 
-@pytest.mark.parametrize("text, message", [
-    ("{not json", "not valid JSON"),
-    ('{"format": "gpt2graph", "format_version": 1}', "does not match the graph schema"),
-    ('{"format_version": 99}', "format_version 99 is not supported"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("{not json", "not valid JSON"),
+        ('{"format": "gpt2graph", "format_version": 1}', "does not match the graph schema"),
+        ('{"format_version": 99}', "format_version 99 is not supported"),
+    ],
+)
 def test_corrupted_header_is_refused(saved_graph, tmp_path, text, message):
     dest = _copy(saved_graph, tmp_path)
     (dest / "graph.json").write_text(text)

@@ -94,7 +94,7 @@ def test_no_text_box_overlaps_another(tiny_graph):
     for options in ({}, {"layers": [0, 1], "head": 2}, {"layers": []}, {"positions": [0, 3, 4]}):
         texts = sorted(scene(tiny_graph, **options).texts(), key=lambda t: t.box.x)
         for i, a in enumerate(texts):
-            for b in texts[i + 1:]:
+            for b in texts[i + 1 :]:
                 if b.box.x >= a.box.right:
                     break
                 assert not a.box.overlaps(b.box), (options, a.lines, b.lines)
@@ -142,7 +142,9 @@ def test_user_text_is_escaped(tiny_checkpoint, tmp_path):
         f"    body: {EVIL!r}\n"
         "    targets:\n"
         "      - kind: ln1\n"
-        "        layer: 0\n", encoding="utf-8")
+        "        layer: 0\n",
+        encoding="utf-8",
+    )
     graph.annotate(note)
     path = tmp_path / "evil.svg"
     graph.render("svg", path)
@@ -154,13 +156,16 @@ def test_user_text_is_escaped(tiny_checkpoint, tmp_path):
     assert "onerror=alert(1)>" in texts
 
 
-@pytest.mark.parametrize("options, message", [
-    ({"layers": [2]}, "layer 2 does not exist: this model has layers 0 to 1"),
-    ({"head": 4}, "head 4 does not exist: this model has heads 0 to 3"),
-    ({"positions": [0, 9]}, "position 9 does not exist"),
-    ({"temperature": 0.0}, "decoding option: temperature must be a finite number > 0"),
-    ({"top_p": 1.5}, "decoding option: top-p must be in (0, 1]"),
-])
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({"layers": [2]}, "layer 2 does not exist: this model has layers 0 to 1"),
+        ({"head": 4}, "head 4 does not exist: this model has heads 0 to 3"),
+        ({"positions": [0, 9]}, "position 9 does not exist"),
+        ({"temperature": 0.0}, "decoding option: temperature must be a finite number > 0"),
+        ({"top_p": 1.5}, "decoding option: top-p must be in (0, 1]"),
+    ],
+)
 def test_bad_options_are_clear_errors_and_write_nothing(tiny_graph, tmp_path, options, message):
     path = tmp_path / "out.svg"
     with pytest.raises(RendererError, match=message.replace("(", r"\(").replace(")", r"\)").replace("]", r"\]")):
@@ -176,12 +181,28 @@ def test_unwritable_output_path(tiny_graph, tmp_path):
 
 def test_cli_render(saved_graph, tmp_path, capsys):
     out = tmp_path / "cli.svg"
-    assert main(["render", str(saved_graph), "-r", "svg", "-o", str(out), "--option", "layers=0,1",
-                 "--option", "head=2", "--option", "callouts=no"]) == 0
+    assert (
+        main(
+            [
+                "render",
+                str(saved_graph),
+                "-r",
+                "svg",
+                "-o",
+                str(out),
+                "--option",
+                "layers=0,1",
+                "--option",
+                "head=2",
+                "--option",
+                "callouts=no",
+            ]
+        )
+        == 0
+    )
     nodes = drawn(parse(out))
     assert "blocks.1.attn.hook_pattern[2,4]" in nodes
-    assert main(["render", str(saved_graph), "-r", "svg", "-o", str(tmp_path / "x.svg"), "--option",
-                 "head=two"]) == 2
+    assert main(["render", str(saved_graph), "-r", "svg", "-o", str(tmp_path / "x.svg"), "--option", "head=two"]) == 2
     assert "option 'head' expects int" in capsys.readouterr().err
     assert not (tmp_path / "x.svg").exists()
 
@@ -195,9 +216,20 @@ def test_chromium_renders_it(chromium, default_svg, artifacts_dir, tmp_path):
     w, h = int(float(root.get("width"))), int(float(root.get("height")))
     png = artifacts_dir / "svg-default.png"
     png.unlink(missing_ok=True)
-    subprocess.run([chromium, *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile'}", "--hide-scrollbars",
-                    f"--window-size={w},{h}", f"--screenshot={png}", default_svg.as_uri()],
-                   check=True, capture_output=True, timeout=120)
+    subprocess.run(
+        [
+            chromium,
+            *CHROMIUM_FLAGS,
+            f"--user-data-dir={tmp_path / 'profile'}",
+            "--hide-scrollbars",
+            f"--window-size={w},{h}",
+            f"--screenshot={png}",
+            default_svg.as_uri(),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
     image = Image.open(png).convert("RGB")
     assert image.size == (w, h)
     colours = image.getcolors(maxcolors=1 << 24)
@@ -217,8 +249,7 @@ def assert_chromium_draws_the_measured_widths(chromium: str, chromedriver: str, 
     driver = webdriver.Chrome(options=opts, service=webdriver.ChromeService(executable_path=chromedriver))
     try:
         driver.get(svg.as_uri())
-        widths = driver.execute_script(
-            "return [...document.querySelectorAll('text')].map(t => t.getBBox().width)")
+        widths = driver.execute_script("return [...document.querySelectorAll('text')].map(t => t.getBBox().width)")
     finally:
         driver.quit()
     expected = [t.box.w for t in s.texts()]

@@ -46,7 +46,7 @@ def fill(el: ET.Element) -> str:
 
 
 def rgb(colour: str) -> tuple[int, int, int]:
-    return tuple(int(colour[i:i + 2], 16) for i in (1, 3, 5))
+    return tuple(int(colour[i : i + 2], 16) for i in (1, 3, 5))
 
 
 def luminance(colour: str) -> float:
@@ -61,7 +61,7 @@ def percent(p: float) -> str:
 def assert_no_overlap(s) -> None:
     texts = sorted(s.texts(), key=lambda t: t.box.x)
     for i, a in enumerate(texts):
-        for b in texts[i + 1:]:
+        for b in texts[i + 1 :]:
             if b.box.x >= a.box.right:
                 break
             assert not a.box.overlaps(b.box), (a.lines, b.lines)
@@ -106,8 +106,7 @@ def test_stored_decoding_is_drawn_with_its_numbers(analysed_graph, analysed_root
 def test_decoding_options_are_computed_by_the_core(analysed_graph):
     options = dict(temperature=0.7, top_k=5, top_p=0.9, seed=3)
     root = render(analysed_graph, **options)
-    expected = decode_next(analysed_graph, position=analysed_graph.analysis.decoding.position, candidates=8,
-                           **options)
+    expected = decode_next(analysed_graph, position=analysed_graph.analysis.decoding.position, candidates=8, **options)
     assert [s.kind for s in expected.steps] == ["softmax", "temperature", "top_k", "top_p"]
     assert_table_shows(root, expected)
     page = text_of(root)
@@ -138,15 +137,18 @@ def test_without_an_analysis_the_decoding_comes_from_decode_next(tiny_graph):
     assert not [t for t in tips if "logit lens" in t or "direct logit attribution" in t]
 
 
-@pytest.mark.parametrize("options, message", [
-    ({"temperature": 0.0}, "temperature must be a finite number > 0, got 0.0"),
-    ({"temperature": -1.0}, "temperature must be a finite number > 0"),
-    ({"temperature": math.nan}, "temperature must be a finite number > 0"),
-    ({"top_p": 0.0}, r"top-p must be in \(0, 1\], got 0.0"),
-    ({"top_p": 1.5}, r"top-p must be in \(0, 1\], got 1.5"),
-    ({"top_k": 0}, "top-k must be an integer >= 1, got 0"),
-    ({"seed": 1.5}, r"seed must be an integer \(or None for greedy decoding\), got 1.5"),
-])
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({"temperature": 0.0}, "temperature must be a finite number > 0, got 0.0"),
+        ({"temperature": -1.0}, "temperature must be a finite number > 0"),
+        ({"temperature": math.nan}, "temperature must be a finite number > 0"),
+        ({"top_p": 0.0}, r"top-p must be in \(0, 1\], got 0.0"),
+        ({"top_p": 1.5}, r"top-p must be in \(0, 1\], got 1.5"),
+        ({"top_k": 0}, "top-k must be an integer >= 1, got 0"),
+        ({"seed": 1.5}, r"seed must be an integer \(or None for greedy decoding\), got 1.5"),
+    ],
+)
 @pytest.mark.parametrize("fixture", ["tiny_graph", "analysed_graph"])
 def test_bad_decoding_options_are_clear_errors(request, fixture, options, message):
     graph = request.getfixturevalue(fixture)
@@ -172,12 +174,30 @@ def test_bad_options_through_render_and_the_cli_write_nothing(tiny_graph, analys
 def test_cli_renders_a_saved_analysis_with_options(analysed_graph, tmp_path):
     saved, out = tmp_path / "run.gg", tmp_path / "run.svg"
     analysed_graph.save(saved)
-    assert main(["render", str(saved), "-r", "svg", "-o", str(out), "--option", "head_color=copying",
-                 "--option", "seed=5", "--option", "top_p=0.5"]) == 0
+    assert (
+        main(
+            [
+                "render",
+                str(saved),
+                "-r",
+                "svg",
+                "-o",
+                str(out),
+                "--option",
+                "head_color=copying",
+                "--option",
+                "seed=5",
+                "--option",
+                "top_p=0.5",
+            ]
+        )
+        == 0
+    )
     root = ET.fromstring(out.read_bytes())
     assert "coloured by OV copying score" in text_of(root)
-    expected = decode_next(analysed_graph, position=analysed_graph.analysis.decoding.position, top_p=0.5, seed=5,
-                           candidates=8)
+    expected = decode_next(
+        analysed_graph, position=analysed_graph.analysis.decoding.position, top_p=0.5, seed=5, candidates=8
+    )
     assert_table_shows(root, expected)
 
 
@@ -188,8 +208,9 @@ def test_tooltips_carry_the_logit_lens_and_dla(analysed_graph, analysed_root):
     dla = {c.component: c for c in a.dla.contributions}
     drawn = {el.get("data-node"): el for el in analysed_root.iter() if el.get("data-node")}
     with_lens = [n for n in drawn if n in lens]
-    assert {"resid_pre", "resid_mid", "resid_post", "head_out", "mlp_out", "b_O", "input_embedding"} <= \
-        {lens[n].kind for n in with_lens}
+    assert {"resid_pre", "resid_mid", "resid_post", "head_out", "mlp_out", "b_O", "input_embedding"} <= {
+        lens[n].kind for n in with_lens
+    }
     tokens = analysed_graph.tokenization.tokens_visible
     for node in with_lens:
         tip, entry = title(drawn[node]), lens[node]
@@ -199,8 +220,9 @@ def test_tooltips_carry_the_logit_lens_and_dla(analysed_graph, analysed_root):
             assert f"next token {tokens[position + 1]!r}: rank {entry.next_token_rank:,} under the lens" in tip
         assert f"target 'Ġthe': rank {entry.target_rank:,}" in tip
     with_dla = [n for n in drawn if n in dla]
-    assert {"token_embedding", "pos_embedding", "head_out", "mlp_out", "b_O", "b_out", "ln_final_b"} <= \
-        {dla[n].kind for n in with_dla}
+    assert {"token_embedding", "pos_embedding", "head_out", "mlp_out", "b_O", "b_out", "ln_final_b"} <= {
+        dla[n].kind for n in with_dla
+    }
     for node in with_dla:
         value = f"{dla[node].contribution:+.4g}".replace("-", "−") if dla[node].contribution else "0"
         assert f"direct logit attribution to the logit of 'Ġthe' at position 4: {value}" in title(drawn[node])
@@ -263,8 +285,10 @@ def head_cells(root: ET.Element) -> dict[tuple[int, int], ET.Element]:
 
 def assert_cells_match_the_legend(root: ET.Element, cells: dict, fraction) -> None:
     """Each cell's colour is the legend bar's colour at the cell's value (``fraction`` of the bar's width)."""
-    bar = [(float(r.get("x")), float(r.get("width")), r.get("fill"))
-           for r in by_class(root, "head-scale")[0].findall("svg:rect", NS)]
+    bar = [
+        (float(r.get("x")), float(r.get("width")), r.get("fill"))
+        for r in by_class(root, "head-scale")[0].findall("svg:rect", NS)
+    ]
     x0, x1 = bar[0][0], bar[-1][0] + bar[-1][1]
     for key, cell in cells.items():
         x = x0 + min(fraction(float(cell.get("data-value"))), 0.999) * (x1 - x0)
@@ -301,6 +325,7 @@ def test_head_map_defaults_to_dla_on_a_diverging_scale(analysed_graph, analysed_
 
     def distance(k):
         return sum(abs(a - b) for a, b in zip(rgb(fill(cells[k])), white, strict=True))
+
     for side in (1, -1):  # on each side of zero, a larger |value| is never closer to white
         ranked = sorted((k for k, v in expected.items() if v * side > 0), key=lambda k: abs(expected[k]))
         assert [distance(k) for k in ranked] == sorted(distance(k) for k in ranked)
@@ -354,17 +379,27 @@ def test_tokens_from_the_analysis_are_escaped(analysed_graph):
     assert any(EVIL in title(el) for el in by_class(root, "head-cell"))
 
 
-@pytest.mark.parametrize("options", [{}, {"layers": None, "head": 3}, {"layers": [], "head_color": "induction"},
-                                     {"positions": [0, 4], "seed": 1, "top_k": 3, "head_color": "copying"},
-                                     {"callouts": False, "top_p": 0.5}])
+@pytest.mark.parametrize(
+    "options",
+    [
+        {},
+        {"layers": None, "head": 3},
+        {"layers": [], "head_color": "induction"},
+        {"positions": [0, 4], "seed": 1, "top_k": 3, "head_color": "copying"},
+        {"callouts": False, "top_p": 0.5},
+    ],
+)
 def test_no_text_box_overlaps_another_with_the_panels(analysed_graph, options):
     assert_no_overlap(scene(analysed_graph, **options))
 
 
 def test_a_longer_prompt_and_more_heads(tiny_checkpoint, tmp_path):
     """More positions than shown, a contrast in DLA and no lens: panels adapt and still never overlap."""
-    graph = gpt2graph.build(PROMPT + " and vectors are tokens, again and again and again",
-                            model=str(tiny_checkpoint), analyze={"contrast": " the", "lens": False})
+    graph = gpt2graph.build(
+        PROMPT + " and vectors are tokens, again and again and again",
+        model=str(tiny_checkpoint),
+        analyze={"contrast": " the", "lens": False},
+    )
     assert graph.n_tokens > 12
     s = scene(graph, head_color="previous_token")
     assert_no_overlap(s)
@@ -375,17 +410,29 @@ def test_a_longer_prompt_and_more_heads(tiny_checkpoint, tmp_path):
 
 
 @pytest.mark.browser
-def test_chromium_draws_the_analysis_with_the_measured_widths(chromium, chromedriver, analysed_graph, artifacts_dir,
-                                                              tmp_path):
+def test_chromium_draws_the_analysis_with_the_measured_widths(
+    chromium, chromedriver, analysed_graph, artifacts_dir, tmp_path
+):
     """Screenshot for people to look at, and every text box as wide in Chromium as the layout measured."""
     s = scene(analysed_graph, seed=3, top_k=5, head_color="induction")
     path = tmp_path / "analysed.svg"
     path.write_bytes(to_svg(s))
     png = artifacts_dir / "svg-analysed.png"
     png.unlink(missing_ok=True)
-    subprocess.run([chromium, *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'shot'}", "--hide-scrollbars",
-                    f"--window-size={int(s.width)},{int(s.height)}", f"--screenshot={png}", path.as_uri()],
-                   check=True, capture_output=True, timeout=120)
+    subprocess.run(
+        [
+            chromium,
+            *CHROMIUM_FLAGS,
+            f"--user-data-dir={tmp_path / 'shot'}",
+            "--hide-scrollbars",
+            f"--window-size={int(s.width)},{int(s.height)}",
+            f"--screenshot={png}",
+            path.as_uri(),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
     assert png.stat().st_size > 0
     assert_chromium_draws_the_measured_widths(chromium, chromedriver, path, s, tmp_path)
 

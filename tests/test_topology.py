@@ -42,8 +42,19 @@ def test_stream_between_blocks_is_one_node_with_alias(top):
     assert top.parse("blocks.2.hook_resid_post[1]")[1].kind == VectorKind.resid_post
 
 
-@pytest.mark.parametrize("bad", ["blocks.3.attn.hook_q[0,0]", "blocks.0.attn.hook_q[4,0]", "blocks.0.attn.hook_q[0]",
-                                 "nonsense", "blocks.0.attn.W_Q[5]", "op:embed.W_E", "hook_embed[0,1]", ""])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "blocks.3.attn.hook_q[0,0]",
+        "blocks.0.attn.hook_q[4,0]",
+        "blocks.0.attn.hook_q[0]",
+        "nonsense",
+        "blocks.0.attn.W_Q[5]",
+        "op:embed.W_E",
+        "hook_embed[0,1]",
+        "",
+    ],
+)
 def test_unknown_ids_are_clear_errors(top, bad):
     with pytest.raises(NodeNotFoundError, match="no node"):
         top.parse(bad)

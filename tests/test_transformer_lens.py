@@ -32,8 +32,9 @@ def test_every_hooked_vector_equals_transformerlens(tiny_graph, tl_cache):
         expected = tl_cache[node.hook][0][tuple(node.index)]
         if node.kind in ("attn_scores", "attn_pattern"):
             expected = expected[: node.position + 1]  # the causal row; TL pads it with -inf / 0
-        torch.testing.assert_close(tiny_graph.values(node.id), expected, rtol=1e-5, atol=1e-5,
-                                   msg=lambda m, n=node: f"{n.id}: {m}")
+        torch.testing.assert_close(
+            tiny_graph.values(node.id), expected, rtol=1e-5, atol=1e-5, msg=lambda m, n=node: f"{n.id}: {m}"
+        )
         checked.add(node.kind)
         for alias in node.aliases:
             hook, index = alias.split("[")

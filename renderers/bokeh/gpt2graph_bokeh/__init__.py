@@ -52,14 +52,24 @@ class BokehRenderer:
     suffixes = (".html",)
     options: ClassVar[dict[str, Option]] = {
         "title": Option(str, None, "title of the page; when not given, made from the model's name"),
-        "color_by": Option(str, "category", "initial colouring: category (the legend's), norm or mean (scaled "
-                           "within each kind); with an analysis also dla, a head role score (previous_token, "
-                           "first_token, current_token, induction) or copying", choices=COLOR_MODES + ANALYSIS_MODES),
-        "max_positions": Option(int, 32, "level of detail: above this many positions in view, blocks are drawn "
-                                "instead of single vectors"),
-        "logit_lens": Option(bool, True, "logit lens in the tooltips: top tokens and the next token's rank, read "
-                             "from a stored analysis for every vector it covers, else computed for the residual "
-                             "stream"),
+        "color_by": Option(
+            str,
+            "category",
+            "initial colouring: category (the legend's), norm or mean (scaled "
+            "within each kind); with an analysis also dla, a head role score (previous_token, "
+            "first_token, current_token, induction) or copying",
+            choices=COLOR_MODES + ANALYSIS_MODES,
+        ),
+        "max_positions": Option(
+            int, 32, "level of detail: above this many positions in view, blocks are drawn instead of single vectors"
+        ),
+        "logit_lens": Option(
+            bool,
+            True,
+            "logit lens in the tooltips: top tokens and the next token's rank, read "
+            "from a stored analysis for every vector it covers, else computed for the residual "
+            "stream",
+        ),
     }
 
     def render(self, graph: Graph, path: Path, **options: Any) -> Path:

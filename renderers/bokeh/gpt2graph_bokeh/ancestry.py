@@ -95,4 +95,3 @@ def lane_edges(inputs: Rules, lay: Layout) -> tuple[np.ndarray, np.ndarray]:
     if not src_parts:
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
     return np.concatenate(src_parts), np.concatenate(dst_parts)
-

@@ -78,8 +78,12 @@ __all__ = ["CATEGORY_COLORS", "COLOR_MODES", "build_explorer"]
 
 COLOR_MODES = ("category", "norm", "mean")
 CATEGORY_COLORS: dict[str, str] = {
-    Category.tokenizer: "#9d755d", Category.parameter: "#a5a5a5", Category.operation: "#e45756",
-    Category.residual: "#4c78a8", Category.attention: "#f58518", Category.mlp: "#54a24b",
+    Category.tokenizer: "#9d755d",
+    Category.parameter: "#a5a5a5",
+    Category.operation: "#e45756",
+    Category.residual: "#4c78a8",
+    Category.attention: "#f58518",
+    Category.mlp: "#54a24b",
     Category.unembedding: "#b279a2",
 }
 HIGHLIGHT = {"ancestor": "#d62728", "descendant": "#1f77b4", "selected": "#111111"}
@@ -151,30 +155,43 @@ def _unit_tables(graph: Graph, lay: Layout) -> dict[str, np.ndarray]:
     """Per-unit kind, layer, head (-1: none), shape and logit-lens label, for tooltips and the panel header.
     numpy arrays, strings too: Bokeh serialises those in one piece rather than item by item."""
     top = lay.topology
-    shapes = ["(position+1,)" if VECTOR_SPECS[k.kind].space == "keys" else str(tuple(top.vector_shape(k)))
-              for k in lay.groups] + [str(tuple(top.param_shape(k))) for k in lay.params]
+    shapes = [
+        "(position+1,)" if VECTOR_SPECS[k.kind].space == "keys" else str(tuple(top.vector_shape(k))) for k in lay.groups
+    ] + [str(tuple(top.param_shape(k))) for k in lay.params]
     units = [*lay.groups, *lay.params]
     labels = ["predicts" if k.kind == "logits" else "logit lens" for k in units]  # shown only beside a lens
-    return {"unit_kind": np.array([str(k.kind) for k in units]),
-            "unit_layer": np.array([-1 if k.layer is None else k.layer for k in units], dtype=np.int32),
-            "unit_head": np.array([-1 if k.head is None else k.head for k in units], dtype=np.int32),
-            "unit_shape": np.array(shapes), "lens_label": np.array(labels)}
+    return {
+        "unit_kind": np.array([str(k.kind) for k in units]),
+        "unit_layer": np.array([-1 if k.layer is None else k.layer for k in units], dtype=np.int32),
+        "unit_head": np.array([-1 if k.head is None else k.head for k in units], dtype=np.int32),
+        "unit_shape": np.array(shapes),
+        "lens_label": np.array(labels),
+    }
 
 
 def _node_source(graph: Graph, lay: Layout, metric: Metrics | None) -> ColumnDataSource:
     """One row per vector and parameter, in layout order, with numpy columns wherever possible."""
     n, G = graph.n_tokens, len(lay.groups)
     categories = list(CATEGORY_COLORS)
-    unit = np.concatenate([np.repeat(np.arange(G, dtype=np.int32), n),
-                           np.arange(G, G + len(lay.params), dtype=np.int32)])
-    unit_cat = np.array([categories.index(VECTOR_SPECS[k.kind].category) for k in lay.groups]
-                        + [categories.index(Category.parameter)] * len(lay.params), dtype=np.int8)
+    unit = np.concatenate(
+        [np.repeat(np.arange(G, dtype=np.int32), n), np.arange(G, G + len(lay.params), dtype=np.int32)]
+    )
+    unit_cat = np.array(
+        [categories.index(VECTOR_SPECS[k.kind].category) for k in lay.groups]
+        + [categories.index(Category.parameter)] * len(lay.params),
+        dtype=np.int8,
+    )
     unit_kind = np.array([str(k.kind) for k in [*lay.groups, *lay.params]])
     stats = node_stats(graph, lay)
     data = {
-        "x": lay.x, "y": lay.y, "w": lay.width, "h": lay.height, "unit": unit,
+        "x": lay.x,
+        "y": lay.y,
+        "w": lay.width,
+        "h": lay.height,
+        "unit": unit,
         "pos": np.concatenate([np.tile(np.arange(n, dtype=np.int32), G), np.full(len(lay.params), -1, np.int32)]),
-        "cat": unit_cat[unit], "id": lay.ids,
+        "cat": unit_cat[unit],
+        "id": lay.ids,
         **stats,
         "c_norm": relative(stats["norm"], unit_kind[unit], signed=False),
         "c_mean": relative(stats["mean"], unit_kind[unit], signed=True),
@@ -191,8 +208,13 @@ def _pattern_data(graph: Graph) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     q, k = np.tril_indices(n)
     packed = np.concatenate([attention(graph, L)[1].numpy()[:, q, k].reshape(-1) for L in range(d.n_layer)])
     tokens = np.array(graph.tokenization.tokens_visible)
-    heat = {"q": q.astype(np.int32), "k": k.astype(np.int32), "prob": packed[:len(q)].astype(np.float32),
-            "qtok": tokens[q], "ktok": tokens[k]}
+    heat = {
+        "q": q.astype(np.int32),
+        "k": k.astype(np.int32),
+        "prob": packed[: len(q)].astype(np.float32),
+        "qtok": tokens[q],
+        "ktok": tokens[k],
+    }
     return packed.astype(np.float32), heat
 
 
@@ -202,26 +224,36 @@ def _token_labels(graph: Graph) -> list[str]:
 
 def _header(graph: Graph, title: str) -> Div:
     model, d = graph.model, graph.dims
-    parts = [f'<div class="g2g-title">{escape(title)}</div>',
-             (f'<div>{escape(model.name)} · {d.n_layer} layers × {d.n_head} heads · d_model {d.d_model} · '
-              f'{graph.n_tokens} tokens · {graph.topology.count_vectors():,} vectors, '
-              f'{graph.topology.count_params():,} parameter tensors · prompt '
-              f'<span class="g2g-prompt">{escape(graph.tokenization.text)}</span></div>')]
+    parts = [
+        f'<div class="g2g-title">{escape(title)}</div>',
+        (
+            f"<div>{escape(model.name)} · {d.n_layer} layers × {d.n_head} heads · d_model {d.d_model} · "
+            f"{graph.n_tokens} tokens · {graph.topology.count_vectors():,} vectors, "
+            f"{graph.topology.count_params():,} parameter tensors · prompt "
+            f'<span class="g2g-prompt">{escape(graph.tokenization.text)}</span></div>'
+        ),
+    ]
     if graph.random_weights:
         seed = f" (seed {model.weights.seed})" if model.weights.seed is not None else ""
-        parts.append('<div class="g2g-warning"><b>Random weights</b>: this run used a randomly initialised '
-                     f'model{seed}, not trained GPT-2. Its activations, attention patterns and predictions '
-                     'carry no learned meaning; only the structure is real.</div>')
-    parts.append('<div class="g2g-hint">Scroll to zoom, drag to pan. Hover a rectangle (a vector or a weight) '
-                 'for what it is; click it to trace where its information comes from '
-                 f'(<span style="color:{HIGHLIGHT["ancestor"]}">red</span>) and where it goes '
-                 f'(<span style="color:{HIGHLIGHT["descendant"]}">blue</span>); click empty space to clear.</div>')
+        parts.append(
+            '<div class="g2g-warning"><b>Random weights</b>: this run used a randomly initialised '
+            f"model{seed}, not trained GPT-2. Its activations, attention patterns and predictions "
+            "carry no learned meaning; only the structure is real.</div>"
+        )
+    parts.append(
+        '<div class="g2g-hint">Scroll to zoom, drag to pan. Hover a rectangle (a vector or a weight) '
+        "for what it is; click it to trace where its information comes from "
+        f'(<span style="color:{HIGHLIGHT["ancestor"]}">red</span>) and where it goes '
+        f'(<span style="color:{HIGHLIGHT["descendant"]}">blue</span>); click empty space to clear.</div>'
+    )
     return Div(text="".join(parts), stylesheets=[InlineStyleSheet(css=_CSS)], width=1600, name="header")
 
 
-_INTRO = ('<p class="g2g-hint">Click a vector or a weight to see what it is, where it comes from and where it '
-          'goes. Each horizontal lane is one token position; the residual stream runs along it from the '
-          'embeddings (left) through every block to the logits (right). Weights sit in the strip at the top.</p>')
+_INTRO = (
+    '<p class="g2g-hint">Click a vector or a weight to see what it is, where it comes from and where it '
+    "goes. Each horizontal lane is one token position; the residual stream runs along it from the "
+    "embeddings (left) through every block to the logits (right). Weights sit in the strip at the top.</p>"
+)
 
 
 def _overview(lay: Layout, nodes: dict, graph: Graph) -> ColumnDataSource:
@@ -254,8 +286,10 @@ def _overview(lay: Layout, nodes: dict, graph: Graph) -> ColumnDataSource:
         "w": np.concatenate([np.tile(np.array(ws, np.float32), n), lay.width[weights]]),
         "h": np.concatenate([np.full(blocks.shape, H - 0.4, np.float32), lay.height[weights]]),
         "label": np.array(labels * n + [str(i) for i in nodes["id"][weights]]),
-        "where": np.array([f"position {p}: {tokens[p]}" for p in range(n) for _ in xs]
-                          + ["a weight, shared by every position"] * len(weights)),
+        "where": np.array(
+            [f"position {p}: {tokens[p]}" for p in range(n) for _ in xs]
+            + ["a weight, shared by every position"] * len(weights)
+        ),
     }
     index = np.concatenate([blocks, weights])
     for col in [c for c in nodes if c == "cat" or c.startswith("c_")]:  # every colour mode's column
@@ -282,9 +316,16 @@ def _canvas(graph: Graph, lay: Layout, nodes: ColumnDataSource, fill: dict) -> _
     d = graph.dims
     x0, x1 = lay.x_range
     y0, y1 = lay.y_range
-    fig = figure(width=1160, height=780, x_range=Range1d(x0, x1, bounds=(x0 - 20, x1 + 20)),
-                 y_range=Range1d(y0, y1, bounds=(y0 - 20, y1 + 20)), tools="pan,wheel_zoom,box_zoom,reset,save",
-                 active_scroll="wheel_zoom", toolbar_location="right", name="canvas")
+    fig = figure(
+        width=1160,
+        height=780,
+        x_range=Range1d(x0, x1, bounds=(x0 - 20, x1 + 20)),
+        y_range=Range1d(y0, y1, bounds=(y0 - 20, y1 + 20)),
+        tools="pan,wheel_zoom,box_zoom,reset,save",
+        active_scroll="wheel_zoom",
+        toolbar_location="right",
+        name="canvas",
+    )
     fig.grid.visible = False
     fig.outline_line_color = "#cccccc"
 
@@ -295,19 +336,34 @@ def _canvas(graph: Graph, lay: Layout, nodes: ColumnDataSource, fill: dict) -> _
         bands["left"] += [left, middle]
         bands["right"] += [middle, right]
         bands["color"] += ["#fdf3e7", "#eef6ec"]
-    fig.quad(left="left", right="right", bottom=y0, top=y1, color="color", source=ColumnDataSource(bands),
-             level="underlay")
-    fig.quad(left=x0, right=x1, bottom=lay.param_strip[0] - 0.6, top=lay.param_strip[1] + 0.6, color="#f4f4f4",
-             level="underlay")
+    fig.quad(
+        left="left", right="right", bottom=y0, top=y1, color="color", source=ColumnDataSource(bands), level="underlay"
+    )
+    fig.quad(
+        left=x0,
+        right=x1,
+        bottom=lay.param_strip[0] - 0.6,
+        top=lay.param_strip[1] + 0.6,
+        color="#f4f4f4",
+        level="underlay",
+    )
     # the residual stream of each position: a faint wide line under its nodes
-    fig.segment(x0=float(lay.block_x[0]), x1=float(lay.block_x[-1]), y0="y", y1="y", line_width=6,
-                line_color=CATEGORY_COLORS[Category.residual], line_alpha=0.15,
-                source=ColumnDataSource({"y": lay.lane_y.astype(np.float32)}))
+    fig.segment(
+        x0=float(lay.block_x[0]),
+        x1=float(lay.block_x[-1]),
+        y0="y",
+        y1="y",
+        line_width=6,
+        line_color=CATEGORY_COLORS[Category.residual],
+        line_alpha=0.15,
+        source=ColumnDataSource({"y": lay.lane_y.astype(np.float32)}),
+    )
 
     src, dst = lane_edges(input_rules(lay), lay)
     x, y, w = lay.x, lay.y, lay.width
-    edges = ColumnDataSource({"x0": x[src] + w[src] / 2, "y0": y[src], "x1": x[dst] - w[dst] / 2, "y1": y[dst]},
-                             name="edges")
+    edges = ColumnDataSource(
+        {"x0": x[src] + w[src] / 2, "y0": y[src], "x1": x[dst] - w[dst] / 2, "y1": y[dst]}, name="edges"
+    )
     edge_r = fig.segment("x0", "y0", "x1", "y1", source=edges, line_color="#8a8a8a", line_alpha=0.35, line_width=0.7)
 
     def rect(**kw: Any) -> Rect:
@@ -316,14 +372,23 @@ def _canvas(graph: Graph, lay: Layout, nodes: ColumnDataSource, fill: dict) -> _
     node_glyph = rect(line_color=None)  # no outlines: stroking every rectangle costs a third of the first render
     selected_glyph = rect(line_color=HIGHLIGHT["selected"], line_width=3)
     faded_glyph = rect(fill_alpha=0.15, line_color=None)
-    node_r = fig.add_glyph(nodes, node_glyph, selection_glyph=selected_glyph, nonselection_glyph=faded_glyph,
-                           name="node-glyphs")
+    node_r = fig.add_glyph(
+        nodes, node_glyph, selection_glyph=selected_glyph, nonselection_glyph=faded_glyph, name="node-glyphs"
+    )
     overlays, glyphs = [], [node_glyph, selected_glyph, faded_glyph]
     for role in ("ancestor", "descendant"):
         glyph = rect(line_color=HIGHLIGHT[role], line_width=1.6)
         view = CDSView(filter=IndexFilter(indices=[], name=f"{role}s"))
-        overlays.append(GlyphRenderer(data_source=nodes, glyph=glyph, selection_glyph=glyph,
-                                      nonselection_glyph=glyph, view=view, name=f"{role}-highlight"))
+        overlays.append(
+            GlyphRenderer(
+                data_source=nodes,
+                glyph=glyph,
+                selection_glyph=glyph,
+                nonselection_glyph=glyph,
+                view=view,
+                name=f"{role}-highlight",
+            )
+        )
         glyphs.append(glyph)
     fig.renderers.extend(overlays)
     links = ColumnDataSource({"x0": [], "y0": [], "x1": [], "y1": [], "color": []}, name="links")
@@ -336,9 +401,15 @@ def _canvas(graph: Graph, lay: Layout, nodes: ColumnDataSource, fill: dict) -> _
 def _hover(canvas: _Canvas, graph: Graph, know: Knowledge, units: dict[str, list], lens: dict[int, str]) -> None:
     """Tooltips: data fields are escaped by Bokeh (no ``{safe}``), the markup around them is ours."""
     lens_nodes = np.array(sorted(lens), dtype=np.int32)
-    unit_hover = CustomJSHover(args={"u": units, "tips": know.tips, "unit_tip": know.unit_tip,
-                                     "lens_nodes": lens_nodes, "lens_texts": [lens[int(i)] for i in lens_nodes]},
-                               code="""
+    unit_hover = CustomJSHover(
+        args={
+            "u": units,
+            "tips": know.tips,
+            "unit_tip": know.unit_tip,
+            "lens_nodes": lens_nodes,
+            "lens_texts": [lens[int(i)] for i in lens_nodes],
+        },
+        code="""
         const k = value
         if (format == "kind") return u.unit_kind[k]
         if (format == "shape") return u.unit_shape[k]
@@ -357,13 +428,18 @@ def _hover(canvas: _Canvas, graph: Graph, know: Knowledge, units: dict[str, list
         if (u.unit_layer[k] >= 0) where.push("layer " + u.unit_layer[k])
         if (u.unit_head[k] >= 0) where.push("head " + u.unit_head[k])
         return where.length ? where.join(" · ") + " · " : ""
-    """)
-    pos_hover = CustomJSHover(args={"tokens": graph.tokenization.tokens_visible}, code="""
+    """,
+    )
+    pos_hover = CustomJSHover(
+        args={"tokens": graph.tokenization.tokens_visible},
+        code="""
         return value >= 0 ? "position " + value + " (" + tokens[value] + ")" : "every position (a weight)"
-    """)
+    """,
+    )
     tooltip = _TOOLTIP.replace("DLA_LINE", _DLA_LINE if graph.analysis is not None else "")
-    canvas.fig.add_tools(HoverTool(renderers=[canvas.node_r], tooltips=tooltip,
-                                   formatters={"@unit": unit_hover, "@pos": pos_hover}))
+    canvas.fig.add_tools(
+        HoverTool(renderers=[canvas.node_r], tooltips=tooltip, formatters={"@unit": unit_hover, "@pos": pos_hover})
+    )
 
 
 def _axes(fig: Any, graph: Graph, lay: Layout) -> None:
@@ -375,29 +451,48 @@ def _axes(fig: Any, graph: Graph, lay: Layout) -> None:
     fig.yaxis.major_label_overrides = {strip: "weights", **dict(zip(lanes, _token_labels(graph), strict=True))}
     fig.yaxis.major_label_policy = NoOverlap()
     fig.yaxis.axis_label = "position: token"
-    blocks = [float(lay.block_x[0] - 1.5), *(lay.block_span(L)[1] for L in range(d.n_layer)),
-              float(lay.block_x[-1] + 1.25)]
+    blocks = [
+        float(lay.block_x[0] - 1.5),
+        *(lay.block_span(L)[1] for L in range(d.n_layer)),
+        float(lay.block_x[-1] + 1.25),
+    ]
     fig.xaxis.ticker = FixedTicker(ticks=blocks)
-    fig.xaxis.major_label_overrides = dict(zip(blocks, ["embed", *(f"block {L}" for L in range(d.n_layer)),
-                                                        "unembed"], strict=True))
+    fig.xaxis.major_label_overrides = dict(
+        zip(blocks, ["embed", *(f"block {L}" for L in range(d.n_layer)), "unembed"], strict=True)
+    )
     fig.xaxis.major_label_policy = NoOverlap()
-    fig.add_layout(LinearAxis(ticker=FixedTicker(ticks=[x for x, _ in lay.columns]),
-                              major_label_overrides=dict(lay.columns), major_label_policy=NoOverlap(min_distance=6),
-                              major_label_orientation=0.9, major_label_text_font_size="10px"), "above")
+    fig.add_layout(
+        LinearAxis(
+            ticker=FixedTicker(ticks=[x for x, _ in lay.columns]),
+            major_label_overrides=dict(lay.columns),
+            major_label_policy=NoOverlap(min_distance=6),
+            major_label_orientation=0.9,
+            major_label_text_font_size="10px",
+        ),
+        "above",
+    )
 
 
-def _legends(canvas: _Canvas, mappers: dict, color_by: str,
-             metric: Metrics | None) -> tuple[Legend, dict[str, ColorBar]]:
+def _legends(
+    canvas: _Canvas, mappers: dict, color_by: str, metric: Metrics | None
+) -> tuple[Legend, dict[str, ColorBar]]:
     """The category legend and one colour bar per value statistic or analysis metric; the colour mode shows
     one of them."""
     present = set(np.unique(canvas.nodes.data["cat"]).tolist())
     # a swatch per category from a one-point renderer that draws nothing (NaN position): a swatch taken from a
     # row of the node renderer vanishes whenever that row is culled, and an empty renderer draws no swatch
-    swatches = {name: canvas.fig.rect(x=[np.nan], y=[np.nan], width=0, height=0, fill_color=color, line_color=None)
-                for i, (name, color) in enumerate(CATEGORY_COLORS.items()) if i in present}
-    legend = Legend(items=[LegendItem(label=str(name), renderers=[r]) for name, r in swatches.items()],
-                    orientation="horizontal", visible=color_by == "category", label_text_font_size="11px",
-                    location="top_left")
+    swatches = {
+        name: canvas.fig.rect(x=[np.nan], y=[np.nan], width=0, height=0, fill_color=color, line_color=None)
+        for i, (name, color) in enumerate(CATEGORY_COLORS.items())
+        if i in present
+    }
+    legend = Legend(
+        items=[LegendItem(label=str(name), renderers=[r]) for name, r in swatches.items()],
+        orientation="horizontal",
+        visible=color_by == "category",
+        label_text_font_size="11px",
+        location="top_left",
+    )
     canvas.fig.add_layout(legend, "below")
     bar_labels = {"norm": {0: "smallest", 1: "largest"}, "mean": {0: "most negative", 0.5: "0", 1: "most positive"}}
     titles = {"norm": "norm, scaled within each kind", "mean": "mean, scaled within each kind"}
@@ -405,11 +500,20 @@ def _legends(canvas: _Canvas, mappers: dict, color_by: str,
         bar_labels.update(metric.ticks)
         titles.update(metric.titles)
     # ticks ascending: the bar's NoOverlap label policy drops labels of ticks out of order
-    bars = {mode: ColorBar(color_mapper=mappers[mode], title=titles[mode],
-                           ticker=FixedTicker(ticks=sorted(labels)), major_label_overrides=labels,
-                           orientation="horizontal", height=10, width=400, visible=color_by == mode,
-                           location="top_left")
-            for mode, labels in bar_labels.items()}
+    bars = {
+        mode: ColorBar(
+            color_mapper=mappers[mode],
+            title=titles[mode],
+            ticker=FixedTicker(ticks=sorted(labels)),
+            major_label_overrides=labels,
+            orientation="horizontal",
+            height=10,
+            width=400,
+            visible=color_by == mode,
+            location="top_left",
+        )
+        for mode, labels in bar_labels.items()
+    }
     for bar in bars.values():
         canvas.fig.add_layout(bar, "below")
     return legend, bars
@@ -421,22 +525,41 @@ def _heatmap(graph: Graph) -> tuple[Any, ColumnDataSource, Title, ColumnDataSour
     patterns, heat_data = _pattern_data(graph)
     heat = ColumnDataSource(heat_data, name="heat")
     focus = ColumnDataSource({"x": [], "y": [], "w": []}, name="heat-focus")
-    fig = figure(width=430, height=430, x_range=Range1d(-0.5, n - 0.5), y_range=Range1d(n - 0.5, -0.5),
-                 tools="pan,wheel_zoom,reset", name="heatmap", x_axis_label="key position (attended to)",
-                 y_axis_label="query position (attending)")
+    fig = figure(
+        width=430,
+        height=430,
+        x_range=Range1d(-0.5, n - 0.5),
+        y_range=Range1d(n - 0.5, -0.5),
+        tools="pan,wheel_zoom,reset",
+        name="heatmap",
+        x_axis_label="key position (attended to)",
+        y_axis_label="query position (attending)",
+    )
     title = Title(text="Attention pattern · layer 0, head 0", text_font_size="13px")
     fig.add_layout(title, "above")
     fig.grid.visible = False
     mapper = LogColorMapper(palette=list(_HEAT), low=1e-3, high=1)
-    cells = fig.rect("k", "q", width=1, height=1, source=heat, line_color=None,
-                     fill_color={"field": "prob", "transform": mapper})
-    fig.add_layout(ColorBar(color_mapper=mapper, ticker=FixedTicker(ticks=[0.001, 0.01, 0.1, 1]),
-                            major_label_overrides={0.001: "≤0.001", 0.01: "0.01", 0.1: "0.1", 1: "1"}, width=10,
-                            title="weight"), "right")
-    fig.rect("x", "y", width="w", height=1, source=focus, fill_color=None, line_color=HIGHLIGHT["selected"],
-             line_width=2)
-    fig.add_tools(HoverTool(renderers=[cells], tooltips=[("query", "@q: @qtok"), ("key", "@k: @ktok"),
-                                                         ("weight", "@prob{0.000}")]))
+    cells = fig.rect(
+        "k", "q", width=1, height=1, source=heat, line_color=None, fill_color={"field": "prob", "transform": mapper}
+    )
+    fig.add_layout(
+        ColorBar(
+            color_mapper=mapper,
+            ticker=FixedTicker(ticks=[0.001, 0.01, 0.1, 1]),
+            major_label_overrides={0.001: "≤0.001", 0.01: "0.01", 0.1: "0.1", 1: "1"},
+            width=10,
+            title="weight",
+        ),
+        "right",
+    )
+    fig.rect(
+        "x", "y", width="w", height=1, source=focus, fill_color=None, line_color=HIGHLIGHT["selected"], line_width=2
+    )
+    fig.add_tools(
+        HoverTool(
+            renderers=[cells], tooltips=[("query", "@q: @qtok"), ("key", "@k: @ktok"), ("weight", "@prob{0.000}")]
+        )
+    )
     labels = {float(p): f"{t} ({p})" for p, t in enumerate(graph.tokenization.tokens_visible)}
     for axis in (fig.xaxis, fig.yaxis):
         axis.ticker = FixedTicker(ticks=list(labels))
@@ -446,15 +569,23 @@ def _heatmap(graph: Graph) -> tuple[Any, ColumnDataSource, Title, ColumnDataSour
     return fig, heat, title, focus, patterns
 
 
-def build_explorer(graph: Graph, *, title: str | None = None, color_by: str = "category",
-                   max_positions: int = 32, logit_lens: bool = True) -> LayoutDOM:
+def build_explorer(
+    graph: Graph,
+    *,
+    title: str | None = None,
+    color_by: str = "category",
+    max_positions: int = 32,
+    logit_lens: bool = True,
+) -> LayoutDOM:
     """The whole explorer page as a Bokeh layout (pure: reads the graph, writes nothing).
 
     The explorer always shows the whole run, also for a subgraph view (its level of detail is what keeps a long
     run manageable), so a view is widened to the full graph first."""
     if color_by in ANALYSIS_MODES and graph.analysis is None:
-        raise RendererError(f"color_by={color_by!r} needs the interpretability results on the graph: build with "
-                            "--analyze (or call graph.analyze()) first")
+        raise RendererError(
+            f"color_by={color_by!r} needs the interpretability results on the graph: build with "
+            "--analyze (or call graph.analyze()) first"
+        )
     if color_by not in COLOR_MODES + ANALYSIS_MODES:
         raise ValueError(f"color_by must be one of {', '.join(COLOR_MODES + ANALYSIS_MODES)}, got {color_by!r}")
     modes = COLOR_MODES + (ANALYSIS_MODES if graph.analysis is not None else ())
@@ -470,15 +601,20 @@ def build_explorer(graph: Graph, *, title: str | None = None, color_by: str = "c
     metric = None if graph.analysis is None else metrics(graph.analysis, lay)
 
     mappers = {
-        "category": LinearColorMapper(palette=list(CATEGORY_COLORS.values()), low=-0.5,
-                                      high=len(CATEGORY_COLORS) - 0.5),
+        "category": LinearColorMapper(
+            palette=list(CATEGORY_COLORS.values()), low=-0.5, high=len(CATEGORY_COLORS) - 0.5
+        ),
         "norm": LinearColorMapper(palette=list(_SEQUENTIAL), low=0, high=1),
         "mean": LinearColorMapper(palette=list(_DIVERGING), low=0, high=1),
     }
     if graph.analysis is not None:  # nodes a metric says nothing about stay a light grey
         mappers["dla"] = LinearColorMapper(palette=list(_DIVERGING), low=0, high=1, nan_color=_NO_METRIC)
-        mappers.update({mode: LinearColorMapper(palette=list(_SEQUENTIAL), low=0, high=1, nan_color=_NO_METRIC)
-                        for mode in ANALYSIS_MODES[1:]})
+        mappers.update(
+            {
+                mode: LinearColorMapper(palette=list(_SEQUENTIAL), low=0, high=1, nan_color=_NO_METRIC)
+                for mode in ANALYSIS_MODES[1:]
+            }
+        )
     fill = {"field": "cat" if color_by == "category" else f"c_{color_by}", "transform": mappers[color_by]}
     canvas = _canvas(graph, lay, _node_source(graph, lay, metric), fill)
     _hover(canvas, graph, know, units, lens)
@@ -497,34 +633,91 @@ def build_explorer(graph: Graph, *, title: str | None = None, color_by: str = "c
             r.visible = False
 
     heat_fig, heat, heat_title, focus, patterns = _heatmap(graph)
-    layer_w = Slider(start=0, end=max(d.n_layer - 1, 1), value=0, step=1, title="layer", width=200,
-                     name="attn-layer", disabled=d.n_layer == 1)
-    head_w = Slider(start=0, end=max(d.n_head - 1, 1), value=0, step=1, title="head", width=200,
-                    name="attn-head", disabled=d.n_head == 1)
+    layer_w = Slider(
+        start=0,
+        end=max(d.n_layer - 1, 1),
+        value=0,
+        step=1,
+        title="layer",
+        width=200,
+        name="attn-layer",
+        disabled=d.n_layer == 1,
+    )
+    head_w = Slider(
+        start=0,
+        end=max(d.n_head - 1, 1),
+        value=0,
+        step=1,
+        title="head",
+        width=200,
+        name="attn-head",
+        disabled=d.n_head == 1,
+    )
     color_w = RadioButtonGroup(labels=list(modes), active=modes.index(color_by), name="color-by")
-    panel = Div(text=_INTRO, width=430, height=330, name="panel", stylesheets=[InlineStyleSheet(css=_CSS)],
-                styles={"overflow-y": "auto", "border": "1px solid #ddd", "padding": "6px", "background": "#fff"})
+    panel = Div(
+        text=_INTRO,
+        width=430,
+        height=330,
+        name="panel",
+        stylesheets=[InlineStyleSheet(css=_CSS)],
+        styles={"overflow-y": "auto", "border": "1px solid #ddd", "padding": "6px", "background": "#fff"},
+    )
 
     lens_nodes = np.array(sorted(lens), dtype=np.int32)
     meta = {
-        "n_tokens": n, "n_vectors": lay.n_vectors, "n_groups": len(lay.groups), "n_head": d.n_head,
-        "in_ptr": ins.ptr, "in_src": ins.src, "in_mode": ins.mode,
-        "out_ptr": outs.ptr, "out_src": outs.src, "out_mode": outs.mode, **units,
-        "tokens": graph.tokenization.tokens_visible, "lens_nodes": lens_nodes,
-        "lens_texts": [lens[int(i)] for i in lens_nodes], "panels": know.panels, "unit_panel": know.unit_panel,
-        "node_panel_keys": list(know.node_panel), "node_panel_values": list(know.node_panel.values()),
-        "intro": _INTRO, "colors": HIGHLIGHT, "color_modes": list(modes), "max_positions": max_positions,
-        "lane_pitch": lay.lane_pitch, "block_width": BLOCK_WIDTH,
+        "n_tokens": n,
+        "n_vectors": lay.n_vectors,
+        "n_groups": len(lay.groups),
+        "n_head": d.n_head,
+        "in_ptr": ins.ptr,
+        "in_src": ins.src,
+        "in_mode": ins.mode,
+        "out_ptr": outs.ptr,
+        "out_src": outs.src,
+        "out_mode": outs.mode,
+        **units,
+        "tokens": graph.tokenization.tokens_visible,
+        "lens_nodes": lens_nodes,
+        "lens_texts": [lens[int(i)] for i in lens_nodes],
+        "panels": know.panels,
+        "unit_panel": know.unit_panel,
+        "node_panel_keys": list(know.node_panel),
+        "node_panel_values": list(know.node_panel.values()),
+        "intro": _INTRO,
+        "colors": HIGHLIGHT,
+        "color_modes": list(modes),
+        "max_positions": max_positions,
+        "lane_pitch": lay.lane_pitch,
+        "block_width": BLOCK_WIDTH,
         "head_panels": [] if graph.analysis is None else head_panels(graph.analysis),
     }
-    explorer = CustomJS(code=_script(), args={
-        "meta": meta, "nodes": canvas.nodes, "overview": overview, "overview_r": overview_r,
-        "anc_filter": canvas.overlays[0].view.filter, "desc_filter": canvas.overlays[1].view.filter,
-        "link_source": canvas.links, "panel": panel, "heat": heat, "heat_title": heat_title, "focus": focus,
-        "patterns": patterns, "layer_w": layer_w, "head_w": head_w, "color_w": color_w, "glyphs": canvas.glyphs,
-        "mappers": mappers, "legend": legend, "colorbars": colorbars, "detail_renderers": canvas.detail,
-        "x_range": canvas.fig.x_range, "y_range": canvas.fig.y_range,
-    })
+    explorer = CustomJS(
+        code=_script(),
+        args={
+            "meta": meta,
+            "nodes": canvas.nodes,
+            "overview": overview,
+            "overview_r": overview_r,
+            "anc_filter": canvas.overlays[0].view.filter,
+            "desc_filter": canvas.overlays[1].view.filter,
+            "link_source": canvas.links,
+            "panel": panel,
+            "heat": heat,
+            "heat_title": heat_title,
+            "focus": focus,
+            "patterns": patterns,
+            "layer_w": layer_w,
+            "head_w": head_w,
+            "color_w": color_w,
+            "glyphs": canvas.glyphs,
+            "mappers": mappers,
+            "legend": legend,
+            "colorbars": colorbars,
+            "detail_renderers": canvas.detail,
+            "x_range": canvas.fig.x_range,
+            "y_range": canvas.fig.y_range,
+        },
+    )
     canvas.nodes.selected.js_on_change("indices", explorer)
     if overview is not None:
         overview.selected.js_on_change("indices", explorer)
@@ -534,12 +727,19 @@ def build_explorer(graph: Graph, *, title: str | None = None, color_by: str = "c
         widget.js_on_change("value", explorer)
     color_w.js_on_change("active", explorer)
 
-    controls = row(Div(text='<span class="g2g-label">colour by</span>', stylesheets=[InlineStyleSheet(css=_CSS)]),
-                   color_w)
+    controls = row(
+        Div(text='<span class="g2g-label">colour by</span>', stylesheets=[InlineStyleSheet(css=_CSS)]), color_w
+    )
     main = column(canvas.fig)
     if graph.analysis is not None:  # under the canvas, its three parts side by side
-        main.children.append(Div(text=analysis_panel(graph.analysis), width=1160, name="analysis",
-                                 stylesheets=[InlineStyleSheet(css=_CSS)],
-                                 styles={"border": "1px solid #ddd", "padding": "6px", "background": "#fff"}))
+        main.children.append(
+            Div(
+                text=analysis_panel(graph.analysis),
+                width=1160,
+                name="analysis",
+                stylesheets=[InlineStyleSheet(css=_CSS)],
+                styles={"border": "1px solid #ddd", "padding": "6px", "background": "#fff"},
+            )
+        )
     side = column(panel, row(layer_w, head_w), heat_fig)
     return column(_header(graph, title), controls, row(main, side), name="explorer")

@@ -25,8 +25,13 @@ ROLE_MODES = ("previous_token", "first_token", "current_token", "induction")
 #: colour modes an analysed graph adds: signed DLA, then scores in [0, 1]
 ANALYSIS_MODES = ("dla", *ROLE_MODES, "copying")
 #: how the colour bar names each score
-_SCORE_NAME = {"previous_token": "previous-token score", "first_token": "first-token (sink) score",
-               "current_token": "current-token score", "induction": "induction score", "copying": "OV copying score"}
+_SCORE_NAME = {
+    "previous_token": "previous-token score",
+    "first_token": "first-token (sink) score",
+    "current_token": "current-token score",
+    "induction": "induction score",
+    "copying": "OV copying score",
+}
 #: colour-bar ends closer than this to the chance tick lose their label, so the two never overlap
 _TICK_GAP = 0.08
 
@@ -46,8 +51,7 @@ def _unit_heads(lay: Layout) -> tuple[np.ndarray, np.ndarray]:
     units = [*lay.groups, *lay.params]
     layer = np.array([-1 if k.layer is None else k.layer for k in units], dtype=np.int32)
     head = np.array([-1 if k.head is None else k.head for k in units], dtype=np.int32)
-    per_node = np.concatenate([np.repeat(np.arange(len(lay.groups)), n),
-                               np.arange(len(lay.groups), len(units))])
+    per_node = np.concatenate([np.repeat(np.arange(len(lay.groups)), n), np.arange(len(lay.groups), len(units))])
     return layer[per_node], head[per_node]
 
 
@@ -63,8 +67,10 @@ def _score_bar(name: str, chance: float | None) -> tuple[str, dict[float, str]]:
     if chance is None:
         return f"{name} (grey: not a head's)", {0: "0", 0.5: "0.5", 1: "1"}
     ends = {end: str(end) for end in (0, 1) if abs(end - chance) >= _TICK_GAP}
-    return (f"{name} (tick {chance:.2f}: a head attending uniformly; grey: not a head's)",
-            {**ends, float(chance): f"{chance:.2f}"})
+    return (
+        f"{name} (tick {chance:.2f}: a head attending uniformly; grey: not a head's)",
+        {**ends, float(chance): f"{chance:.2f}"},
+    )
 
 
 def metrics(analysis: Analysis, lay: Layout) -> Metrics:
@@ -108,8 +114,9 @@ def metrics(analysis: Analysis, lay: Layout) -> Metrics:
     scaled = 0.5 + 0.5 * dla / span if span > 0 else np.where(np.isnan(dla), np.nan, 0.5)  # all zero: the middle
     cols["c_dla"] = scaled.astype(np.float32)
     ticks["dla"] = {0: signed(-span), 0.5: "0", 1: signed(span)}
-    titles["dla"] = (f"direct logit attribution to {_what(analysis.dla)} (red raises it, blue lowers it; grey: "
-                     "not attributed)")
+    titles["dla"] = (
+        f"direct logit attribution to {_what(analysis.dla)} (red raises it, blue lowers it; grey: not attributed)"
+    )
     what = f"direct effect on {_what(analysis.dla)} at position {analysis.dla.position}: "
     cols["dla_text"] = np.array(["" if np.isnan(v) else what + signed(float(v)) for v in raw])
     return Metrics(cols, titles, ticks)
@@ -137,19 +144,32 @@ def head_panels(analysis: Analysis) -> list[str]:
     chance = analysis.roles.chance
     out = []
     for role, circuit in zip(analysis.roles.heads, c.heads, strict=True):
-        scores = [[_shown(r), "—" if getattr(role, r) is None else f"{getattr(role, r):.3f}",
-                   "—" if chance.get(r) is None else f"{chance[r]:.3f}"] for r in ROLE_MODES]
+        scores = [
+            [
+                _shown(r),
+                "—" if getattr(role, r) is None else f"{getattr(role, r):.3f}",
+                "—" if chance.get(r) is None else f"{chance[r]:.3f}",
+            ]
+            for r in ROLE_MODES
+        ]
         label = f"labelled <b>{_shown(role.label)}</b>" if role.label else "no role stands out"
-        effect = (f"<p>direct effect on {escape(_what(analysis.dla))} at position {analysis.dla.position}: "
-                  f"{signed(dla[role.layer, role.head])}</p>")
+        effect = (
+            f"<p>direct effect on {escape(_what(analysis.dla))} at position {analysis.dla.position}: "
+            f"{signed(dla[role.layer, role.head])}</p>"
+        )
         boosted = ", ".join(f"{escape(t.token)} {signed(t.value)}" for t in circuit.boosted)
         out.append(
             f'<div class="g2g-head"><h3>Head {role.layer}.{role.head}</h3><p>{label}</p>'
-            + _table(["role", "score", "uniform head"], scores, "g2g-head-roles") + effect
+            + _table(["role", "score", "uniform head"], scores, "g2g-head-roles")
+            + effect
             + f"<p>OV copying score {circuit.ov_copying_score:.3f} (near 1: copies the tokens it attends to)</p>"
-            + "<p>singular values: QK " + ", ".join(f"{s:.3g}" for s in circuit.qk_singular_values[:3])
-            + " · OV " + ", ".join(f"{s:.3g}" for s in circuit.ov_singular_values[:3]) + "</p>"
-            + f"<p>attending to <b>{escape(c.input_token)}</b>, it raises: {boosted}</p></div>")
+            + "<p>singular values: QK "
+            + ", ".join(f"{s:.3g}" for s in circuit.qk_singular_values[:3])
+            + " · OV "
+            + ", ".join(f"{s:.3g}" for s in circuit.ov_singular_values[:3])
+            + "</p>"
+            + f"<p>attending to <b>{escape(c.input_token)}</b>, it raises: {boosted}</p></div>"
+        )
     return out
 
 
@@ -157,31 +177,61 @@ def analysis_panel(analysis: Analysis, k: int = 8) -> str:
     """HTML of the analysis: the ``k`` largest DLA contributors, the strongest and the labelled heads per role
     against the uniform baseline, and the decoding table of every step. Every text from the run is escaped."""
     d = analysis.dla
-    what = (f"logit of <b>{escape(d.token)}</b>" if d.contrast is None else
-            f"logit difference <b>{escape(d.token)}</b> − <b>{escape(d.contrast)}</b>")
-    dla = [f'<h3>Direct logit attribution</h3><p>{what} after position {d.position}: model value '
-           f'{signed(d.model_value)}, sum of all {len(d.contributions)} contributions {signed(d.total)} '
-           f'(residual error {d.residual_error:.1e}, tolerance {d.tolerance:.0e})</p>',
-           _table(["component", "kind", "contribution"],
-                  [[escape(c.component), escape(c.kind), signed(c.contribution)] for c in d.top(k)], "g2g-dla")]
+    what = (
+        f"logit of <b>{escape(d.token)}</b>"
+        if d.contrast is None
+        else f"logit difference <b>{escape(d.token)}</b> − <b>{escape(d.contrast)}</b>"
+    )
+    dla = [
+        f"<h3>Direct logit attribution</h3><p>{what} after position {d.position}: model value "
+        f"{signed(d.model_value)}, sum of all {len(d.contributions)} contributions {signed(d.total)} "
+        f"(residual error {d.residual_error:.1e}, tolerance {d.tolerance:.0e})</p>",
+        _table(
+            ["component", "kind", "contribution"],
+            [[escape(c.component), escape(c.kind), signed(c.contribution)] for c in d.top(k)],
+            "g2g-dla",
+        ),
+    ]
     r = analysis.roles
     rows = []
     for role in ROLE_MODES:
-        best = ", ".join(f"{h.layer}.{h.head} ({getattr(h, role):.2f})" for h in r.ranked(role, 3)
-                         if getattr(h, role) is not None) or "—"
+        best = (
+            ", ".join(
+                f"{h.layer}.{h.head} ({getattr(h, role):.2f})"
+                for h in r.ranked(role, 3)
+                if getattr(h, role) is not None
+            )
+            or "—"
+        )
         labelled = ", ".join(f"{h.layer}.{h.head}" for h in r.heads if h.label == role) or "—"
         chance = r.chance.get(role)
         rows.append([_shown(role), best, "—" if chance is None else f"{chance:.2f}", labelled])
     source = "the prompt" if r.source == "prompt" else f"the prompt plus {r.probe_length} random tokens, twice"
-    roles = [f'<h3>Head roles</h3><p>heads as layer.head, scored on {source}; labelled: lift over a uniform '
-             f'head ≥ {r.label_threshold:g}</p>',
-             _table(["role", "strongest heads", "uniform head", "labelled"], rows, "g2g-roles")]
+    roles = [
+        f"<h3>Head roles</h3><p>heads as layer.head, scored on {source}; labelled: lift over a uniform "
+        f"head ≥ {r.label_threshold:g}</p>",
+        _table(["role", "strongest heads", "uniform head", "labelled"], rows, "g2g-roles"),
+    ]
     dec = analysis.decoding
-    how = ", ".join([f"temperature {dec.temperature:g}", f"top-k {dec.top_k or 'off'}", f"top-p {dec.top_p or 'off'}",
-                     "greedy" if dec.greedy else f"sampled with seed {dec.seed}"])
-    steps = [[_shown(s.kind) + ("" if s.value is None else f" {s.value:g}"), f"{s.kept:,}",
-              ", ".join(f"{escape(c.token)} {percent(c.prob)}" for c in s.candidates)] for s in dec.steps]
-    decoding = [f'<h3>Decoding after position {dec.position}</h3><p>{how}: next token '
-                f'<b>{escape(dec.chosen.token)}</b> ({percent(dec.chosen.prob)})</p>',
-                _table(["step", "kept", "top candidates"], steps, "g2g-decoding")]
+    how = ", ".join(
+        [
+            f"temperature {dec.temperature:g}",
+            f"top-k {dec.top_k or 'off'}",
+            f"top-p {dec.top_p or 'off'}",
+            "greedy" if dec.greedy else f"sampled with seed {dec.seed}",
+        ]
+    )
+    steps = [
+        [
+            _shown(s.kind) + ("" if s.value is None else f" {s.value:g}"),
+            f"{s.kept:,}",
+            ", ".join(f"{escape(c.token)} {percent(c.prob)}" for c in s.candidates),
+        ]
+        for s in dec.steps
+    ]
+    decoding = [
+        f"<h3>Decoding after position {dec.position}</h3><p>{how}: next token "
+        f"<b>{escape(dec.chosen.token)}</b> ({percent(dec.chosen.prob)})</p>",
+        _table(["step", "kept", "top candidates"], steps, "g2g-decoding"),
+    ]
     return '<div class="g2g-analysis">' + "".join(f"<div>{''.join(p)}</div>" for p in (dla, roles, decoding)) + "</div>"

@@ -40,6 +40,7 @@ class Knowledge:
 def primary_entry(entries: list, kind: str) -> Any | None:
     """The entry that defines ``kind``: one naming it (id, term or alias, e.g. ``hook_q`` for q), else the
     one whose matching selector lists the fewest kinds; ties keep glossary order."""
+
     def names(e) -> set[str]:
         return {x.casefold() for x in (e.id, e.term, *e.aliases)} | {e.id.replace("-", "_")}
 
@@ -59,8 +60,11 @@ def _specific(item: Any) -> bool:
 
 
 def _uses(items: list, name: str) -> bool:
-    return any(getattr(s, name) is not None for it in items
-               for s in (it.applies_to if hasattr(it, "applies_to") else it.targets))
+    return any(
+        getattr(s, name) is not None
+        for it in items
+        for s in (it.applies_to if hasattr(it, "applies_to") else it.targets)
+    )
 
 
 def _sources(entry: Any) -> str:
@@ -81,19 +85,22 @@ def _panel(annotations: list, entries: list, op: tuple[str, Any] | None, kind: s
     parts = []
     for a in annotations:
         caption = f'<div class="g2g-caption">{escape(a.caption)}</div>' if a.caption else ""
-        parts.append(f'<div class="g2g-callout"><div class="g2g-callout-title">{escape(a.title)}</div>'
-                     f'{markdown(a.body)}{caption}</div>')
+        parts.append(
+            f'<div class="g2g-callout"><div class="g2g-callout-title">{escape(a.title)}</div>'
+            f"{markdown(a.body)}{caption}</div>"
+        )
     main = primary_entry(entries, kind)
     if main is not None:
-        parts.append(f'<h3>{escape(main.term)}</h3>{_entry_html(main, glossary)}')
+        parts.append(f"<h3>{escape(main.term)}</h3>{_entry_html(main, glossary)}")
     if op is not None:
         op_kind, op_entry = op
         about = f": {inline(op_entry.summary)}" if op_entry is not None else ""
         parts.append(f'<div class="g2g-op">Computed by the operation <code>{escape(op_kind)}</code>{about}</div>')
     related = [e for e in entries if e is not main]
     if related:
-        items = "".join(f"<details><summary>{escape(e.term)}</summary>{_entry_html(e, glossary)}</details>"
-                        for e in related)
+        items = "".join(
+            f"<details><summary>{escape(e.term)}</summary>{_entry_html(e, glossary)}</details>" for e in related
+        )
         parts.append(f'<div class="g2g-related"><div class="g2g-label">Related concepts</div>{items}</div>')
     return "".join(parts)
 
@@ -137,8 +144,10 @@ class _Builder:
         if cache_key not in self.rendered:
             notes, entries, op = self.lookup(node_id, key)
             main = primary_entry(entries, key.kind)
-            self.rendered[cache_key] = (self.intern(self.tips, main.summary if main is not None else ""),
-                                        self.intern(self.panels, _panel(notes, entries, op, key.kind, self.glossary)))
+            self.rendered[cache_key] = (
+                self.intern(self.tips, main.summary if main is not None else ""),
+                self.intern(self.panels, _panel(notes, entries, op, key.kind, self.glossary)),
+            )
         return self.rendered[cache_key]
 
     @staticmethod
@@ -168,8 +177,9 @@ def knowledge(graph: Graph, lay: Layout) -> Knowledge:
         memo = (b.cache_key(key), frozenset(matched))
         if memo not in done:
             notes, entries, op = b.lookup(top.node_id(key), key)
-            notes = notes + [a for item_id, node_id in matched.items() for a in graph.annotations_for(node_id)
-                             if a.id == item_id]
+            notes = notes + [
+                a for item_id, node_id in matched.items() for a in graph.annotations_for(node_id) if a.id == item_id
+            ]
             entries = entries + [b.glossary[item_id] for item_id in matched if item_id in b.glossary]
             done[memo] = b.intern(b.panels, _panel(notes, entries, op, key.kind, b.glossary))
         node_panel[index] = done[memo]

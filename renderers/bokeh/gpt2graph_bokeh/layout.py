@@ -36,30 +36,72 @@ STREAM = "stream"  # the column where the residual stream enters a block
 
 #: x of each column inside a block, relative to the stream entering it
 BLOCK_COLUMNS: dict[str, float] = {
-    STREAM: 0.0, V.ln1: 1.25, V.q: 2.5, V.k: 3.5, V.v: 4.5, V.attn_scores: 5.75, V.attn_pattern: 6.75,
-    V.z: 8.0, V.head_out: 9.0, V.attn_out: 10.25, V.resid_mid: 11.5, V.ln2: 12.75, V.mlp_pre: 13.75,
-    V.mlp_post: 14.75, V.mlp_out: 15.75,
+    STREAM: 0.0,
+    V.ln1: 1.25,
+    V.q: 2.5,
+    V.k: 3.5,
+    V.v: 4.5,
+    V.attn_scores: 5.75,
+    V.attn_pattern: 6.75,
+    V.z: 8.0,
+    V.head_out: 9.0,
+    V.attn_out: 10.25,
+    V.resid_mid: 11.5,
+    V.ln2: 12.75,
+    V.mlp_pre: 13.75,
+    V.mlp_post: 14.75,
+    V.mlp_out: 15.75,
 }
 BLOCK_WIDTH = 17.0
 #: columns before block 0 and after the last block, relative to the stream entering block 0 / leaving the last
 EMBED_COLUMNS = {V.token: -3.0, V.token_embedding: -1.5, V.pos_embedding: -1.5}
-FINAL_COLUMNS = {V.ln_final: 1.25, V.logits: 2.5, V.scaled_logits: 3.75, V.top_k_logits: 4.75,
-                 V.top_p_logits: 5.75, V.probs: 6.75, V.next_token: 8.0}
+FINAL_COLUMNS = {
+    V.ln_final: 1.25,
+    V.logits: 2.5,
+    V.scaled_logits: 3.75,
+    V.top_k_logits: 4.75,
+    V.top_p_logits: 5.75,
+    V.probs: 6.75,
+    V.next_token: 8.0,
+}
 
 #: bar widths by kind (wider bars for wider vectors); head kinds are CELL wide
-_BAR_WIDTH = {V.mlp_pre: 0.7, V.mlp_post: 0.7, V.logits: 0.9, V.token: 0.6, V.scaled_logits: 0.9,
-              V.top_k_logits: 0.9, V.top_p_logits: 0.9, V.probs: 0.9, V.next_token: 0.6}
+_BAR_WIDTH = {
+    V.mlp_pre: 0.7,
+    V.mlp_post: 0.7,
+    V.logits: 0.9,
+    V.token: 0.6,
+    V.scaled_logits: 0.9,
+    V.top_k_logits: 0.9,
+    V.top_p_logits: 0.9,
+    V.probs: 0.9,
+    V.next_token: 0.6,
+}
 _DEFAULT_BAR = 0.5
 
 #: the column a parameter sits over, and where: the weight (left) and bias (right) of a pair side by side, a
 #: lone parameter in the centre, the two embedding tables one over the other
 _PARAM_COLUMN: dict[str, tuple[str, str]] = {
-    P.W_E: (V.token_embedding, "top"), P.W_pos: (V.pos_embedding, "bottom"),
-    P.ln1_w: (V.ln1, "left"), P.ln1_b: (V.ln1, "right"), P.W_Q: (V.q, "left"), P.b_Q: (V.q, "right"),
-    P.W_K: (V.k, "left"), P.b_K: (V.k, "right"), P.W_V: (V.v, "left"), P.b_V: (V.v, "right"),
-    P.W_O: (V.head_out, "centre"), P.b_O: (V.attn_out, "centre"), P.ln2_w: (V.ln2, "left"), P.ln2_b: (V.ln2, "right"),
-    P.W_in: (V.mlp_pre, "left"), P.b_in: (V.mlp_pre, "right"), P.W_out: (V.mlp_out, "left"),
-    P.b_out: (V.mlp_out, "right"), P.ln_final_w: (V.ln_final, "left"), P.ln_final_b: (V.ln_final, "right"),
+    P.W_E: (V.token_embedding, "top"),
+    P.W_pos: (V.pos_embedding, "bottom"),
+    P.ln1_w: (V.ln1, "left"),
+    P.ln1_b: (V.ln1, "right"),
+    P.W_Q: (V.q, "left"),
+    P.b_Q: (V.q, "right"),
+    P.W_K: (V.k, "left"),
+    P.b_K: (V.k, "right"),
+    P.W_V: (V.v, "left"),
+    P.b_V: (V.v, "right"),
+    P.W_O: (V.head_out, "centre"),
+    P.b_O: (V.attn_out, "centre"),
+    P.ln2_w: (V.ln2, "left"),
+    P.ln2_b: (V.ln2, "right"),
+    P.W_in: (V.mlp_pre, "left"),
+    P.b_in: (V.mlp_pre, "right"),
+    P.W_out: (V.mlp_out, "left"),
+    P.b_out: (V.mlp_out, "right"),
+    P.ln_final_w: (V.ln_final, "left"),
+    P.ln_final_b: (V.ln_final, "right"),
     P.W_U: (V.logits, "centre"),
 }
 _SIDE_DX = {"left": -0.12, "right": 0.26, "centre": 0.0, "top": 0.0, "bottom": 0.0}
@@ -67,11 +109,30 @@ _SIDE_WIDTH = {"left": 0.45, "right": 0.2, "centre": 0.5, "top": 0.5, "bottom": 
 
 #: short labels of the columns, shown along the top axis when zoomed in
 COLUMN_LABELS: dict[str, str] = {
-    V.token: "token", V.token_embedding: "embed", STREAM: "resid", V.ln1: "ln1", V.q: "q", V.k: "k", V.v: "v",
-    V.attn_scores: "scores", V.attn_pattern: "pattern", V.z: "z", V.head_out: "result", V.attn_out: "attn_out",
-    V.resid_mid: "resid_mid", V.ln2: "ln2", V.mlp_pre: "mlp_pre", V.mlp_post: "mlp_post", V.mlp_out: "mlp_out",
-    V.ln_final: "ln_final", V.logits: "logits", V.scaled_logits: "÷T", V.top_k_logits: "top-k",
-    V.top_p_logits: "top-p", V.probs: "probs", V.next_token: "next",
+    V.token: "token",
+    V.token_embedding: "embed",
+    STREAM: "resid",
+    V.ln1: "ln1",
+    V.q: "q",
+    V.k: "k",
+    V.v: "v",
+    V.attn_scores: "scores",
+    V.attn_pattern: "pattern",
+    V.z: "z",
+    V.head_out: "result",
+    V.attn_out: "attn_out",
+    V.resid_mid: "resid_mid",
+    V.ln2: "ln2",
+    V.mlp_pre: "mlp_pre",
+    V.mlp_post: "mlp_post",
+    V.mlp_out: "mlp_out",
+    V.ln_final: "ln_final",
+    V.logits: "logits",
+    V.scaled_logits: "÷T",
+    V.top_k_logits: "top-k",
+    V.top_p_logits: "top-p",
+    V.probs: "probs",
+    V.next_token: "next",
 }
 
 
@@ -125,8 +186,10 @@ class Layout:
     def ids(self) -> np.ndarray:
         """Every node's id in node order, as one numpy string array (Bokeh serialises it in one piece)."""
         top, n = self.topology, self.topology.n_tokens
-        return np.array([top.vector_id(k._replace(position=p)) for k in self.groups for p in range(n)]
-                        + [top.param_id(k) for k in self.params])
+        return np.array(
+            [top.vector_id(k._replace(position=p)) for k in self.groups for p in range(n)]
+            + [top.param_id(k) for k in self.params]
+        )
 
     @cached_property
     def id_index(self) -> dict[str, int]:
@@ -135,8 +198,10 @@ class Layout:
 
     @property
     def x_range(self) -> tuple[float, float]:
-        return (float(self.block_x[0] + EMBED_COLUMNS[V.token] - 1.5),
-                float(self.block_x[-1] + max(FINAL_COLUMNS.values()) + 1.5))
+        return (
+            float(self.block_x[0] + EMBED_COLUMNS[V.token] - 1.5),
+            float(self.block_x[-1] + max(FINAL_COLUMNS.values()) + 1.5),
+        )
 
     @property
     def y_range(self) -> tuple[float, float]:
@@ -146,8 +211,11 @@ class Layout:
     def block_span(self, layer: int) -> tuple[float, float, float]:
         """(left, middle between attention and MLP, right) x of block ``layer``'s shaded band."""
         x0 = float(self.block_x[layer])
-        return (x0 + BLOCK_COLUMNS[V.ln1] - 0.6, x0 + (BLOCK_COLUMNS[V.resid_mid] + BLOCK_COLUMNS[V.ln2]) / 2,
-                x0 + BLOCK_COLUMNS[V.mlp_out] + 0.6)
+        return (
+            x0 + BLOCK_COLUMNS[V.ln1] - 0.6,
+            x0 + (BLOCK_COLUMNS[V.resid_mid] + BLOCK_COLUMNS[V.ln2]) / 2,
+            x0 + BLOCK_COLUMNS[V.mlp_out] + 0.6,
+        )
 
 
 def _column_x(kind: str, layer: int | None, block_x: np.ndarray) -> float:
@@ -214,13 +282,26 @@ def layout(topology: Topology) -> Layout:
     def cat(vectors: list[np.ndarray], weights: list[float]) -> np.ndarray:
         return np.concatenate([*vectors, np.asarray(weights)]).astype(np.float32)
 
-    columns = [(float(block_x[0] + EMBED_COLUMNS[V.token]), COLUMN_LABELS[V.token]),
-               (float(block_x[0] + EMBED_COLUMNS[V.token_embedding]), COLUMN_LABELS[V.token_embedding])]
+    columns = [
+        (float(block_x[0] + EMBED_COLUMNS[V.token]), COLUMN_LABELS[V.token]),
+        (float(block_x[0] + EMBED_COLUMNS[V.token_embedding]), COLUMN_LABELS[V.token_embedding]),
+    ]
     for L in range(d.n_layer):
         columns += [(float(block_x[L] + dx), COLUMN_LABELS[k]) for k, dx in BLOCK_COLUMNS.items()]
     columns += [(float(block_x[-1]), COLUMN_LABELS[STREAM])]
     columns += [(float(block_x[-1] + dx), COLUMN_LABELS[k]) for k, dx in FINAL_COLUMNS.items()]
 
-    return Layout(topology=topology, groups=groups, params=params, x=cat(xs, px), y=cat(ys, py),
-                  width=cat(ws, pw), height=cat(hs, ph), lane_y=lane_y, lane_pitch=pitch, block_x=block_x,
-                  columns=columns, param_strip=(strip_bottom, strip_top))
+    return Layout(
+        topology=topology,
+        groups=groups,
+        params=params,
+        x=cat(xs, px),
+        y=cat(ys, py),
+        width=cat(ws, pw),
+        height=cat(hs, ph),
+        lane_y=lane_y,
+        lane_pitch=pitch,
+        block_x=block_x,
+        columns=columns,
+        param_strip=(strip_bottom, strip_top),
+    )

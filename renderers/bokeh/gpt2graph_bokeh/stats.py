@@ -46,8 +46,13 @@ def _masked_stats(x: np.ndarray, mask: np.ndarray | None) -> list[np.ndarray]:
     zeroed = np.where(mask, x, 0.0)
     mean = zeroed.sum(-1) / count
     var = (np.where(mask, x - mean[..., None], 0.0) ** 2).sum(-1) / count
-    return [np.sqrt((zeroed * zeroed).sum(-1)), mean, np.sqrt(var), np.where(mask, x, np.inf).min(-1),
-            np.where(mask, x, -np.inf).max(-1)]
+    return [
+        np.sqrt((zeroed * zeroed).sum(-1)),
+        mean,
+        np.sqrt(var),
+        np.where(mask, x, np.inf).min(-1),
+        np.where(mask, x, -np.inf).max(-1),
+    ]
 
 
 def attention(graph: Graph, layer: int) -> tuple[Tensor, Tensor]:
@@ -66,8 +71,14 @@ def _layer_values(graph: Graph, kind: str, layer: int | None, attn: dict[int, tu
             attn[layer] = attention(graph, layer)
         return attn[layer][0 if kind == V.attn_scores else 1]  # (H, n query, n key)
     if kind == V.head_out:  # every head's z @ its W_O slice, as one batched product per layer
-        W_O = torch.from_numpy(np.stack([graph.param("W_O", layer, h).numpy()  # (H, d_head, d_model)
-                                         for h in range(graph.dims.n_head)]))
+        W_O = torch.from_numpy(
+            np.stack(
+                [
+                    graph.param("W_O", layer, h).numpy()  # (H, d_head, d_model)
+                    for h in range(graph.dims.n_head)
+                ]
+            )
+        )
         return ops.output_projection(graph.hook(V.z, layer).transpose(0, 1), W_O)
     whole = graph.hook(kind, layer)
     if kind == V.token:
@@ -88,24 +99,29 @@ def node_stats(graph: Graph, lay: Layout) -> dict[str, np.ndarray]:
             kind, layer = lay.groups[g].kind, lay.groups[g].layer
             values = _layer_values(graph, kind, layer, attn).numpy().astype(np.float64)
             # attention rows see only earlier keys; decoding filters set dropped tokens to -inf: both are left out
-            mask = (causal if kind in (V.attn_scores, V.attn_pattern) else
-                    np.isfinite(values) if kind in DECODE_KINDS else None)
+            mask = (
+                causal
+                if kind in (V.attn_scores, V.attn_pattern)
+                else np.isfinite(values)
+                if kind in DECODE_KINDS
+                else None
+            )
             rows = values[..., 0].size
             for name, column in zip(STATS, _masked_stats(values, mask), strict=True):
-                out[name][g * n:g * n + rows] = column.reshape(-1)
+                out[name][g * n : g * n + rows] = column.reshape(-1)
             g += rows // n
         # parameters likewise by kind and layer, the heads' slices stacked
         i = 0
         while i < len(lay.params):
             kind, layer = lay.params[i].kind, lay.params[i].layer
-            run = [k for k in lay.params[i:i + graph.dims.n_head] if (k.kind, k.layer) == (kind, layer)]
+            run = [k for k in lay.params[i : i + graph.dims.n_head] if (k.kind, k.layer) == (kind, layer)]
             if kind == "W_U":  # tied: W_E transposed, with the same statistics
                 stats = [out[name][lay.n_vectors + lay.params.index(Key("W_E"))] for name in STATS]
             else:  # float32: W_E alone has 38M entries
                 flat = np.stack([graph.param(*k[:3]).numpy().reshape(-1) for k in run])
                 stats = _masked_stats(flat, None)
             for name, column in zip(STATS, stats, strict=True):
-                out[name][lay.n_vectors + i:lay.n_vectors + i + len(run)] = column
+                out[name][lay.n_vectors + i : lay.n_vectors + i + len(run)] = column
             i += len(run)
     return out
 
@@ -127,8 +143,14 @@ def relative(values: np.ndarray, unit_kind: np.ndarray, signed: bool) -> np.ndar
     return out
 
 
-def _line(graph: Graph, top: list[tuple[int, float]], following: int, rank: int, prob: float,
-          target: tuple[int, int, float] | None = None) -> str:
+def _line(
+    graph: Graph,
+    top: list[tuple[int, float]],
+    following: int,
+    rank: int,
+    prob: float,
+    target: tuple[int, int, float] | None = None,
+) -> str:
     """One vector's lens as text: ``Ġthe 12.5%, Ġa 8.1% · next token Ġare: rank 153 (0.0012%)``, then the
     target's rank when the stored lens has one. ``following`` is -1 where no token follows."""
     text = ", ".join(f"{graph.decode_token(t)} {percent(p)}" for t, p in top)

@@ -40,20 +40,30 @@ class SvgRenderer:
     description = "static SVG infographic: a vector-level view of the forward pass, annotated and printable"
     suffixes = (".svg",)
     options = {
-        "layers": Option(list[int], [0], "blocks drawn in full; the others are elided with a marker ('all' for "
-                         "every block, '' for none)"),
+        "layers": Option(
+            list[int],
+            [0],
+            "blocks drawn in full; the others are elided with a marker ('all' for every block, '' for none)",
+        ),
         "head": Option(int, 0, "the head drawn in full in each expanded block; the others are stacked behind it"),
-        "positions": Option(list[int], None, "token positions shown (default: all, or the first 4 and the last 8 "
-                            f"when there are more than {MAX_DEFAULT_POSITIONS})"),
+        "positions": Option(
+            list[int],
+            None,
+            "token positions shown (default: all, or the first 4 and the last 8 "
+            f"when there are more than {MAX_DEFAULT_POSITIONS})",
+        ),
         "callouts": Option(bool, True, "show glossary callouts and annotations beside the parts they explain"),
         "title": Option(str, "", "title of the infographic (default: derived from the prompt)"),
-        "temperature": Option(float, None, "decoding temperature (> 0); unset: the stored analysis's decoding, "
-                              "else 1"),
+        "temperature": Option(float, None, "decoding temperature (> 0); unset: the stored analysis's decoding, else 1"),
         "top_k": Option(int, None, "keep the k most probable tokens when decoding (>= 1); unset: no top-k"),
         "top_p": Option(float, None, "nucleus threshold of the decoding, in (0, 1]; unset: no top-p"),
         "seed": Option(int, None, "draw the next token with this seed; unset: greedy (the most probable)"),
-        "head_color": Option(str, None, "colour of the head map (needs an analysis); unset: dla when the graph "
-                             "carries an analysis", choices=HEAD_COLOURS),
+        "head_color": Option(
+            str,
+            None,
+            "colour of the head map (needs an analysis); unset: dla when the graph carries an analysis",
+            choices=HEAD_COLOURS,
+        ),
     }
 
     def render(self, graph: Any, path: str | Path, **options: Any) -> Path:
@@ -63,9 +73,20 @@ class SvgRenderer:
         return path
 
 
-def scene(graph: Any, *, layers: list[int] | None = (0,), head: int = 0, positions: list[int] | None = None,
-          callouts: bool = True, title: str = "", temperature: float | None = None, top_k: int | None = None,
-          top_p: float | None = None, seed: int | None = None, head_color: str | None = None) -> Scene:
+def scene(
+    graph: Any,
+    *,
+    layers: list[int] | None = (0,),
+    head: int = 0,
+    positions: list[int] | None = None,
+    callouts: bool = True,
+    title: str = "",
+    temperature: float | None = None,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    seed: int | None = None,
+    head_color: str | None = None,
+) -> Scene:
     """Validate the options against the graph and lay it out (a pure function: no file is touched).
     Decoding options, when given, draw the run with those settings; left unset, the graph's own (and its stored
     analysis's table, if any; see :func:`interpretation.decoding`)."""
@@ -79,18 +100,30 @@ def scene(graph: Any, *, layers: list[int] | None = (0,), head: int = 0, positio
         raise RendererError("option 'positions' is empty: give at least one token position")
     _in_range("position", positions, n)
     if graph.analysis is None and head_color is not None:
-        raise RendererError("option 'head_color' needs interpretability results on the graph: build with "
-                            "--analyze (or call graph.analyze()) first")
+        raise RendererError(
+            "option 'head_color' needs interpretability results on the graph: build with "
+            "--analyze (or call graph.analyze()) first"
+        )
     if graph.analysis is not None and head_color is None:
         head_color = "dla"
     view = decoding_view(graph, temperature=temperature, top_k=top_k, top_p=top_p, seed=seed)
     result, stored = decoding(view, custom=view is not graph)
-    return layout(view, layers=layers, head=head, positions=sorted(set(positions)), decoding=result,
-                  decoding_stored=stored, head_color=head_color, callouts=callouts, title=title)
+    return layout(
+        view,
+        layers=layers,
+        head=head,
+        positions=sorted(set(positions)),
+        decoding=result,
+        decoding_stored=stored,
+        head_color=head_color,
+        callouts=callouts,
+        title=title,
+    )
 
 
 def _in_range(what: str, values: list[int], limit: int) -> None:
     bad = sorted({v for v in values if not 0 <= v < limit})
     if bad:
-        raise RendererError(f"{what} {', '.join(map(str, bad))} does not exist: this model has {what}s 0 to "
-                            f"{limit - 1}")
+        raise RendererError(
+            f"{what} {', '.join(map(str, bad))} does not exist: this model has {what}s 0 to {limit - 1}"
+        )

@@ -3,8 +3,23 @@ attention weights. Kept in one place so the legend and the drawing cannot disagr
 
 from __future__ import annotations
 
-__all__ = ["CATEGORY", "CATEGORY_LABEL", "tint", "diverging", "sequential", "ink_on", "TEXT", "MUTED", "RULE",
-           "WARNING", "DIVERGING_STOPS", "SEQUENTIAL_STOPS", "MASKED"]
+import itertools
+
+__all__ = [
+    "CATEGORY",
+    "CATEGORY_LABEL",
+    "tint",
+    "diverging",
+    "sequential",
+    "ink_on",
+    "TEXT",
+    "MUTED",
+    "RULE",
+    "WARNING",
+    "DIVERGING_STOPS",
+    "SEQUENTIAL_STOPS",
+    "MASKED",
+]
 
 #: legend category -> strong colour (strokes, swatches, headings)
 CATEGORY = {
@@ -32,8 +47,13 @@ WARNING = "#c62828"
 MASKED = "#e6e8eb"
 
 #: signed values: blue (negative) - near white (zero) - red (positive)
-DIVERGING_STOPS = [(-1.0, (33, 92, 160)), (-0.5, (140, 180, 218)), (0.0, (246, 246, 246)),
-                   (0.5, (236, 160, 120)), (1.0, (178, 40, 38))]
+DIVERGING_STOPS = [
+    (-1.0, (33, 92, 160)),
+    (-0.5, (140, 180, 218)),
+    (0.0, (246, 246, 246)),
+    (0.5, (236, 160, 120)),
+    (1.0, (178, 40, 38)),
+]
 #: attention weights 0..1: white to deep orange
 SEQUENTIAL_STOPS = [(0.0, (255, 250, 243)), (0.35, (249, 190, 120)), (0.7, (224, 112, 35)), (1.0, (127, 49, 8))]
 
@@ -44,7 +64,7 @@ def _hex(rgb: tuple[float, float, float]) -> str:
 
 def _ramp(stops, t: float) -> str:
     t = min(max(t, stops[0][0]), stops[-1][0])
-    for (t0, c0), (t1, c1) in zip(stops, stops[1:], strict=False):
+    for (t0, c0), (t1, c1) in itertools.pairwise(stops):
         if t <= t1:
             f = (t - t0) / (t1 - t0)
             return _hex(tuple(a + (b - a) * f for a, b in zip(c0, c1, strict=True)))
@@ -63,11 +83,11 @@ def sequential(t: float) -> str:
 
 def tint(colour: str, amount: float) -> str:
     """``colour`` mixed with white: amount 0 is white, 1 the colour itself."""
-    rgb = [int(colour[i:i + 2], 16) for i in (1, 3, 5)]
+    rgb = [int(colour[i : i + 2], 16) for i in (1, 3, 5)]
     return _hex(tuple(255 + (c - 255) * amount for c in rgb))
 
 
 def ink_on(fill: str) -> str:
     """Dark or white text, whichever reads on ``fill``."""
-    r, g, b = (int(fill[i:i + 2], 16) for i in (1, 3, 5))
+    r, g, b = (int(fill[i : i + 2], 16) for i in (1, 3, 5))
     return TEXT if 0.299 * r + 0.587 * g + 0.114 * b > 150 else "#ffffff"

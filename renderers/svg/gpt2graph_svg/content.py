@@ -92,9 +92,15 @@ class Content:
 
     def _resolved(self, a: Any) -> Callout:
         values = template_values(self.graph)
-        return self._callout(ResolvedAnnotation(a.id, a.title.format_map(values), a.body.format_map(values),
-                                                None if a.caption is None else a.caption.format_map(values),
-                                                tuple(a.glossary)))
+        return self._callout(
+            ResolvedAnnotation(
+                a.id,
+                a.title.format_map(values),
+                a.body.format_map(values),
+                None if a.caption is None else a.caption.format_map(values),
+                tuple(a.glossary),
+            )
+        )
 
     def _callout(self, a: Any) -> Callout:
         links = []
@@ -104,6 +110,7 @@ class Content:
                 continue
             source = next((s for s in entry.sources if safe_url(s.url)), None)
             if source is not None:
-                links.append(Link(entry.term, safe_url(source.url), f"{entry.term}: {entry.summary} "
-                                  f"(source: {source.title})"))
+                links.append(
+                    Link(entry.term, safe_url(source.url), f"{entry.term}: {entry.summary} (source: {source.title})")
+                )
         return Callout(a.id, a.title, a.caption or "", tuple(markdown_paragraphs(a.body)), tuple(links))

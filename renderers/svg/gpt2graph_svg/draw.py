@@ -28,8 +28,9 @@ def element_id(node_id: str) -> str:
     """XML id for a graph node id: ``n-`` then the id with every character outside ``[A-Za-z0-9._]`` written
     as ``-`` and its code point in hex, e.g. ``blocks.0.attn.hook_q[1,3]`` -> ``n-blocks.0.attn.hook_q-5b1-2c3-5d``.
     Node ids contain ``[``, ``,`` and ``:``, which an XML id may not."""
-    return "n-" + _UNSAFE.sub(lambda m: f"-{ord(m.group()):02x}" if ord(m.group()) < 256
-                              else f"-u{ord(m.group()):06x}", node_id)
+    return "n-" + _UNSAFE.sub(
+        lambda m: f"-{ord(m.group()):02x}" if ord(m.group()) < 256 else f"-u{ord(m.group()):06x}", node_id
+    )
 
 
 def _n(v: float) -> str:
@@ -106,15 +107,33 @@ def _group(parent: ET.Element, g: Group) -> None:
 
 def to_svg(scene: Scene) -> bytes:
     """The SVG document for ``scene``, as UTF-8 bytes; the same scene always gives the same bytes."""
-    root = ET.Element(f"{{{SVG_NS}}}svg", {
-        "width": _n(scene.width), "height": _n(scene.height), "viewBox": f"0 0 {_n(scene.width)} {_n(scene.height)}",
-        "font-family": FONT_FAMILY, "fill": C.TEXT, "role": "img",
-    })
+    root = ET.Element(
+        f"{{{SVG_NS}}}svg",
+        {
+            "width": _n(scene.width),
+            "height": _n(scene.height),
+            "viewBox": f"0 0 {_n(scene.width)} {_n(scene.height)}",
+            "font-family": FONT_FAMILY,
+            "fill": C.TEXT,
+            "role": "img",
+        },
+    )
     ET.SubElement(root, "title").text = scene.title
     ET.SubElement(root, "desc").text = scene.description
     defs = ET.SubElement(root, "defs")
-    marker = ET.SubElement(defs, "marker", {"id": "arrow", "viewBox": "0 0 10 10", "refX": "9", "refY": "5",
-                                            "markerWidth": "7", "markerHeight": "7", "orient": "auto-start-reverse"})
+    marker = ET.SubElement(
+        defs,
+        "marker",
+        {
+            "id": "arrow",
+            "viewBox": "0 0 10 10",
+            "refX": "9",
+            "refY": "5",
+            "markerWidth": "7",
+            "markerHeight": "7",
+            "orient": "auto-start-reverse",
+        },
+    )
     ET.SubElement(marker, "path", {"d": "M0,1 L10,5 L0,9 z", "fill": "context-stroke", "stroke": "none"})
     ET.SubElement(root, "rect", {"width": "100%", "height": "100%", "fill": "#ffffff"})
     for g in scene.groups:

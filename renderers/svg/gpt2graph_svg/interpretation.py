@@ -13,9 +13,18 @@ from gpt2graph.analysis import Attribution, DecodingResult, LensEntry
 from gpt2graph.decoding import decode_next
 from gpt2graph.errors import InterpretError, RendererError
 
-__all__ = ["HEAD_COLOURS", "HEAD_METRIC", "CANDIDATES", "pct", "signed", "decoding", "decoding_view", "Row",
-           "decoding_rows",
-           "Readout"]
+__all__ = [
+    "HEAD_COLOURS",
+    "HEAD_METRIC",
+    "CANDIDATES",
+    "pct",
+    "signed",
+    "decoding",
+    "decoding_view",
+    "Row",
+    "decoding_rows",
+    "Readout",
+]
 
 #: what the head map can be coloured by, with how a legend names it
 HEAD_METRIC = {
@@ -42,8 +51,9 @@ def signed(v: float, digits: int = 4) -> str:
     return "0" if v == 0 else f"{v:+.{digits}g}".replace("-", "−")
 
 
-def decoding_view(graph: Any, *, temperature: float | None, top_k: int | None, top_p: float | None,
-                  seed: int | None) -> Any:
+def decoding_view(
+    graph: Any, *, temperature: float | None, top_k: int | None, top_p: float | None, seed: int | None
+) -> Any:
     """The graph to draw: itself, or, when a decoding option is given, a view with those settings
     (temperature 1, no filter and greedy where unset), so the decoding rows and the table agree. A bad option
     is a :class:`RendererError` carrying the core's message."""
@@ -63,9 +73,15 @@ def decoding(graph: Any, custom: bool) -> tuple[DecodingResult, bool]:
     if analysis is not None and not custom:
         return analysis.decoding, True
     s = graph.decoding
-    return decode_next(graph, position=-1 if analysis is None else analysis.decoding.position,
-                       temperature=s.temperature, top_k=s.top_k, top_p=s.top_p, seed=s.seed,
-                       candidates=CANDIDATES), False
+    return decode_next(
+        graph,
+        position=-1 if analysis is None else analysis.decoding.position,
+        temperature=s.temperature,
+        top_k=s.top_k,
+        top_p=s.top_p,
+        seed=s.seed,
+        candidates=CANDIDATES,
+    ), False
 
 
 @dataclass(frozen=True)
@@ -75,9 +91,9 @@ class Row:
 
     token_id: int
     token: str
-    logit: float           # the model's raw logit
+    logit: float  # the model's raw logit
     probs: tuple[float | None, ...]
-    rank: int | None       # rank in the first step's table; None for a sampled token listed below it
+    rank: int | None  # rank in the first step's table; None for a sampled token listed below it
     chosen: bool
 
 
@@ -95,14 +111,15 @@ def decoding_rows(graph: Any, result: DecodingResult) -> list[Row]:
 
     def probs(token_id: int) -> tuple[float | None, ...]:
         # a token missing from a step that lists all its survivors was filtered out: probability exactly 0
-        return tuple(t.get(token_id, 0.0 if len(s.candidates) == s.kept else None)
-                     for t, s in zip(tables, result.steps, strict=True))
+        return tuple(
+            t.get(token_id, 0.0 if len(s.candidates) == s.kept else None)
+            for t, s in zip(tables, result.steps, strict=True)
+        )
 
     rows = [Row(i, tok, float(logits[i]), probs(i), first.get(i), i == result.chosen.id) for i, tok in order.items()]
     if not any(r.chosen for r in rows):
         c = result.chosen
-        rows.append(Row(c.id, c.token, float(logits[c.id]), (None,) * (len(result.steps) - 1) + (c.prob,), None,
-                        True))
+        rows.append(Row(c.id, c.token, float(logits[c.id]), (None,) * (len(result.steps) - 1) + (c.prob,), None, True))
     return rows
 
 
@@ -135,20 +152,25 @@ class Readout:
         lines = []
         entry = self.lens(node_id)
         if entry is not None:
-            lines.append(f"logit lens (top {len(entry.top)}): "
-                         + " · ".join(f"{t.token!r} {pct(t.prob)}" for t in entry.top))
+            lines.append(
+                f"logit lens (top {len(entry.top)}): " + " · ".join(f"{t.token!r} {pct(t.prob)}" for t in entry.top)
+            )
             if entry.next_token_rank is not None:
                 following = self.g.tokenization.tokens_visible[self.g.node(node_id).position + 1]
-                lines.append(f"next token {following!r}: rank {entry.next_token_rank:,} under the lens, "
-                             f"{pct(entry.next_token_prob)}")
+                lines.append(
+                    f"next token {following!r}: rank {entry.next_token_rank:,} under the lens, "
+                    f"{pct(entry.next_token_prob)}"
+                )
             if entry.target_rank is not None:
                 target = self.g.decode_token(self.analysis.lens.target)
                 lines.append(f"target {target!r}: rank {entry.target_rank:,}, {pct(entry.target_prob)}")
         c = self.dla.get(node_id)
         if c is not None:
             extra = " (the MLP's output without b_out, which counts on its own)" if c.kind == "mlp_out" else ""
-            lines.append(f"direct logit attribution to the {self.metric()} at position "
-                         f"{self.analysis.dla.position}: {signed(c.contribution)}{extra}")
+            lines.append(
+                f"direct logit attribution to the {self.metric()} at position "
+                f"{self.analysis.dla.position}: {signed(c.contribution)}{extra}"
+            )
         return lines
 
     def head_value(self, metric: str, layer: int, head: int) -> float | None:
@@ -169,14 +191,16 @@ class Readout:
             shown = "n/a" if value is None else f"{value:.3f}"
             scores.append(f"{name.replace('_', '-')} {shown}" + ("" if chance is None else f" (chance {chance:.3f})"))
         boosted = ", ".join(repr(t.token) for t in circuit.boosted[:3])
-        return "\n".join([
-            f"head {layer}.{head} (layer {layer}, head {head}) · role: {role.label or 'none'}",
-            f"attention scores ({a.roles.source}): " + " · ".join(scores),
-            f"OV copying score {circuit.ov_copying_score:.3f} · boosts {boosted} after attending to "
-            f"{a.circuits.input_token!r}",
-            f"direct logit attribution to the {self.metric()} at position {a.dla.position}: "
-            f"{signed(self.head_dla.get((layer, head), 0.0))}",
-        ])
+        return "\n".join(
+            [
+                f"head {layer}.{head} (layer {layer}, head {head}) · role: {role.label or 'none'}",
+                f"attention scores ({a.roles.source}): " + " · ".join(scores),
+                f"OV copying score {circuit.ov_copying_score:.3f} · boosts {boosted} after attending to "
+                f"{a.circuits.input_token!r}",
+                f"direct logit attribution to the {self.metric()} at position {a.dla.position}: "
+                f"{signed(self.head_dla.get((layer, head), 0.0))}",
+            ]
+        )
 
     def component_label(self, c: Attribution) -> str:
         """A DLA component in words."""

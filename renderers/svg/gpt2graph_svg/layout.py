@@ -29,15 +29,15 @@ __all__ = ["layout", "SAMPLE_HEAD", "SAMPLE_TAIL", "sample_indices"]
 
 # ---- geometry constants (px) -------------------------------------------------------------------------
 MARGIN = 28
-LANE_X = MARGIN + 8           # the residual stream drawn as one line down the left edge
-PANEL_X = MARGIN + 24         # outermost panel's left edge
-GUTTER_X = PANEL_X + 26       # row names and operation labels
+LANE_X = MARGIN + 8  # the residual stream drawn as one line down the left edge
+PANEL_X = MARGIN + 24  # outermost panel's left edge
+GUTTER_X = PANEL_X + 26  # row names and operation labels
 GUTTER_W = 236
 SAMPLE_HEAD, SAMPLE_TAIL = 6, 2
 ELLIPSIS_W = 14
 MIN_DIAGRAM_W = 640
 CALLOUT_W = 440
-MAX_DRIFT = 90                # how far the callout column may run ahead of the diagram
+MAX_DRIFT = 90  # how far the callout column may run ahead of the diagram
 
 
 def sample_indices(d: int) -> tuple[list[int], int | None]:
@@ -53,10 +53,20 @@ def _times(*parts: object) -> str:
 
 # ---- the layout --------------------------------------------------------------------------------------
 class _Layout(Panels):
-    gutter_x, gutter_w, col_w = GUTTER_X, GUTTER_W, COL_W   # for the panels
+    gutter_x, gutter_w, col_w = GUTTER_X, GUTTER_W, COL_W  # for the panels
 
-    def __init__(self, graph: Any, layers: list[int], head: int, positions: list[int], callouts: bool,
-                 title: str, decoding: DecodingResult, decoding_stored: bool, head_color: str | None):
+    def __init__(
+        self,
+        graph: Any,
+        layers: list[int],
+        head: int,
+        positions: list[int],
+        callouts: bool,
+        title: str,
+        decoding: DecodingResult,
+        decoding_stored: bool,
+        head_color: str | None,
+    ):
         self.g = graph
         self.top = graph.topology
         self.d = graph.dims
@@ -69,9 +79,15 @@ class _Layout(Panels):
         self.decoding_stored = decoding_stored
         self.readout = Readout(graph)
         self.head_color = head_color
-        self.head_values = {} if head_color is None else {
-            (L, h): self.readout.head_value(head_color, L, h) for L in range(self.d.n_layer)
-            for h in range(self.d.n_head)}
+        self.head_values = (
+            {}
+            if head_color is None
+            else {
+                (L, h): self.readout.head_value(head_color, L, h)
+                for L in range(self.d.n_layer)
+                for h in range(self.d.n_head)
+            }
+        )
         self.head_scale = max((abs(v) for v in self.head_values.values() if v is not None), default=0.0) or 1.0
         self.tokens = list(graph.tokenization.tokens_visible)
 
@@ -86,21 +102,21 @@ class _Layout(Panels):
             self.col_x[p] = x
             x += COL_W
         self.diagram_w = max(x, MIN_DIAGRAM_W)
-        self.dx = GUTTER_X + GUTTER_W + 18           # diagram's left edge
+        self.dx = GUTTER_X + GUTTER_W + 18  # diagram's left edge
         self.col_x = {p: self.dx + cx for p, cx in self.col_x.items()}
         self.gaps = [self.dx + gx for gx in self.gaps]
         self.diagram_right = self.dx + self.diagram_w
         self.panel_right = self.diagram_right + 18
-        self.cx = self.panel_right + 40               # callout column
+        self.cx = self.panel_right + 40  # callout column
         self.width = self.cx + CALLOUT_W + MARGIN
 
         self.y = float(MARGIN)
         self.panel_groups: list[tuple[int, Group]] = []  # (depth, panel): outer panels drawn first
-        self.back: list[Group] = []                   # arrows, lanes, leaders: under the content
+        self.back: list[Group] = []  # arrows, lanes, leaders: under the content
         self.front: list[Group] = []
         self.panels: list[tuple[float, str, int]] = []
         self.band_top = 0.0
-        self.callout_y = 0.0                          # where the callout column is free from
+        self.callout_y = 0.0  # where the callout column is free from
         self.band_nodes: list[str] = []
         self.lane_marks: list[tuple[float, str]] = []  # (y, "read" | "add") on the residual lane
         self.lane_top: float | None = None
@@ -130,7 +146,7 @@ class _Layout(Panels):
         anchor = self.band_top + CELL_H / 2 + 2
         for c in self.content.callouts_for(self.band_nodes) + (extra or []):
             self.callout_y = self.callout(c, max(self.band_top, self.callout_y), category, anchor) + 10
-        self.y = max(self.y, self.callout_y - MAX_DRIFT)   # keep callouts near what they explain
+        self.y = max(self.y, self.callout_y - MAX_DRIFT)  # keep callouts near what they explain
 
     def open_panel(self, category: str, title: str, subtitle: str = "") -> Text:
         """Start a panel; returns the last text of its title line, for anything to be set beside it."""
@@ -152,11 +168,19 @@ class _Layout(Panels):
         x0, x1 = PANEL_X + 7 * depth, self.panel_right - 7 * depth
         box = Box(x0, top, x1 - x0, self.y - top)
         group = Group(cls=f"panel {category}")
-        for i in range(deck, 0, -1):   # the other heads, as cards stacked behind
-            group.parts.append(Rect(Box(x0 + 5 * i, top - 5 * i, box.w, box.h), C.tint(C.CATEGORY[category], 0.1),
-                                    C.tint(C.CATEGORY[category], 0.5), 0.8, 6))
-        group.parts.append(Rect(box, C.tint(C.CATEGORY[category], 0.06 + 0.03 * depth),
-                                C.tint(C.CATEGORY[category], 0.55), 1.2, 8))
+        for i in range(deck, 0, -1):  # the other heads, as cards stacked behind
+            group.parts.append(
+                Rect(
+                    Box(x0 + 5 * i, top - 5 * i, box.w, box.h),
+                    C.tint(C.CATEGORY[category], 0.1),
+                    C.tint(C.CATEGORY[category], 0.5),
+                    0.8,
+                    6,
+                )
+            )
+        group.parts.append(
+            Rect(box, C.tint(C.CATEGORY[category], 0.06 + 0.03 * depth), C.tint(C.CATEGORY[category], 0.55), 1.2, 8)
+        )
         self.panel_groups.append((depth, group))
         self.y += 10
 
@@ -185,8 +209,7 @@ class _Layout(Panels):
                 lw = width(label, FS["small"])
                 if lx + lw > x + w:
                     lx, y = x, y + lh
-                group.texts.append(text_at(lx, y, [label], FS["small"], colour="#1a5fb4", href=link.url,
-                                           tip=link.tip))
+                group.texts.append(text_at(lx, y, [label], FS["small"], colour="#1a5fb4", href=link.url, tip=link.tip))
                 lx += lw + 5
             y += lh + 2
         y += PAD - 4
@@ -194,9 +217,14 @@ class _Layout(Panels):
         group.parts.append(Rect(Box(self.cx, top, 4, y - top), C.CATEGORY[category], rx=2))
         leader_y = top + PAD + line_height(FS["h2"]) / 2
         colour = C.CATEGORY[category]
-        self.back.append(Group([Path(f"M{self.panel_right + 2},{anchor} L{self.cx},{leader_y}", C.tint(colour, 0.6),
-                                     1, dash="3 3"),
-                                Rect(Box(self.panel_right, anchor - 2, 4, 4), colour, rx=2)]))
+        self.back.append(
+            Group(
+                [
+                    Path(f"M{self.panel_right + 2},{anchor} L{self.cx},{leader_y}", C.tint(colour, 0.6), 1, dash="3 3"),
+                    Rect(Box(self.panel_right, anchor - 2, 4, 4), colour, rx=2),
+                ]
+            )
+        )
         self.front.append(group)
         return y
 
@@ -232,10 +260,15 @@ class _Layout(Panels):
             if x + w > GUTTER_X + GUTTER_W:
                 x, y = GUTTER_X, y + ch + 3
             node = self.top.param_id(key)
-            self.add(Group([Rect(Box(x, y, w, ch), C.tint(C.CATEGORY["parameter"], 0.18),
-                                 C.CATEGORY["parameter"], 0.8, 3)],
-                           [text_at(x + 5, y + 2, [text], FS["tiny"], colour=C.TEXT)],
-                           node=node, tip=self.param_tip(node), cls="node parameter"))
+            self.add(
+                Group(
+                    [Rect(Box(x, y, w, ch), C.tint(C.CATEGORY["parameter"], 0.18), C.CATEGORY["parameter"], 0.8, 3)],
+                    [text_at(x + 5, y + 2, [text], FS["tiny"], colour=C.TEXT)],
+                    node=node,
+                    tip=self.param_tip(node),
+                    cls="node parameter",
+                )
+            )
             x += w + 4
         if params:
             y += ch
@@ -251,8 +284,16 @@ class _Layout(Panels):
         return f"{name}: {_times(*self.top.param_shape(key))}"
 
     # ---- vector rows --------------------------------------------------------------------------------
-    def vector_row(self, kind: str, layer: int | None, name: str, caption: str, category: str,
-                   head: int | None = None, below: dict[int, str] | None = None) -> None:
+    def vector_row(
+        self,
+        kind: str,
+        layer: int | None,
+        name: str,
+        caption: str,
+        category: str,
+        head: int | None = None,
+        below: dict[int, str] | None = None,
+    ) -> None:
         """One strip per shown position, coloured on one scale per row (its largest |value|)."""
         keys = {p: Key(kind, layer, head, p) for p in self.positions}
         ids = {p: self.top.vector_id(k) for p, k in keys.items()}
@@ -272,8 +313,9 @@ class _Layout(Panels):
             cx = x0
             for j, comp in enumerate(idx):
                 if gap is not None and j == gap:
-                    group.parts.append(Path(f"M{cx + 3},{top + CELL_H / 2} H{cx + ELLIPSIS_W - 3}", C.MUTED, 1,
-                                            dash="1.5 2"))
+                    group.parts.append(
+                        Path(f"M{cx + 3},{top + CELL_H / 2} H{cx + ELLIPSIS_W - 3}", C.MUTED, 1, dash="1.5 2")
+                    )
                     cx += ELLIPSIS_W
                 t = float(vals[p][comp]) / scale
                 fill = C.MASKED if t == float("-inf") else C.diverging(t)
@@ -281,17 +323,21 @@ class _Layout(Panels):
                 cx += cell_w
             group.parts.append(Rect(Box(x0, top, cx - x0, CELL_H), "none", C.CATEGORY[category], 0.9, 1.5))
             y = top + CELL_H + 1
-            if i == 0:   # index labels under the first lane only: the others share them
+            if i == 0:  # index labels under the first lane only: the others share them
                 first = text_at(x0 + cell_w / 2, y, ["0"], FS["tiny"], anchor="middle", colour=C.MUTED)
                 group.texts.append(first)
                 if gap is not None:
-                    group.texts.append(text_at(x0 + cell_w * (gap - 0.5), y, [str(gap - 1)], FS["tiny"],
-                                               anchor="middle", colour=C.MUTED))
+                    group.texts.append(
+                        text_at(
+                            x0 + cell_w * (gap - 0.5), y, [str(gap - 1)], FS["tiny"], anchor="middle", colour=C.MUTED
+                        )
+                    )
                 group.texts.append(text_at(cx, y, [str(d - 1)], FS["tiny"], anchor="end", colour=C.MUTED))
                 y += line_height(FS["tiny"])
             if below and p in below:
-                group.texts.append(text_at(x0, y, [fit(below[p], COL_W - MARKER_W - 8, FS["tiny"])], FS["tiny"],
-                                           colour=C.TEXT))
+                group.texts.append(
+                    text_at(x0, y, [fit(below[p], COL_W - MARKER_W - 8, FS["tiny"])], FS["tiny"], colour=C.TEXT)
+                )
                 y += line_height(FS["tiny"])
             strip_bottom = max(strip_bottom, y)
             self.add(group)
@@ -306,15 +352,26 @@ class _Layout(Panels):
     # ---- tooltips -----------------------------------------------------------------------------------
     def vector_tip(self, node_id: str) -> str:
         n = self.g.node(node_id)
-        where = [f"layer {n.layer}" if n.layer is not None else "",
-                 f"head {n.head}" if n.head is not None else "",
-                 f"position {n.position} ({self.tokens[n.position]})" if n.position is not None else ""]
+        where = [
+            f"layer {n.layer}" if n.layer is not None else "",
+            f"head {n.head}" if n.head is not None else "",
+            f"position {n.position} ({self.tokens[n.position]})" if n.position is not None else "",
+        ]
         s = n.summary
-        stats = (f"norm {s.norm:.4g} · mean {s.mean:.3g} · std {s.std:.3g} · min {s.min:.3g} · max {s.max:.3g}"
-                 if s else "")
-        return "\n".join(x for x in [node_id, f"{n.kind} · " + " · ".join(w for w in where if w),
-                                     f"shape {n.shape}" + (f" · hook {n.hook}" if n.hook else ""), stats,
-                                     *self.readout.notes(node_id)] if x)
+        stats = (
+            f"norm {s.norm:.4g} · mean {s.mean:.3g} · std {s.std:.3g} · min {s.min:.3g} · max {s.max:.3g}" if s else ""
+        )
+        return "\n".join(
+            x
+            for x in [
+                node_id,
+                f"{n.kind} · " + " · ".join(w for w in where if w),
+                f"shape {n.shape}" + (f" · hook {n.hook}" if n.hook else ""),
+                stats,
+                *self.readout.notes(node_id),
+            ]
+            if x
+        )
 
     def op_tip(self, op_id: str) -> str:
         op = self.g.node(op_id)
@@ -330,14 +387,22 @@ class _Layout(Panels):
     def param_tip(self, node_id: str) -> str:
         p = self.g.node(node_id)
         extra = f" · tied to {p.tied_to}" + (" (transposed)" if p.transposed else "") if p.tied_to else ""
-        return "\n".join([f"{node_id}\nparameter {p.kind} · shape {p.shape} · {p.n_params:,} values{extra}",
-                          *self.readout.notes(node_id)])
+        return "\n".join(
+            [
+                f"{node_id}\nparameter {p.kind} · shape {p.shape} · {p.n_params:,} values{extra}",
+                *self.readout.notes(node_id),
+            ]
+        )
 
     # ---- captions -----------------------------------------------------------------------------------
     def caption(self, space: str) -> str:
         n, d = self.g.n_tokens, self.d
-        dim = {"residual": ("d_model", d.d_model), "head": ("d_head", d.d_head), "mlp": ("d_mlp", d.d_mlp),
-               "vocab": ("n_vocab", d.n_vocab)}[space]
+        dim = {
+            "residual": ("d_model", d.d_model),
+            "head": ("d_head", d.d_head),
+            "mlp": ("d_mlp", d.d_mlp),
+            "vocab": ("n_vocab", d.n_vocab),
+        }[space]
         shown = "" if len(self.positions) == n else f" ({len(self.positions)} positions shown)"
         return f"n_tokens × {dim[0]} = {_times(n, dim[1])}{shown}"
 
@@ -349,21 +414,34 @@ class _Layout(Panels):
         self.label(t)
         self.y = t.box.bottom + 6
         d = self.d
-        facts = (f"model {m.name} ({m.architecture}) · {m.total_parameters:,} parameters · {d.n_layer} layers × "
-                 f"{d.n_head} heads · d_model {d.d_model} · d_head {d.d_head} · d_mlp {d.d_mlp} · "
-                 f"n_ctx {d.n_ctx} · n_vocab {d.n_vocab} · {m.dtype}")
+        facts = (
+            f"model {m.name} ({m.architecture}) · {m.total_parameters:,} parameters · {d.n_layer} layers × "
+            f"{d.n_head} heads · d_model {d.d_model} · d_head {d.d_head} · d_mlp {d.d_mlp} · "
+            f"n_ctx {d.n_ctx} · n_vocab {d.n_vocab} · {m.dtype}"
+        )
         f = self.wrapped(x, self.y, facts, w, FS["body"] + 1, colour=C.MUTED)
-        prompt = self.wrapped(x, f.box.bottom + 4, f"prompt: “{tok.text}” → {self.g.n_tokens} tokens", w,
-                              FS["h1"], bold=True)
-        date = text_at(x, prompt.box.bottom + 4, [f"captured {self.g.header.created} · gpt2graph "
-                                                  f"{self.g.header.gpt2graph_version} · values exact from one "
-                                                  f"forward pass"], FS["small"], colour=C.MUTED)
+        prompt = self.wrapped(
+            x, f.box.bottom + 4, f"prompt: “{tok.text}” → {self.g.n_tokens} tokens", w, FS["h1"], bold=True
+        )
+        date = text_at(
+            x,
+            prompt.box.bottom + 4,
+            [
+                f"captured {self.g.header.created} · gpt2graph "
+                f"{self.g.header.gpt2graph_version} · values exact from one "
+                f"forward pass"
+            ],
+            FS["small"],
+            colour=C.MUTED,
+        )
         self.label(f, prompt, date)
         self.y = date.box.bottom + 10
         if self.g.random_weights:
             seed = "unknown seed" if m.weights.seed is None else f"seed {m.weights.seed}"
-            msg = (f"RANDOM WEIGHTS ({seed}): this model was never trained. The structure and "
-                   f"the arithmetic are exact, but every value and prediction shown is meaningless.")
+            msg = (
+                f"RANDOM WEIGHTS ({seed}): this model was never trained. The structure and "
+                f"the arithmetic are exact, but every value and prediction shown is meaningless."
+            )
             fill = C.WARNING
         else:
             msg = "Pretrained weights: the values below are those of the trained model."
@@ -397,8 +475,14 @@ class _Layout(Panels):
         for label, anchor, lx in (("−max", "start", x), ("0", "middle", x + bar_w / 2), ("+max", "end", x + bar_w)):
             group.texts.append(text_at(lx, y, [label], FS["small"], anchor=anchor, colour=C.MUTED))
         y += line_height(FS["small"]) + 2
-        t = self.wrapped(x, y, "Vector cells: value ÷ the row's largest |value| (each row gives its max as "
-                         "'colour scale ±…'); blue negative, red positive.", bar_w, FS["small"])
+        t = self.wrapped(
+            x,
+            y,
+            "Vector cells: value ÷ the row's largest |value| (each row gives its max as "
+            "'colour scale ±…'); blue negative, red positive.",
+            bar_w,
+            FS["small"],
+        )
         group.texts.append(t)
         y = t.box.bottom + 8
         group.parts += self.gradient_bar(x, y, bar_w, C.sequential, 0.0)
@@ -406,8 +490,13 @@ class _Layout(Panels):
         for label, anchor, lx in (("0", "start", x), ("1", "end", x + bar_w)):
             group.texts.append(text_at(lx, y, [label], FS["small"], anchor=anchor, colour=C.MUTED))
         y += line_height(FS["small"]) + 2
-        t = self.wrapped(x, y, "Attention weights (pattern). Raw scores use the blue–red scale; masked "
-                         "future positions are grey.", bar_w, FS["small"])
+        t = self.wrapped(
+            x,
+            y,
+            "Attention weights (pattern). Raw scores use the blue–red scale; masked future positions are grey.",
+            bar_w,
+            FS["small"],
+        )
         group.texts.append(t)
         bottom = max(bottom, t.box.bottom)
         # how to read
@@ -416,20 +505,23 @@ class _Layout(Panels):
         group.texts.append(text_at(x, y, ["How to read it"], FS["h2"], bold=True))
         y += line_height(FS["h2"]) + 4
         n_show = SAMPLE_HEAD + SAMPLE_TAIL
-        for line in (f"One lane per token position; each strip is one vector. Long vectors show {n_show} of "
-                     f"their components: the first {SAMPLE_HEAD}, a gap, the last {SAMPLE_TAIL}, with index "
-                     "labels under the first lane.",
-                     "▶ marks the operation that produced the vector to its right. Hover any element for its "
-                     "graph node id and statistics (the id is also in its data-node attribute).",
-                     "Ġ marks a token's leading space and Ċ a newline, as GPT-2's tokenizer stores them.",
-                     "Indices (layer, head, position) start at 0."):
+        for line in (
+            f"One lane per token position; each strip is one vector. Long vectors show {n_show} of "
+            f"their components: the first {SAMPLE_HEAD}, a gap, the last {SAMPLE_TAIL}, with index "
+            "labels under the first lane.",
+            "▶ marks the operation that produced the vector to its right. Hover any element for its "
+            "graph node id and statistics (the id is also in its data-node attribute).",
+            "Ġ marks a token's leading space and Ċ a newline, as GPT-2's tokenizer stores them.",
+            "Indices (layer, head, position) start at 0.",
+        ):
             t = self.wrapped(x, y, line, col_w - 2 * PAD, FS["small"])
             group.texts.append(t)
             y = t.box.bottom + 4
         bottom = max(bottom, y)
         for i in range(3):
-            group.parts.insert(0, Rect(Box(x0 + i * (col_w + 14), top, col_w, bottom - top + PAD), "#ffffff",
-                                       C.RULE, 1, 6))
+            group.parts.insert(
+                0, Rect(Box(x0 + i * (col_w + 14), top, col_w, bottom - top + PAD), "#ffffff", C.RULE, 1, 6)
+            )
         self.front.append(group)
         self.y = bottom + PAD + 14
         term = self.content.terminology() if self.content.enabled else None
@@ -440,8 +532,9 @@ class _Layout(Panels):
             t = text_at(x, y, [term.title], FS["h2"], bold=True)
             group.texts.append(t)
             if term.caption:
-                group.texts.append(text_at(t.box.right + 10, y + 2, [term.caption], FS["small"], italic=True,
-                                           colour=C.MUTED))
+                group.texts.append(
+                    text_at(t.box.right + 10, y + 2, [term.caption], FS["small"], italic=True, colour=C.MUTED)
+                )
             y = t.box.bottom + 4
             for para in term.paragraphs:
                 p = self.wrapped(x, y, para, w, FS["body"])
@@ -453,8 +546,10 @@ class _Layout(Panels):
 
     def gradient_bar(self, x: float, y: float, w: float, ramp, start: float) -> list[Rect]:
         steps = 40
-        return [Rect(Box(x + w * i / steps, y, w / steps + 0.3, 12), ramp(start + (1 - start) * (i + 0.5) / steps))
-                for i in range(steps)]
+        return [
+            Rect(Box(x + w * i / steps, y, w / steps + 0.3, 12), ramp(start + (1 - start) * (i + 0.5) / steps))
+            for i in range(steps)
+        ]
 
     def input_section(self) -> None:
         self.begin_band()
@@ -464,23 +559,49 @@ class _Layout(Panels):
         box_w = self.diagram_w
         lines = wrap(tok.text, box_w - 2 * PAD, FS["h1"])
         if len(lines) > 4:
-            lines = lines[:3] + [fit(lines[3] + " …", box_w - 2 * PAD, FS["h1"])]
+            lines = [*lines[:3], fit(lines[3] + " …", box_w - 2 * PAD, FS["h1"])]
         t = text_at(self.dx + PAD, top + 6, lines, FS["h1"], colour=C.TEXT)
-        self.front.append(Group([Rect(Box(self.dx, top, box_w, t.box.h + 12), C.tint(C.CATEGORY["tokenizer"], 0.1),
-                                      C.CATEGORY["tokenizer"], 1, 6)], [t], cls="prompt"))
+        self.front.append(
+            Group(
+                [
+                    Rect(
+                        Box(self.dx, top, box_w, t.box.h + 12),
+                        C.tint(C.CATEGORY["tokenizer"], 0.1),
+                        C.CATEGORY["tokenizer"],
+                        1,
+                        6,
+                    )
+                ],
+                [t],
+                cls="prompt",
+            )
+        )
         self.y = top + t.box.h + 12
         # the tokenizer: one operation producing every token
         top = self.y + 4
-        t = self.wrapped(GUTTER_X, top, "tokenize: GPT-2 byte-level BPE", GUTTER_W, FS["small"], bold=True,
-                         colour=C.CATEGORY["operation"])
+        t = self.wrapped(
+            GUTTER_X,
+            top,
+            "tokenize: GPT-2 byte-level BPE",
+            GUTTER_W,
+            FS["small"],
+            bold=True,
+            colour=C.CATEGORY["operation"],
+        )
         self.label(t)
         bottom = top + 30
         fan = Group(node="op:tokenize", tip=self.op_tip("op:tokenize"), cls="node operation")
         mid = self.dx + self.diagram_w / 2
         for cx in self.col_x.values():
             tx = cx + COL_W / 2 - 2
-            fan.parts.append(Path(f"M{mid},{top - 4} C{mid},{top + 14} {tx},{top + 10} {tx},{bottom - 3}",
-                                  C.CATEGORY["tokenizer"], 1.2, arrow=True))
+            fan.parts.append(
+                Path(
+                    f"M{mid},{top - 4} C{mid},{top + 14} {tx},{top + 10} {tx},{bottom - 3}",
+                    C.CATEGORY["tokenizer"],
+                    1.2,
+                    arrow=True,
+                )
+            )
         self.add(fan)
         self.y = bottom
         # tokens
@@ -491,13 +612,24 @@ class _Layout(Panels):
             x = self.col_x[p] + 7
             node = self.top.vector_id(Key("token", None, None, p))
             label = fit(self.tokens[p], chip_w - 8, FS["h2"] + 0.5, bold=True)
-            group = Group([Rect(Box(x, top, chip_w, 26), C.tint(C.CATEGORY["tokenizer"], 0.2),
-                                C.CATEGORY["tokenizer"], 1.2, 5)],
-                          [text_at(x + chip_w / 2, top + 4, [label], FS["h2"] + 0.5, anchor="middle", bold=True),
-                           text_at(x + chip_w / 2, top + 29, [f"pos {p} · id {tok.token_ids[p]}"], FS["small"],
-                                   anchor="middle", colour=C.MUTED)],
-                          node=node, tip=f"{node}\ntoken {tok.tokens_visible[p]!r} (text {tok.tokens[p]!r}) · "
-                                         f"id {tok.token_ids[p]} · position {p}", cls="node vector tokenizer")
+            group = Group(
+                [Rect(Box(x, top, chip_w, 26), C.tint(C.CATEGORY["tokenizer"], 0.2), C.CATEGORY["tokenizer"], 1.2, 5)],
+                [
+                    text_at(x + chip_w / 2, top + 4, [label], FS["h2"] + 0.5, anchor="middle", bold=True),
+                    text_at(
+                        x + chip_w / 2,
+                        top + 29,
+                        [f"pos {p} · id {tok.token_ids[p]}"],
+                        FS["small"],
+                        anchor="middle",
+                        colour=C.MUTED,
+                    ),
+                ],
+                node=node,
+                tip=f"{node}\ntoken {tok.tokens_visible[p]!r} (text {tok.tokens[p]!r}) · "
+                f"id {tok.token_ids[p]} · position {p}",
+                cls="node vector tokenizer",
+            )
             self.add(group)
         self.y = top + 29 + line_height(FS["small"]) + 8
         self.end_band("tokenizer")
@@ -507,8 +639,14 @@ class _Layout(Panels):
         self.begin_band()
         ids = self.g.tokenization.token_ids
         self.connector("lookup: row token_id of W_E", [Key("W_E")])
-        self.vector_row("token_embedding", None, "token embedding W_E[id]", self.caption("residual"), "residual",
-                        below={p: f"row {ids[p]}" for p in self.positions})
+        self.vector_row(
+            "token_embedding",
+            None,
+            "token embedding W_E[id]",
+            self.caption("residual"),
+            "residual",
+            below={p: f"row {ids[p]}" for p in self.positions},
+        )
         self.end_band("residual")
         self.begin_band()
         self.connector("lookup: row position of W_pos", [Key("W_pos")])
@@ -545,21 +683,27 @@ class _Layout(Panels):
         self.open_panel("attention", "Attention", f"{d.n_head} heads in parallel, each reading the normalised stream")
         self.begin_band()
         self.lane_mark(self.y + 8, "read")
-        self.connector("LayerNorm: centre, scale to unit RMS, × ln1_w + ln1_b",
-                       [Key("ln1_w", L), Key("ln1_b", L)])
+        self.connector("LayerNorm: centre, scale to unit RMS, × ln1_w + ln1_b", [Key("ln1_w", L), Key("ln1_b", L)])
         self.vector_row("ln1", L, "ln1 (normalised stream)", self.caption("residual"), "attention")
         self.end_band("attention")
         self.y += 14
-        title = self.open_panel("attention", f"Head {h}", f"head {h} of {d.n_head} (0-based) shown; the other "
-                                f"{d.n_head - 1} are stacked behind and work the same way")
+        title = self.open_panel(
+            "attention",
+            f"Head {h}",
+            f"head {h} of {d.n_head} (0-based) shown; the other "
+            f"{d.n_head - 1} are stacked behind and work the same way",
+        )
         if self.head_color is not None:
             self.head_chip(L, h, title)
         self.begin_band()
-        self.connector("per-head projections: q = x·W_Q + b_Q, k = x·W_K + b_K, v = x·W_V + b_V",
-                       [Key(k, L, h) for k in ("W_Q", "b_Q", "W_K", "b_K", "W_V", "b_V")])
+        self.connector(
+            "per-head projections: q = x·W_Q + b_Q, k = x·W_K + b_K, v = x·W_V + b_V",
+            [Key(k, L, h) for k in ("W_Q", "b_Q", "W_K", "b_K", "W_V", "b_V")],
+        )
         for kind in ("q", "k", "v"):
-            self.vector_row(kind, L, {"q": "query q", "k": "key k", "v": "value v"}[kind],
-                            self.caption("head"), "attention", head=h)
+            self.vector_row(
+                kind, L, {"q": "query q", "k": "key k", "v": "value v"}[kind], self.caption("head"), "attention", head=h
+            )
         self.end_band("attention")
         self.begin_band()
         self.attention_matrices(L, h)
@@ -606,7 +750,7 @@ class _Layout(Panels):
         self.close_panel()
         self.begin_band()
         self.connector("add to the stream: resid_mid + mlp_out")
-        self.stream_row(L + 1 if L + 1 < d.n_layer else None)
+        self.stream_row(L + 1 if d.n_layer > L + 1 else None)
         self.end_band("residual")
         self.close_panel()
 
@@ -624,18 +768,28 @@ class _Layout(Panels):
         mat_w = cell * m
         block_w = label_w + mat_w + 16
         x_left = self.dx
-        sides = (("scores", x_left, "attention scores q·k/√d_head"),
-                 ("pattern", x_left + block_w + 90, "attention pattern (softmax)"))
-        headings = [self.wrapped(x0, top, heading, block_w, FS["small"], bold=True, colour=C.CATEGORY["attention"])
-                    for _, x0, heading in sides]
+        sides = (
+            ("scores", x_left, "attention scores q·k/√d_head"),
+            ("pattern", x_left + block_w + 90, "attention pattern (softmax)"),
+        )
+        headings = [
+            self.wrapped(x0, top, heading, block_w, FS["small"], bold=True, colour=C.CATEGORY["attention"])
+            for _, x0, heading in sides
+        ]
         self.label(*headings)
         matrix_top = max(h.box.bottom for h in headings) + 2
         bottoms = []
         for which, x0, _ in sides:
             y0 = matrix_top
             if cell >= 11:
-                self.label(*[text_at(x0 + label_w + cell * (j + 0.5), y0, [str(p)], FS["tiny"], anchor="middle",
-                                     colour=C.MUTED) for j, p in enumerate(pos)])
+                self.label(
+                    *[
+                        text_at(
+                            x0 + label_w + cell * (j + 0.5), y0, [str(p)], FS["tiny"], anchor="middle", colour=C.MUTED
+                        )
+                        for j, p in enumerate(pos)
+                    ]
+                )
                 y0 += line_height(FS["tiny"])
             kind = "attn_scores" if which == "scores" else "attn_pattern"
             rows = {q: self.g.values(self.top.vector_id(Key(kind, L, h, q))).double() for q in pos}
@@ -643,8 +797,7 @@ class _Layout(Panels):
             numbers = {}
             if cell >= 20:
                 digits = 2 if which == "pattern" or scale < 1 else 1
-                numbers = {(q, k): fmt(float(rows[q][k]), digits)
-                           for q in pos for k in pos if k <= q}
+                numbers = {(q, k): fmt(float(rows[q][k]), digits) for q in pos for k in pos if k <= q}
                 if any(width(s, FS["cell"]) > cell - 3 for s in numbers.values()):
                     numbers = {}
             for i, q in enumerate(pos):
@@ -661,11 +814,25 @@ class _Layout(Panels):
                     fill = C.sequential(v) if which == "pattern" else C.diverging(v / scale)
                     group.parts.append(Rect(box, fill, "#ffffff", 0.6))
                     if (q, k) in numbers:
-                        group.texts.append(text_at(box.x + cell / 2, y + (cell - line_height(FS["cell"])) / 2,
-                                                   [numbers[q, k]], FS["cell"], anchor="middle",
-                                                   colour=C.ink_on(fill)))
-                group.texts.append(text_at(x0 + label_w - 4, y + (cell - line_height(FS["small"])) / 2,
-                                           [labels[i]], FS["small"], anchor="end"))
+                        group.texts.append(
+                            text_at(
+                                box.x + cell / 2,
+                                y + (cell - line_height(FS["cell"])) / 2,
+                                [numbers[q, k]],
+                                FS["cell"],
+                                anchor="middle",
+                                colour=C.ink_on(fill),
+                            )
+                        )
+                group.texts.append(
+                    text_at(
+                        x0 + label_w - 4,
+                        y + (cell - line_height(FS["small"])) / 2,
+                        [labels[i]],
+                        FS["small"],
+                        anchor="end",
+                    )
+                )
                 self.add(group)
                 self.op_marker(key, x0 + label_w + mat_w + 4, y + (cell - CELL_H) / 2)
             bottoms.append(y0 + m * cell)
@@ -673,10 +840,23 @@ class _Layout(Panels):
         ay = top + (max(bottoms) - top) / 2
         ax0, ax1 = x_left + block_w + 8, x_left + block_w + 82
         self.back.append(Group([Path(f"M{ax0},{ay} H{ax1}", C.CATEGORY["operation"], 1.5, arrow=True)]))
-        self.label(text_at((ax0 + ax1) / 2, ay - line_height(FS["small"]) - 2, ["softmax"], FS["small"],
-                           anchor="middle", colour=C.CATEGORY["operation"]))
-        note = text_at(x_left + label_w, max(bottoms) + 4, ["rows: query position · columns: key position · grey: "
-                                                            "masked (key after query)"], FS["tiny"], colour=C.MUTED)
+        self.label(
+            text_at(
+                (ax0 + ax1) / 2,
+                ay - line_height(FS["small"]) - 2,
+                ["softmax"],
+                FS["small"],
+                anchor="middle",
+                colour=C.CATEGORY["operation"],
+            )
+        )
+        note = text_at(
+            x_left + label_w,
+            max(bottoms) + 4,
+            ["rows: query position · columns: key position · grey: masked (key after query)"],
+            FS["tiny"],
+            colour=C.MUTED,
+        )
         self.label(note)
         self.y = note.box.bottom + 8
 
@@ -690,11 +870,18 @@ class _Layout(Panels):
             group.parts.append(Rect(Box(x0 + 4 * i, top - 4 * i, w, 50), "#ffffff", C.RULE, 1, 6, dash="4 3"))
         msg = f"⋮  {span} elided: {n} more {'block' if n == 1 else 'blocks'}, each with the same structure"
         t = self.wrapped(GUTTER_X, top + 9, msg, w - 60, FS["h2"], bold=True, colour=C.CATEGORY["residual"])
-        hint = self.wrapped(GUTTER_X, t.box.bottom + 2, "expand them with --option layers=… (e.g. layers=0,5 or "
-                            "layers=all)", w - 60, FS["small"], colour=C.MUTED)
+        hint = self.wrapped(
+            GUTTER_X,
+            t.box.bottom + 2,
+            "expand them with --option layers=… (e.g. layers=0,5 or layers=all)",
+            w - 60,
+            FS["small"],
+            colour=C.MUTED,
+        )
         h = hint.box.bottom + 9 - top
-        group.parts.append(Rect(Box(x0, top, w, h), C.tint(C.CATEGORY["residual"], 0.06), C.CATEGORY["residual"],
-                                1, 6, dash="4 3"))
+        group.parts.append(
+            Rect(Box(x0, top, w, h), C.tint(C.CATEGORY["residual"], 0.06), C.CATEGORY["residual"], 1, 6, dash="4 3")
+        )
         group.texts += [t, hint]
         self.front.append(group)
         self.y = top + h + 12
@@ -709,16 +896,29 @@ class _Layout(Panels):
         self.begin_band()
         self.connector("unembed: x · W_U, with W_U = W_Eᵀ (tied)", [Key("W_U")])
         top_ids = self.g.logits.argmax(dim=-1)
-        self.vector_row("logits", None, "logits (a score for every token)", self.caption("vocab"), "unembedding",
-                        below={p: f"top: {self.g.decode_token(int(top_ids[p]))}" for p in self.positions})
+        self.vector_row(
+            "logits",
+            None,
+            "logits (a score for every token)",
+            self.caption("vocab"),
+            "unembedding",
+            below={p: f"top: {self.g.decode_token(int(top_ids[p]))}" for p in self.positions},
+        )
         self.end_band("unembedding")
         self.close_panel()
 
     def footer(self) -> None:
         self.y += 6
-        t = self.wrapped(MARGIN, self.y, "Generated by gpt2graph-svg from a saved forward pass. Every element "
-                         "that draws a graph node carries the node id in data-node (and n-<escaped id> as its "
-                         "XML id).", self.width - 2 * MARGIN, FS["small"], colour=C.MUTED)
+        t = self.wrapped(
+            MARGIN,
+            self.y,
+            "Generated by gpt2graph-svg from a saved forward pass. Every element "
+            "that draws a graph node carries the node id in data-node (and n-<escaped id> as its "
+            "XML id).",
+            self.width - 2 * MARGIN,
+            FS["small"],
+            colour=C.MUTED,
+        )
         self.label(t)
         self.y = t.box.bottom + MARGIN
 
@@ -726,8 +926,9 @@ class _Layout(Panels):
         if self.lane_top is None:
             return
         colour = C.CATEGORY["residual"]
-        group = Group([Path(f"M{LANE_X},{self.lane_top} V{self.lane_bottom}", C.tint(colour, 0.55), 5)],
-                      cls="residual-lane")
+        group = Group(
+            [Path(f"M{LANE_X},{self.lane_top} V{self.lane_bottom}", C.tint(colour, 0.55), 5)], cls="residual-lane"
+        )
         for y, what in self.lane_marks:
             if what == "add":
                 group.parts.append(Rect(Box(LANE_X - 7, y - 7, 14, 14), "#ffffff", colour, 1.5, 7))
@@ -749,7 +950,7 @@ class _Layout(Panels):
         L = 0
         n = self.d.n_layer
         expanded = set(self.layers)
-        while L < n:
+        while n > L:
             if L in expanded:
                 self.block(L)
                 L += 1
@@ -774,21 +975,33 @@ class _Layout(Panels):
         self.y = max(self.y, self.callout_y)
         self.footer()
         tok = self.g.tokenization
-        desc = (f"Vector-level view of one forward pass of {self.g.model.name} "
-                f"({self.g.model.weights.status} weights) on the prompt {tok.text!r}.")
+        desc = (
+            f"Vector-level view of one forward pass of {self.g.model.name} "
+            f"({self.g.model.weights.status} weights) on the prompt {tok.text!r}."
+        )
         panels = [g for _, g in sorted(self.panel_groups, key=lambda dg: dg[0])]
         return Scene(self.width, self.y, self.title, desc, panels + self.back + self.front)
 
 
-def layout(graph: Any, *, layers: list[int], head: int, positions: list[int], decoding: DecodingResult,
-           decoding_stored: bool = False, head_color: str | None = None, callouts: bool = True,
-           title: str = "") -> Scene:
+def layout(
+    graph: Any,
+    *,
+    layers: list[int],
+    head: int,
+    positions: list[int],
+    decoding: DecodingResult,
+    decoding_stored: bool = False,
+    head_color: str | None = None,
+    callouts: bool = True,
+    title: str = "",
+) -> Scene:
     """The positioned scene for ``graph``. Arguments are already validated by the renderer; ``decoding`` is the
     decoding to draw (stored in the analysis or computed), ``head_color`` the head map's metric (None: no map,
     which needs an analysis)."""
     title = title or f"GPT-2, vector by vector: “{_short(graph.tokenization.text)}”"
-    return _Layout(graph, sorted(set(layers)), head, positions, callouts, title, decoding, decoding_stored,
-                   head_color).build()
+    return _Layout(
+        graph, sorted(set(layers)), head, positions, callouts, title, decoding, decoding_stored, head_color
+    ).build()
 
 
 def _short(text: str, n: int = 60) -> str:

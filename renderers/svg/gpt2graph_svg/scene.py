@@ -10,8 +10,22 @@ from typing import Any
 from . import colors as C
 from .text import line_height, width
 
-__all__ = ["Box", "Text", "Rect", "Path", "Group", "Scene", "text_at", "fmt", "FS", "PAD", "COL_W", "MARKER_W",
-           "CELL_W", "CELL_H"]
+__all__ = [
+    "Box",
+    "Text",
+    "Rect",
+    "Path",
+    "Group",
+    "Scene",
+    "text_at",
+    "fmt",
+    "FS",
+    "PAD",
+    "COL_W",
+    "MARKER_W",
+    "CELL_W",
+    "CELL_H",
+]
 
 PAD = 10
 #: lane geometry shared by the layout and its panels (px): one token position, the operation marker left of
@@ -102,8 +116,16 @@ class Scene:
             yield from g.texts
 
 
-def text_at(x: float, y: float, lines: list[str] | tuple[str, ...], size: float, *, anchor: str = "start",
-            bold: bool = False, **style: Any) -> Text:
+def text_at(
+    x: float,
+    y: float,
+    lines: list[str] | tuple[str, ...],
+    size: float,
+    *,
+    anchor: str = "start",
+    bold: bool = False,
+    **style: Any,
+) -> Text:
     """A text whose box has its top edge at ``y`` and its anchor point at ``x``. Runs of whitespace become one
     space, as SVG renders them."""
     lines = tuple(" ".join(line.split()) for line in lines)

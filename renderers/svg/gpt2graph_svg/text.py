@@ -20,8 +20,14 @@ __all__ = ["FONT_FAMILY", "font_file", "width", "line_height", "ascent", "wrap",
 #: what the SVG asks for; DejaVu Sans first because that is what we measure with
 FONT_FAMILY = "'DejaVu Sans', Verdana, sans-serif"
 
-_SYSTEM_DIRS = ("/usr/share/fonts/truetype/dejavu", "/usr/share/fonts/dejavu", "/usr/share/fonts/TTF",
-                "/usr/local/share/fonts", "/Library/Fonts", "/opt/homebrew/share/fonts")
+_SYSTEM_DIRS = (
+    "/usr/share/fonts/truetype/dejavu",
+    "/usr/share/fonts/dejavu",
+    "/usr/share/fonts/TTF",
+    "/usr/local/share/fonts",
+    "/Library/Fonts",
+    "/opt/homebrew/share/fonts",
+)
 _FILES = {False: "DejaVuSans.ttf", True: "DejaVuSans-Bold.ttf"}
 
 
@@ -34,7 +40,9 @@ def font_file(bold: bool = False) -> Path | None:
             return Path(d) / name
     if shutil.which("fc-match"):
         style = ":style=Bold" if bold else ""
-        out = subprocess.run(["fc-match", "-f", "%{file}", f"DejaVu Sans{style}"], capture_output=True, text=True)
+        out = subprocess.run(
+            ["fc-match", "-f", "%{file}", f"DejaVu Sans{style}"], capture_output=True, text=True, check=False
+        )
         if out.returncode == 0 and Path(out.stdout).name == name:
             return Path(out.stdout)
     try:
@@ -50,8 +58,11 @@ def font_file(bold: bool = False) -> Path | None:
 def _font(size: float, bold: bool) -> ImageFont.FreeTypeFont:
     path = font_file(bold)
     if path is None:
-        warnings.warn("DejaVu Sans not found (install fonts-dejavu-core): text boxes are measured with Pillow's "
-                      "default font and may not match the browser's rendering", stacklevel=3)
+        warnings.warn(
+            "DejaVu Sans not found (install fonts-dejavu-core): text boxes are measured with Pillow's "
+            "default font and may not match the browser's rendering",
+            stacklevel=3,
+        )
         return ImageFont.load_default(size)
     return ImageFont.truetype(str(path), size)
 
@@ -107,7 +118,7 @@ def fit(text: str, max_width: float, size: float, bold: bool = False) -> str:
     """``text`` shortened with an ellipsis so that it fits on one line of ``max_width``."""
     if width(text, size, bold) <= max_width:
         return text
-    return text[:_fitting_prefix(text, max_width - width("…", size, bold), size, bold)] + "…"
+    return text[: _fitting_prefix(text, max_width - width("…", size, bold), size, bold)] + "…"
 
 
 _LINK = re.compile(r"\[([^\]]*)\]\([^)]*\)")

@@ -13,8 +13,15 @@ from gpt2graph.errors import RendererError
 from gpt2graph.registry import Option
 from gpt2graph.storage import atomic_write
 
-COLOURS = {"tokenizer": "#d9ccec", "parameter": "#efe0c2", "operation": "#e2e5ea", "residual": "#cfe0f3",
-           "attention": "#f8d9c0", "mlp": "#cfe9d7", "unembedding": "#f1cfe0"}
+COLOURS = {
+    "tokenizer": "#d9ccec",
+    "parameter": "#efe0c2",
+    "operation": "#e2e5ea",
+    "residual": "#cfe0f3",
+    "attention": "#f8d9c0",
+    "mlp": "#cfe9d7",
+    "unembedding": "#f1cfe0",
+}
 
 
 class DotRenderer:
@@ -32,8 +39,11 @@ class DotRenderer:
             part = graph.subgraph(layers=layers, heads=heads, positions=positions)
         except ValueError as exc:  # a layer, head or position out of range
             raise RendererError(f"renderer 'dot': {exc}") from exc
-        lines = [f"digraph {_q(graph.model.name)} {{", "  rankdir=TB;",
-                 '  node [shape=box, style="rounded,filled", fontname="DejaVu Sans"];']
+        lines = [
+            f"digraph {_q(graph.model.name)} {{",
+            "  rankdir=TB;",
+            '  node [shape=box, style="rounded,filled", fontname="DejaVu Sans"];',
+        ]
         for node in part.nodes():
             label = node.id if node.node_type != "operation" else node.kind
             lines.append(f"  {_q(node.id)} [label={_q(label)}, fillcolor={_q(COLOURS[node.category])}];")
