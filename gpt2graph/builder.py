@@ -49,9 +49,9 @@ def build(
         model=loaded.info,
         tokenization=tokenization,
     )
-    activations = capture(loaded.model, tokenization.token_ids)
-    params = {name: t.detach() for name, t in loaded.model.state_dict().items() if name != "lm_head.weight"}
     topology = Topology(loaded.info.dims, len(tokenization.token_ids))
+    activations = capture(loaded.model, tokenization.token_ids, topology)
+    params = {name: t.detach() for name, t in loaded.model.state_dict().items() if name != "lm_head.weight"}
     graph = Graph(header, Values(activations, params, topology), vocabulary(loaded))
     if annotations:
         for path in (

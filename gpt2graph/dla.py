@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor
 
-from . import ops
 from .analysis import Attribution, ComponentKind, DLAResult
 from .errors import Gpt2GraphError
 from .schema import ParamKind, VectorKind
@@ -47,8 +46,7 @@ def _components(graph: Graph, p: int) -> tuple[list[tuple[str, ComponentKind, in
     rows = [graph.hook(V.token_embedding)[p], graph.hook(V.pos_embedding)[p]]
     for L in range(graph.dims.n_layer):
         labels += [(top.vector_id(Key(V.head_out, L, h, p)), C.head_out, L, h) for h in range(H)]
-        W_O = torch.stack([graph.param(P.W_O, L, h) for h in range(H)])  # (H, d_head, d_model)
-        rows += list(ops.output_projection(graph.hook(V.z, L)[p].unsqueeze(-2), W_O).squeeze(-2))  # z^h W_O^h
+        rows += list(graph.hook(V.head_out, L)[p])  # z^h W_O^h, (n_head, d_model)
         b_out = graph.param(P.b_out, L)
         labels += [
             (top.param_id(Key(P.b_O, L)), C.b_O, L, None),

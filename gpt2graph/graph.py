@@ -3,6 +3,13 @@
 Structure is derived from the dims and the tokens (see :mod:`gpt2graph.topology`); values are tensors
 (see :mod:`gpt2graph.values`). Node objects are built only when asked for, so a 1024-token graph costs
 its tensors and a handful of Python objects until a caller enumerates a part of it.
+
+**Views are live.** A ``Graph`` is a view of one run. ``subgraph()`` and ``with_decoding()`` return other
+views of the same run: what ``analyze()`` and ``annotate()`` add through any view is seen through every
+view, taken before or after. A view's own choices stay its own: its selection of layers, heads and
+positions (which ``node``, ``nodes``, ``values``, ``edges`` and the renderers honour), and decoding
+settings given with ``with_decoding``. An operation that makes a different run returns a new graph with a
+run of its own.
 """
 
 from __future__ import annotations
@@ -71,6 +78,17 @@ def _narrow(requested, selected):
     return req & selected
 
 
+@dataclass
+class _Run:
+    """What every view of one run shares: the header (annotations and analysis included), the values, the
+    vocabulary, and what is derived from them once."""
+
+    header: GraphHeader
+    values: Values
+    vocab: list[str]
+    glossary: Glossary | None = None
+
+
 class Graph:
     """A typed, vector-level graph of one GPT-2 forward pass, with its captured values.
 
@@ -83,13 +101,30 @@ class Graph:
         g.verify().ok                             # re-executed vector by vector: equals the model
     """
 
-    def __init__(self, header: GraphHeader, values: Values, vocab: list[str], selection: Selection = Selection()):
-        self.header = header
-        self._values = values
-        self.vocab = vocab  # token string (BPE form, Ġ for a leading space) of every id, for decoding outputs
+    def __init__(self, header: GraphHeader, values: Values, vocab: list[str]):
+        self._run = _Run(header, values, vocab)
         self.topology = values.topology
-        self.selection = selection
-        self._glossary: Glossary | None = None
+        self.selection = Selection()
+        self._decoding: DecodingSettings | None = None  # this view's own settings; None: the run's
+
+    def _view(self, selection: Selection, decoding: DecodingSettings | None) -> Graph:
+        view = object.__new__(Graph)
+        view._run, view.topology, view.selection, view._decoding = self._run, self.topology, selection, decoding
+        return view
+
+    @property
+    def header(self) -> GraphHeader:
+        """The run's header: model, tokens, decoding settings, annotations and analysis (shared by all views)."""
+        return self._run.header
+
+    @property
+    def _values(self) -> Values:
+        return self._run.values
+
+    @property
+    def vocab(self) -> list[str]:
+        """Every token id's string in BPE form (Ġ for a leading space), for decoding outputs."""
+        return self._run.vocab
 
     # ---- metadata -----------------------------------------------------------------------------------
     @property
@@ -110,8 +145,9 @@ class Graph:
 
     @property
     def decoding(self) -> DecodingSettings:
-        """How the decoding stage turns each position's logits into a next token."""
-        return self.header.decoding
+        """How the decoding stage turns each position's logits into a next token (this view's own settings
+        when made by ``with_decoding``, else the run's)."""
+        return self._decoding or self.header.decoding
 
     def with_decoding(
         self, temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None, seed: int | None = None
@@ -119,8 +155,7 @@ class Graph:
         """This run with other decoding settings (temperature, top-k, top-p, sample seed; None: greedy): a
         view sharing the values, whose decoding nodes (``decode.*``) follow the new settings. ``analyze``
         sets a graph's settings from its own decoding options."""
-        header = self.header.model_copy(update={"decoding": settings(temperature, top_k, top_p, seed)})
-        return Graph(header, self._values, self.vocab, self.selection)
+        return self._view(self.selection, settings(temperature, top_k, top_p, seed))
 
     def decode_token(self, token_id: int) -> str:
         """A vocabulary entry in BPE form (a leading space shown as Ġ), as the tokenizer stores it."""
@@ -314,6 +349,8 @@ class Graph:
         node_type, key = self.topology.parse(node_id)
         if node_type == "operation":
             raise NodeNotFoundError(f"{node_id!r} is an operation; it has no value (its output vector does)")
+        if not self._admits_key(node_type, key):
+            raise NodeNotFoundError(f"node {node_id!r} is outside this subgraph")
         return self._values.param(key) if node_type == "parameter" else self.vector_value(key)
 
     def vector_value(self, key: Key) -> Tensor:
@@ -351,11 +388,11 @@ class Graph:
     def glossary(self) -> Glossary:
         """Built-in glossary entries and callouts plus the user's (``annotate``), e.g.
         ``graph.glossary["residual-stream"]``."""
-        if self._glossary is None:
+        if self._run.glossary is None:
             from .glossary import load_glossary
 
-            self._glossary = load_glossary(self.header.user_data)
-        return self._glossary
+            self._run.glossary = load_glossary(self.header.user_data)
+        return self._run.glossary
 
     def annotate(self, path) -> Graph:
         """Add the glossary entries and annotations of a user YAML file; every problem (with file, line and
@@ -363,8 +400,8 @@ class Graph:
         from .glossary import read_user_file
 
         user_file = read_user_file(path, graph=self)
-        self.header = self.header.model_copy(update={"user_data": [*self.header.user_data, user_file]})
-        self._glossary = None
+        self._run.header = self.header.model_copy(update={"user_data": [*self.header.user_data, user_file]})
+        self._run.glossary = None
         return self
 
     def glossary_for(self, node: AnyNode | str) -> list:
@@ -393,7 +430,7 @@ class Graph:
         sel = Selection(
             norm(layers, d.n_layer, "layer"), norm(heads, d.n_head, "head"), norm(positions, self.n_tokens, "position")
         )
-        return Graph(self.header, self._values, self.vocab, sel)
+        return self._view(sel, self._decoding)
 
     def to_networkx(self, layers=None, heads=None, positions=None) -> networkx.DiGraph:
         """Export as a ``networkx.DiGraph``: node attributes are the node's schema fields (``node_type``,
@@ -434,13 +471,15 @@ class Graph:
 
     def analyze(self, **options: Any) -> Analysis:
         """Compute the logit lens, direct logit attribution, head roles, circuits and decoding (options: see
-        :func:`gpt2graph.analyze.analyze`) and store them on the graph, so ``save`` writes them too."""
+        :func:`gpt2graph.analyze.analyze`) and store them on the run, so every view sees them and ``save``
+        writes them. The run's decoding settings become the ones analysed, so the decoding nodes and the
+        decoding table agree."""
         from .analyze import analyze
 
         result = analyze(self, **options)
         o = result.options
         decoding = settings(o.temperature, o.top_k_sampling, o.top_p, o.seed)
-        self.header = self.header.model_copy(update={"analysis": result, "decoding": decoding})
+        self._run.header = self.header.model_copy(update={"analysis": result, "decoding": decoding})
         return result
 
     def summary(self) -> dict:

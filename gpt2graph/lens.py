@@ -48,7 +48,8 @@ CHUNK_ELEMENTS = 1 << 25
 
 def lens_logits(graph: Graph, x: Tensor) -> Tensor:
     """Logit-lens logits of vectors ``x`` (..., d_model): the final LayerNorm, then W_U."""
-    normed = ops.layernorm(x, graph.param(P.ln_final_w), graph.param(P.ln_final_b), graph.dims.layer_norm_eps)
+    normalized = ops.ln_normalize(x, ops.ln_scale(x, graph.dims.layer_norm_eps))
+    normed = ops.ln_affine(normalized, graph.param(P.ln_final_w), graph.param(P.ln_final_b))
     return ops.unembed(normed, graph.param(P.W_U))
 
 

@@ -16,7 +16,9 @@ from torch import Tensor
 __all__ = [
     "lookup",
     "add",
-    "layernorm",
+    "ln_scale",
+    "ln_normalize",
+    "ln_affine",
     "head_projection",
     "scaled_dot_product",
     "causal_scores",
@@ -24,6 +26,7 @@ __all__ = [
     "weighted_sum",
     "output_projection",
     "sum_heads",
+    "attention_output",
     "linear",
     "gelu",
     "unembed",
@@ -45,15 +48,29 @@ def add(a: Tensor, b: Tensor) -> Tensor:
     return a + b
 
 
-def layernorm(x: Tensor, w: Tensor, b: Tensor, eps: float) -> Tensor:
-    """Centre, scale to unit variance (population variance, eps inside the root), then apply gamma and beta."""
+def ln_scale(x: Tensor, eps: float) -> Tensor:
+    """LayerNorm's scale of each vector: sqrt(population variance + eps), eps inside the root. (..., d) -> (..., 1)"""
     centred = x - x.mean(dim=-1, keepdim=True)
-    scale = torch.sqrt(centred.pow(2).mean(dim=-1, keepdim=True) + eps)
-    return centred / scale * w + b
+    return torch.sqrt(centred.pow(2).mean(dim=-1, keepdim=True) + eps)
+
+
+def ln_normalize(x: Tensor, scale: Tensor) -> Tensor:
+    """Centre each vector and divide by its scale: unit variance, before the gain and bias."""
+    return (x - x.mean(dim=-1, keepdim=True)) / scale
+
+
+def ln_affine(x: Tensor, w: Tensor, b: Tensor) -> Tensor:
+    """LayerNorm's learned gain and bias, per dimension: x * w + b."""
+    return x * w + b
 
 
 def head_projection(x: Tensor, W: Tensor, b: Tensor) -> Tensor:
-    """One head's query, key or value: x @ W^h + b^h, with W^h of shape (d_model, d_head)."""
+    """One head's query, key or value: x @ W^h + b^h, with W^h of shape (d_model, d_head).
+
+    Every head at once when the heads are stacked: W (n_head, d_model, d_head), b (n_head, d_head), and
+    x (..., d_model) -> (..., n_head, d_head), as one matrix product."""
+    if W.ndim == 3:
+        return torch.einsum("...d,hde->...he", x, W) + b
     return x @ W + b
 
 
@@ -82,19 +99,35 @@ def softmax(scores: Tensor) -> Tensor:
 
 def weighted_sum(pattern: Tensor, values: Tensor) -> Tensor:
     """z for one head and position: the pattern-weighted sum of value vectors. pattern (..., n_keys),
-    values (..., n_keys, d_head) -> (..., d_head)."""
+    values (..., n_keys, d_head) -> (..., d_head).
+
+    Every query row at once when ``pattern`` is a matrix (..., n_queries, n_keys) with one more dimension
+    than a row: (..., n_queries, d_head), without repeating the values per row."""
+    if pattern.ndim == values.ndim:
+        return pattern @ values
     return (pattern.unsqueeze(-2) @ values).squeeze(-2)
 
 
 def output_projection(z: Tensor, W_O: Tensor) -> Tensor:
-    """One head's output written to the residual stream: z^h @ W_O^h, W_O^h of shape (d_head, d_model)."""
+    """One head's output written to the residual stream: z^h @ W_O^h, W_O^h of shape (d_head, d_model).
+
+    Every head at once when the heads are stacked: z (..., n_head, d_head), W_O (n_head, d_head, d_model)
+    -> (..., n_head, d_model)."""
+    if W_O.ndim == 3:
+        return torch.einsum("...he,hed->...hd", z, W_O)
     return z @ W_O
 
 
 def sum_heads(head_outputs: Tensor, b_O: Tensor) -> Tensor:
-    """Attention output: the sum of the per-head outputs (stacked on dim -2) plus b_O. Multiplying the
-    concatenated z by the full W_O is the same sum, written as one matrix product."""
+    """Attention output: the sum of the per-head outputs (stacked on dim -2) plus b_O."""
     return head_outputs.sum(dim=-2) + b_O
+
+
+def attention_output(z: Tensor, W_O: Tensor, b_O: Tensor) -> Tensor:
+    """``sum_heads(output_projection(z, W_O), b_O)`` without the per-head outputs: z (..., n_head, d_head)
+    times the stacked W_O (n_head, d_head, d_model), summed over heads in one matrix product. Multiplying
+    the concatenated z by the full W_O is that same sum; used when no one asks for the heads' own outputs."""
+    return torch.einsum("...he,hed->...d", z, W_O) + b_O
 
 
 def linear(x: Tensor, W: Tensor, b: Tensor) -> Tensor:
@@ -154,7 +187,9 @@ def sample(probs: Tensor, seed: int | None) -> Tensor:
 OPS = {
     "lookup": lookup,
     "add": add,
-    "layernorm": layernorm,
+    "ln_scale": ln_scale,
+    "ln_normalize": ln_normalize,
+    "ln_affine": ln_affine,
     "head_projection": head_projection,
     "scaled_dot_product": scaled_dot_product,
     "softmax": softmax,

@@ -7,74 +7,31 @@ pays 1/(p+1) to every key), so each run also reports the scores of a uniform cau
 head is labelled only when its lift ``(score - chance) / (1 - chance)`` reaches :data:`LABEL_THRESHOLD`.
 
 Induction needs repeated tokens. ``induction_probe=r`` appends a random sequence of r tokens twice to the
-prompt and scores every role on that sequence, re-running the forward pass with our own ops on the graph's
-parameters (:func:`run_ops`), so no model needs to be loaded.
+prompt and scores every role on that sequence, re-running the forward pass on the graph's parameters
+through the forward executor (:func:`gpt2graph.forward.run`), so no model needs to be loaded.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
 
-from . import ops
+from . import forward
 from .analysis import HeadRole, HeadRoles, Role
 from .errors import InterpretError
-from .schema import Dims, ParamKind, VectorKind
+from .schema import VectorKind
 
 if TYPE_CHECKING:
     from .graph import Graph
 
-__all__ = ["head_roles", "role_scores", "run_ops", "probe_tokens", "OpsRun", "LABEL_THRESHOLD"]
+__all__ = ["head_roles", "role_scores", "probe_tokens", "LABEL_THRESHOLD"]
 
-P, V = ParamKind, VectorKind
+V = VectorKind
 #: smallest lift over a uniform head that labels a head with its role
 LABEL_THRESHOLD = 0.5
-
-
-@dataclass
-class OpsRun:
-    """What :func:`run_ops` computed: attention patterns per layer, (n_head, n, n) each, and the logits."""
-
-    patterns: list[Tensor]
-    logits: Tensor
-
-
-def run_ops(param: Callable[..., Tensor], dims: Dims, token_ids: Tensor) -> OpsRun:
-    """The forward pass on ``token_ids`` with our own ops, all heads of a layer at once.
-
-    ``param(kind, layer=None, head=None)`` returns a parameter in TransformerLens orientation
-    (``graph.param`` does); ``dims`` are the model's dims. The computation is the one
-    :mod:`gpt2graph.verify` checks against the model, with the heads stacked on a leading dimension.
-    """
-    n, H, eps = token_ids.shape[0], dims.n_head, dims.layer_norm_eps
-
-    def heads(kind: str, L: int) -> Tensor:
-        return torch.stack([param(kind, L, h) for h in range(H)])
-
-    patterns = []
-    with torch.no_grad():
-        x = ops.add(ops.lookup(param(P.W_E), token_ids), ops.lookup(param(P.W_pos), torch.arange(n)))
-        for L in range(dims.n_layer):
-            ln1 = ops.layernorm(x, param(P.ln1_w, L), param(P.ln1_b, L), eps)
-            q, k, v = (
-                ops.head_projection(ln1, heads(w, L), heads(b, L)[:, None])  # (H, n, d_head)
-                for w, b in ((P.W_Q, P.b_Q), (P.W_K, P.b_K), (P.W_V, P.b_V))
-            )
-            pattern = ops.softmax(ops.causal_scores(q, k))  # (H, n, n)
-            patterns.append(pattern)
-            z = pattern @ v  # ops.weighted_sum of every query row at once, without broadcasting v per row
-            head_out = ops.output_projection(z, heads(P.W_O, L))  # (H, n, d_model)
-            x = ops.add(x, ops.sum_heads(head_out.transpose(0, 1), param(P.b_O, L)))
-            ln2 = ops.layernorm(x, param(P.ln2_w, L), param(P.ln2_b, L), eps)
-            post = ops.gelu(ops.linear(ln2, param(P.W_in, L), param(P.b_in, L)))
-            x = ops.add(x, ops.linear(post, param(P.W_out, L), param(P.b_out, L)))
-        final = ops.layernorm(x, param(P.ln_final_w), param(P.ln_final_b), eps)
-        logits = ops.unembed(final, param(P.W_U))
-    return OpsRun(patterns, logits)
 
 
 def _induction_targets(token_ids: Tensor) -> Tensor:
@@ -133,7 +90,10 @@ def _layer_patterns(graph: Graph, token_ids: Tensor | None) -> Iterator[Tensor]:
         for L in range(graph.dims.n_layer):
             yield graph.hook(V.attn_pattern, L)
     else:
-        yield from run_ops(graph.param, graph.dims, token_ids).patterns
+        with torch.no_grad():
+            run = forward.run(graph.store.stacked, graph.dims, token_ids, observe=[V.attn_pattern], logits=False)
+        for L in range(graph.dims.n_layer):
+            yield run[(V.attn_pattern, L)][0]
 
 
 def head_roles(graph: Graph, *, induction_probe: int | None = None, probe_seed: int = 0) -> HeadRoles:

@@ -38,7 +38,7 @@ __all__ = [
     "GraphHeader",
 ]
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
 
 class Strict(BaseModel):
@@ -72,6 +72,7 @@ class Space(StrEnum):
     """The vector space a vector lives in (its length is given by the model's dims)."""
 
     token = "token"  # a token id
+    scalar = "scalar"  # one number (a LayerNorm scale)
     residual = "residual"  # d_model
     head = "head"  # d_head
     mlp = "mlp"  # d_mlp
@@ -87,7 +88,9 @@ class VectorKind(StrEnum):
     pos_embedding = "pos_embedding"
     input_embedding = "input_embedding"
     resid_pre = "resid_pre"
-    ln1 = "ln1"
+    ln1_scale = "ln1_scale"  # sqrt(var(x) + eps) of the stream a LayerNorm reads
+    ln1_normalized = "ln1_normalized"  # (x - mean(x)) / scale, before the gain and bias
+    ln1 = "ln1"  # the LayerNorm output: normalized * w + b
     q = "q"
     k = "k"
     v = "v"
@@ -97,12 +100,16 @@ class VectorKind(StrEnum):
     head_out = "head_out"
     attn_out = "attn_out"
     resid_mid = "resid_mid"
-    ln2 = "ln2"
+    ln2_scale = "ln2_scale"  # sqrt(var(x) + eps) of the stream a LayerNorm reads
+    ln2_normalized = "ln2_normalized"  # (x - mean(x)) / scale, before the gain and bias
+    ln2 = "ln2"  # the LayerNorm output: normalized * w + b
     mlp_pre = "mlp_pre"
     mlp_post = "mlp_post"
     mlp_out = "mlp_out"
     resid_post = "resid_post"
-    ln_final = "ln_final"
+    ln_final_scale = "ln_final_scale"  # sqrt(var(x) + eps) of the stream a LayerNorm reads
+    ln_final_normalized = "ln_final_normalized"  # (x - mean(x)) / scale, before the gain and bias
+    ln_final = "ln_final"  # the LayerNorm output: normalized * w + b
     logits = "logits"
     scaled_logits = "scaled_logits"  # decoding: logits / temperature
     top_k_logits = "top_k_logits"  # decoding: tokens outside the top k set to -inf
@@ -117,7 +124,9 @@ class OpKind(StrEnum):
     tokenize = "tokenize"
     lookup = "lookup"
     add = "add"
-    layernorm = "layernorm"
+    ln_scale = "ln_scale"
+    ln_normalize = "ln_normalize"
+    ln_affine = "ln_affine"
     head_projection = "head_projection"
     scaled_dot_product = "scaled_dot_product"
     softmax = "softmax"

@@ -20,13 +20,50 @@ from .graph import Graph
 from .lens import attach
 from .schema import FORMAT_VERSION, GraphHeader
 from .topology import Topology
-from .values import Values, activation_names, activation_shape, param_names
+from .values import Values, activation_shapes, param_names
 
 __all__ = ["save", "load", "atomic_write", "check_target", "HEADER_FILE", "VALUES_FILE"]
 
 HEADER_FILE = "graph.json"
 VALUES_FILE = "values.safetensors"
 _ACT, _PARAM, _LENS = "act/", "param/", "lens/"
+#: format versions this gpt2graph reads (older ones are upgraded in memory on load)
+_READABLE = (1, FORMAT_VERSION)
+
+
+def _V1_SHAPES(dims, n: int) -> dict[str, tuple[int, ...]]:
+    """Activation names and shapes of format 1: q, k and v fused as ``attn.qkv``, z flat, and each LayerNorm's
+    output under ``hook_normalized`` (TransformerLens's name for the vector before the gain and bias)."""
+    shapes = {}
+    for name, shape in activation_shapes(dims, n).items():
+        if name.endswith(("attn.hook_k", "attn.hook_v")):
+            continue
+        if name.endswith("attn.hook_q"):
+            name, shape = name.replace("hook_q", "qkv"), (n, 3 * dims.d_model)
+        elif name.endswith("attn.hook_z"):
+            shape = (n, dims.d_model)
+        name = (
+            name.replace("hook_out", "hook_normalized")
+            if name.endswith("ln1.hook_out") or name.endswith(("ln2.hook_out", "ln_final.hook_out"))
+            else name
+        )
+        shapes[name] = shape
+    return shapes
+
+
+def _upgrade_v1(acts: dict, dims) -> dict:
+    """Format-1 activations under format-2 names and layouts (the tensors are the same numbers)."""
+    H, dh, d = dims.n_head, dims.d_head, dims.d_model
+    out = {}
+    for name, t in acts.items():
+        if name.endswith("attn.qkv"):
+            for i, which in enumerate("qkv"):
+                out[name.replace("qkv", f"hook_{which}")] = t[:, i * d : (i + 1) * d].reshape(-1, H, dh)
+        elif name.endswith("attn.hook_z"):
+            out[name] = t.reshape(-1, H, dh)
+        else:
+            out[name.replace("hook_normalized", "hook_out")] = t
+    return out
 
 
 def _sha256(path: Path) -> str:
@@ -83,7 +120,8 @@ def save(graph: Graph, path: str | os.PathLike) -> Path:
             tensors.update({_LENS + k: v.contiguous() for k, v in lens.arrays().items()})
         metadata = {"format": "gpt2graph", "vocab": json.dumps(graph.vocab, ensure_ascii=False)}
         save_file(tensors, str(tmp / VALUES_FILE), metadata=metadata)
-        header = graph.header.model_copy(update={"values_sha256": _sha256(tmp / VALUES_FILE)})
+        digest = _sha256(tmp / VALUES_FILE)  # the whole run, decoded as this view decodes it
+        header = graph.header.model_copy(update={"values_sha256": digest, "decoding": graph.decoding})
         (tmp / HEADER_FILE).write_text(header.model_dump_json(indent=2) + "\n", encoding="utf-8")
         for f in (VALUES_FILE, HEADER_FILE):
             with open(tmp / f, "rb") as fh:
@@ -139,11 +177,13 @@ def load(path: str | os.PathLike) -> Graph:
         raw = json.loads(header_path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise GraphFileError(f"{header_path}: corrupted: not valid JSON ({exc})") from exc
-    if isinstance(raw, dict) and raw.get("format_version", FORMAT_VERSION) != FORMAT_VERSION:
+    version = raw.get("format_version", FORMAT_VERSION) if isinstance(raw, dict) else FORMAT_VERSION
+    if version not in _READABLE:
         raise GraphFileError(
-            f"{header_path}: format_version {raw.get('format_version')} is not supported "
-            f"(this gpt2graph reads version {FORMAT_VERSION})"
+            f"{header_path}: format_version {version} is not supported (this gpt2graph reads versions "
+            f"{', '.join(map(str, _READABLE))}; rebuild the graph from its prompt with this version)"
         )
+    raw = {**raw, "format_version": FORMAT_VERSION}
     try:
         header = GraphHeader.model_validate(raw)
     except ValidationError as exc:
@@ -168,7 +208,8 @@ def load(path: str | os.PathLike) -> Graph:
                 raise GraphFileError(
                     f"{values_path}: the vocabulary is missing or does not have n_vocab = {dims.n_vocab} entries"
                 )
-            expected = {_ACT + a for a in activation_names(dims)} | {_PARAM + p for p in param_names(dims)}
+            shapes = activation_shapes(dims, n) if version == FORMAT_VERSION else _V1_SHAPES(dims, n)
+            expected = {_ACT + a for a in shapes} | {_PARAM + p for p in param_names(dims)}
             if lens is not None:
                 expected |= {n for n in names if n.startswith(_LENS)}  # checked against the lens header below
             if names != expected:
@@ -184,11 +225,12 @@ def load(path: str | os.PathLike) -> Graph:
     except Exception as exc:  # safetensors raises its own error types for malformed files
         raise GraphFileError(f"{values_path}: corrupted: {exc}") from exc
     for name, t in acts.items():
-        if tuple(t.shape) != activation_shape(name, dims, n):
+        if tuple(t.shape) != shapes[name]:
             raise GraphFileError(
-                f"{values_path}: activation {name} has shape {tuple(t.shape)}, expected "
-                f"{activation_shape(name, dims, n)} for {n} tokens"
+                f"{values_path}: activation {name} has shape {tuple(t.shape)}, expected {shapes[name]} for {n} tokens"
             )
+    if version == 1:
+        acts = _upgrade_v1(acts, dims)
     topology = Topology(dims, n)
     if lens is not None:
         try:

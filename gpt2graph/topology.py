@@ -35,6 +35,9 @@ __all__ = [
     "Topology",
     "TOKENIZE_OP_ID",
     "DECODE_KINDS",
+    "BLOCK_KINDS",
+    "FINAL_KINDS",
+    "LAYERNORMS",
 ]
 
 TOKENIZE_OP_ID = "op:tokenize"
@@ -82,6 +85,7 @@ def _v(kind, category, stage, space, hook, op, *, layer=False, head=False, head_
     return VectorSpec(kind, category, stage, space, hook, layer, head, head_first, op, op_stage or stage)
 
 
+# fmt: off
 VECTOR_SPECS: dict[str, VectorSpec] = {
     s.kind: s
     for s in [
@@ -89,110 +93,43 @@ VECTOR_SPECS: dict[str, VectorSpec] = {
         _v(V.token_embedding, C.residual, S.embed, SP.residual, "hook_embed", OpKind.lookup),
         _v(V.pos_embedding, C.residual, S.embed, SP.residual, "hook_pos_embed", OpKind.lookup),
         _v(V.input_embedding, C.residual, S.embed, SP.residual, "blocks.0.hook_resid_pre", OpKind.add),
-        _v(
-            V.resid_pre,
-            C.residual,
-            S.attention,
-            SP.residual,
-            "blocks.{L}.hook_resid_pre",
-            OpKind.add,
-            layer=True,
-            op_stage=S.mlp,
-        ),
-        _v(
-            V.ln1, C.attention, S.attention, SP.residual, "blocks.{L}.ln1.hook_normalized", OpKind.layernorm, layer=True
-        ),
-        _v(
-            V.q,
-            C.attention,
-            S.attention,
-            SP.head,
-            "blocks.{L}.attn.hook_q",
-            OpKind.head_projection,
-            layer=True,
-            head=True,
-        ),
-        _v(
-            V.k,
-            C.attention,
-            S.attention,
-            SP.head,
-            "blocks.{L}.attn.hook_k",
-            OpKind.head_projection,
-            layer=True,
-            head=True,
-        ),
-        _v(
-            V.v,
-            C.attention,
-            S.attention,
-            SP.head,
-            "blocks.{L}.attn.hook_v",
-            OpKind.head_projection,
-            layer=True,
-            head=True,
-        ),
-        _v(
-            V.attn_scores,
-            C.attention,
-            S.attention,
-            SP.keys,
-            "blocks.{L}.attn.hook_attn_scores",
-            OpKind.scaled_dot_product,
-            layer=True,
-            head=True,
-            head_first=True,
-        ),
-        _v(
-            V.attn_pattern,
-            C.attention,
-            S.attention,
-            SP.keys,
-            "blocks.{L}.attn.hook_pattern",
-            OpKind.softmax,
-            layer=True,
-            head=True,
-            head_first=True,
-        ),
-        _v(
-            V.z, C.attention, S.attention, SP.head, "blocks.{L}.attn.hook_z", OpKind.weighted_sum, layer=True, head=True
-        ),
-        _v(
-            V.head_out,
-            C.attention,
-            S.attention,
-            SP.residual,
-            "blocks.{L}.attn.hook_result",
-            OpKind.output_projection,
-            layer=True,
-            head=True,
-        ),
+        _v(V.resid_pre, C.residual, S.attention, SP.residual, "blocks.{L}.hook_resid_pre", OpKind.add,
+           layer=True, op_stage=S.mlp),
+        _v(V.ln1_scale, C.attention, S.attention, SP.scalar, "blocks.{L}.ln1.hook_scale", OpKind.ln_scale,
+           layer=True),
+        _v(V.ln1_normalized, C.attention, S.attention, SP.residual, "blocks.{L}.ln1.hook_normalized",
+           OpKind.ln_normalize, layer=True),
+        _v(V.ln1, C.attention, S.attention, SP.residual, "blocks.{L}.ln1.hook_out", OpKind.ln_affine, layer=True),
+        _v(V.q, C.attention, S.attention, SP.head, "blocks.{L}.attn.hook_q", OpKind.head_projection,
+           layer=True, head=True),
+        _v(V.k, C.attention, S.attention, SP.head, "blocks.{L}.attn.hook_k", OpKind.head_projection,
+           layer=True, head=True),
+        _v(V.v, C.attention, S.attention, SP.head, "blocks.{L}.attn.hook_v", OpKind.head_projection,
+           layer=True, head=True),
+        _v(V.attn_scores, C.attention, S.attention, SP.keys, "blocks.{L}.attn.hook_attn_scores",
+           OpKind.scaled_dot_product, layer=True, head=True, head_first=True),
+        _v(V.attn_pattern, C.attention, S.attention, SP.keys, "blocks.{L}.attn.hook_pattern", OpKind.softmax,
+           layer=True, head=True, head_first=True),
+        _v(V.z, C.attention, S.attention, SP.head, "blocks.{L}.attn.hook_z", OpKind.weighted_sum,
+           layer=True, head=True),
+        _v(V.head_out, C.attention, S.attention, SP.residual, "blocks.{L}.attn.hook_result",
+           OpKind.output_projection, layer=True, head=True),
         _v(V.attn_out, C.attention, S.attention, SP.residual, "blocks.{L}.hook_attn_out", OpKind.sum, layer=True),
-        _v(
-            V.resid_mid,
-            C.residual,
-            S.mlp,
-            SP.residual,
-            "blocks.{L}.hook_resid_mid",
-            OpKind.add,
-            layer=True,
-            op_stage=S.attention,
-        ),
-        _v(V.ln2, C.mlp, S.mlp, SP.residual, "blocks.{L}.ln2.hook_normalized", OpKind.layernorm, layer=True),
+        _v(V.resid_mid, C.residual, S.mlp, SP.residual, "blocks.{L}.hook_resid_mid", OpKind.add, layer=True,
+           op_stage=S.attention),
+        _v(V.ln2_scale, C.mlp, S.mlp, SP.scalar, "blocks.{L}.ln2.hook_scale", OpKind.ln_scale, layer=True),
+        _v(V.ln2_normalized, C.mlp, S.mlp, SP.residual, "blocks.{L}.ln2.hook_normalized", OpKind.ln_normalize,
+           layer=True),
+        _v(V.ln2, C.mlp, S.mlp, SP.residual, "blocks.{L}.ln2.hook_out", OpKind.ln_affine, layer=True),
         _v(V.mlp_pre, C.mlp, S.mlp, SP.mlp, "blocks.{L}.mlp.hook_pre", OpKind.linear, layer=True),
         _v(V.mlp_post, C.mlp, S.mlp, SP.mlp, "blocks.{L}.mlp.hook_post", OpKind.gelu, layer=True),
         _v(V.mlp_out, C.mlp, S.mlp, SP.residual, "blocks.{L}.hook_mlp_out", OpKind.linear, layer=True),
-        _v(
-            V.resid_post,
-            C.residual,
-            S.unembed,
-            SP.residual,
-            "blocks.{L}.hook_resid_post",
-            OpKind.add,
-            layer=True,
-            op_stage=S.mlp,
-        ),
-        _v(V.ln_final, C.unembedding, S.unembed, SP.residual, "ln_final.hook_normalized", OpKind.layernorm),
+        _v(V.resid_post, C.residual, S.unembed, SP.residual, "blocks.{L}.hook_resid_post", OpKind.add,
+           layer=True, op_stage=S.mlp),
+        _v(V.ln_final_scale, C.unembedding, S.unembed, SP.scalar, "ln_final.hook_scale", OpKind.ln_scale),
+        _v(V.ln_final_normalized, C.unembedding, S.unembed, SP.residual, "ln_final.hook_normalized",
+           OpKind.ln_normalize),
+        _v(V.ln_final, C.unembedding, S.unembed, SP.residual, "ln_final.hook_out", OpKind.ln_affine),
         _v(V.logits, C.unembedding, S.unembed, SP.vocab, "hook_unembed", OpKind.unembed),
         _v(V.scaled_logits, C.unembedding, S.decode, SP.vocab, None, OpKind.temperature),
         _v(V.top_k_logits, C.unembedding, S.decode, SP.vocab, None, OpKind.top_k),
@@ -201,6 +138,7 @@ VECTOR_SPECS: dict[str, VectorSpec] = {
         _v(V.next_token, C.unembedding, S.decode, SP.token, None, OpKind.sample),
     ]
 }
+# fmt: on
 
 
 def _p(kind, name, stage, *, layer=False, head=False):
@@ -246,16 +184,34 @@ _NEXT = {
     V.attn_pattern: V.z,
     V.z: V.head_out,
     V.attn_out: V.resid_mid,
+    V.ln1_scale: V.ln1_normalized,
+    V.ln1_normalized: V.ln1,
+    V.ln2_scale: V.ln2_normalized,
+    V.ln2_normalized: V.ln2,
+    V.ln_final_scale: V.ln_final_normalized,
+    V.ln_final_normalized: V.ln_final,
     V.ln2: V.mlp_pre,
     V.mlp_pre: V.mlp_post,
     V.mlp_post: V.mlp_out,
-    V.resid_post: V.ln_final,
     V.ln_final: V.logits,
     V.logits: V.scaled_logits,
     V.scaled_logits: V.top_k_logits,
     V.top_k_logits: V.top_p_logits,
     V.top_p_logits: V.probs,
     V.probs: V.next_token,
+}
+#: the vectors one block computes from the stream entering it, in forward order
+BLOCK_KINDS = (
+    V.ln1_scale, V.ln1_normalized, V.ln1, V.q, V.k, V.v, V.attn_scores, V.attn_pattern, V.z, V.head_out, V.attn_out,
+    V.resid_mid, V.ln2_scale, V.ln2_normalized, V.ln2, V.mlp_pre, V.mlp_post, V.mlp_out,
+)  # fmt: skip
+#: after the last block: the final LayerNorm and the unembedding
+FINAL_KINDS = (V.ln_final_scale, V.ln_final_normalized, V.ln_final, V.logits)
+#: each LayerNorm's three vectors: (scale, normalized, output)
+LAYERNORMS = {
+    "ln1": (V.ln1_scale, V.ln1_normalized, V.ln1),
+    "ln2": (V.ln2_scale, V.ln2_normalized, V.ln2),
+    "ln_final": (V.ln_final_scale, V.ln_final_normalized, V.ln_final),
 }
 #: the decoding stage, in order (each step reads the one before; the first reads the logits)
 DECODE_KINDS = (V.scaled_logits, V.top_k_logits, V.top_p_logits, V.probs, V.next_token)
@@ -352,27 +308,11 @@ class Topology:
 
     def _forward_groups(self) -> Iterator[list[tuple[str, int | None]]]:
         yield [(V.token, None), (V.token_embedding, None), (V.pos_embedding, None), (V.input_embedding, None)]
-        block = [
-            V.ln1,
-            V.q,
-            V.k,
-            V.v,
-            V.attn_scores,
-            V.attn_pattern,
-            V.z,
-            V.head_out,
-            V.attn_out,
-            V.resid_mid,
-            V.ln2,
-            V.mlp_pre,
-            V.mlp_post,
-            V.mlp_out,
-        ]
         last = self.dims.n_layer - 1
         for L in range(self.dims.n_layer):
             group = [(V.resid_pre, L)] if L else []
-            yield group + [(k, L) for k in block]
-        yield [(V.resid_post, last), (V.ln_final, None), (V.logits, None), *((k, None) for k in DECODE_KINDS)]
+            yield group + [(k, L) for k in BLOCK_KINDS]
+        yield [(V.resid_post, last), *((k, None) for k in FINAL_KINDS), *((k, None) for k in DECODE_KINDS)]
 
     def param_keys(self, kind=None, layer=None, head=None) -> Iterator[Key]:
         kinds = _as_filter(kind, PARAM_SPECS)
@@ -386,9 +326,9 @@ class Topology:
                             yield Key(k, lyr, h, None)
 
     def count_vectors(self) -> int:
-        """Number of vector nodes: n_tokens * (11 + 8 n_layer + 7 n_layer n_head)."""
+        """Number of vector nodes: n_tokens * (13 + 12 n_layer + 7 n_layer n_head)."""
         L, H = self.dims.n_layer, self.dims.n_head
-        return self.n_tokens * (11 + 8 * L + 7 * L * H)
+        return self.n_tokens * (13 + 12 * L + 7 * L * H)
 
     def count_params(self) -> int:
         """Number of parameter nodes: 5 + n_layer * (9 + 7 n_head)."""
@@ -480,7 +420,14 @@ class Topology:
     # ---- shapes -------------------------------------------------------------------------------------
     def vector_shape(self, key: Key) -> list[int]:
         d = self.dims
-        size = {SP.token: 1, SP.residual: d.d_model, SP.head: d.d_head, SP.mlp: d.d_mlp, SP.vocab: d.n_vocab}
+        size = {
+            SP.token: 1,
+            SP.scalar: 1,
+            SP.residual: d.d_model,
+            SP.head: d.d_head,
+            SP.mlp: d.d_mlp,
+            SP.vocab: d.n_vocab,
+        }
         space = VECTOR_SPECS[key.kind].space
         return [key.position + 1] if space == SP.keys else [size[space]]
 
@@ -516,6 +463,14 @@ class Topology:
         """The residual stream entering block ``layer``."""
         return Key(V.resid_pre, layer, None, position) if layer else Key(V.input_embedding, None, None, position)
 
+    def ln_input(self, kind: str, layer: int | None, position: int) -> Key:
+        """The residual stream the LayerNorm of ``kind`` (any of its three vectors) reads."""
+        if kind in LAYERNORMS["ln1"]:
+            return self.stream_in(layer, position)
+        if kind in LAYERNORMS["ln2"]:
+            return Key(V.resid_mid, layer, None, position)
+        return Key(V.resid_post, self.dims.n_layer - 1, None, position)
+
     def op_inputs(self, out: Key) -> tuple[list[Key], list[Key]]:
         """(input vector keys, parameter keys) of the operation producing vector ``out``, in argument order."""
         kind, L, h, p = out
@@ -531,8 +486,13 @@ class Topology:
         if kind in (V.resid_pre, V.resid_post):
             prev = L - 1 if kind == V.resid_pre else last
             return [Key(V.resid_mid, prev, None, p), Key(V.mlp_out, prev, None, p)], []
+        if kind in (V.ln1_scale, V.ln2_scale, V.ln_final_scale):
+            return [self.ln_input(kind, L, p)], []
+        if kind in (V.ln1_normalized, V.ln2_normalized, V.ln_final_normalized):
+            scale = {V.ln1_normalized: V.ln1_scale, V.ln2_normalized: V.ln2_scale}.get(kind, V.ln_final_scale)
+            return [self.ln_input(kind, L, p), Key(scale, L, None, p)], []
         if kind == V.ln1:
-            return [self.stream_in(L, p)], [Key(P.ln1_w, L), Key(P.ln1_b, L)]
+            return [Key(V.ln1_normalized, L, None, p)], [Key(P.ln1_w, L), Key(P.ln1_b, L)]
         if kind in _PROJECTION_PARAMS:
             w, b = _PROJECTION_PARAMS[kind]
             return [Key(V.ln1, L, None, p)], [Key(w, L, h), Key(b, L, h)]
@@ -549,7 +509,7 @@ class Topology:
         if kind == V.resid_mid:
             return [self.stream_in(L, p), Key(V.attn_out, L, None, p)], []
         if kind == V.ln2:
-            return [Key(V.resid_mid, L, None, p)], [Key(P.ln2_w, L), Key(P.ln2_b, L)]
+            return [Key(V.ln2_normalized, L, None, p)], [Key(P.ln2_w, L), Key(P.ln2_b, L)]
         if kind == V.mlp_pre:
             return [Key(V.ln2, L, None, p)], [Key(P.W_in, L), Key(P.b_in, L)]
         if kind == V.mlp_post:
@@ -557,7 +517,7 @@ class Topology:
         if kind == V.mlp_out:
             return [Key(V.mlp_post, L, None, p)], [Key(P.W_out, L), Key(P.b_out, L)]
         if kind == V.ln_final:
-            return [Key(V.resid_post, last, None, p)], [Key(P.ln_final_w), Key(P.ln_final_b)]
+            return [Key(V.ln_final_normalized, None, None, p)], [Key(P.ln_final_w), Key(P.ln_final_b)]
         if kind == V.logits:
             return [Key(V.ln_final, None, None, p)], [Key(P.W_U)]
         if kind in DECODE_KINDS:
@@ -574,9 +534,12 @@ class Topology:
             return [Key(out, L, h, q) for q in range(n)]
         if kind in (V.input_embedding, V.resid_pre):
             layer = 0 if kind == V.input_embedding else L
-            return [Key(V.ln1, layer, None, p), Key(V.resid_mid, layer, None, p)]
+            reads = [Key(k, layer, None, p) for k in LAYERNORMS["ln1"][:2]]
+            return [*reads, Key(V.resid_mid, layer, None, p)]
         if kind == V.resid_mid:
-            return [Key(V.ln2, L, None, p), self._stream_out(L, p)]
+            return [*(Key(k, L, None, p) for k in LAYERNORMS["ln2"][:2]), self._stream_out(L, p)]
+        if kind == V.resid_post:
+            return [Key(k, None, None, p) for k in LAYERNORMS["ln_final"][:2]]
         if kind == V.mlp_out:
             return [self._stream_out(L, p)]
         if kind == V.ln1:

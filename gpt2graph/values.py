@@ -1,49 +1,42 @@
 """Values of a run: captured activations and model parameters, kept as tensors.
 
 Like TransformerLens's ``ActivationCache`` this is a thin wrapper over ``dict[str, Tensor]``: it adds
-lookup by node key and TransformerLens-shaped views, nothing else. Activations are keyed by TL hook names
-with the batch dimension dropped; parameters by their Hugging Face state-dict names (the model's own
-tensors, not copies). Per-head parameters are views into the fused HF weights.
+lookup by node key and TransformerLens-shaped views, nothing else. Activations are stored under their
+TransformerLens hook names (:func:`Topology.hook`), in the hook's layout without the batch dimension;
+parameters under their Hugging Face state-dict names (the model's own tensors, not copies). Per-head
+parameters are views into the fused HF weights.
 
-Stored activations, for n tokens (shapes without batch):
-
-=====================================  ==================  ==========================================
-name                                   shape               what
-=====================================  ==================  ==========================================
-tokens                                 (n,)                token ids
-hook_embed, hook_pos_embed             (n, d_model)        W_E and W_pos rows
-blocks.L.hook_resid_pre                (n, d_model)        stream entering block L (L=0: input emb.)
-blocks.L.ln1.hook_normalized           (n, d_model)        LayerNorm 1 output
-blocks.L.attn.qkv                      (n, 3 d_model)      queries, keys, values of all heads (fused)
-blocks.L.attn.hook_z                   (n, d_model)        z of all heads, head-major
-blocks.L.hook_attn_out                 (n, d_model)        sum of head outputs plus b_O
-blocks.L.hook_resid_mid                (n, d_model)
-blocks.L.ln2.hook_normalized           (n, d_model)
-blocks.L.mlp.hook_pre / hook_post      (n, d_mlp)          before / after GELU
-blocks.L.hook_mlp_out                  (n, d_model)
-blocks.{last}.hook_resid_post          (n, d_model)
-ln_final.hook_normalized               (n, d_model)
-hook_unembed                           (n, n_vocab)        logits
-=====================================  ==================  ==========================================
+Stored (:data:`STORED_KINDS`), for n tokens: ``tokens`` (n,), the token ids; every residual-stream vector,
+LayerNorm output, MLP vector, ``attn_out`` and ``ln_final`` as (n, width); q, k, v and z as
+(n, n_head, d_head); the logits ``hook_unembed`` (n, n_vocab).
 
 Derived on demand, never stored: attention scores and patterns (from q and k; O(n^2) per head, so only
-for the rows or heads asked for) and head outputs z^h @ W_O^h (from z). The decoding stage depends on
-the graph's decoding settings, not only on the run, so :class:`~gpt2graph.graph.Graph` derives it.
+for the rows or heads asked for), head outputs z^h @ W_O^h (from z), and each LayerNorm's scale and
+normalised vector (from the stream it reads; the model computes them but exposes only the output). The
+decoding stage depends on the graph's decoding settings, not only on the run, so
+:class:`~gpt2graph.graph.Graph` derives it.
 """
 
 from __future__ import annotations
 
-import torch
 from torch import Tensor
 
 from . import ops
 from .schema import Dims, ParamKind, ValueSummary, VectorKind
-from .topology import PARAM_SPECS, VECTOR_SPECS, Key, Topology
+from .topology import LAYERNORMS, PARAM_SPECS, VECTOR_SPECS, Key, Topology
 
-__all__ = ["Values", "activation_names", "param_names", "summarize"]
+__all__ = ["Values", "STORED_KINDS", "TOKENS", "activation_names", "activation_shapes", "param_names", "summarize"]
 
 V, P = VectorKind, ParamKind
-_QKV_OFFSET = {V.q: 0, V.k: 1, V.v: 2, P.W_Q: 0, P.W_K: 1, P.W_V: 2, P.b_Q: 0, P.b_K: 1, P.b_V: 2}
+_QKV_OFFSET = {P.W_Q: 0, P.W_K: 1, P.W_V: 2, P.b_Q: 0, P.b_K: 1, P.b_V: 2}
+#: the vector kinds captured from the model and stored; all others are derived from these
+STORED_KINDS = (
+    V.token_embedding, V.pos_embedding, V.input_embedding, V.resid_pre, V.ln1, V.q, V.k, V.v, V.z, V.attn_out,
+    V.resid_mid, V.ln2, V.mlp_pre, V.mlp_post, V.mlp_out, V.resid_post, V.ln_final, V.logits,
+)  # fmt: skip
+#: the name the token ids are stored under (no TransformerLens hook holds them)
+TOKENS = "tokens"
+_LN_OF = {kind: kinds for kinds in LAYERNORMS.values() for kind in kinds}
 #: parameter kind -> HF state-dict name ({L} = layer)
 _HF_PARAM = {
     P.W_E: "transformer.wte.weight",
@@ -70,26 +63,22 @@ _HF_PARAM = {
 }
 
 
+def activation_shapes(dims: Dims, n: int) -> dict[str, tuple[int, ...]]:
+    """Name and shape of every stored activation of an ``n``-token run: ``tokens`` and, for each stored kind
+    and layer, its hook name with the hook's layout without the batch dimension."""
+    top = Topology(dims, n)
+    shapes: dict[str, tuple[int, ...]] = {TOKENS: (n,)}
+    for kind in STORED_KINDS:
+        for layer in top.layers_of(kind):
+            key = Key(kind, layer, None, 0)
+            width = tuple(top.vector_shape(key))
+            shapes[top.hook(key)] = (n, dims.n_head, *width) if VECTOR_SPECS[kind].per_head else (n, *width)
+    return shapes
+
+
 def activation_names(dims: Dims) -> list[str]:
     """Names of the stored activation tensors of a run with these dims."""
-    names = ["tokens", "hook_embed", "hook_pos_embed"]
-    for L in range(dims.n_layer):
-        names += [
-            f"blocks.{L}.{n}"
-            for n in (
-                "hook_resid_pre",
-                "ln1.hook_normalized",
-                "attn.qkv",
-                "attn.hook_z",
-                "hook_attn_out",
-                "hook_resid_mid",
-                "ln2.hook_normalized",
-                "mlp.hook_pre",
-                "mlp.hook_post",
-                "hook_mlp_out",
-            )
-        ]
-    return [*names, f"blocks.{dims.n_layer - 1}.hook_resid_post", "ln_final.hook_normalized", "hook_unembed"]
+    return list(activation_shapes(dims, 0))
 
 
 def param_names(dims: Dims) -> list[str]:
@@ -100,18 +89,6 @@ def param_names(dims: Dims) -> list[str]:
         for L in (range(dims.n_layer) if PARAM_SPECS[kind].per_layer else [0])
     }
     return sorted(names)
-
-
-def activation_shape(name: str, dims: Dims, n: int) -> tuple[int, ...]:
-    if name == "tokens":
-        return (n,)
-    width = {
-        "attn.qkv": 3 * dims.d_model,
-        "mlp.hook_pre": dims.d_mlp,
-        "mlp.hook_post": dims.d_mlp,
-        "hook_unembed": dims.n_vocab,
-    }
-    return (n, next((w for suffix, w in width.items() if name.endswith(suffix)), dims.d_model))
 
 
 def summarize(x: Tensor) -> ValueSummary:
@@ -140,52 +117,56 @@ class Values:
     # ---- parameters ---------------------------------------------------------------------------------
     def param(self, key: Key) -> Tensor:
         """A parameter in TransformerLens orientation; per-head parameters are views into the fused weight."""
-        kind, L, h = key.kind, key.layer, key.head
-        full = self.params[_HF_PARAM[kind].replace("{L}", str(L))]
-        if kind == P.W_U:
-            return full.T
-        d, dh = self.dims.d_model, self.dims.d_head
-        if kind in (P.W_Q, P.W_K, P.W_V):
-            start = _QKV_OFFSET[kind] * d + h * dh
-            return full[:, start : start + dh]
-        if kind in (P.b_Q, P.b_K, P.b_V):
-            start = _QKV_OFFSET[kind] * d + h * dh
-            return full[start : start + dh]
+        if key.head is not None:
+            return self.stacked(key.kind, key.layer)[key.head]
+        full = self.params[_HF_PARAM[key.kind].replace("{L}", str(key.layer))]
+        return full.T if key.kind == P.W_U else full
+
+    def stacked(self, kind: str, layer: int | None = None) -> Tensor:
+        """A parameter with every head at once, stacked on a leading dimension (views, no copies): W_Q, W_K,
+        W_V (n_head, d_model, d_head), b_Q, b_K, b_V (n_head, d_head), W_O (n_head, d_head, d_model). Other
+        parameters as :meth:`param` gives them."""
+        if not PARAM_SPECS[kind].per_head:
+            return self.param(Key(kind, layer))
+        # the fused HF weights: c_attn (d_model, 3 d_model) holds Q | K | V, each head-major; c_proj's rows
+        # are head-major too
+        H, d, dh = self.dims.n_head, self.dims.d_model, self.dims.d_head
+        full = self.params[_HF_PARAM[kind].replace("{L}", str(layer))]
         if kind == P.W_O:
-            return full[h * dh : (h + 1) * dh]
-        return full
+            return full.view(H, dh, d)
+        start = _QKV_OFFSET[kind] * d
+        if kind in (P.b_Q, P.b_K, P.b_V):
+            return full[start : start + d].view(H, dh)
+        return full[:, start : start + d].view(d, H, dh).transpose(0, 1)
 
     # ---- activations --------------------------------------------------------------------------------
     def hook(self, kind: str, layer: int | None = None) -> Tensor:
         """The whole activation of one kind and layer, shaped as TransformerLens's hook (no batch dim).
 
         q/k/v/z: (n, n_head, d_head); head_out: (n, n_head, d_model); attn_scores/attn_pattern:
-        (n_head, n, n), computed here for this layer only; others: (n, width).
+        (n_head, n, n), computed here for this layer only; LayerNorm scales (n, 1); others: (n, width).
         """
-        n, H, dh = self.topology.n_tokens, self.dims.n_head, self.dims.d_head
-        b = f"blocks.{layer}."
-        if kind in (V.q, V.k, V.v):
-            d = self.dims.d_model
-            off = _QKV_OFFSET[kind] * d
-            return self.activations[b + "attn.qkv"][:, off : off + d].view(n, H, dh)
-        if kind == V.z:
-            return self.activations[b + "attn.hook_z"].view(n, H, dh)
-        if kind == V.head_out:
-            W_O = self.params[f"transformer.h.{layer}.attn.c_proj.weight"].view(H, dh, -1)
-            # heads on the batch dimension: (H, n, d_head) @ (H, d_head, d_model), W_O never broadcast per position
-            return ops.output_projection(self.hook(V.z, layer).transpose(0, 1), W_O).transpose(0, 1)
-        if kind in (V.attn_scores, V.attn_pattern):
-            return torch.stack([self.head_matrix(kind, layer, h) for h in range(H)])
-        if kind == V.input_embedding:
-            return self.activations["blocks.0.hook_resid_pre"]
         if kind == V.token:
-            return self.activations["tokens"]
+            return self.activations[TOKENS]
+        if kind == V.head_out:
+            return ops.output_projection(self.hook(V.z, layer), self.stacked(P.W_O, layer))
+        if kind in (V.attn_scores, V.attn_pattern):
+            scores = ops.causal_scores(self.hook(V.q, layer).transpose(0, 1), self.hook(V.k, layer).transpose(0, 1))
+            return scores if kind == V.attn_scores else ops.softmax(scores)
+        if kind in _LN_OF and kind not in STORED_KINDS:  # a LayerNorm's scale or normalised vector
+            scale_kind, _normalized_kind, _ = _LN_OF[kind]
+            x = self.hook(*self._ln_input(kind, layer))
+            scale = ops.ln_scale(x, self.dims.layer_norm_eps)
+            return scale if kind == scale_kind else ops.ln_normalize(x, scale)
         return self.activations[self.topology.hook(Key(kind, layer, None, 0))]
+
+    def _ln_input(self, kind: str, layer: int | None) -> tuple[str, int | None]:
+        key = self.topology.ln_input(kind, layer, 0)
+        return key.kind, key.layer
 
     def head_matrix(self, kind: str, layer: int, head: int) -> Tensor:
         """Scores or pattern of one head as an (n, n) matrix (masked entries -inf for scores, 0 for patterns)."""
-        q, k = self.hook(V.q, layer)[:, head], self.hook(V.k, layer)[:, head]
-        scores = ops.causal_scores(q, k)
+        scores = ops.causal_scores(self.hook(V.q, layer)[:, head], self.hook(V.k, layer)[:, head])
         return scores if kind == V.attn_scores else ops.softmax(scores)
 
     def vector(self, key: Key) -> Tensor:
@@ -199,10 +180,15 @@ class Values:
         if kind == V.head_out:
             return ops.output_projection(self.hook(V.z, L)[p, h], self.param(Key(P.W_O, L, h)))
         if kind == V.token:
-            return self.activations["tokens"][p : p + 1]
+            return self.activations[TOKENS][p : p + 1]
+        if kind in _LN_OF and kind not in STORED_KINDS:
+            scale_kind, _, _ = _LN_OF[kind]
+            x = self.vector(self.topology.ln_input(kind, L, p))
+            scale = ops.ln_scale(x, self.dims.layer_norm_eps)
+            return scale if kind == scale_kind else ops.ln_normalize(x, scale)
         if VECTOR_SPECS[kind].per_head:
             return self.hook(kind, L)[p, h]
         return self.hook(kind, L)[p]
 
     def logits(self) -> Tensor:
-        return self.activations["hook_unembed"]
+        return self.activations[self.topology.hook(Key(V.logits, None, None, 0))]

@@ -5,12 +5,14 @@ Two executions of the same ops:
 
 * ``mode="vector"`` walks every operation node in topological order and applies it to its input vectors,
   exactly as the graph draws it. Python-heavy: meant for small graphs and for tests.
-* ``mode="batched"`` (default) applies each op to all positions of a layer at once (heads still one by one),
-  so a 1024-token graph verifies in seconds. Both recompute from the inputs, never from captured values.
+* ``mode="batched"`` (default) runs the forward executor (:mod:`gpt2graph.forward`), every head and position
+  of a layer at once, observing every vector kind, so a 1024-token graph verifies in seconds. Both
+  recompute from the inputs, never from captured values.
 
 The decoding stage is not captured from the model: it is derived from the logits. Verification decodes the
-re-executed logits and compares with the decoding of the captured ones, so the whole chain from token ids
-to the chosen next token is checked.
+re-executed logits with our ops and compares with Hugging Face's own decoding (its ``generate`` logits warpers)
+of the captured ones, so the whole chain from token ids to the chosen next token is checked against the
+libraries the model comes from.
 """
 
 from __future__ import annotations
@@ -20,14 +22,15 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
-from . import ops
+from . import forward, ops
 from .decoding import decode_step, decode_steps
-from .schema import OpKind, ParamKind, VectorKind
+from .schema import DecodingSettings, OpKind, VectorKind
 from .topology import DECODE_KINDS, VECTOR_SPECS, Key
+from .values import TOKENS
 
-__all__ = ["verify", "VerifyReport", "ATOL", "RTOL"]
+__all__ = ["verify", "VerifyReport", "reference_decoding", "ATOL", "RTOL"]
 
-V, P = VectorKind, ParamKind
+V = VectorKind
 #: absolute tolerance (fp32, GPT-2 124M); plus RTOL times the largest magnitude of the kind, for trained
 #: weights whose logits reach tens
 ATOL, RTOL = 1e-4, 1e-5
@@ -120,7 +123,8 @@ def _verify_vectors(graph) -> VerifyReport:
     eps = graph.dims.layer_norm_eps
     report = VerifyReport("vector")
     computed: dict[Key, Tensor] = {}
-    tokens = store.activations["tokens"]
+    references: dict[int, dict[str, Tensor]] = {}  # Hugging Face's decoding of the captured logits, per position
+    tokens = store.activations[TOKENS]
     for key in top.vector_keys():
         if key.kind == V.token:
             computed[key] = tokens[key.position : key.position + 1]
@@ -130,8 +134,11 @@ def _verify_vectors(graph) -> VerifyReport:
         ws = [store.param(k) for k in param_keys]
         if key.kind in DECODE_KINDS:
             computed[key] = out = decode_step(key.kind, xs[0], graph.decoding)
-        else:
-            computed[key] = out = _apply(VECTOR_SPECS[key.kind].op, key, xs, ws, eps)
+            if key.position not in references:
+                references[key.position] = reference_decoding(store.logits()[key.position], graph.decoding)
+            report.record(key.kind, out, references[key.position][key.kind], 1)
+            continue
+        computed[key] = out = _apply(VECTOR_SPECS[key.kind].op, key, xs, ws, eps)
         report.record(key.kind, out, graph.vector_value(key), 1)
     return report
 
@@ -141,8 +148,8 @@ def _apply(op: str, key: Key, xs: list[Tensor], ws: list[Tensor], eps: float) ->
     if op == OpKind.lookup:
         index = xs[0][0] if xs else key.position  # token id, or the position for W_pos
         return ops.lookup(ws[0], index)
-    if op == OpKind.layernorm:
-        return ops.layernorm(xs[0], *ws, eps)
+    if op == OpKind.ln_scale:
+        return ops.ln_scale(xs[0], eps)
     if op == OpKind.scaled_dot_product:
         return ops.scaled_dot_product(xs[0], torch.stack(xs[1:]))
     if op == OpKind.weighted_sum:
@@ -153,67 +160,44 @@ def _apply(op: str, key: Key, xs: list[Tensor], ws: list[Tensor], eps: float) ->
 
 
 def _verify_batched(graph) -> VerifyReport:
-    """Same ops, applied to all positions of a layer at once; heads one by one."""
-    store, dims = graph.store, graph.dims
-    eps, H = dims.layer_norm_eps, dims.n_head
+    """The forward executor (all heads and positions of a layer at once), observing every site."""
+    store, n = graph.store, graph.n_tokens
     report = VerifyReport("batched")
-    n = graph.n_tokens
-
-    def param(kind, layer=None, head=None):
-        return store.param(Key(kind, layer, head))
-
-    def check(kind, layer, value):
-        report.record(kind, value, store.hook(kind, layer), value.shape[0] * (value.shape[1] if value.ndim == 3 else 1))
-
-    tokens = store.activations["tokens"]
-    emb = ops.lookup(param(P.W_E), tokens)
-    pos = ops.lookup(param(P.W_pos), torch.arange(n))
-    check(V.token_embedding, None, emb)
-    check(V.pos_embedding, None, pos)
-    x = ops.add(emb, pos)
-    check(V.input_embedding, None, x)
-    for L in range(dims.n_layer):
-        if L:
-            check(V.resid_pre, L, x)
-        ln1 = ops.layernorm(x, param(P.ln1_w, L), param(P.ln1_b, L), eps)
-        check(V.ln1, L, ln1)
-        per_head: dict[str, list[Tensor]] = {k: [] for k in (V.q, V.k, V.v, V.z, V.head_out)}
-        for h in range(H):
-            q, k, v = (
-                ops.head_projection(ln1, param(w, L, h), param(b, L, h))
-                for w, b in ((P.W_Q, P.b_Q), (P.W_K, P.b_K), (P.W_V, P.b_V))
-            )
-            scores = ops.causal_scores(q, k)
-            pattern = ops.softmax(scores)
-            report.record(V.attn_scores, scores, store.head_matrix(V.attn_scores, L, h), n)
-            report.record(V.attn_pattern, pattern, store.head_matrix(V.attn_pattern, L, h), n)
-            z = ops.weighted_sum(pattern, v)
-            head_out = ops.output_projection(z, param(P.W_O, L, h))
-            for kind, t in ((V.q, q), (V.k, k), (V.v, v), (V.z, z), (V.head_out, head_out)):
-                per_head[kind].append(t)
-        for kind, ts in per_head.items():
-            check(kind, L, torch.stack(ts, dim=1))
-        attn_out = ops.sum_heads(torch.stack(per_head[V.head_out], dim=-2), param(P.b_O, L))
-        check(V.attn_out, L, attn_out)
-        x = ops.add(x, attn_out)
-        check(V.resid_mid, L, x)
-        ln2 = ops.layernorm(x, param(P.ln2_w, L), param(P.ln2_b, L), eps)
-        check(V.ln2, L, ln2)
-        pre = ops.linear(ln2, param(P.W_in, L), param(P.b_in, L))
-        check(V.mlp_pre, L, pre)
-        post = ops.gelu(pre)
-        check(V.mlp_post, L, post)
-        mlp_out = ops.linear(post, param(P.W_out, L), param(P.b_out, L))
-        check(V.mlp_out, L, mlp_out)
-        x = ops.add(x, mlp_out)
-    check(V.resid_post, dims.n_layer - 1, x)
-    ln_final = ops.layernorm(x, param(P.ln_final_w), param(P.ln_final_b), eps)
-    check(V.ln_final, None, ln_final)
-    logits = ops.unembed(ln_final, param(P.W_U))
-    check(V.logits, None, logits)
+    with torch.no_grad():
+        result = forward.run(store.stacked, graph.dims, store.activations[TOKENS], observe=True)
+    for (kind, layer), value in result.observed.items():
+        captured = graph.hook(kind, layer)
+        vectors = n * (graph.dims.n_head if VECTOR_SPECS[kind].per_head else 1)
+        report.record(kind, value[0], captured, vectors)
+    logits = result.logits[0]
+    with torch.no_grad():  # the fused paths (attention kernel, one product for attn_out) that patching runs take
+        fused = forward.run(store.stacked, graph.dims, store.activations[TOKENS]).logits[0]
+    report.record(V.logits, fused, graph.hook(V.logits), 0)  # the same vectors, by the other path
     for start in range(0, n, _DECODE_ROWS):  # (rows, n_vocab) float64 per step: a chunk at a time
         rows = slice(start, start + _DECODE_ROWS)
-        mine, theirs = decode_steps(logits[rows], graph.decoding), decode_steps(store.logits()[rows], graph.decoding)
+        mine = decode_steps(logits[rows], graph.decoding)
+        theirs = reference_decoding(store.logits()[rows], graph.decoding)
         for kind in DECODE_KINDS:
             report.record(kind, mine[kind], theirs[kind], mine[kind].shape[0])
     return report
+
+
+def reference_decoding(logits: Tensor, decoding: DecodingSettings) -> dict[str, Tensor]:
+    """The decoding stage as Hugging Face's ``generate`` computes it, with its own logits warpers (float64):
+    the independent reference the graph's decoding nodes are checked against, as the model's activations are
+    the reference of the other nodes."""
+    from transformers.generation.logits_process import TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
+
+    shape = logits.shape
+    x = logits.double().reshape(-1, shape[-1])  # the warpers take (batch, n_vocab)
+    out = {V.scaled_logits: TemperatureLogitsWarper(decoding.temperature)(None, x.clone())}
+    k, p = decoding.top_k, decoding.top_p
+    out[V.top_k_logits] = TopKLogitsWarper(k)(None, out[V.scaled_logits].clone()) if k else out[V.scaled_logits]
+    out[V.top_p_logits] = TopPLogitsWarper(p)(None, out[V.top_k_logits].clone()) if p else out[V.top_k_logits]
+    out[V.probs] = probs = torch.nn.functional.softmax(out[V.top_p_logits], dim=-1)
+    if decoding.seed is None:
+        out[V.next_token] = probs.argmax(dim=-1, keepdim=True)
+    else:  # one fresh generator per distribution, seeded alike (the graph's sampling rule)
+        drawn = [torch.multinomial(r, 1, generator=torch.Generator().manual_seed(decoding.seed)) for r in probs]
+        out[V.next_token] = torch.stack(drawn)
+    return {kind: t.reshape(*shape[:-1], t.shape[-1]) for kind, t in out.items()}

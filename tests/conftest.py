@@ -18,13 +18,57 @@ TINY = dict(n_layer=2, n_head=4, n_embd=32, n_positions=64, vocab_size=50257)
 PROMPT = "Transformer tokens are vectors"  # 5 GPT-2 tokens
 
 
-def make_checkpoint(path: Path, seed: int = 0, **overrides) -> Path:
-    """Save a random-init GPT-2 with the given config overrides to ``path`` (as a user's checkpoint would be)."""
+#: standard deviation (or, for LayerNorm gains, the spread around 1) each parameter is drawn with, by the end of
+#: its name: magnitudes like a trained GPT-2's, so that no bias is zero, no gain is one, and attention
+#: patterns are far from uniform (scores with a standard deviation of a few units)
+TRAINED_LIKE = {
+    "wte.weight": 0.1,
+    "wpe.weight": 0.05,
+    "ln_1.weight": 0.5,
+    "ln_2.weight": 0.5,
+    "ln_f.weight": 0.5,
+    "ln_1.bias": 0.2,
+    "ln_2.bias": 0.2,
+    "ln_f.bias": 0.2,
+    "attn.c_attn.weight": 0.3,
+    "attn.c_attn.bias": 0.3,
+    "attn.c_proj.weight": 0.1,
+    "attn.c_proj.bias": 0.1,
+    "mlp.c_fc.weight": 0.3,
+    "mlp.c_fc.bias": 0.2,
+    "mlp.c_proj.weight": 0.05,
+    "mlp.c_proj.bias": 0.1,
+    "lm_head.weight": 0.1,  # only when untied (a variant the loader refuses)
+}
+
+
+def every_parameter_matters(model, seed: int = 0) -> None:
+    """Redraw every parameter of ``model`` at trained-like magnitudes (:data:`TRAINED_LIKE`), in place.
+
+    A default random init zeroes every bias and sets every LayerNorm gain to one, so a test on it cannot see
+    a bias or a gain that an implementation drops. On these weights it can."""
+    import torch
+
+    generator = torch.Generator().manual_seed(seed + 1_000)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            spread = next(v for k, v in TRAINED_LIKE.items() if name.endswith(k))
+            noise = torch.randn(p.shape, generator=generator)
+            gain = name.endswith("weight") and ".ln_" in name
+            p.copy_(1 + spread * (2 * torch.rand(p.shape, generator=generator) - 1) if gain else spread * noise)
+
+
+def make_checkpoint(path: Path, seed: int = 0, *, default_init: bool = False, **overrides) -> Path:
+    """Save a random GPT-2 with the given config overrides to ``path`` (as a user's checkpoint would be): every
+    parameter drawn at trained-like magnitudes, or, with ``default_init``, HF's own initialisation."""
     import torch
     from transformers import GPT2Config, GPT2LMHeadModel
 
     torch.manual_seed(seed)
-    GPT2LMHeadModel(GPT2Config(**{**TINY, **overrides})).save_pretrained(path)
+    model = GPT2LMHeadModel(GPT2Config(**{**TINY, **overrides}))
+    if not default_init:
+        every_parameter_matters(model, seed)
+    model.save_pretrained(path)
     return path
 
 

@@ -20,6 +20,7 @@ from gpt2graph_bokeh.layout import layout
 from gpt2graph_bokeh.numbers import percent, signed
 from test_bokeh import IMG, SCRIPT, _check_markup
 
+import gpt2graph
 from gpt2graph.errors import RendererError
 from gpt2graph.registry import registry
 from gpt2graph.topology import Key
@@ -134,21 +135,22 @@ def test_every_node_of_a_head_takes_its_role_score(analysed_graph, page, role):
     assert cells == sorted(cells, reverse=True)
 
 
-def spread_induction(graph) -> None:
+def spread_induction(graph):
     """Give ``graph``'s analysis induction scores spread over [0, 1] in shuffled head order: random weights
     score every head near chance, which the 0..1 scale draws in one colour, so no order could be seen."""
     a = graph.analysis
     n = len(a.roles.heads)
     heads = [h.model_copy(update={"induction": (5 * i % n) / (n - 1)}) for i, h in enumerate(a.roles.heads)]
     roles = a.roles.model_copy(update={"heads": heads})
-    graph.header = graph.header.model_copy(update={"analysis": a.model_copy(update={"roles": roles})})
+    header = graph.header.model_copy(update={"analysis": a.model_copy(update={"roles": roles})})
+    return gpt2graph.Graph(header, graph.store, graph.vocab)  # the same run, with these scores
 
 
 def test_head_colours_are_ordered_by_induction_score(tiny_checkpoint):
     import gpt2graph
 
     graph = gpt2graph.build(PROMPT, model=str(tiny_checkpoint), analyze={"induction_probe": 5, "lens": False})
-    spread_induction(graph)
+    graph = spread_induction(graph)
     root = build_explorer(graph, color_by="induction")
     lay = layout(graph.topology)
     colour = _column(root, "c_induction")
@@ -324,7 +326,8 @@ def markup_vocab_graph(tiny_checkpoint):
     import gpt2graph
 
     graph = gpt2graph.build(PROMPT, model=str(tiny_checkpoint))
-    graph.vocab = [IMG if i % 2 else SCRIPT for i in range(len(graph.vocab))]  # a copy: the cached list stays
+    vocab = [IMG if i % 2 else SCRIPT for i in range(len(graph.vocab))]  # a copy: the cached list stays
+    graph = gpt2graph.Graph(graph.header, graph.store, vocab)
     graph.analyze(induction_probe=5, top_k=3)
     return graph
 

@@ -315,7 +315,7 @@ def test_analysed_page_colours_heads_by_role_score(driver, tiny_checkpoint, tmp_
     import gpt2graph
 
     graph = gpt2graph.build(PROMPT, model=str(tiny_checkpoint), analyze={"target": " the", "induction_probe": 5})
-    spread_induction(graph)  # scores far enough apart to be told apart by eye
+    graph = spread_induction(graph)  # scores far enough apart to be told apart by eye
     a = graph.analysis
     page = _open(driver, gpt2graph_bokeh.write_html(graph, tmp_path / "analysed.html"))
     page.press("induction")
@@ -361,7 +361,8 @@ def test_markup_tokens_in_the_analysis_stay_text(driver, tiny_checkpoint, tmp_pa
     import gpt2graph
 
     graph = gpt2graph.build(PROMPT, model=str(tiny_checkpoint))
-    graph.vocab = [IMG if i % 2 else SCRIPT for i in range(len(graph.vocab))]  # a vocabulary of tags
+    vocab = [IMG if i % 2 else SCRIPT for i in range(len(graph.vocab))]  # a vocabulary of tags
+    graph = gpt2graph.Graph(graph.header, graph.store, vocab)
     graph.analyze(induction_probe=5, top_k=3)
     page = _open(driver, gpt2graph_bokeh.write_html(graph, tmp_path / "markup.html"))
     page.pointer(_index(graph, "blocks.0.attn.hook_result[2,1]"))

@@ -164,3 +164,19 @@ def test_tokenizer_comes_from_the_model_directory(tmp_path):
     PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]").save_pretrained(path)
     g = gpt2graph.build("hello world", model=str(path))
     assert g.tokenization.token_ids == [1, 2]
+
+
+def test_views_are_live_and_keep_their_own_choices(tiny_checkpoint):
+    """The rule of graph.py: views share the run; selection and decoding settings stay the view's own."""
+    g = gpt2graph.build(PROMPT, model=str(tiny_checkpoint))
+    before = g.subgraph(layers=[1])
+    hot = g.with_decoding(temperature=2.0)
+    g.analyze(lens=False, temperature=0.5)
+    after = g.subgraph(layers=[1])
+    for view in (before, after, hot):
+        assert view.analysis is g.analysis  # taken before or after: the same analysis
+    assert g.decoding.temperature == 0.5 and before.decoding.temperature == 0.5  # the run's settings
+    assert hot.decoding.temperature == 2.0  # its own
+    with pytest.raises(gpt2graph.errors.NodeNotFoundError, match="outside this subgraph"):
+        before.values("blocks.0.hook_mlp_out[0]")
+    assert before.values("blocks.1.hook_mlp_out[0]").shape == (g.dims.d_model,)

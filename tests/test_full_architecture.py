@@ -40,7 +40,7 @@ def test_tokens_are_real_gpt2_bpe(full_graph):
 def test_node_counts_match_the_formula(full_graph):
     n, L, H = 3, 12, 12
     top = full_graph.topology
-    assert top.count_vectors() == n * (11 + 8 * L + 7 * L * H) == len(full_graph.nodes(node_type="vector"))
+    assert top.count_vectors() == n * (13 + 12 * L + 7 * L * H) == len(full_graph.nodes(node_type="vector"))
     assert top.count_ops() == len(full_graph.nodes(node_type="operation"))
     assert top.count_params() == 5 + L * (9 + 7 * H) == len(full_graph.nodes(node_type="parameter"))
     assert len(full_graph.nodes(kind="head_out")) == n * L * H

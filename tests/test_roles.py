@@ -5,9 +5,10 @@ import pytest
 import torch
 
 import gpt2graph
+from gpt2graph import forward
 from gpt2graph.analysis import Role
 from gpt2graph.errors import InterpretError
-from gpt2graph.roles import LABEL_THRESHOLD, head_roles, role_scores, run_ops
+from gpt2graph.roles import LABEL_THRESHOLD, head_roles, role_scores
 
 D_MODEL, N_HEAD = 64, 2
 D_HEAD = D_MODEL // N_HEAD
@@ -83,11 +84,14 @@ def test_the_induction_probe_reruns_the_forward_pass(previous_token_graph):
         head_roles(g, induction_probe=0)
 
 
-def test_run_ops_reproduces_the_captured_run(tiny_graph):
-    run = run_ops(tiny_graph.param, tiny_graph.dims, torch.tensor(tiny_graph.tokenization.token_ids))
-    torch.testing.assert_close(run.logits, tiny_graph.logits, rtol=1e-5, atol=1e-5)
-    for L, patterns in enumerate(run.patterns):
-        torch.testing.assert_close(patterns, tiny_graph.hook("attn_pattern", L), rtol=1e-5, atol=1e-6)
+def test_the_probe_executor_reproduces_the_captured_run(tiny_graph):
+    tokens = torch.tensor(tiny_graph.tokenization.token_ids)
+    run = forward.run(tiny_graph.store.stacked, tiny_graph.dims, tokens, observe=["attn_pattern"])
+    torch.testing.assert_close(run.logits[0], tiny_graph.logits, rtol=1e-5, atol=1e-5)
+    for L in range(tiny_graph.dims.n_layer):
+        torch.testing.assert_close(
+            run[("attn_pattern", L)][0], tiny_graph.hook("attn_pattern", L), rtol=1e-5, atol=1e-6
+        )
 
 
 def test_role_scores_follow_their_definitions():

@@ -3,12 +3,14 @@
 import json
 import os
 import shutil
+from pathlib import Path
 
 import pytest
 import torch
 
 import gpt2graph
 from gpt2graph.errors import GraphFileError
+from gpt2graph.schema import FORMAT_VERSION
 
 
 def test_round_trip_is_lossless(tiny_graph, saved_graph):
@@ -128,3 +130,14 @@ def test_overwrite_is_atomic_and_failure_keeps_the_old_graph(tiny_graph, tiny_ch
     other.save(path)
     assert gpt2graph.load(path).tokenization.text == "another prompt"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run.gg"]
+
+
+def test_a_format_1_graph_loads_upgraded_and_verifies():
+    """Format 1 (gpt2graph 0.1.0 before the LayerNorm split) stored q, k, v fused, z flat and each LayerNorm's
+    output under hook_normalized: it loads under today's names and layouts and still verifies."""
+    old = gpt2graph.load(Path(__file__).parent / "data" / "format-v1" / "run.gg")
+    assert old.header.format_version == FORMAT_VERSION
+    assert old.verify().ok and old.verify(mode="vector").ok
+    assert old.values("blocks.1.ln1.hook_out[2]").shape == (32,)
+    assert old.values("blocks.1.ln1.hook_scale[2]").shape == (1,)
+    assert old.hook("q", 0).shape == (4, 4, 8)

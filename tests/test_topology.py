@@ -24,7 +24,7 @@ def test_every_id_round_trips(top):
 
 
 def test_counts_match_formula(top):
-    assert len(list(top.vector_keys())) == top.count_vectors() == 4 * (11 + 8 * 3 + 7 * 3 * 2)
+    assert len(list(top.vector_keys())) == top.count_vectors() == 4 * (13 + 12 * 3 + 7 * 3 * 2)
     assert len(list(top.param_keys())) == top.count_params() == 5 + 3 * (9 + 7 * 2)
 
 

@@ -40,4 +40,4 @@ def test_every_hooked_vector_equals_transformerlens(tiny_graph, tl_cache):
             hook, index = alias.split("[")
             idx = tuple(int(i) for i in index.rstrip("]").split(","))
             torch.testing.assert_close(tiny_graph.values(node.id), tl_cache[hook][0][idx], rtol=1e-5, atol=1e-5)
-    assert len(checked) == 21  # every vector kind but the token ids and the decoding stage
+    assert len(checked) == 27  # every vector kind but the token ids and the decoding stage

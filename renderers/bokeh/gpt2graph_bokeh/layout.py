@@ -23,7 +23,7 @@ from functools import cached_property
 import numpy as np
 
 from gpt2graph.schema import ParamKind, VectorKind
-from gpt2graph.topology import PARAM_SPECS, VECTOR_SPECS, Key, Topology
+from gpt2graph.topology import BLOCK_KINDS, DECODE_KINDS, FINAL_KINDS, PARAM_SPECS, VECTOR_SPECS, Key, Topology
 
 __all__ = ["BLOCK_WIDTH", "COLUMN_LABELS", "LANE_GAP", "Layout", "layout"]
 
@@ -34,36 +34,26 @@ PARAM_GAP = 2.5  # rows between the parameter strip and lane 0
 CELL = 0.8  # side of a head cell
 STREAM = "stream"  # the column where the residual stream enters a block
 
+#: kinds a wider gap separates from the column before them: the start of each step of the block
+_WIDE_GAP = {V.ln1_scale, V.q, V.attn_scores, V.z, V.attn_out, V.resid_mid, V.ln2_scale, V.mlp_pre, V.ln_final_scale,
+             V.scaled_logits, V.next_token}  # fmt: skip
+
+
+def _columns(kinds: tuple[str, ...]) -> dict[str, float]:
+    """x of each kind's column, in the forward order the topology gives, relative to the stream column."""
+    columns, x = {}, 0.0
+    for kind in kinds:
+        x += 1.25 if kind in _WIDE_GAP else 1.0
+        columns[kind] = x
+    return columns
+
+
 #: x of each column inside a block, relative to the stream entering it
-BLOCK_COLUMNS: dict[str, float] = {
-    STREAM: 0.0,
-    V.ln1: 1.25,
-    V.q: 2.5,
-    V.k: 3.5,
-    V.v: 4.5,
-    V.attn_scores: 5.75,
-    V.attn_pattern: 6.75,
-    V.z: 8.0,
-    V.head_out: 9.0,
-    V.attn_out: 10.25,
-    V.resid_mid: 11.5,
-    V.ln2: 12.75,
-    V.mlp_pre: 13.75,
-    V.mlp_post: 14.75,
-    V.mlp_out: 15.75,
-}
-BLOCK_WIDTH = 17.0
+BLOCK_COLUMNS: dict[str, float] = {STREAM: 0.0, **_columns(BLOCK_KINDS)}
+BLOCK_WIDTH = BLOCK_COLUMNS[BLOCK_KINDS[-1]] + 1.25
 #: columns before block 0 and after the last block, relative to the stream entering block 0 / leaving the last
 EMBED_COLUMNS = {V.token: -3.0, V.token_embedding: -1.5, V.pos_embedding: -1.5}
-FINAL_COLUMNS = {
-    V.ln_final: 1.25,
-    V.logits: 2.5,
-    V.scaled_logits: 3.75,
-    V.top_k_logits: 4.75,
-    V.top_p_logits: 5.75,
-    V.probs: 6.75,
-    V.next_token: 8.0,
-}
+FINAL_COLUMNS = _columns((*FINAL_KINDS, *DECODE_KINDS))
 
 #: bar widths by kind (wider bars for wider vectors); head kinds are CELL wide
 _BAR_WIDTH = {
@@ -71,6 +61,9 @@ _BAR_WIDTH = {
     V.mlp_post: 0.7,
     V.logits: 0.9,
     V.token: 0.6,
+    V.ln1_scale: 0.3,
+    V.ln2_scale: 0.3,
+    V.ln_final_scale: 0.3,
     V.scaled_logits: 0.9,
     V.top_k_logits: 0.9,
     V.top_p_logits: 0.9,
@@ -112,6 +105,8 @@ COLUMN_LABELS: dict[str, str] = {
     V.token: "token",
     V.token_embedding: "embed",
     STREAM: "resid",
+    V.ln1_scale: "σ",
+    V.ln1_normalized: "norm",
     V.ln1: "ln1",
     V.q: "q",
     V.k: "k",
@@ -122,10 +117,14 @@ COLUMN_LABELS: dict[str, str] = {
     V.head_out: "result",
     V.attn_out: "attn_out",
     V.resid_mid: "resid_mid",
+    V.ln2_scale: "σ",
+    V.ln2_normalized: "norm",
     V.ln2: "ln2",
     V.mlp_pre: "mlp_pre",
     V.mlp_post: "mlp_post",
     V.mlp_out: "mlp_out",
+    V.ln_final_scale: "σ",
+    V.ln_final_normalized: "norm",
     V.ln_final: "ln_final",
     V.logits: "logits",
     V.scaled_logits: "÷T",
@@ -212,8 +211,8 @@ class Layout:
         """(left, middle between attention and MLP, right) x of block ``layer``'s shaded band."""
         x0 = float(self.block_x[layer])
         return (
-            x0 + BLOCK_COLUMNS[V.ln1] - 0.6,
-            x0 + (BLOCK_COLUMNS[V.resid_mid] + BLOCK_COLUMNS[V.ln2]) / 2,
+            x0 + BLOCK_COLUMNS[BLOCK_KINDS[0]] - 0.6,
+            x0 + (BLOCK_COLUMNS[V.resid_mid] + BLOCK_COLUMNS[V.ln2_scale]) / 2,
             x0 + BLOCK_COLUMNS[V.mlp_out] + 0.6,
         )
 

@@ -70,16 +70,8 @@ def _layer_values(graph: Graph, kind: str, layer: int | None, attn: dict[int, tu
             attn.clear()
             attn[layer] = attention(graph, layer)
         return attn[layer][0 if kind == V.attn_scores else 1]  # (H, n query, n key)
-    if kind == V.head_out:  # every head's z @ its W_O slice, as one batched product per layer
-        W_O = torch.from_numpy(
-            np.stack(
-                [
-                    graph.param("W_O", layer, h).numpy()  # (H, d_head, d_model)
-                    for h in range(graph.dims.n_head)
-                ]
-            )
-        )
-        return ops.output_projection(graph.hook(V.z, layer).transpose(0, 1), W_O)
+    if kind == V.head_out:
+        return graph.hook(V.head_out, layer).transpose(0, 1)
     whole = graph.hook(kind, layer)
     if kind == V.token:
         return whole.reshape(-1, 1)

@@ -16,7 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 from gpt2graph.analysis import DecodingResult
-from gpt2graph.topology import Key
+from gpt2graph.topology import LAYERNORMS, Key
 
 from . import colors as C
 from .content import Callout, Content
@@ -332,7 +332,8 @@ class _Layout(Panels):
                             x0 + cell_w * (gap - 0.5), y, [str(gap - 1)], FS["tiny"], anchor="middle", colour=C.MUTED
                         )
                     )
-                group.texts.append(text_at(cx, y, [str(d - 1)], FS["tiny"], anchor="end", colour=C.MUTED))
+                if d > 1:
+                    group.texts.append(text_at(cx, y, [str(d - 1)], FS["tiny"], anchor="end", colour=C.MUTED))
                 y += line_height(FS["tiny"])
             if below and p in below:
                 group.texts.append(
@@ -402,6 +403,7 @@ class _Layout(Panels):
             "head": ("d_head", d.d_head),
             "mlp": ("d_mlp", d.d_mlp),
             "vocab": ("n_vocab", d.n_vocab),
+            "scalar": ("1", 1),
         }[space]
         shown = "" if len(self.positions) == n else f" ({len(self.positions)} positions shown)"
         return f"n_tokens × {dim[0]} = {_times(n, dim[1])}{shown}"
@@ -671,6 +673,16 @@ class _Layout(Panels):
         self.vector_row(kind, lyr, name, self.caption("residual"), "residual")
         self.lane_mark(mark_y, "add")
 
+    def layernorm(self, which: str, layer: int | None, category: str) -> None:
+        """A LayerNorm as its three steps, one row each: the scale, the normalised vector, the output."""
+        scale, normalized, out = LAYERNORMS[which]
+        self.connector("scale: σ = √(var(x) + ε), one number per position")
+        self.vector_row(scale, layer, f"{which} scale σ (hook_scale)", self.caption("scalar"), category)
+        self.connector("normalise: (x − mean(x)) / σ")
+        self.vector_row(normalized, layer, f"{which} normalised (hook_normalized)", self.caption("residual"), category)
+        self.connector(f"gain and bias: × {which}_w + {which}_b", [Key(f"{which}_w", layer), Key(f"{which}_b", layer)])
+        self.vector_row(out, layer, f"{which} output (hook_out)", self.caption("residual"), category)
+
     def lane_mark(self, y: float, what: str) -> None:
         self.lane_marks.append((y, what))
         self.lane_top = y if self.lane_top is None else self.lane_top
@@ -683,8 +695,7 @@ class _Layout(Panels):
         self.open_panel("attention", "Attention", f"{d.n_head} heads in parallel, each reading the normalised stream")
         self.begin_band()
         self.lane_mark(self.y + 8, "read")
-        self.connector("LayerNorm: centre, scale to unit RMS, × ln1_w + ln1_b", [Key("ln1_w", L), Key("ln1_b", L)])
-        self.vector_row("ln1", L, "ln1 (normalised stream)", self.caption("residual"), "attention")
+        self.layernorm("ln1", L, "attention")
         self.end_band("attention")
         self.y += 14
         title = self.open_panel(
@@ -732,8 +743,7 @@ class _Layout(Panels):
         self.open_panel("mlp", "MLP", "position-wise: every token goes through the same two-layer network")
         self.begin_band()
         self.lane_mark(self.y + 8, "read")
-        self.connector("LayerNorm: × ln2_w + ln2_b", [Key("ln2_w", L), Key("ln2_b", L)])
-        self.vector_row("ln2", L, "ln2 (normalised stream)", self.caption("residual"), "mlp")
+        self.layernorm("ln2", L, "mlp")
         self.end_band("mlp")
         self.begin_band()
         self.connector("up-projection: x·W_in + b_in", [Key("W_in", L), Key("b_in", L)])
@@ -890,8 +900,7 @@ class _Layout(Panels):
         self.open_panel("unembedding", "Unembedding", "final LayerNorm, then a product with the tied embedding")
         self.begin_band()
         self.lane_mark(self.y + 8, "read")
-        self.connector("final LayerNorm: × ln_final_w + ln_final_b", [Key("ln_final_w"), Key("ln_final_b")])
-        self.vector_row("ln_final", None, "ln_final (normalised stream)", self.caption("residual"), "unembedding")
+        self.layernorm("ln_final", None, "unembedding")
         self.end_band("unembedding")
         self.begin_band()
         self.connector("unembed: x · W_U, with W_U = W_Eᵀ (tied)", [Key("W_U")])
