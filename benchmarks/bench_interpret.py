@@ -58,7 +58,7 @@ def child(n: int) -> dict:
     out["roles+probe"] = _time(lambda: head_roles(graph, induction_probe=50), 3)
     out["circuits"] = _time(lambda: head_circuits(graph), 3)
     out["decoding"] = _time(lambda: decode_next(graph, temperature=0.8, top_k=50, top_p=0.9, seed=0), 3)
-    out["analyze"] = _time(lambda: analyze(graph, induction_probe=50, top_k_sampling=50, top_p=0.9, seed=0), repeats)
+    out["analyze"] = _time(lambda: analyze(graph, induction_probe=50, top_k=50, top_p=0.9, seed=0), repeats)
     return out
 
 

@@ -9,12 +9,12 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
-from .analysis import Analysis, AnalysisOptions, LensKind
 from .circuits import head_circuits
 from .decoding import check_options, decode_next
 from .dla import direct_logit_attribution
 from .errors import InterpretError
 from .lens import logit_lens
+from .results import Analysis, AnalysisOptions, LensKind
 from .roles import head_roles, probe_tokens
 from .targets import resolve_position, resolve_token
 
@@ -42,9 +42,9 @@ def analyze(
     position: int = -1,
     target: int | str | None = None,
     contrast: int | str | None = None,
-    top_k: int = 5,
+    top_tokens: int = 5,
     temperature: float = 1.0,
-    top_k_sampling: int | None = None,
+    top_k: int | None = None,
     top_p: float | None = None,
     seed: int | None = None,
     induction_probe: int | None = None,
@@ -57,8 +57,8 @@ def analyze(
 
     ``position`` (default: the last) is where DLA and decoding look; ``target`` (id or one-token string) is
     the token DLA attributes (default: the prediction) and the logit lens ranks; ``contrast`` turns DLA into
-    a logit difference. ``top_k`` rows are kept per lens entry, boosted-token list and decoding table.
-    Decoding: ``temperature``, ``top_k_sampling``, ``top_p``, and ``seed`` (None: greedy). Head roles use the
+    a logit difference. ``top_tokens`` rows are kept per lens entry, boosted-token list and decoding table.
+    Decoding: ``temperature``, ``top_k``, ``top_p``, and ``seed`` (None: greedy). Head roles use the
     prompt, or the prompt plus a repeated random sequence of ``induction_probe`` tokens. ``circuit_token``
     (default: the token at ``position``) is the input of the circuits' boosted tokens. ``lens``: True (every
     kind), False, or the :class:`LensKind` values to compute (the lens is the costly part: it needs a full
@@ -69,9 +69,9 @@ def analyze(
         a = analyze(graph, target=" Paris", induction_probe=20)
         a.dla.top(5), a.roles.ranked("induction", 3)
     """
-    if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
-        raise InterpretError(f"top_k must be a positive integer, got {top_k!r}")
-    check_options(temperature, top_k_sampling, top_p, seed)
+    if isinstance(top_tokens, bool) or not isinstance(top_tokens, int) or top_tokens < 1:
+        raise InterpretError(f"top_tokens must be a positive integer, got {top_tokens!r}")
+    check_options(temperature, top_k, top_p, seed)
     p = resolve_position(graph, position)
     target_id = None if target is None else resolve_token(graph, target, "target")
     contrast_id = None if contrast is None else resolve_token(graph, contrast, "contrast")
@@ -87,9 +87,9 @@ def analyze(
         position=position,
         target=target,
         contrast=contrast,
-        top_k=top_k,
+        top_tokens=top_tokens,
         temperature=temperature,
-        top_k_sampling=top_k_sampling,
+        top_k=top_k,
         top_p=top_p,
         seed=seed,
         induction_probe=induction_probe,
@@ -102,9 +102,9 @@ def analyze(
         options=options,
         roles=head_roles(graph, induction_probe=induction_probe, probe_seed=probe_seed),
         dla=direct_logit_attribution(graph, position=p, token=target_id, contrast=contrast_id),
-        circuits=head_circuits(graph, input_token=input_id, top_k=top_k, fold_ln=fold_ln),
+        circuits=head_circuits(graph, input_token=input_id, top_tokens=top_tokens, fold_ln=fold_ln),
         decoding=decode_next(
-            graph, position=p, temperature=temperature, top_k=top_k_sampling, top_p=top_p, seed=seed, candidates=top_k
+            graph, position=p, temperature=temperature, top_k=top_k, top_p=top_p, seed=seed, candidates=top_tokens
         ),
-        lens=logit_lens(graph, top_k=top_k, target=target_id, kinds=kinds) if kinds else None,
+        lens=logit_lens(graph, top_tokens=top_tokens, target=target_id, kinds=kinds) if kinds else None,
     )

@@ -26,8 +26,8 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor
 
-from .analysis import Circuits, HeadCircuit, TokenScore
 from .errors import InterpretError
+from .results import Circuits, HeadCircuit, TokenScore
 from .schema import ParamKind
 from .targets import resolve_token
 
@@ -87,7 +87,7 @@ def _readout(graph: Graph, x: Tensor, fold_ln: bool) -> Tensor:
 
 
 def head_circuits(
-    graph: Graph, *, input_token: int | str | None = None, top_k: int = 5, fold_ln: bool = True
+    graph: Graph, *, input_token: int | str | None = None, top_tokens: int = 5, fold_ln: bool = True
 ) -> Circuits:
     """QK/OV singular values, OV copying score and the tokens boosted for ``input_token`` (default: the
     prompt's last token), for every head.
@@ -97,14 +97,14 @@ def head_circuits(
         circuits = head_circuits(graph, input_token=" Paris")
         max(circuits.heads, key=lambda h: h.ov_copying_score)   # the most copying head
     """
-    if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
-        raise InterpretError(f"top_k must be a positive integer, got {top_k!r}")
+    if isinstance(top_tokens, bool) or not isinstance(top_tokens, int) or top_tokens < 1:
+        raise InterpretError(f"top_tokens must be a positive integer, got {top_tokens!r}")
     t = graph.tokenization.token_ids[-1] if input_token is None else resolve_token(graph, input_token, "input token")
     W_E = graph.param(P.W_E)
     gram = (W_E.T @ W_E).double()  # W_U W_E, since W_U = W_E^T
     unembed_embed = _centre_after_gain(gram, graph.param(P.ln_final_w).double()) if fold_ln else gram
     embedding = W_E[t].double()
-    k = min(top_k, graph.dims.n_vocab)
+    k = min(top_tokens, graph.dims.n_vocab)
     heads = []
     with torch.no_grad():
         for L in range(graph.dims.n_layer):

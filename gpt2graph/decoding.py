@@ -17,8 +17,8 @@ import torch
 from torch import Tensor
 
 from . import ops
-from .analysis import DecodingResult, DecodingStep, DecodingStepKind, TokenProb
 from .errors import InterpretError
+from .results import DecodingResult, DecodingStep, DecodingStepKind, TokenProb
 from .schema import DecodingSettings, VectorKind
 from .targets import resolve_position
 from .topology import DECODE_KINDS

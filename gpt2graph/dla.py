@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor
 
-from .analysis import Attribution, ComponentKind, DLAResult
 from .errors import Gpt2GraphError
+from .results import Attribution, ComponentKind, DLAResult
 from .schema import ParamKind, VectorKind
 from .targets import resolve_position, resolve_token
 from .topology import Key

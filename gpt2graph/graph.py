@@ -42,8 +42,8 @@ from .values import Values, summarize
 if TYPE_CHECKING:
     import networkx
 
-    from .analysis import Analysis
     from .glossary import Glossary
+    from .results import Analysis
     from .verify import VerifyReport
 
 __all__ = ["Graph", "Selection"]
@@ -478,7 +478,7 @@ class Graph:
 
         result = analyze(self, **options)
         o = result.options
-        decoding = settings(o.temperature, o.top_k_sampling, o.top_p, o.seed)
+        decoding = settings(o.temperature, o.top_k, o.top_p, o.seed)
         self._run.header = self.header.model_copy(update={"analysis": result, "decoding": decoding})
         return result
 

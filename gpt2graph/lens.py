@@ -21,8 +21,8 @@ import torch
 from torch import Tensor
 
 from . import ops
-from .analysis import LensEntry, LensKind, LogitLens, TokenProb
 from .errors import InterpretError
+from .results import LensEntry, LensKind, LogitLens, TokenProb
 from .schema import ParamKind, VectorKind
 from .targets import resolve_token
 from .topology import Key, Topology
@@ -176,7 +176,7 @@ def attach(
     if set(arrays) != expected:
         raise ValueError(f"logit-lens arrays {sorted(arrays)} do not match its header (expected {sorted(expected)})")
     for name, t in arrays.items():
-        shape = (rows, lens.top_k) if name.startswith("top_") else (rows,)
+        shape = (rows, lens.top_tokens) if name.startswith("top_") else (rows,)
         if tuple(t.shape) != shape or rows != lens.n_entries:
             raise ValueError(
                 f"logit-lens array {name} has shape {tuple(t.shape)}, expected {shape} "
@@ -188,14 +188,14 @@ def attach(
 def logit_lens(
     graph: Graph,
     *,
-    top_k: int = 5,
+    top_tokens: int = 5,
     target: int | str | None = None,
     kinds: Iterable[str] | None = None,
     chunk_elements: int = CHUNK_ELEMENTS,
 ) -> LogitLens:
     """The logit lens of every residual-stream vector and every vector written into the stream.
 
-    ``kinds`` restricts it to some :class:`LensKind` values (default: all). Each entry keeps the ``top_k``
+    ``kinds`` restricts it to some :class:`LensKind` values (default: all). Each entry keeps the ``top_tokens``
     tokens, and the rank and probability of the token that follows its position and of ``target``.
 
     Example::
@@ -203,8 +203,8 @@ def logit_lens(
         lens = logit_lens(graph, target=" Paris")
         lens.entries[-1].top[0].token   # resid_post at the last position: the model's own prediction
     """
-    if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
-        raise InterpretError(f"top_k must be a positive integer, got {top_k!r}")
+    if isinstance(top_tokens, bool) or not isinstance(top_tokens, int) or top_tokens < 1:
+        raise InterpretError(f"top_tokens must be a positive integer, got {top_tokens!r}")
     wanted = {str(k) for k in LensKind} if kinds is None else {str(k) for k in kinds}
     unknown = wanted - {str(k) for k in LensKind}
     if unknown:
@@ -212,7 +212,7 @@ def logit_lens(
     if not wanted:
         raise InterpretError("kinds is empty: name at least one logit-lens kind (or skip the lens)")
     target_id = None if target is None else resolve_token(graph, target, "target")
-    k = min(top_k, graph.dims.n_vocab)
+    k = min(top_tokens, graph.dims.n_vocab)
     rows = max(1, chunk_elements // graph.dims.n_vocab)
     blocks = lens_blocks(graph.topology, graph.tokenization.token_ids, wanted)
     parts: list[dict[str, Tensor]] = []
@@ -227,7 +227,7 @@ def logit_lens(
     names = LensTable.ARRAYS if target_id is not None else LensTable.ARRAYS[:5]
     arrays = {name: torch.cat([p[name] for p in parts]) for name in names}
     lens = LogitLens(
-        top_k=k,
+        top_tokens=k,
         target=target_id,
         kinds=[kind for kind in LensKind if kind in wanted],
         n_entries=sum(len(b.node_ids) for b in blocks),

@@ -20,8 +20,8 @@ import torch
 from torch import Tensor
 
 from . import forward
-from .analysis import HeadRole, HeadRoles, Role
 from .errors import InterpretError
+from .results import HeadRole, HeadRoles, Role
 from .schema import VectorKind
 
 if TYPE_CHECKING:

@@ -12,7 +12,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from .analysis import Analysis
+from .results import Analysis
 
 __all__ = [
     "FORMAT_VERSION",

@@ -51,6 +51,24 @@ def _V1_SHAPES(dims, n: int) -> dict[str, tuple[int, ...]]:
     return shapes
 
 
+def _upgrade_v1_header(raw: dict) -> dict:
+    """A format-1 header under format-2 names: analysis options ``top_k`` (rows kept) became ``top_tokens`` and
+    ``top_k_sampling`` (the decoding filter) became ``top_k``, so that each name means one thing."""
+    raw = {**raw, "format_version": FORMAT_VERSION}
+    analysis = raw.get("analysis")
+    if isinstance(analysis, dict):
+        options = dict(analysis.get("options") or {})
+        renamed = {"top_tokens": options.pop("top_k", None), "top_k": options.pop("top_k_sampling", None)}
+        options.update({k: v for k, v in renamed.items() if v is not None or k == "top_k"})
+        analysis = {**analysis, "options": options}
+        if isinstance(analysis.get("lens"), dict):
+            lens = dict(analysis["lens"])
+            lens["top_tokens"] = lens.pop("top_k", None)
+            analysis["lens"] = lens
+        raw["analysis"] = analysis
+    return raw
+
+
 def _upgrade_v1(acts: dict, dims) -> dict:
     """Format-1 activations under format-2 names and layouts (the tensors are the same numbers)."""
     H, dh, d = dims.n_head, dims.d_head, dims.d_model
@@ -183,7 +201,7 @@ def load(path: str | os.PathLike) -> Graph:
             f"{header_path}: format_version {version} is not supported (this gpt2graph reads versions "
             f"{', '.join(map(str, _READABLE))}; rebuild the graph from its prompt with this version)"
         )
-    raw = {**raw, "format_version": FORMAT_VERSION}
+    raw = _upgrade_v1_header(raw) if version == 1 else raw
     try:
         header = GraphHeader.model_validate(raw)
     except ValidationError as exc:

@@ -32,7 +32,7 @@ def test_build_stores_the_analysis_and_save_keeps_it(analysed):
 def test_the_lens_arrays_are_stored_as_tensors_not_json(analysed):
     _, path = analysed
     header = json.loads((path / "graph.json").read_text(encoding="utf-8"))
-    assert set(header["analysis"]["lens"]) == {"top_k", "target", "kinds", "n_entries"}
+    assert set(header["analysis"]["lens"]) == {"top_tokens", "target", "kinds", "n_entries"}
     from safetensors import safe_open
 
     with safe_open(str(path / "values.safetensors"), framework="pt") as f:

@@ -4,9 +4,9 @@ import json
 
 import pytest
 
-from gpt2graph.analysis import Analysis
 from gpt2graph.analyze import analyze
 from gpt2graph.errors import InterpretError
+from gpt2graph.results import Analysis
 
 
 @pytest.fixture(scope="module")
@@ -15,9 +15,9 @@ def analysis(tiny_graph):
         tiny_graph,
         target=" the",
         contrast=" a",
-        top_k=3,
+        top_tokens=3,
         temperature=0.8,
-        top_k_sampling=50,
+        top_k=50,
         top_p=0.9,
         seed=4,
         induction_probe=6,
@@ -66,7 +66,7 @@ def test_the_lens_can_be_skipped_or_restricted(tiny_graph):
         (dict(position=-6), "position -6 is out of range for a 5-token prompt"),
         (dict(top_p=0.0), r"top-p must be in \(0, 1\]"),
         (dict(temperature=0), "temperature must be a finite number > 0"),
-        (dict(top_k=0), "top_k must be a positive integer"),
+        (dict(top_tokens=0), "top_tokens must be a positive integer"),
         (dict(lens=["logits"]), "unknown logit-lens kind"),
         (dict(circuit_token="two tokens"), "circuit token"),
         (dict(induction_probe=0), "induction_probe must be a positive number"),

@@ -279,7 +279,7 @@ def test_stream_kinds_a_stored_lens_skipped_are_computed(tiny_checkpoint, monkey
 
     import gpt2graph
 
-    graph = gpt2graph.build(PROMPT, model=str(tiny_checkpoint), analyze={"lens": ["head_out"], "top_k": 2})
+    graph = gpt2graph.build(PROMPT, model=str(tiny_checkpoint), analyze={"lens": ["head_out"], "top_tokens": 2})
     lay = layout(graph.topology)
     read = lens_text(graph, lay)
     head_out = lay.index(Key("head_out", 0, 1, 2))

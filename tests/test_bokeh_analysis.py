@@ -14,8 +14,8 @@ import pytest
 from bokeh.models import ColorBar, CustomJS, Div, HoverTool
 from bokeh.palettes import Viridis256
 from conftest import PROMPT
+from gpt2graph_bokeh.analysis_panel import analysis_panel, head_panels
 from gpt2graph_bokeh.document import build_explorer
-from gpt2graph_bokeh.interpret import analysis_panel, head_panels
 from gpt2graph_bokeh.layout import layout
 from gpt2graph_bokeh.numbers import percent, signed
 from test_bokeh import IMG, SCRIPT, _check_markup
@@ -303,7 +303,7 @@ def test_the_panel_shows_the_decoding_table(tiny_checkpoint):
     graph = gpt2graph.build(
         PROMPT,
         model=str(tiny_checkpoint),
-        analyze={"temperature": 0.5, "top_k_sampling": 20, "top_p": 0.9, "seed": 3, "lens": False, "top_k": 4},
+        analyze={"temperature": 0.5, "top_k": 20, "top_p": 0.9, "seed": 3, "lens": False, "top_tokens": 4},
     )
     dec = graph.analysis.decoding
     text = _model(build_explorer(graph), "analysis").text
@@ -328,7 +328,7 @@ def markup_vocab_graph(tiny_checkpoint):
     graph = gpt2graph.build(PROMPT, model=str(tiny_checkpoint))
     vocab = [IMG if i % 2 else SCRIPT for i in range(len(graph.vocab))]  # a copy: the cached list stays
     graph = gpt2graph.Graph(graph.header, graph.store, vocab)
-    graph.analyze(induction_probe=5, top_k=3)
+    graph.analyze(induction_probe=5, top_tokens=3)
     return graph
 
 

@@ -363,7 +363,7 @@ def test_markup_tokens_in_the_analysis_stay_text(driver, tiny_checkpoint, tmp_pa
     graph = gpt2graph.build(PROMPT, model=str(tiny_checkpoint))
     vocab = [IMG if i % 2 else SCRIPT for i in range(len(graph.vocab))]  # a vocabulary of tags
     graph = gpt2graph.Graph(graph.header, graph.store, vocab)
-    graph.analyze(induction_probe=5, top_k=3)
+    graph.analyze(induction_probe=5, top_tokens=3)
     page = _open(driver, gpt2graph_bokeh.write_html(graph, tmp_path / "markup.html"))
     page.pointer(_index(graph, "blocks.0.attn.hook_result[2,1]"))
     tip = page.tooltip_text()

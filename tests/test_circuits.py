@@ -60,7 +60,7 @@ def dense_circuits(g, layer: int, head: int, fold_ln: bool):
 @pytest.mark.parametrize("fold_ln", [True, False])
 def test_factored_circuits_equal_the_dense_ones(graph, fold_ln):
     token = "c"
-    circuits = head_circuits(graph, input_token=token, top_k=5, fold_ln=fold_ln)
+    circuits = head_circuits(graph, input_token=token, top_tokens=5, fold_ln=fold_ln)
     assert circuits.input_token == "c" and len(circuits.heads) == N_LAYER * N_HEAD
     t = circuits.input_token_id
     for hc in circuits.heads:

@@ -197,7 +197,7 @@ def test_settings_change_the_values_and_are_checked(graph):
 
 
 def test_analyze_sets_the_decoding_its_table_shows(graph):
-    a = graph.analyze(temperature=0.8, top_k_sampling=5, seed=11, lens=False)
+    a = graph.analyze(temperature=0.8, top_k=5, seed=11, lens=False)
     assert graph.decoding.model_dump() == {"temperature": 0.8, "top_k": 5, "top_p": None, "seed": 11}
     last = graph.n_tokens - 1
     assert int(graph.values(f"decode.next_token[{last}]")) == a.decoding.chosen.id

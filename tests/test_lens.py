@@ -4,15 +4,15 @@ import pytest
 import torch
 from conftest import TINY
 
-from gpt2graph.analysis import LensKind
 from gpt2graph.errors import InterpretError
 from gpt2graph.lens import logit_lens
+from gpt2graph.results import LensKind
 from gpt2graph.targets import byte_level, resolve_position, resolve_token
 
 
 @pytest.fixture(scope="module")
 def lens(tiny_graph):
-    return logit_lens(tiny_graph, top_k=5, target=" the")
+    return logit_lens(tiny_graph, top_tokens=5, target=" the")
 
 
 def test_every_stream_vector_and_every_write_is_read(tiny_graph, lens):
@@ -68,7 +68,7 @@ def test_component_outputs_are_normalised_on_their_own(tiny_graph, lens):
 
 
 def test_chunking_does_not_change_the_result(tiny_graph, lens):
-    small = logit_lens(tiny_graph, top_k=5, target=" the", chunk_elements=3 * tiny_graph.dims.n_vocab)
+    small = logit_lens(tiny_graph, top_tokens=5, target=" the", chunk_elements=3 * tiny_graph.dims.n_vocab)
     assert [e.node for e in small.entries] == [e.node for e in lens.entries]
     for a, b in zip(small.entries, lens.entries):
         assert [t.id for t in a.top] == [t.id for t in b.top]
@@ -76,13 +76,13 @@ def test_chunking_does_not_change_the_result(tiny_graph, lens):
 
 
 def test_kinds_restrict_the_lens(tiny_graph):
-    only = logit_lens(tiny_graph, kinds=["resid_post"], top_k=2)
+    only = logit_lens(tiny_graph, kinds=["resid_post"], top_tokens=2)
     assert {e.kind for e in only.entries} == {"resid_post"} and all(len(e.top) == 2 for e in only.entries)
     assert all(e.target_rank is None for e in only.entries)
     with pytest.raises(InterpretError, match="unknown logit-lens kind"):
         logit_lens(tiny_graph, kinds=["attn_pattern"])
-    with pytest.raises(InterpretError, match="top_k"):
-        logit_lens(tiny_graph, top_k=0)
+    with pytest.raises(InterpretError, match="top_tokens"):
+        logit_lens(tiny_graph, top_tokens=0)
 
 
 def test_tokens_resolve_from_ids_bpe_form_or_raw_text(tiny_graph):

@@ -6,8 +6,8 @@ import torch
 
 import gpt2graph
 from gpt2graph import forward
-from gpt2graph.analysis import Role
 from gpt2graph.errors import InterpretError
+from gpt2graph.results import Role
 from gpt2graph.roles import LABEL_THRESHOLD, head_roles, role_scores
 
 D_MODEL, N_HEAD = 64, 2

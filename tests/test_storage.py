@@ -141,3 +141,6 @@ def test_a_format_1_graph_loads_upgraded_and_verifies():
     assert old.values("blocks.1.ln1.hook_out[2]").shape == (32,)
     assert old.values("blocks.1.ln1.hook_scale[2]").shape == (1,)
     assert old.hook("q", 0).shape == (4, 4, 8)
+    options = old.analysis.options  # the analysis it carried, under today's option names
+    assert (options.top_tokens, options.top_k, options.induction_probe) == (3, None, 3)
+    assert old.analysis.lens.top_tokens == 3 and len(old.analysis.lens.entries) == old.analysis.lens.n_entries

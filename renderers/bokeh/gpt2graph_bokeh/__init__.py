@@ -19,8 +19,8 @@ from bokeh.resources import INLINE
 from gpt2graph.registry import Option
 from gpt2graph.storage import atomic_write
 
+from .analysis_panel import ANALYSIS_MODES
 from .document import COLOR_MODES, build_explorer, default_title
-from .interpret import ANALYSIS_MODES
 
 if TYPE_CHECKING:
     from gpt2graph import Graph

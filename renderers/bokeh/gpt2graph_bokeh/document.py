@@ -13,7 +13,7 @@ What is on the page:
 * the attention pattern of one head with token labels, chosen with the layer/head sliders or by clicking any
   vector or weight of a head;
 * colour by legend category or by a value statistic (scaled within each kind); with an analysis, by direct
-  logit attribution, a head role score or the OV copying score (:mod:`.interpret`), and the analysis panel
+  logit attribution, a head role score or the OV copying score (:mod:`.analysis_panel`), and the analysis panel
   (DLA, head roles, decoding) under the canvas, and each head's summary in the panel of its nodes;
 * above a ``max_positions`` prompt length, an overview of blocks replaces the vectors until the view is
   zoomed in to that many positions (level of detail).
@@ -64,8 +64,8 @@ from gpt2graph.errors import RendererError
 from gpt2graph.schema import Category
 from gpt2graph.topology import VECTOR_SPECS, Key
 
+from .analysis_panel import ANALYSIS_MODES, Metrics, analysis_panel, head_panels, metrics
 from .ancestry import input_rules, lane_edges, output_rules
-from .interpret import ANALYSIS_MODES, Metrics, analysis_panel, head_panels, metrics
 from .knowledge import Knowledge, knowledge
 from .layout import BLOCK_WIDTH, Layout, layout
 from .sanitize import escape

@@ -15,8 +15,8 @@ import torch
 from torch import Tensor
 
 from gpt2graph import ops
-from gpt2graph.analysis import LogitLens
 from gpt2graph.lens import lens_blocks, lens_logits, read_logits
+from gpt2graph.results import LogitLens
 from gpt2graph.schema import VectorKind
 from gpt2graph.topology import DECODE_KINDS, VECTOR_SPECS, Key
 
@@ -165,7 +165,7 @@ def _lines(graph: Graph, logits: Tensor, following: Tensor, k: int) -> list[str]
 _LENS_ROWS = 512
 
 
-def lens_text(graph: Graph, lay: Layout, top_k: int = 3) -> dict[int, str]:
+def lens_text(graph: Graph, lay: Layout, top_tokens: int = 3) -> dict[int, str]:
     """Node index -> its logit lens as text (see :func:`_line`), and for the logits the model's own prediction.
 
     A logit lens stored with the graph (``graph.analysis.lens``) is read as is, for every vector it read (head
@@ -174,14 +174,14 @@ def lens_text(graph: Graph, lay: Layout, top_k: int = 3) -> dict[int, str]:
     expensive part)."""
     n = graph.n_tokens
     lens = None if graph.analysis is None else graph.analysis.lens
-    out = {} if lens is None else _stored_lines(graph, lay, lens, top_k)
+    out = {} if lens is None else _stored_lines(graph, lay, lens, top_tokens)
     stored = set() if lens is None else {str(kind) for kind in lens.kinds}
     following = torch.tensor([*graph.tokenization.token_ids[1:], -1])
     rows, vectors = [], []
     for g, key in enumerate(lay.groups):
         nodes = range(g * n, (g + 1) * n)
         if key.kind == V.logits:
-            out.update(zip(nodes, _lines(graph, graph.logits, following, top_k), strict=True))
+            out.update(zip(nodes, _lines(graph, graph.logits, following, top_tokens), strict=True))
         elif key.kind in LENS_KINDS and key.kind not in stored:
             rows += nodes
             vectors.append(graph.hook(key.kind, key.layer))
@@ -190,17 +190,17 @@ def lens_text(graph: Graph, lay: Layout, top_k: int = 3) -> dict[int, str]:
         with torch.no_grad():
             for start in range(0, len(rows), _LENS_ROWS):
                 chunk = slice(start, start + _LENS_ROWS)
-                lines = _lines(graph, lens_logits(graph, x[chunk]), after[chunk], top_k)
+                lines = _lines(graph, lens_logits(graph, x[chunk]), after[chunk], top_tokens)
                 out.update(zip(rows[chunk], lines, strict=True))
     return out
 
 
-def _stored_lines(graph: Graph, lay: Layout, lens: LogitLens, top_k: int) -> dict[int, str]:
+def _stored_lines(graph: Graph, lay: Layout, lens: LogitLens, top_tokens: int) -> dict[int, str]:
     """Node index -> :func:`_line` of every vector a stored lens read, straight from its arrays (rows in the
     order :func:`gpt2graph.lens.lens_blocks` gives), without making an entry object per vector."""
     blocks = lens_blocks(lay.topology, graph.tokenization.token_ids, lens.kinds)
     a = {name: t.tolist() for name, t in lens.arrays().items()}
-    k = min(top_k, lens.top_k)
+    k = min(top_tokens, lens.top_tokens)
     following = torch.cat([b.following for b in blocks]).tolist()
     node_ids = (node for b in blocks for node in b.node_ids)
     out = {}

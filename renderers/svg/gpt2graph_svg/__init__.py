@@ -23,8 +23,8 @@ from gpt2graph.registry import Option
 from gpt2graph.storage import atomic_write
 
 from .draw import element_id, to_svg
-from .interpretation import HEAD_COLOURS, decoding, decoding_view
 from .layout import layout
+from .readout import HEAD_COLOURS, decoding, decoding_view
 from .scene import Scene
 
 __all__ = ["SvgRenderer", "scene", "element_id", "__version__"]
@@ -89,7 +89,7 @@ def scene(
 ) -> Scene:
     """Validate the options against the graph and lay it out (a pure function: no file is touched).
     Decoding options, when given, draw the run with those settings; left unset, the graph's own (and its stored
-    analysis's table, if any; see :func:`interpretation.decoding`)."""
+    analysis's table, if any; see :func:`readout.decoding`)."""
     d, n = graph.dims, graph.n_tokens
     layers = list(range(d.n_layer)) if layers is None else list(layers)
     _in_range("layer", layers, d.n_layer)

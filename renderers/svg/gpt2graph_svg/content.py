@@ -11,10 +11,11 @@ from gpt2graph.glossary import ResolvedAnnotation, template_values
 
 from .text import markdown_paragraphs
 
-__all__ = ["Link", "Callout", "Content", "safe_url", "DECODE_KINDS"]
+__all__ = ["Link", "Callout", "Content", "safe_url", "DECODING_OPS"]
 
 #: annotation target kinds of the decoding steps, which have no graph nodes
-DECODE_KINDS = frozenset({"temperature", "top_k", "probs", "top_p", "sample"})
+#: the operation kinds of the decoding stage (a callout targeting one is drawn with the decoding panel)
+DECODING_OPS = frozenset({"temperature", "top_k", "probs", "top_p", "sample"})
 
 
 @dataclass(frozen=True)
@@ -69,7 +70,7 @@ class Content:
             return []
         out = []
         for a in self.graph.glossary.annotations:
-            decode = any(set(t.kind or ()) & DECODE_KINDS or t.stage == "decode" for t in a.targets)
+            decode = any(set(t.kind or ()) & DECODING_OPS or t.stage == "decode" for t in a.targets)
             if a.id in self._shown or not decode:
                 continue
             self._shown.add(a.id)

@@ -15,13 +15,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from gpt2graph.analysis import DecodingResult
+from gpt2graph.results import DecodingResult
 from gpt2graph.topology import LAYERNORMS, Key
 
 from . import colors as C
 from .content import Callout, Content
-from .interpretation import Readout
 from .panels import Panels
+from .readout import Readout
 from .scene import CELL_H, CELL_W, COL_W, FS, MARKER_W, PAD, Box, Group, Path, Rect, Scene, Text, fmt, text_at
 from .text import fit, line_height, width, wrap
 

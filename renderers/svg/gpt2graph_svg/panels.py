@@ -2,7 +2,7 @@
 logit lens, direct logit attribution and the map of heads.
 
 :class:`Panels` is mixed into the layout: it draws with the layout's bands, panels, gutter and columns, and
-reads every number from :mod:`interpretation` (that is, from the core)."""
+reads every number from :mod:`readout` (that is, from the core)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import math
 from gpt2graph.topology import Key
 
 from . import colors as C
-from .interpretation import HEAD_METRIC, decoding_rows, pct, signed
+from .readout import HEAD_METRIC, decoding_rows, pct, signed
 from .scene import CELL_H, COL_W, FS, MARKER_W, Box, Group, Path, Rect, Text, fmt, text_at
 from .text import fit, line_height, width
 

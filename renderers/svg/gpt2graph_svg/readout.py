@@ -9,9 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from gpt2graph.analysis import Attribution, DecodingResult, LensEntry
 from gpt2graph.decoding import decode_next
 from gpt2graph.errors import InterpretError, RendererError
+from gpt2graph.results import Attribution, DecodingResult, LensEntry
 
 __all__ = [
     "HEAD_COLOURS",

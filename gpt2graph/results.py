@@ -108,7 +108,7 @@ class LogitLens(_Result):
     are (2 n_layer + 1 + n_layer n_head) x n_tokens of them. Read them through :attr:`entries` or :meth:`entry`.
     """
 
-    top_k: int = Field(description="Number of top tokens kept per vector.", ge=1)
+    top_tokens: int = Field(description="Number of top tokens kept per vector.", ge=1)
     target: int | None = Field(
         default=None,
         description="Token id whose rank and probability every entry reports; None when no target was chosen.",
@@ -362,11 +362,11 @@ class AnalysisOptions(_Result):
         "attributed by DLA and ranked by the logit lens; None: the prediction.",
     )
     contrast: int | str | None = Field(default=None, description="Token for a DLA logit difference.")
-    top_k: int = Field(
+    top_tokens: int = Field(
         description="Tokens kept per logit-lens entry, boosted tokens per head, and candidates per decoding step.", ge=1
     )
     temperature: float = Field(description="Decoding temperature.", gt=0)
-    top_k_sampling: int | None = Field(default=None, ge=1, description="Decoding top-k; None: off.")
+    top_k: int | None = Field(default=None, ge=1, description="Decoding top-k; None: off.")
     top_p: float | None = Field(default=None, gt=0, le=1, description="Decoding top-p; None: off.")
     seed: int | None = Field(default=None, description="Decoding sample seed; None: greedy.")
     induction_probe: int | None = Field(

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from gpt2graph.analysis import Analysis, DLAResult
+from gpt2graph.results import Analysis, DLAResult
 
 from .layout import Layout
 from .numbers import percent, signed
