@@ -20,9 +20,32 @@ from .errors import ModelLoadError, NotGpt2Error
 from .schema import Dims, ModelInfo, Weights
 from .tokenizer import gpt2_bpe_tokenizer
 
-__all__ = ["LoadedModel", "load_model", "DEFAULT_MODEL", "SUPPORTED_ACTIVATIONS", "dims_of", "parameter_groups"]
+__all__ = [
+    "LoadedModel",
+    "load_model",
+    "DEFAULT_MODEL",
+    "FAMILY",
+    "family_config",
+    "SUPPORTED_ACTIVATIONS",
+    "dims_of",
+    "parameter_groups",
+]
 
 DEFAULT_MODEL = "gpt2"
+#: the published GPT-2 family, by hub id: (n_layer, n_head, d_model); all read 1024 tokens of a 50257-token
+#: vocabulary. ``random_weights`` with one of these ids needs no network: the architecture is embedded here.
+FAMILY: dict[str, tuple[int, int, int]] = {
+    "gpt2": (12, 12, 768),
+    "gpt2-medium": (24, 16, 1024),
+    "gpt2-large": (36, 20, 1280),
+    "gpt2-xl": (48, 25, 1600),
+    "distilgpt2": (6, 12, 768),
+}
+#: the hub's newer names for the same checkpoints
+FAMILY_ALIASES = {
+    **{f"openai-community/{k}": k for k in FAMILY if k != "distilgpt2"},
+    "distilbert/distilgpt2": "distilgpt2",
+}
 #: GPT-2's GELU is the tanh approximation; these config names all mean exactly that
 SUPPORTED_ACTIVATIONS = {"gelu_new", "gelu_pytorch_tanh"}
 
@@ -67,6 +90,8 @@ def load_model(model: Any = None, *, tokenizer: Any = None, random_weights: bool
         return _embedded_default(seed, tokenizer)
     name = str(model) if model is not None else DEFAULT_MODEL
     source = "directory" if Path(name).exists() else "hub"
+    if random_weights and source == "hub" and family_config(name) is not None:
+        return _embedded(name, seed, tokenizer)  # a known architecture: nothing to fetch
     if source == "hub" and (name.startswith((".", "/", "~")) or os.sep in name.strip("/").replace("/", "", 1)):
         raise ModelLoadError(f"model path {name!r} does not exist")
     try:
@@ -111,12 +136,27 @@ def _hub_resolves() -> bool:
     return True
 
 
-def _embedded_default(seed: int, tokenizer: Any) -> LoadedModel:
+def family_config(name: str) -> Any | None:
+    """The ``GPT2Config`` of a GPT-2 family member named by its hub id (or the hub's newer name), else None."""
     from transformers import GPT2Config
 
-    hf = _random_model(GPT2Config(), seed)
-    info = _info(hf, "gpt2", "embedded-default", Weights(status="random", seed=seed))
+    dims = FAMILY.get(FAMILY_ALIASES.get(name, name))
+    if dims is None:
+        return None
+    n_layer, n_head, d_model = dims
+    return GPT2Config(n_layer=n_layer, n_head=n_head, n_embd=d_model, n_positions=1024, vocab_size=50257)
+
+
+def _embedded(name: str, seed: int, tokenizer: Any) -> LoadedModel:
+    """A family member's architecture with seeded random weights and GPT-2's own tokenizer: no network."""
+    hf = _random_model(family_config(name), seed)
+    info = _info(hf, name, "embedded-default", Weights(status="random", seed=seed))
     return LoadedModel(hf, tokenizer or gpt2_bpe_tokenizer(), info)
+
+
+def _embedded_default(seed: int, tokenizer: Any) -> LoadedModel:
+    """GPT-2 124M with seeded random weights: what runs when no model is named and none can be loaded."""
+    return _embedded("gpt2", seed, tokenizer)
 
 
 def _random_model(config: Any, seed: int):

@@ -206,7 +206,8 @@ class ModelInfo(Strict):
     name: str = Field(description="Hub id, local directory, or a descriptive name of the model.")
     source: Literal["hub", "directory", "object", "embedded-default"] = Field(
         description="How the model was obtained: by hub id (or HF cache), from a local directory, passed in "
-        "as an already-loaded model, or the embedded default architecture."
+        "as an already-loaded model, or an architecture embedded in gpt2graph (a GPT-2 family member with "
+        "random weights, needing no network)."
     )
     architecture: str = Field(description="Model class, e.g. GPT2LMHeadModel.")
     weights: Weights = Field(description="Pretrained or random weights.")

@@ -90,3 +90,26 @@ def test_unnamed_model_falls_back_with_one_warning(monkeypatch):
     assert len(messages) == 1 and "RANDOM weights" in messages[0]
     assert loaded.info.source == "embedded-default" and loaded.info.weights.status == "random"
     assert loaded.info.total_parameters == 124_439_808
+
+
+@pytest.mark.parametrize(
+    ("name", "dims"),
+    [("gpt2", (12, 12, 768)), ("gpt2-medium", (24, 16, 1024)), ("gpt2-large", (36, 20, 1280)),
+     ("gpt2-xl", (48, 25, 1600)), ("distilgpt2", (6, 12, 768)), ("openai-community/gpt2-medium", (24, 16, 1024))],
+)  # fmt: skip
+def test_a_family_member_with_random_weights_needs_no_network(monkeypatch, name, dims):
+    from transformers import GPT2Config
+
+    from gpt2graph import loading
+
+    def no_network(*args, **kwargs):
+        raise AssertionError("the network (or the HF cache) was asked for a config")
+
+    monkeypatch.setattr(GPT2Config, "from_pretrained", no_network)
+    config = loading.family_config(name)
+    assert (config.n_layer, config.n_head, config.n_embd, config.vocab_size) == (*dims, 50257)
+    if dims[0] <= 12:  # building the larger ones is the slow tests' job
+        g = gpt2graph.build("Hello world", model=name, random_weights=True, seed=1)
+        assert g.model.weights.status == "random" and g.model.weights.seed == 1 and g.model.name == name
+        assert (g.dims.n_layer, g.dims.n_head, g.dims.d_model) == dims
+        assert g.tokenization.token_ids == [15496, 995]  # GPT-2's own tokenizer, embedded
