@@ -98,7 +98,12 @@ class _Sites:
     """The observe and intervene hooks of one run, applied at each site as the pass reaches it."""
 
     def __init__(
-        self, observe: Iterable[str | Site] | bool, interventions: Sequence[Intervention], dims: Dims, grad: bool
+        self,
+        observe: Iterable[str | Site] | bool,
+        interventions: Sequence[Intervention],
+        dims: Dims,
+        n_tokens: int,
+        grad: bool,
     ):
         self.all = observe is True
         given = [] if observe in (True, False) else list(observe)  # type: ignore[arg-type]
@@ -110,8 +115,17 @@ class _Sites:
                 f"cannot observe {sorted(unknown)}: the forward pass computes "
                 f"{', '.join(k for k in VECTOR_SPECS if k in _MODEL_KINDS)}"
             )
+        valid = set(sites(dims))
         self.edits: dict[Site, list[Intervention]] = {}
         for i in interventions:
+            if i.site not in valid:
+                layers = sorted({str(layer) for kind, layer in valid if kind == i.kind})
+                raise InterventionError(
+                    f"no {i.kind} vectors at layer {i.layer} to intervene on"
+                    + (f" (layers: {', '.join(layers)})" if layers else "; the forward pass does not compute it")
+                )
+            if i.position is not None and not 0 <= i.position < n_tokens:
+                raise InterventionError(f"position {i.position} out of range 0..{n_tokens - 1}")
             self.edits.setdefault(i.site, []).append(i)
         self.dims = dims
         self.grad = grad
@@ -203,9 +217,9 @@ def run(
     tokens = tokens if tokens.ndim == 2 else tokens[None]
     if logits not in (True, False) and any(i.kind == V.logits for i in interventions):
         raise InterventionError("an intervention on the logits needs every position's logits (logits=True)")
-    hooks = _Sites(observe, interventions, dims, grad)
-    eps = dims.layer_norm_eps
     n = tokens.shape[1]
+    hooks = _Sites(observe, interventions, dims, n, grad)
+    eps = dims.layer_norm_eps
 
     def layernorm(which: str, layer: int | None, x: Tensor, w: Tensor, b: Tensor) -> Tensor:
         scale_kind, normalized_kind, out_kind = LAYERNORMS[which]

@@ -94,7 +94,10 @@ def test_gradients_flow_to_observed_sites(tiny_graph):
     ("edit", "message"),
     [(Intervention("q", 0, 9, 0, value=torch.zeros(8)), "head 9 out of range"),
      (Intervention("resid_pre", 1, None, 0, value=torch.zeros(5)), "does not fit resid_pre"),
-     (Intervention("resid_pre", 1, None, 0, mode="double", value=1.0), "unknown intervention mode")],
+     (Intervention("resid_pre", 1, None, 0, mode="double", value=1.0), "unknown intervention mode"),
+     (Intervention("resid_pre", 0, None, 0, value=1.0), r"no resid_pre vectors at layer 0 .*\(layers: 1\)"),
+     (Intervention("probs", None, None, 0, value=1.0), "the forward pass does not compute it"),
+     (Intervention("mlp_out", 1, None, 7, value=1.0), "position 7 out of range 0..4")],
 )  # fmt: skip
 def test_bad_interventions_are_clear_errors(tiny_graph, edit, message):
     with pytest.raises(InterventionError, match=message):
