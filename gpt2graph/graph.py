@@ -36,7 +36,7 @@ from .schema import (
     VectorKind,
     VectorNode,
 )
-from .topology import DECODE_KINDS, PARAM_SPECS, TOKENIZE_OP_ID, VECTOR_SPECS, Key, matches
+from .topology import DECODE_KINDS, PARAM_SPECS, TIED, TOKENIZE_OP_ID, VECTOR_SPECS, Key, matches
 from .values import Values, summarize
 
 if TYPE_CHECKING:
@@ -242,7 +242,7 @@ class Graph:
         if node_type == "parameter":
             spec = PARAM_SPECS[key.kind]
             shape = top.param_shape(key)
-            tied = "embed.W_E" if key.kind == "W_U" else None
+            tied = top.param_id(Key(TIED[key.kind])) if key.kind in TIED else None
             n = 0 if tied else _prod(shape)
             return ParameterNode(
                 id=top.param_id(key),
@@ -260,7 +260,7 @@ class Graph:
                 return OperationNode(id=TOKENIZE_OP_ID, kind=OpKind.tokenize, stage=Stage.tokenize)
             spec = VECTOR_SPECS[key.kind]
             return OperationNode(
-                id="op:" + top.vector_id(key),
+                id=top.op_id(key),
                 kind=spec.op,
                 stage=spec.op_stage,
                 layer=top.op_layer(key),
@@ -309,9 +309,7 @@ class Graph:
         return [self.node(e.source) for e in self.edges(node_id) if e.target == self.node(node_id).id]
 
     def _op_output_key(self, op: OperationNode) -> Key:
-        if op.kind == OpKind.tokenize:
-            return Key(OpKind.tokenize)
-        return self.topology.parse(op.id[3:])[1]
+        return self.topology.parse(op.id)[1]
 
     def _op_edges(self, out: Key) -> list[Edge]:
         if out.kind == OpKind.tokenize:

@@ -16,7 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 from gpt2graph.results import DecodingResult
-from gpt2graph.topology import LAYERNORMS, Key
+from gpt2graph.topology import LAYERNORMS, VECTOR_SPECS, Key
 
 from . import colors as C
 from .content import Callout, Content
@@ -345,7 +345,7 @@ class _Layout(Panels):
         self.y = max(bottom, strip_bottom) + 6
 
     def op_marker(self, out: Key, x: float, y: float) -> None:
-        op_id = "op:" + self.top.vector_id(out)
+        op_id = self.top.op_id(out)
         colour = C.CATEGORY["operation"]
         d = f"M{x + 1},{y + 2} L{x + MARKER_W - 1},{y + CELL_H / 2} L{x + 1},{y + CELL_H - 2} Z"
         self.add(Group([Path(d, colour, 1, fill=colour)], node=op_id, tip=self.op_tip(op_id), cls="node operation"))
@@ -592,7 +592,8 @@ class _Layout(Panels):
         )
         self.label(t)
         bottom = top + 30
-        fan = Group(node="op:tokenize", tip=self.op_tip("op:tokenize"), cls="node operation")
+        tokenize = self.top.op_id(Key("token", None, None, 0))
+        fan = Group(node=tokenize, tip=self.op_tip(tokenize), cls="node operation")
         mid = self.dx + self.diagram_w / 2
         for cx in self.col_x.values():
             tx = cx + COL_W / 2 - 2
@@ -677,11 +678,13 @@ class _Layout(Panels):
         """A LayerNorm as its three steps, one row each: the scale, the normalised vector, the output."""
         scale, normalized, out = LAYERNORMS[which]
         self.connector("scale: σ = √(var(x) + ε), one number per position")
-        self.vector_row(scale, layer, f"{which} scale σ (hook_scale)", self.caption("scalar"), category)
+        hook = {kind: VECTOR_SPECS[kind].hook_point for kind in LAYERNORMS[which]}
+        self.vector_row(scale, layer, f"{which} scale σ ({hook[scale]})", self.caption("scalar"), category)
         self.connector("normalise: (x − mean(x)) / σ")
-        self.vector_row(normalized, layer, f"{which} normalised (hook_normalized)", self.caption("residual"), category)
+        name = f"{which} normalised ({hook[normalized]})"
+        self.vector_row(normalized, layer, name, self.caption("residual"), category)
         self.connector(f"gain and bias: × {which}_w + {which}_b", [Key(f"{which}_w", layer), Key(f"{which}_b", layer)])
-        self.vector_row(out, layer, f"{which} output (hook_out)", self.caption("residual"), category)
+        self.vector_row(out, layer, f"{which} output ({hook[out]})", self.caption("residual"), category)
 
     def lane_mark(self, y: float, what: str) -> None:
         self.lane_marks.append((y, what))
