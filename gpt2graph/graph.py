@@ -18,6 +18,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import torch
 from torch import Tensor
 
 from .decoding import decode_steps, settings
@@ -37,7 +38,7 @@ from .schema import (
     VectorNode,
 )
 from .topology import DECODE_KINDS, PARAM_SPECS, TIED, TOKENIZE_OP_ID, VECTOR_SPECS, Key, matches
-from .values import Values, summarize
+from .values import Values, summaries, summarize
 
 if TYPE_CHECKING:
     import networkx
@@ -364,6 +365,21 @@ class Graph:
         if kind in DECODE_KINDS:
             return decode_steps(self.logits, self.decoding, until=kind)[kind]
         return self._values.hook(kind, layer)
+
+    def summaries(self, kind: str, layer: int | None = None) -> dict[str, Tensor]:
+        """The summary statistics of every vector of one kind and layer at once (norm, mean, std, min, max, as
+        in each node's ``summary``), each shaped like :meth:`hook` without its last dimension (tokens:
+        ``(n_tokens,)``). An attention row counts only the keys its query sees; a decoding vector only the
+        tokens still in the running."""
+        x = self.hook(kind, layer)
+        keep = None
+        if kind == VectorKind.token:
+            x = x[:, None]
+        elif kind in (VectorKind.attn_scores, VectorKind.attn_pattern):
+            keep = torch.ones(x.shape[-2:], dtype=torch.bool).tril()
+        elif kind in DECODE_KINDS:
+            keep = x != -torch.inf
+        return summaries(x, keep)
 
     def pattern(self, layer: int, head: int) -> Tensor:
         """Attention pattern of one head as an (n, n) lower-triangular matrix, computed on demand."""

@@ -89,3 +89,65 @@ def f():
     return Field(description="e.g. blocks.3.attn.hook_q[5,2]")
 '''
     assert id_literals(source) == []
+
+
+# ---- the renderer API ----------------------------------------------------------------------------------------
+def _plugin_imports(source: str) -> list[tuple[int, str]]:
+    """(line, what) of every use of gpt2graph in ``source`` outside the renderer API: imports from any module
+    but ``gpt2graph`` and ``gpt2graph.plugin``, names those modules do not list in ``__all__``, and attributes
+    of the package reached through ``import gpt2graph``."""
+    import gpt2graph
+    import gpt2graph.plugin
+
+    allowed = {"gpt2graph": set(gpt2graph.__all__), "gpt2graph.plugin": set(gpt2graph.plugin.__all__)}
+    bad = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "gpt2graph":
+            names = allowed.get(node.module)
+            if names is None:
+                bad.append((node.lineno, f"from {node.module} import ..."))
+            else:
+                bad += [(node.lineno, f"{node.module}.{a.name}") for a in node.names if a.name not in names]
+        elif isinstance(node, ast.Import):
+            bad += [(node.lineno, f"import {a.name}") for a in node.names if a.name.startswith("gpt2graph.")]
+        elif (
+            isinstance(node, ast.Attribute)
+            and isinstance(node.value, ast.Name)
+            and node.value.id == "gpt2graph"
+            and node.attr not in allowed["gpt2graph"] | {"plugin"}
+        ):
+            bad.append((node.lineno, f"gpt2graph.{node.attr}"))
+    return bad
+
+
+def _plugin_sources() -> list[Path]:
+    return sorted(p for p in (ROOT / "renderers").rglob("*.py") if "build" not in p.relative_to(ROOT).parts)
+
+
+@pytest.mark.parametrize("path", _plugin_sources(), ids=lambda p: str(p.relative_to(ROOT)))
+def test_plugins_use_only_the_renderer_api(path):
+    found = _plugin_imports(path.read_text(encoding="utf-8"))
+    assert not found, (
+        f"{path.relative_to(ROOT)} reaches past the renderer API (gpt2graph.plugin and gpt2graph's __all__): "
+        + "; ".join(f"line {line}: {what}" for line, what in found)
+    )
+
+
+def test_the_plugin_check_sees_imports_past_the_api():
+    source = """
+import gpt2graph
+import gpt2graph.ops
+from gpt2graph.topology import Key
+from gpt2graph import storage
+from gpt2graph.plugin import Key, _private
+gpt2graph.lens.lens_logits
+"""
+    assert [line for line, _ in _plugin_imports(source)] == [3, 4, 5, 6, 7]
+    assert _plugin_imports("import gpt2graph\nfrom gpt2graph import Graph\nfrom gpt2graph.plugin import Key\n") == []
+
+
+def test_the_renderer_api_exists_as_declared():
+    import gpt2graph.plugin
+
+    assert all(hasattr(gpt2graph.plugin, name) for name in gpt2graph.plugin.__all__)
+    assert len(set(gpt2graph.plugin.__all__)) == len(gpt2graph.plugin.__all__)

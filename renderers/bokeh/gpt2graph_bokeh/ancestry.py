@@ -18,7 +18,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from gpt2graph import topology
+from gpt2graph.plugin import SAME as SAME_POSITION
+from gpt2graph.plugin import UPTO as UPTO_POSITIONS
 
 from .layout import Layout
 
@@ -46,7 +47,7 @@ def _csr(per_unit: list[list[tuple[int, int]]]) -> Rules:
 def input_rules(lay: Layout) -> Rules:
     """The inputs of every unit, as the topology states them (:meth:`Topology.unit_inputs`)."""
     top, G = lay.topology, len(lay.groups)
-    mode = {topology.SAME: SAME, topology.UPTO: UPTO}
+    mode = {SAME_POSITION: SAME, UPTO_POSITIONS: UPTO}
     per_unit: list[list[tuple[int, int]]] = [
         [
             (G + lay.param_index[source], ONE) if positions is None else (lay.group_index[source], mode[positions])

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from gpt2graph.topology import VECTOR_SPECS, Key
+from gpt2graph.plugin import VECTOR_SPECS, Key
 
 from .layout import Layout
 from .sanitize import escape, inline, link, markdown

@@ -22,8 +22,7 @@ from functools import cached_property
 
 import numpy as np
 
-from gpt2graph.schema import ParamKind, VectorKind
-from gpt2graph.topology import (
+from gpt2graph.plugin import (
     BLOCK_KINDS,
     DECODE_KINDS,
     FINAL_KINDS,
@@ -33,11 +32,12 @@ from gpt2graph.topology import (
     VECTOR_SPECS,
     Key,
     Topology,
+    VectorKind,
 )
 
 __all__ = ["BLOCK_WIDTH", "COLUMN_LABELS", "LANE_GAP", "Layout", "layout"]
 
-V, P = VectorKind, ParamKind
+V = VectorKind
 
 LANE_GAP = 2.0  # empty rows between two lanes
 PARAM_GAP = 2.5  # rows between the parameter strip and lane 0
