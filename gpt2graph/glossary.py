@@ -230,6 +230,16 @@ class Annotation(_Model):
             _check_template(text)
         return text
 
+    def resolve(self, values: Mapping[str, str]) -> ResolvedAnnotation:
+        """This annotation with its template fields filled in from :func:`template_values` of a graph."""
+        return ResolvedAnnotation(
+            self.id,
+            self.title.format_map(values),
+            self.body.format_map(values),
+            None if self.caption is None else self.caption.format_map(values),
+            tuple(self.glossary),
+        )
+
 
 class DataFile(_Model):
     """A glossary/annotation YAML file; built-in ones live under data/, users add theirs with --annotations."""
@@ -583,16 +593,7 @@ class Glossary(Mapping[str, GlossaryEntry]):
         """Annotations with a target matching ``node``, their template fields filled in from ``graph``."""
         hits = [a for a in self._candidates("annotations", node.kind) if any(s.matches(node) for s in a.targets)]
         values = template_values(graph) if hits else {}
-        return [
-            ResolvedAnnotation(
-                a.id,
-                a.title.format_map(values),
-                a.body.format_map(values),
-                None if a.caption is None else a.caption.format_map(values),
-                tuple(a.glossary),
-            )
-            for a in hits
-        ]
+        return [a.resolve(values) for a in hits]
 
     def _candidates(self, section: str, kind: str) -> tuple:
         """Entries or annotations with a selector that names ``kind`` or names no kind (cached per kind),

@@ -18,6 +18,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import torch
 from torch import Tensor
 
 from .decoding import decode_steps, settings
@@ -36,8 +37,8 @@ from .schema import (
     VectorKind,
     VectorNode,
 )
-from .topology import DECODE_KINDS, PARAM_SPECS, TOKENIZE_OP_ID, VECTOR_SPECS, Key, matches
-from .values import Values, summarize
+from .topology import DECODE_KINDS, PARAM_SPECS, TIED, TOKENIZE_OP_ID, VECTOR_SPECS, Key, matches
+from .values import Values, summaries, summarize
 
 if TYPE_CHECKING:
     import networkx
@@ -242,7 +243,7 @@ class Graph:
         if node_type == "parameter":
             spec = PARAM_SPECS[key.kind]
             shape = top.param_shape(key)
-            tied = "embed.W_E" if key.kind == "W_U" else None
+            tied = top.param_id(Key(TIED[key.kind])) if key.kind in TIED else None
             n = 0 if tied else _prod(shape)
             return ParameterNode(
                 id=top.param_id(key),
@@ -260,7 +261,7 @@ class Graph:
                 return OperationNode(id=TOKENIZE_OP_ID, kind=OpKind.tokenize, stage=Stage.tokenize)
             spec = VECTOR_SPECS[key.kind]
             return OperationNode(
-                id="op:" + top.vector_id(key),
+                id=top.op_id(key),
                 kind=spec.op,
                 stage=spec.op_stage,
                 layer=top.op_layer(key),
@@ -309,9 +310,7 @@ class Graph:
         return [self.node(e.source) for e in self.edges(node_id) if e.target == self.node(node_id).id]
 
     def _op_output_key(self, op: OperationNode) -> Key:
-        if op.kind == OpKind.tokenize:
-            return Key(OpKind.tokenize)
-        return self.topology.parse(op.id[3:])[1]
+        return self.topology.parse(op.id)[1]
 
     def _op_edges(self, out: Key) -> list[Edge]:
         if out.kind == OpKind.tokenize:
@@ -366,6 +365,21 @@ class Graph:
         if kind in DECODE_KINDS:
             return decode_steps(self.logits, self.decoding, until=kind)[kind]
         return self._values.hook(kind, layer)
+
+    def summaries(self, kind: str, layer: int | None = None) -> dict[str, Tensor]:
+        """The summary statistics of every vector of one kind and layer at once (norm, mean, std, min, max, as
+        in each node's ``summary``), each shaped like :meth:`hook` without its last dimension (tokens:
+        ``(n_tokens,)``). An attention row counts only the keys its query sees; a decoding vector only the
+        tokens still in the running."""
+        x = self.hook(kind, layer)
+        keep = None
+        if kind == VectorKind.token:
+            x = x[:, None]
+        elif kind in (VectorKind.attn_scores, VectorKind.attn_pattern):
+            keep = torch.ones(x.shape[-2:], dtype=torch.bool).tril()
+        elif kind in DECODE_KINDS:
+            keep = x != -torch.inf
+        return summaries(x, keep)
 
     def pattern(self, layer: int, head: int) -> Tensor:
         """Attention pattern of one head as an (n, n) lower-triangular matrix, computed on demand."""

@@ -205,6 +205,10 @@ class DLAResult(_Result):
         """The k components with the largest absolute contribution, largest first."""
         return sorted(self.contributions, key=lambda a: -abs(a.contribution))[:k]
 
+    def by_head(self) -> dict[tuple[int, int], float]:
+        """Each head's contribution (its output at the attributed position), by ``(layer, head)``."""
+        return {(a.layer, a.head): a.contribution for a in self.contributions if a.kind == "head_out"}
+
 
 # ---- head roles ---------------------------------------------------------------------------------------------
 class Role(StrEnum):

@@ -19,8 +19,9 @@ from .errors import GraphFileError
 from .graph import Graph
 from .lens import attach
 from .schema import FORMAT_VERSION, GraphHeader
-from .topology import Topology
-from .values import Values, activation_shapes, param_names
+from .schema import VectorKind as V
+from .topology import LAYERNORMS, Key, Topology
+from .values import STORED_KINDS, TOKENS, Values, activation_shapes, param_names
 
 __all__ = ["save", "load", "atomic_write", "check_target", "HEADER_FILE", "VALUES_FILE"]
 
@@ -29,26 +30,37 @@ VALUES_FILE = "values.safetensors"
 _ACT, _PARAM, _LENS = "act/", "param/", "lens/"
 #: format versions this gpt2graph reads (older ones are upgraded in memory on load)
 _READABLE = (1, FORMAT_VERSION)
+_QKV = (V.q, V.k, V.v)
+_LN_NORMALIZED = {out: normalized for _, normalized, out in LAYERNORMS.values()}
+
+
+def _v1_names(dims, n: int) -> dict[Key, str]:
+    """Format 1's name of every stored activation (one key per kind and layer): q, k and v fused as one
+    ``attn.qkv`` tensor, and each LayerNorm's output under the hook name of its normalized vector."""
+    top = Topology(dims, n)
+    names = {}
+    for kind in STORED_KINDS:
+        for layer in top.layers_of(kind):
+            key = Key(kind, layer, None, 0)
+            if kind in _QKV:
+                names[key] = top.hook(key._replace(kind=V.q)).rpartition(".")[0] + ".qkv"
+            else:
+                names[key] = top.hook(key._replace(kind=_LN_NORMALIZED.get(kind, kind)))
+    return names
 
 
 def _V1_SHAPES(dims, n: int) -> dict[str, tuple[int, ...]]:
-    """Activation names and shapes of format 1: q, k and v fused as ``attn.qkv``, z flat, and each LayerNorm's
-    output under ``hook_normalized`` (TransformerLens's name for the vector before the gain and bias)."""
-    shapes = {}
-    for name, shape in activation_shapes(dims, n).items():
-        if name.endswith(("attn.hook_k", "attn.hook_v")):
-            continue
-        if name.endswith("attn.hook_q"):
-            name, shape = name.replace("hook_q", "qkv"), (n, 3 * dims.d_model)
-        elif name.endswith("attn.hook_z"):
-            shape = (n, dims.d_model)
-        name = (
-            name.replace("hook_out", "hook_normalized")
-            if name.endswith("ln1.hook_out") or name.endswith(("ln2.hook_out", "ln_final.hook_out"))
-            else name
-        )
-        shapes[name] = shape
-    return shapes
+    """Activation names and shapes of format 1 (see :func:`_v1_names`; z is flat, (n, d_model))."""
+    shapes, top = activation_shapes(dims, n), Topology(dims, n)
+    out = {TOKENS: shapes[TOKENS]}
+    for key, name in _v1_names(dims, n).items():
+        if key.kind in _QKV:
+            out[name] = (n, len(_QKV) * dims.d_model)
+        elif key.kind == V.z:
+            out[name] = (n, dims.d_model)
+        else:
+            out[name] = shapes[top.hook(key)]
+    return out
 
 
 def _upgrade_v1_header(raw: dict) -> dict:
@@ -72,15 +84,17 @@ def _upgrade_v1_header(raw: dict) -> dict:
 def _upgrade_v1(acts: dict, dims) -> dict:
     """Format-1 activations under format-2 names and layouts (the tensors are the same numbers)."""
     H, dh, d = dims.n_head, dims.d_head, dims.d_model
-    out = {}
-    for name, t in acts.items():
-        if name.endswith("attn.qkv"):
-            for i, which in enumerate("qkv"):
-                out[name.replace("qkv", f"hook_{which}")] = t[:, i * d : (i + 1) * d].reshape(-1, H, dh)
-        elif name.endswith("attn.hook_z"):
-            out[name] = t.reshape(-1, H, dh)
-        else:
-            out[name.replace("hook_normalized", "hook_out")] = t
+    n = len(acts[TOKENS])
+    top = Topology(dims, n)
+    out = {TOKENS: acts[TOKENS]}
+    for key, name in _v1_names(dims, n).items():
+        t = acts[name]
+        if key.kind in _QKV:
+            i = _QKV.index(key.kind)
+            t = t[:, i * d : (i + 1) * d].reshape(-1, H, dh)
+        elif key.kind == V.z:
+            t = t.reshape(-1, H, dh)
+        out[top.hook(key)] = t
     return out
 
 

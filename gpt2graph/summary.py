@@ -6,6 +6,9 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from .schema import VectorKind as V
+from .topology import Key
+
 if TYPE_CHECKING:
     from .graph import Graph
 
@@ -48,13 +51,14 @@ def summarize_graph(graph: Graph, k: int = 5) -> dict:
 def decoding_summary(graph: Graph) -> dict:
     """The decoding settings and the token the decoding stage chooses after the last position."""
     last = graph.n_tokens - 1
-    chosen = int(graph.values(f"decode.next_token[{last}]"))
+    chosen_id, probs_id = (graph.topology.vector_id(Key(kind, None, None, last)) for kind in (V.next_token, V.probs))
+    chosen = int(graph.values(chosen_id))
     return {
         **graph.decoding.model_dump(),
         "next_token": {
             "id": chosen,
             "token": graph.decode_token(chosen),
-            "probability": float(graph.values(f"decode.probs[{last}]")[chosen]),
+            "probability": float(graph.values(probs_id)[chosen]),
         },
     }
 

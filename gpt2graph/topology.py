@@ -14,6 +14,10 @@ The residual stream between two blocks is one vector, so it is one node: the str
 (L >= 1) is ``resid_pre`` of block L, which TransformerLens also exposes as ``resid_post`` of block L-1
 (recorded as an alias). The stream entering block 0 is the ``input_embedding``; the stream leaving the
 last block is ``resid_post``.
+
+Edges come from one table, :data:`READS`: the arguments of the operation producing each kind of vector,
+relative to it. :meth:`Topology.op_inputs` (what an operation reads) and :meth:`Topology.consumers` (what
+reads a node) are both computed from it, once per shape of model, so the two directions cannot disagree.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from functools import cached_property, lru_cache
 from typing import NamedTuple
 
 from .errors import NodeNotFoundError
@@ -34,13 +39,21 @@ __all__ = [
     "PARAM_SPECS",
     "Topology",
     "TOKENIZE_OP_ID",
+    "Read",
+    "READS",
+    "STREAM",
+    "SAME",
+    "UPTO",
+    "PARAM_CONSUMER",
+    "TIED",
     "DECODE_KINDS",
     "BLOCK_KINDS",
     "FINAL_KINDS",
     "LAYERNORMS",
 ]
 
-TOKENIZE_OP_ID = "op:tokenize"
+_OP_PREFIX = "op:"
+TOKENIZE_OP_ID = _OP_PREFIX + "tokenize"
 V, P = VectorKind, ParamKind
 
 
@@ -67,6 +80,11 @@ class VectorSpec:
     head_first: bool  # index is [head, position] (attention rows) rather than [position, head]
     op: OpKind
     op_stage: Stage  # stage of the operation producing it (differs for the stream between blocks)
+
+    @property
+    def hook_point(self) -> str | None:
+        """The hook's own name, without the module path (``hook_q``), as TransformerLens users say it."""
+        return self.hook.rpartition(".")[2] if self.hook else None
 
 
 @dataclass(frozen=True)
@@ -172,34 +190,9 @@ PARAM_SPECS: dict[str, ParamSpec] = {
     ]
 }
 
-_PROJECTION_PARAMS = {V.q: (P.W_Q, P.b_Q), V.k: (P.W_K, P.b_K), V.v: (P.W_V, P.b_V)}
+#: parameters that are another one transposed: GPT-2 unembeds with its token embedding table
+TIED = {P.W_U: P.W_E}
 
-# single consumer of each remaining vector kind (same layer, head, position)
-_NEXT = {
-    V.token: V.token_embedding,
-    V.token_embedding: V.input_embedding,
-    V.pos_embedding: V.input_embedding,
-    V.q: V.attn_scores,
-    V.attn_scores: V.attn_pattern,
-    V.attn_pattern: V.z,
-    V.z: V.head_out,
-    V.attn_out: V.resid_mid,
-    V.ln1_scale: V.ln1_normalized,
-    V.ln1_normalized: V.ln1,
-    V.ln2_scale: V.ln2_normalized,
-    V.ln2_normalized: V.ln2,
-    V.ln_final_scale: V.ln_final_normalized,
-    V.ln_final_normalized: V.ln_final,
-    V.ln2: V.mlp_pre,
-    V.mlp_pre: V.mlp_post,
-    V.mlp_post: V.mlp_out,
-    V.ln_final: V.logits,
-    V.logits: V.scaled_logits,
-    V.scaled_logits: V.top_k_logits,
-    V.top_k_logits: V.top_p_logits,
-    V.top_p_logits: V.probs,
-    V.probs: V.next_token,
-}
 #: the vectors one block computes from the stream entering it, in forward order
 BLOCK_KINDS = (
     V.ln1_scale, V.ln1_normalized, V.ln1, V.q, V.k, V.v, V.attn_scores, V.attn_pattern, V.z, V.head_out, V.attn_out,
@@ -218,31 +211,67 @@ DECODE_KINDS = (V.scaled_logits, V.top_k_logits, V.top_p_logits, V.probs, V.next
 #: names of the vectors no TransformerLens hook holds (ids are name[position])
 _UNHOOKED = {V.token: "tokens", **{k: f"decode.{k}" for k in DECODE_KINDS}}
 _UNHOOKED_KIND = {name: kind for kind, name in _UNHOOKED.items()}
-# parameter kind -> the vector kind its operation produces (at every position)
-_PARAM_CONSUMER = {
-    P.W_E: V.token_embedding,
-    P.W_pos: V.pos_embedding,
-    P.ln1_w: V.ln1,
-    P.ln1_b: V.ln1,
-    P.W_Q: V.q,
-    P.b_Q: V.q,
-    P.W_K: V.k,
-    P.b_K: V.k,
-    P.W_V: V.v,
-    P.b_V: V.v,
-    P.W_O: V.head_out,
-    P.b_O: V.attn_out,
-    P.ln2_w: V.ln2,
-    P.ln2_b: V.ln2,
-    P.W_in: V.mlp_pre,
-    P.b_in: V.mlp_pre,
-    P.W_out: V.mlp_out,
-    P.b_out: V.mlp_out,
-    P.ln_final_w: V.ln_final,
-    P.ln_final_b: V.ln_final,
-    P.W_U: V.logits,
-}
 
+# ---- what each operation reads --------------------------------------------------------------------------
+#: the residual stream where an operation sits: entering its block, or leaving the last block for the final
+#: LayerNorm (``input_embedding``, ``resid_pre`` or ``resid_post``)
+STREAM = "stream"
+#: which positions an input is read at, relative to the output's position ``p``: ``p`` itself, or ``0..p``
+SAME, UPTO = "same", "upto"
+
+
+@dataclass(frozen=True)
+class Read:
+    """One argument of the operation producing a vector, relative to that vector.
+
+    ``kind`` is a vector kind, :data:`STREAM` or a parameter kind. Layer and head follow the output's where
+    the source has them; ``previous`` reads the block before (the stream between two blocks is made by the
+    block before it); ``all_heads`` reads every head of a per-head source; ``positions`` is :data:`SAME` or
+    :data:`UPTO` (a query reads the keys and values of every earlier position)."""
+
+    kind: str
+    positions: str = SAME
+    all_heads: bool = False
+    previous: bool = False
+
+
+R = Read
+#: the arguments of the operation producing each vector kind, in argument order: vectors, then parameters.
+#: Both directions of the structure (:meth:`Topology.op_inputs`, :meth:`Topology.consumers`) are computed
+#: from this table alone.
+READS: dict[str, tuple[Read, ...]] = {
+    V.token: (),
+    V.token_embedding: (R(V.token), R(P.W_E)),
+    V.pos_embedding: (R(P.W_pos),),
+    V.input_embedding: (R(V.token_embedding), R(V.pos_embedding)),
+    V.resid_pre: (R(V.resid_mid, previous=True), R(V.mlp_out, previous=True)),
+    V.ln1_scale: (R(STREAM),),
+    V.ln1_normalized: (R(STREAM), R(V.ln1_scale)),
+    V.ln1: (R(V.ln1_normalized), R(P.ln1_w), R(P.ln1_b)),
+    V.q: (R(V.ln1), R(P.W_Q), R(P.b_Q)),
+    V.k: (R(V.ln1), R(P.W_K), R(P.b_K)),
+    V.v: (R(V.ln1), R(P.W_V), R(P.b_V)),
+    V.attn_scores: (R(V.q), R(V.k, UPTO)),
+    V.attn_pattern: (R(V.attn_scores),),
+    V.z: (R(V.attn_pattern), R(V.v, UPTO)),
+    V.head_out: (R(V.z), R(P.W_O)),
+    V.attn_out: (R(V.head_out, all_heads=True), R(P.b_O)),
+    V.resid_mid: (R(STREAM), R(V.attn_out)),
+    V.ln2_scale: (R(V.resid_mid),),
+    V.ln2_normalized: (R(V.resid_mid), R(V.ln2_scale)),
+    V.ln2: (R(V.ln2_normalized), R(P.ln2_w), R(P.ln2_b)),
+    V.mlp_pre: (R(V.ln2), R(P.W_in), R(P.b_in)),
+    V.mlp_post: (R(V.mlp_pre),),
+    V.mlp_out: (R(V.mlp_post), R(P.W_out), R(P.b_out)),
+    V.resid_post: (R(V.resid_mid, previous=True), R(V.mlp_out, previous=True)),
+    V.ln_final_scale: (R(STREAM),),
+    V.ln_final_normalized: (R(STREAM), R(V.ln_final_scale)),
+    V.ln_final: (R(V.ln_final_normalized), R(P.ln_final_w), R(P.ln_final_b)),
+    V.logits: (R(V.ln_final), R(P.W_U)),
+    **{kind: (R(before),) for before, kind in zip((V.logits, *DECODE_KINDS), DECODE_KINDS)},
+}
+#: parameter kind -> the vector kind whose operation reads it (each parameter feeds exactly one kind)
+PARAM_CONSUMER: dict[str, str] = {r.kind: out for out, reads in READS.items() for r in reads if r.kind in PARAM_SPECS}
 # hook template -> vector kind; the input embedding and the final resid_post are special-cased in parsing
 _HOOK_KIND = {s.hook: s.kind for s in VECTOR_SPECS.values() if s.hook and "{L}" in s.hook and s.kind != V.resid_post}
 _HOOK_KIND.update({s.hook: s.kind for s in VECTOR_SPECS.values() if s.hook and "{L}" not in s.hook})
@@ -297,7 +326,7 @@ class Topology:
         positions = [p for p in range(self.n_tokens) if matches(position, p)]
         if self.n_tokens and not positions:
             return
-        for group in self._forward_groups():
+        for group in _forward_groups(self.dims.n_layer):
             for k, lyr in group:
                 if k not in kinds or not matches(layer, lyr):
                     continue
@@ -305,14 +334,6 @@ class Topology:
                     if matches(head, h):
                         for p in positions:
                             yield Key(k, lyr, h, p)
-
-    def _forward_groups(self) -> Iterator[list[tuple[str, int | None]]]:
-        yield [(V.token, None), (V.token_embedding, None), (V.pos_embedding, None), (V.input_embedding, None)]
-        last = self.dims.n_layer - 1
-        for L in range(self.dims.n_layer):
-            group = [(V.resid_pre, L)] if L else []
-            yield group + [(k, L) for k in BLOCK_KINDS]
-        yield [(V.resid_post, last), *((k, None) for k in FINAL_KINDS), *((k, None) for k in DECODE_KINDS)]
 
     def param_keys(self, kind=None, layer=None, head=None) -> Iterator[Key]:
         kinds = _as_filter(kind, PARAM_SPECS)
@@ -370,8 +391,8 @@ class Topology:
         """Parse an id (vector, alias, parameter or op) into ``(node_type, key)``; raise if not in this run."""
         node_type, key = "vector", None
         text = node_id
-        if text.startswith("op:"):
-            node_type, text = "operation", text[3:]
+        if text.startswith(_OP_PREFIX):
+            node_type, text = "operation", text.removeprefix(_OP_PREFIX)
             if text == "tokenize":
                 return node_type, Key(OpKind.tokenize)
         m = _ID_RE.match(text)
@@ -459,118 +480,126 @@ class Topology:
         }[key.kind]
 
     # ---- edges --------------------------------------------------------------------------------------
-    def stream_in(self, layer: int, position: int) -> Key:
-        """The residual stream entering block ``layer``."""
-        return Key(V.resid_pre, layer, None, position) if layer else Key(V.input_embedding, None, None, position)
+    def stream(self, block: int, position: int) -> Key:
+        """The residual stream entering block ``block`` (``n_layer``: the stream leaving the last block)."""
+        return _stream(block, self.dims.n_layer)._replace(position=position)
 
     def ln_input(self, kind: str, layer: int | None, position: int) -> Key:
         """The residual stream the LayerNorm of ``kind`` (any of its three vectors) reads."""
-        if kind in LAYERNORMS["ln1"]:
-            return self.stream_in(layer, position)
-        if kind in LAYERNORMS["ln2"]:
-            return Key(V.resid_mid, layer, None, position)
-        return Key(V.resid_post, self.dims.n_layer - 1, None, position)
+        scale = next(ln[0] for ln in LAYERNORMS.values() if kind in ln)
+        return self.op_inputs(Key(scale, layer, None, position))[0][0]
+
+    @cached_property
+    def _structure(self) -> _Structure:
+        return _structure(self.dims.n_layer, self.dims.n_head)
+
+    def unit_inputs(self, out: Key) -> tuple[tuple[Key, str | None], ...]:
+        """The arguments of the operations producing the vectors of ``out``'s group (its kind, layer and head;
+        the position is ignored), as ``(source, positions)``: a vector group (position None) read at
+        :data:`SAME` or :data:`UPTO` positions, or a parameter key (positions None). Derived from
+        :data:`READS` once per shape of model."""
+        return self._structure.inputs[out[:3]]
 
     def op_inputs(self, out: Key) -> tuple[list[Key], list[Key]]:
         """(input vector keys, parameter keys) of the operation producing vector ``out``, in argument order."""
-        kind, L, h, p = out
-        last = self.dims.n_layer - 1
-        if kind == V.token:
-            return [], []
-        if kind == V.token_embedding:
-            return [Key(V.token, None, None, p)], [Key(P.W_E)]
-        if kind == V.pos_embedding:
-            return [], [Key(P.W_pos)]
-        if kind == V.input_embedding:
-            return [Key(V.token_embedding, None, None, p), Key(V.pos_embedding, None, None, p)], []
-        if kind in (V.resid_pre, V.resid_post):
-            prev = L - 1 if kind == V.resid_pre else last
-            return [Key(V.resid_mid, prev, None, p), Key(V.mlp_out, prev, None, p)], []
-        if kind in (V.ln1_scale, V.ln2_scale, V.ln_final_scale):
-            return [self.ln_input(kind, L, p)], []
-        if kind in (V.ln1_normalized, V.ln2_normalized, V.ln_final_normalized):
-            scale = {V.ln1_normalized: V.ln1_scale, V.ln2_normalized: V.ln2_scale}.get(kind, V.ln_final_scale)
-            return [self.ln_input(kind, L, p), Key(scale, L, None, p)], []
-        if kind == V.ln1:
-            return [Key(V.ln1_normalized, L, None, p)], [Key(P.ln1_w, L), Key(P.ln1_b, L)]
-        if kind in _PROJECTION_PARAMS:
-            w, b = _PROJECTION_PARAMS[kind]
-            return [Key(V.ln1, L, None, p)], [Key(w, L, h), Key(b, L, h)]
-        if kind == V.attn_scores:
-            return [Key(V.q, L, h, p)] + [Key(V.k, L, h, j) for j in range(p + 1)], []
-        if kind == V.attn_pattern:
-            return [Key(V.attn_scores, L, h, p)], []
-        if kind == V.z:
-            return [Key(V.attn_pattern, L, h, p)] + [Key(V.v, L, h, j) for j in range(p + 1)], []
-        if kind == V.head_out:
-            return [Key(V.z, L, h, p)], [Key(P.W_O, L, h)]
-        if kind == V.attn_out:
-            return [Key(V.head_out, L, j, p) for j in range(self.dims.n_head)], [Key(P.b_O, L)]
-        if kind == V.resid_mid:
-            return [self.stream_in(L, p), Key(V.attn_out, L, None, p)], []
-        if kind == V.ln2:
-            return [Key(V.ln2_normalized, L, None, p)], [Key(P.ln2_w, L), Key(P.ln2_b, L)]
-        if kind == V.mlp_pre:
-            return [Key(V.ln2, L, None, p)], [Key(P.W_in, L), Key(P.b_in, L)]
-        if kind == V.mlp_post:
-            return [Key(V.mlp_pre, L, None, p)], []
-        if kind == V.mlp_out:
-            return [Key(V.mlp_post, L, None, p)], [Key(P.W_out, L), Key(P.b_out, L)]
-        if kind == V.ln_final:
-            return [Key(V.ln_final_normalized, None, None, p)], [Key(P.ln_final_w), Key(P.ln_final_b)]
-        if kind == V.logits:
-            return [Key(V.ln_final, None, None, p)], [Key(P.W_U)]
-        if kind in DECODE_KINDS:
-            before = V.logits if kind == DECODE_KINDS[0] else DECODE_KINDS[DECODE_KINDS.index(kind) - 1]
-            return [Key(before, None, None, p)], []
-        raise AssertionError(f"unhandled kind {kind}")
+        vectors: list[Key] = []
+        params: list[Key] = []
+        p = out.position
+        for (kind, layer, head, _), positions in self._structure.inputs[out[:3]]:
+            if positions is None:
+                params.append(Key(kind, layer, head))
+            elif positions == SAME:
+                vectors.append(Key(kind, layer, head, p))
+            else:
+                vectors += [Key(kind, layer, head, j) for j in range(p + 1)]
+        return vectors, params
 
     def consumers(self, key: Key) -> list[Key]:
-        """Output keys of the operations that read vector or parameter ``key`` (the inverse of op_inputs)."""
-        kind, L, h, p = key
-        n, H = self.n_tokens, self.dims.n_head
-        if kind in _PARAM_CONSUMER:
-            out = _PARAM_CONSUMER[kind]
-            return [Key(out, L, h, q) for q in range(n)]
-        if kind in (V.input_embedding, V.resid_pre):
-            layer = 0 if kind == V.input_embedding else L
-            reads = [Key(k, layer, None, p) for k in LAYERNORMS["ln1"][:2]]
-            return [*reads, Key(V.resid_mid, layer, None, p)]
-        if kind == V.resid_mid:
-            return [*(Key(k, L, None, p) for k in LAYERNORMS["ln2"][:2]), self._stream_out(L, p)]
-        if kind == V.resid_post:
-            return [Key(k, None, None, p) for k in LAYERNORMS["ln_final"][:2]]
-        if kind == V.mlp_out:
-            return [self._stream_out(L, p)]
-        if kind == V.ln1:
-            return [Key(k, L, j, p) for k in (V.q, V.k, V.v) for j in range(H)]
-        if kind in (V.k, V.v):
-            return [Key(V.attn_scores if kind == V.k else V.z, L, h, q) for q in range(p, n)]
-        if kind == V.head_out:
-            return [Key(V.attn_out, L, None, p)]
-        nxt = _NEXT.get(kind)
-        return [Key(nxt, L if VECTOR_SPECS[nxt].per_layer else None, h, p)] if nxt else []
-
-    def _stream_out(self, layer: int, position: int) -> Key:
-        """The residual stream leaving block ``layer``."""
-        if layer == self.dims.n_layer - 1:
-            return Key(V.resid_post, layer, None, position)
-        return Key(V.resid_pre, layer + 1, None, position)
+        """Output keys of the operations that read vector or parameter ``key``, in forward order: the exact
+        inverse of :meth:`op_inputs`, computed from the same table."""
+        n, p = self.n_tokens, key.position
+        out: list[Key] = []
+        for (kind, layer, head, _), positions in self._structure.readers.get(key[:3], ()):
+            if positions is None:  # a parameter: read at every position
+                out += [Key(kind, layer, head, q) for q in range(n)]
+            elif positions == SAME:
+                out.append(Key(kind, layer, head, p))
+            else:  # read by every later query
+                out += [Key(kind, layer, head, q) for q in range(p, n)]
+        return out
 
     def op_layer(self, out: Key) -> int | None:
         """Block index of the operation producing ``out`` (the stream between blocks is made by the block before)."""
         return out.layer - 1 if out.kind == V.resid_pre else out.layer
 
+    def op_id(self, out: Key) -> str:
+        """Id of the operation producing vector ``out``: ``op:`` plus its id (every token: the tokenizer's)."""
+        return TOKENIZE_OP_ID if out.kind == V.token else _OP_PREFIX + self.vector_id(out)
+
     def edges_of_op(self, out: Key) -> list[tuple[str, str, EdgeRole, int]]:
         """(source, target, role, slot) of every edge touching the op that produces ``out``."""
         if out.kind == V.token:
             return [(TOKENIZE_OP_ID, self.vector_id(out), EdgeRole.output, out.position)]
-        op = "op:" + self.vector_id(out)
+        op = self.op_id(out)
         inputs, params = self.op_inputs(out)
         edges = [(self.vector_id(k), op, EdgeRole.input, i) for i, k in enumerate(inputs)]
         edges += [(self.param_id(k), op, EdgeRole.parameter, i) for i, k in enumerate(params)]
         edges.append((op, self.vector_id(out), EdgeRole.output, 0))
         return edges
+
+
+def _stream(block: int, n_layer: int) -> Key:
+    """The residual stream entering ``block`` (``n_layer``: leaving the last block), without a position."""
+    if block == 0:
+        return Key(V.input_embedding)
+    return Key(V.resid_pre, block) if block < n_layer else Key(V.resid_post, n_layer - 1)
+
+
+def _forward_groups(n_layer: int) -> Iterator[list[tuple[str, int | None]]]:
+    """(kind, layer) of every vector group, in forward order, in one list per stage (embedding, each block,
+    the end)."""
+    yield [(V.token, None), (V.token_embedding, None), (V.pos_embedding, None), (V.input_embedding, None)]
+    for L in range(n_layer):
+        yield [(V.resid_pre, L)] * bool(L) + [(k, L) for k in BLOCK_KINDS]
+    yield [(V.resid_post, n_layer - 1), *((k, None) for k in FINAL_KINDS), *((k, None) for k in DECODE_KINDS)]
+
+
+@dataclass(frozen=True)
+class _Structure:
+    """:data:`READS` resolved for one shape of model, per group: what each group reads and who reads it."""
+
+    inputs: dict[tuple, tuple[tuple[Key, str | None], ...]]  # by (kind, layer, head)
+    readers: dict[tuple, tuple[tuple[Key, str | None], ...]]
+
+
+@lru_cache(maxsize=32)
+def _structure(n_layer: int, n_head: int) -> _Structure:
+    inputs: dict[tuple, tuple[tuple[Key, str | None], ...]] = {}
+    readers: dict[tuple, list[tuple[Key, str | None]]] = {}
+    for group in _forward_groups(n_layer):
+        for kind, layer in group:
+            for head in range(n_head) if VECTOR_SPECS[kind].per_head else [None]:
+                out = Key(kind, layer, head)
+                inputs[out[:3]] = tuple(x for read in READS[kind] for x in _resolve(out, read, n_layer, n_head))
+                for source, positions in inputs[out[:3]]:
+                    readers.setdefault(source[:3], []).append((out, positions))
+    return _Structure(inputs, {k: tuple(v) for k, v in readers.items()})
+
+
+def _resolve(out: Key, read: Read, n_layer: int, n_head: int) -> Iterator[tuple[Key, str | None]]:
+    """The source groups (or parameters) of one :class:`Read` of the operation producing ``out``'s group."""
+    # the operation's place along the stream: block L; the stream entering block 0; after the last block
+    kind = out.kind
+    block = 0 if kind == V.input_embedding else n_layer if out.layer is None or kind == V.resid_post else out.layer
+    if read.kind == STREAM:
+        yield _stream(block, n_layer), read.positions
+        return
+    param = read.kind in PARAM_SPECS
+    spec = PARAM_SPECS[read.kind] if param else VECTOR_SPECS[read.kind]
+    layer = (block - 1 if read.previous else out.layer) if spec.per_layer else None
+    heads = range(n_head) if read.all_heads else [out.head if spec.per_head else None]
+    for head in heads:
+        yield Key(read.kind, layer, head), None if param else read.positions
 
 
 def _as_filter(value, universe) -> set:

@@ -19,13 +19,24 @@ decoding stage depends on the graph's decoding settings, not only on the run, so
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor
 
 from . import ops
 from .schema import Dims, ParamKind, ValueSummary, VectorKind
 from .topology import LAYERNORMS, PARAM_SPECS, VECTOR_SPECS, Key, Topology
 
-__all__ = ["Values", "STORED_KINDS", "TOKENS", "activation_names", "activation_shapes", "param_names", "summarize"]
+__all__ = [
+    "Values",
+    "STORED_KINDS",
+    "TOKENS",
+    "SUMMARY_FIELDS",
+    "activation_names",
+    "activation_shapes",
+    "param_names",
+    "summarize",
+    "summaries",
+]
 
 V, P = VectorKind, ParamKind
 _QKV_OFFSET = {P.W_Q: 0, P.W_K: 1, P.W_V: 2, P.b_Q: 0, P.b_K: 1, P.b_V: 2}
@@ -34,6 +45,8 @@ STORED_KINDS = (
     V.token_embedding, V.pos_embedding, V.input_embedding, V.resid_pre, V.ln1, V.q, V.k, V.v, V.z, V.attn_out,
     V.resid_mid, V.ln2, V.mlp_pre, V.mlp_post, V.mlp_out, V.resid_post, V.ln_final, V.logits,
 )  # fmt: skip
+#: the statistics a vector is summarised by (:class:`~gpt2graph.schema.ValueSummary`)
+SUMMARY_FIELDS = ("norm", "mean", "std", "min", "max")
 #: the name the token ids are stored under (no TransformerLens hook holds them)
 TOKENS = "tokens"
 _LN_OF = {kind: kinds for kinds in LAYERNORMS.values() for kind in kinds}
@@ -91,18 +104,37 @@ def param_names(dims: Dims) -> list[str]:
     return sorted(names)
 
 
+def summaries(x: Tensor, keep: Tensor | None = None, dtype: torch.dtype = torch.float64) -> dict[str, Tensor]:
+    """The statistics of :data:`SUMMARY_FIELDS` of every vector along the last dimension of ``x`` at once,
+    counting only the entries where ``keep`` (broadcast against ``x``) is true; computed in ``dtype``."""
+    x = x.to(dtype)
+    if keep is not None and bool(keep.all()):
+        keep = None
+    if keep is None:
+        return {
+            "norm": torch.linalg.vector_norm(x, dim=-1),
+            "mean": x.mean(-1),
+            "std": x.std(-1, correction=0),
+            "min": x.amin(-1),
+            "max": x.amax(-1),
+        }
+    count = keep.sum(-1)
+    zeroed = torch.where(keep, x, 0.0)
+    mean = zeroed.sum(-1) / count
+    return {
+        "norm": zeroed.square().sum(-1).sqrt(),
+        "mean": mean,
+        "std": (torch.where(keep, x - mean[..., None], 0.0).square().sum(-1) / count).sqrt(),
+        "min": torch.where(keep, x, torch.inf).amin(-1),
+        "max": torch.where(keep, x, -torch.inf).amax(-1),
+    }
+
+
 def summarize(x: Tensor) -> ValueSummary:
     """L2 norm, mean, population std, min and max of one vector; tokens a decoding filter removed (-inf)
     are left out, so a filtered distribution is summarised over the tokens still in the running."""
-    x = x.double()
-    x = x[x != float("-inf")] if x.numel() > 1 else x
-    return ValueSummary(
-        norm=float(x.norm()),
-        mean=float(x.mean()),
-        std=float(x.std(correction=0)),
-        min=float(x.min()),
-        max=float(x.max()),
-    )
+    stats = summaries(x, x != -torch.inf if x.numel() > 1 else None)
+    return ValueSummary(**{name: float(v) for name, v in stats.items()})
 
 
 class Values:

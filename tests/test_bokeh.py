@@ -26,9 +26,9 @@ from gpt2graph_bokeh.ancestry import (
 from gpt2graph_bokeh.document import build_explorer
 from gpt2graph_bokeh.knowledge import knowledge
 from gpt2graph_bokeh.layout import layout
-from gpt2graph_bokeh.numbers import percent
 from gpt2graph_bokeh.sanitize import markdown
 
+from gpt2graph.presentation import percent
 from gpt2graph.registry import registry
 from gpt2graph.topology import VECTOR_SPECS, Key
 

@@ -17,11 +17,11 @@ from conftest import PROMPT
 from gpt2graph_bokeh.analysis_panel import analysis_panel, head_panels
 from gpt2graph_bokeh.document import build_explorer
 from gpt2graph_bokeh.layout import layout
-from gpt2graph_bokeh.numbers import percent, signed
 from test_bokeh import IMG, SCRIPT, _check_markup
 
 import gpt2graph
 from gpt2graph.errors import RendererError
+from gpt2graph.presentation import percent, signed
 from gpt2graph.registry import registry
 from gpt2graph.topology import Key
 
@@ -188,7 +188,7 @@ def test_dla_colours_follow_the_sign_of_each_contribution(analysed_graph, page):
         i = lay.id_index[a.component]
         assert colour[i] == pytest.approx(0.5 + 0.5 * a.contribution / largest, abs=1e-5)
         assert (colour[i] > 0.5) == (a.contribution > 0)  # red raises the logit, blue lowers it
-        value = float(re.search(r"at position 4: (\S+)$", text[i]).group(1))
+        value = float(re.search(r"at position 4: (\S+)$", text[i]).group(1).replace("−", "-"))  # a real minus sign
         assert value == pytest.approx(a.contribution, rel=1e-3)
     head = next(a for a in dla.contributions if a.kind == "head_out")
     for key in (Key("q", head.layer, head.head, 0), Key("W_V", head.layer, head.head)):

@@ -16,13 +16,13 @@ import pytest
 from bokeh.palettes import Viridis256
 from conftest import CHROMIUM_FLAGS, PROMPT
 from gpt2graph_bokeh.layout import layout
-from gpt2graph_bokeh.numbers import percent, signed
 from selenium import webdriver
 from selenium.common.exceptions import NoAlertPresentException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.actions.action_builder import ActionBuilder
 from test_bokeh import IMG, SCRIPT
 
+from gpt2graph.presentation import percent, signed
 from gpt2graph.topology import VECTOR_SPECS
 
 pytestmark = pytest.mark.browser

@@ -1,10 +1,13 @@
 """Structure is derived: ids round-trip, counts follow the formula, edges and consumers agree."""
 
+import itertools
+from collections import Counter
+
 import pytest
 
 from gpt2graph.errors import NodeNotFoundError
 from gpt2graph.schema import Dims, VectorKind
-from gpt2graph.topology import PARAM_SPECS, VECTOR_SPECS, Key, Topology
+from gpt2graph.topology import PARAM_CONSUMER, PARAM_SPECS, READS, TOKENIZE_OP_ID, VECTOR_SPECS, Key, Topology
 
 DIMS = Dims(n_layer=3, n_head=2, d_model=8, d_head=4, d_mlp=32, n_ctx=16, n_vocab=50, layer_norm_eps=1e-5)
 
@@ -80,3 +83,54 @@ def test_attention_rows_read_only_earlier_keys(top):
 def test_every_kind_has_a_spec():
     assert set(VECTOR_SPECS) == set(VectorKind)
     assert len(PARAM_SPECS) == 21
+
+
+#: small shapes of model and prompt, the edge cases included: one layer, one head, one token
+SMALL = [
+    Topology(DIMS.model_copy(update={"n_layer": L, "n_head": H}), n)
+    for L, H, n in itertools.product((1, 2, 3), (1, 3), (1, 2, 5))
+]
+
+
+@pytest.mark.parametrize("top", SMALL, ids=lambda t: f"L{t.dims.n_layer}-H{t.dims.n_head}-n{t.n_tokens}")
+def test_both_directions_of_the_structure_agree(top):
+    """Every edge op_inputs states is one consumers states, as often, and the other way round."""
+    order = {k: i for i, k in enumerate(top.vector_keys())}
+    read = Counter()
+    for out in top.vector_keys():
+        vectors, params = top.op_inputs(out)
+        for k in vectors:
+            assert top.contains(k) and order[k] < order[out], (k, out)  # inputs exist and come first
+        for k in params:
+            assert top.contains(k) and PARAM_CONSUMER[k.kind] == out.kind, (k, out)
+        read.update((k, out) for k in vectors + params)
+    consumed = Counter()
+    for key in [*top.vector_keys(), *top.param_keys()]:
+        outs = top.consumers(key)
+        assert [order[o] for o in outs] == sorted(order[o] for o in outs), key  # in forward order
+        consumed.update((key, out) for out in outs)
+    assert read == consumed
+
+
+@pytest.mark.parametrize("top", SMALL, ids=lambda t: f"L{t.dims.n_layer}-H{t.dims.n_head}-n{t.n_tokens}")
+def test_every_vector_but_the_chosen_token_is_read_and_every_parameter_at_every_position(top):
+    for key in top.vector_keys():
+        assert bool(top.consumers(key)) == (key.kind != VectorKind.next_token), key
+    for key in top.param_keys():
+        assert top.consumers(key) == [
+            Key(PARAM_CONSUMER[key.kind], key.layer, key.head, p) for p in range(top.n_tokens)
+        ]
+
+
+def test_every_kind_reads_what_the_table_says():
+    assert set(READS) == set(VectorKind)
+    assert set(PARAM_CONSUMER) == set(PARAM_SPECS)  # every parameter is read, by exactly one kind
+
+
+def test_operation_ids_are_made_and_parsed_by_the_topology(top):
+    key = Key(VectorKind.z, 1, 0, 2)
+    assert top.op_id(key) == "op:" + top.vector_id(key)
+    assert top.parse(top.op_id(key)) == ("operation", key)
+    assert top.op_id(Key(VectorKind.token, None, None, 3)) == TOKENIZE_OP_ID
+    assert top.parse(TOKENIZE_OP_ID)[0] == "operation"
+    assert top.parse("op:blocks.0.hook_resid_post[1]") == ("operation", Key(VectorKind.resid_pre, 1, None, 1))

@@ -16,8 +16,7 @@ import bokeh.io
 from bokeh.embed import file_html
 from bokeh.resources import INLINE
 
-from gpt2graph.registry import Option
-from gpt2graph.storage import atomic_write
+from gpt2graph.plugin import Option, atomic_write
 
 from .analysis_panel import ANALYSIS_MODES
 from .document import COLOR_MODES, build_explorer, default_title

@@ -13,10 +13,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from gpt2graph.results import Analysis, DLAResult
+from gpt2graph.plugin import Analysis, DLAResult, percent, signed
 
 from .layout import Layout
-from .numbers import percent, signed
 from .sanitize import escape
 
 __all__ = ["ANALYSIS_MODES", "ROLE_MODES", "Metrics", "analysis_panel", "head_panels", "metrics"]

@@ -3,8 +3,9 @@
 A GPT-2 run has O(n^2) edges (every query reads every earlier key), too many to ship for long prompts. But
 the inputs of a vector depend on its position in only two ways: an input at the *same* position, or a whole
 group of inputs at positions ``0..p`` (keys and values). So the inputs of every node of a group
-``(kind, layer, head)`` are a few rules ``(source unit, mode)``, read off :meth:`Topology.op_inputs` (the
-single source of the structure). A *unit* is a vector group (one node per position) or one parameter.
+``(kind, layer, head)`` are a few rules ``(source unit, mode)``, which the topology states per group
+(:meth:`Topology.unit_inputs`, the single source of the structure). A *unit* is a vector group (one node per
+position) or one parameter.
 
 Modes, from a node at position ``p``: ``SAME`` (position p of the source group), ``UPTO`` (positions 0..p),
 ``ONE`` (a parameter node); inverted for descendants: ``SAME``, ``FROM`` (positions p..n-1), ``ALL`` (every
@@ -16,6 +17,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+
+from gpt2graph.plugin import SAME as SAME_POSITION
+from gpt2graph.plugin import UPTO as UPTO_POSITIONS
 
 from .layout import Layout
 
@@ -41,30 +45,17 @@ def _csr(per_unit: list[list[tuple[int, int]]]) -> Rules:
 
 
 def input_rules(lay: Layout) -> Rules:
-    """The inputs of every unit, derived from ``op_inputs`` at the last position (where ``same`` and ``upto``
-    differ whenever there are two positions or more; with one position they select the same node)."""
-    top = lay.topology
-    n = top.n_tokens
-    groups, params = lay.group_index, {k: i for i, k in enumerate(lay.params)}
-    G = len(lay.groups)
-    per_unit: list[list[tuple[int, int]]] = []
-    for group in lay.groups:
-        p = n - 1
-        vectors, weights = top.op_inputs(group._replace(position=p))
-        positions: dict[int, list[int]] = {}
-        for key in vectors:
-            positions.setdefault(groups[key._replace(position=None)], []).append(key.position)
-        rules = []
-        for src, seen in positions.items():
-            if seen == [p]:
-                rules.append((src, SAME))
-            elif seen == list(range(p + 1)):
-                rules.append((src, UPTO))
-            else:  # a structure these rules cannot express: fail loudly rather than draw wrong ancestry
-                raise AssertionError(f"inputs of {group} at position {p} from unit {src} at positions {seen}")
-        rules += [(G + params[key], ONE) for key in weights]
-        per_unit.append(rules)
-    per_unit += [[] for _ in params]
+    """The inputs of every unit, as the topology states them (:meth:`Topology.unit_inputs`)."""
+    top, G = lay.topology, len(lay.groups)
+    mode = {SAME_POSITION: SAME, UPTO_POSITIONS: UPTO}
+    per_unit: list[list[tuple[int, int]]] = [
+        [
+            (G + lay.param_index[source], ONE) if positions is None else (lay.group_index[source], mode[positions])
+            for source, positions in top.unit_inputs(group)
+        ]
+        for group in lay.groups
+    ]
+    per_unit += [[] for _ in lay.params]
     return _csr(per_unit)
 
 

@@ -60,32 +60,21 @@ from bokeh.models.layouts import LayoutDOM
 from bokeh.palettes import Oranges256, RdBu11, Viridis256
 from bokeh.plotting import figure
 
-from gpt2graph.errors import RendererError
-from gpt2graph.schema import Category
-from gpt2graph.topology import VECTOR_SPECS, Key
+from gpt2graph.plugin import CATEGORY_COLOURS, VECTOR_SPECS, Category, Key, RendererError, VectorKind
 
 from .analysis_panel import ANALYSIS_MODES, Metrics, analysis_panel, head_panels, metrics
 from .ancestry import input_rules, lane_edges, output_rules
 from .knowledge import Knowledge, knowledge
 from .layout import BLOCK_WIDTH, Layout, layout
 from .sanitize import escape
-from .stats import attention, lens_text, node_stats, relative
+from .stats import lens_text, node_stats, relative
 
 if TYPE_CHECKING:
     from gpt2graph import Graph
 
-__all__ = ["CATEGORY_COLORS", "COLOR_MODES", "build_explorer"]
+__all__ = ["COLOR_MODES", "build_explorer"]
 
 COLOR_MODES = ("category", "norm", "mean")
-CATEGORY_COLORS: dict[str, str] = {
-    Category.tokenizer: "#9d755d",
-    Category.parameter: "#a5a5a5",
-    Category.operation: "#e45756",
-    Category.residual: "#4c78a8",
-    Category.attention: "#f58518",
-    Category.mlp: "#54a24b",
-    Category.unembedding: "#b279a2",
-}
 HIGHLIGHT = {"ancestor": "#d62728", "descendant": "#1f77b4", "selected": "#111111"}
 _NO_METRIC = "#e4e4e4"
 _SEQUENTIAL = tuple(Viridis256)
@@ -172,7 +161,7 @@ def _unit_tables(graph: Graph, lay: Layout) -> dict[str, np.ndarray]:
 def _node_source(graph: Graph, lay: Layout, metric: Metrics | None) -> ColumnDataSource:
     """One row per vector and parameter, in layout order, with numpy columns wherever possible."""
     n, G = graph.n_tokens, len(lay.groups)
-    categories = list(CATEGORY_COLORS)
+    categories = list(CATEGORY_COLOURS)
     unit = np.concatenate(
         [np.repeat(np.arange(G, dtype=np.int32), n), np.arange(G, G + len(lay.params), dtype=np.int32)]
     )
@@ -206,7 +195,8 @@ def _pattern_data(graph: Graph) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     heat-map source columns for one head."""
     n, d = graph.n_tokens, graph.dims
     q, k = np.tril_indices(n)
-    packed = np.concatenate([attention(graph, L)[1].numpy()[:, q, k].reshape(-1) for L in range(d.n_layer)])
+    pattern = VectorKind.attn_pattern
+    packed = np.concatenate([graph.hook(pattern, L).numpy()[:, q, k].reshape(-1) for L in range(d.n_layer)])
     tokens = np.array(graph.tokenization.tokens_visible)
     heat = {
         "q": q.astype(np.int32),
@@ -354,7 +344,7 @@ def _canvas(graph: Graph, lay: Layout, nodes: ColumnDataSource, fill: dict) -> _
         y0="y",
         y1="y",
         line_width=6,
-        line_color=CATEGORY_COLORS[Category.residual],
+        line_color=CATEGORY_COLOURS[Category.residual],
         line_alpha=0.15,
         source=ColumnDataSource({"y": lay.lane_y.astype(np.float32)}),
     )
@@ -483,7 +473,7 @@ def _legends(
     # row of the node renderer vanishes whenever that row is culled, and an empty renderer draws no swatch
     swatches = {
         name: canvas.fig.rect(x=[np.nan], y=[np.nan], width=0, height=0, fill_color=color, line_color=None)
-        for i, (name, color) in enumerate(CATEGORY_COLORS.items())
+        for i, (name, color) in enumerate(CATEGORY_COLOURS.items())
         if i in present
     }
     legend = Legend(
@@ -602,7 +592,7 @@ def build_explorer(
 
     mappers = {
         "category": LinearColorMapper(
-            palette=list(CATEGORY_COLORS.values()), low=-0.5, high=len(CATEGORY_COLORS) - 0.5
+            palette=list(CATEGORY_COLOURS.values()), low=-0.5, high=len(CATEGORY_COLOURS) - 0.5
         ),
         "norm": LinearColorMapper(palette=list(_SEQUENTIAL), low=0, high=1),
         "mean": LinearColorMapper(palette=list(_DIVERGING), low=0, high=1),

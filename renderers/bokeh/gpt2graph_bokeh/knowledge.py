@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from gpt2graph.topology import VECTOR_SPECS, Key
+from gpt2graph.plugin import VECTOR_SPECS, Key
 
 from .layout import Layout
 from .sanitize import escape, inline, link, markdown
@@ -38,13 +38,14 @@ class Knowledge:
 
 
 def primary_entry(entries: list, kind: str) -> Any | None:
-    """The entry that defines ``kind``: one naming it (id, term or alias, e.g. ``hook_q`` for q), else the
-    one whose matching selector lists the fewest kinds; ties keep glossary order."""
+    """The entry that defines ``kind``: one naming it or its hook (id, term or alias, e.g. ``hook_q`` for q),
+    else the one whose matching selector lists the fewest kinds; ties keep glossary order."""
 
     def names(e) -> set[str]:
         return {x.casefold() for x in (e.id, e.term, *e.aliases)} | {e.id.replace("-", "_")}
 
-    wanted = {kind.casefold(), f"hook_{kind}".casefold()}
+    spec = VECTOR_SPECS.get(kind)
+    wanted = {name.casefold() for name in (kind, spec and spec.hook_point) if name}
 
     def rank(item: tuple[int, Any]) -> tuple[int, int, int]:
         i, e = item
@@ -133,7 +134,7 @@ class _Builder:
             entries = [e for e in g.glossary_for(node) if e.id not in self.specific_ids]
             op = None
             if key.kind in VECTOR_SPECS and key.kind != "token":
-                op_node = g.node("op:" + node_id)
+                op_node = g.node(g.topology.op_id(key))
                 op = (str(op_node.kind), primary_entry(g.glossary_for(op_node), str(op_node.kind)))
             self.found[cache_key] = (notes, entries, op)
         return self.found[cache_key]

@@ -22,12 +22,22 @@ from functools import cached_property
 
 import numpy as np
 
-from gpt2graph.schema import ParamKind, VectorKind
-from gpt2graph.topology import BLOCK_KINDS, DECODE_KINDS, FINAL_KINDS, PARAM_SPECS, VECTOR_SPECS, Key, Topology
+from gpt2graph.plugin import (
+    BLOCK_KINDS,
+    DECODE_KINDS,
+    FINAL_KINDS,
+    PARAM_CONSUMER,
+    PARAM_SPECS,
+    READS,
+    VECTOR_SPECS,
+    Key,
+    Topology,
+    VectorKind,
+)
 
 __all__ = ["BLOCK_WIDTH", "COLUMN_LABELS", "LANE_GAP", "Layout", "layout"]
 
-V, P = VectorKind, ParamKind
+V = VectorKind
 
 LANE_GAP = 2.0  # empty rows between two lanes
 PARAM_GAP = 2.5  # rows between the parameter strip and lane 0
@@ -72,31 +82,21 @@ _BAR_WIDTH = {
 }
 _DEFAULT_BAR = 0.5
 
-#: the column a parameter sits over, and where: the weight (left) and bias (right) of a pair side by side, a
-#: lone parameter in the centre, the two embedding tables one over the other
-_PARAM_COLUMN: dict[str, tuple[str, str]] = {
-    P.W_E: (V.token_embedding, "top"),
-    P.W_pos: (V.pos_embedding, "bottom"),
-    P.ln1_w: (V.ln1, "left"),
-    P.ln1_b: (V.ln1, "right"),
-    P.W_Q: (V.q, "left"),
-    P.b_Q: (V.q, "right"),
-    P.W_K: (V.k, "left"),
-    P.b_K: (V.k, "right"),
-    P.W_V: (V.v, "left"),
-    P.b_V: (V.v, "right"),
-    P.W_O: (V.head_out, "centre"),
-    P.b_O: (V.attn_out, "centre"),
-    P.ln2_w: (V.ln2, "left"),
-    P.ln2_b: (V.ln2, "right"),
-    P.W_in: (V.mlp_pre, "left"),
-    P.b_in: (V.mlp_pre, "right"),
-    P.W_out: (V.mlp_out, "left"),
-    P.b_out: (V.mlp_out, "right"),
-    P.ln_final_w: (V.ln_final, "left"),
-    P.ln_final_b: (V.ln_final, "right"),
-    P.W_U: (V.logits, "centre"),
-}
+#: the two embedding lookups share a column (token embedding over positional embedding), so their tables sit
+#: one over the other
+_STACKED = {V.token_embedding: "top", V.pos_embedding: "bottom"}
+
+
+def _param_place(kind: str) -> tuple[str, str]:
+    """The column a parameter sits over (that of the vector its operation produces) and where: the weight
+    (left) and bias (right) of a pair side by side, a lone parameter in the centre."""
+    column = PARAM_CONSUMER[kind]
+    if column in _STACKED:
+        return column, _STACKED[column]
+    params = [r.kind for r in READS[column] if r.kind in PARAM_SPECS]
+    return column, "centre" if len(params) == 1 else ("left", "right")[params.index(kind)]
+
+
 _SIDE_DX = {"left": -0.12, "right": 0.26, "centre": 0.0, "top": 0.0, "bottom": 0.0}
 _SIDE_WIDTH = {"left": 0.45, "right": 0.2, "centre": 0.5, "top": 0.5, "bottom": 0.5}
 
@@ -265,7 +265,7 @@ def layout(topology: Topology) -> Layout:
     strip_top = strip_bottom + H
     px, py, pw, ph = [], [], [], []
     for kind, layer, head, _ in params:
-        column, side = _PARAM_COLUMN[kind]
+        column, side = _param_place(kind)
         x = _column_x(column, layer, block_x)
         if head is not None:
             y, h = strip_top - (head + 0.5), CELL

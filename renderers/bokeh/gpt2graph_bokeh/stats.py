@@ -1,9 +1,6 @@
-"""Value statistics of every node and the logit lens of the residual stream, computed from whole-layer
-tensors (``graph.hook``) rather than node by node, so a long prompt costs a few tensor operations per layer;
-a logit lens the graph already carries is read instead, for every vector it covers.
-
-The statistics are those of :func:`gpt2graph.values.summarize` (L2 norm, mean, population std, min, max),
-computed in float64 like it; an attention row of query position ``p`` has ``p + 1`` entries.
+"""Value statistics of every node and the logit lens of the residual stream, read from whole-layer tensors
+(``graph.summaries``, ``graph.hook``) rather than node by node, so a long prompt costs a few tensor
+operations per layer; a logit lens the graph already carries is read instead, for every vector it covers.
 """
 
 from __future__ import annotations
@@ -14,106 +11,62 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from gpt2graph import ops
-from gpt2graph.lens import lens_blocks, lens_logits, read_logits
-from gpt2graph.results import LogitLens
-from gpt2graph.schema import VectorKind
-from gpt2graph.topology import DECODE_KINDS, VECTOR_SPECS, Key
+from gpt2graph.plugin import (
+    SUMMARY_FIELDS,
+    TIED,
+    VECTOR_SPECS,
+    Key,
+    LogitLens,
+    VectorKind,
+    lens_blocks,
+    lens_logits,
+    percent,
+    read_logits,
+    summaries,
+)
 
 from .layout import Layout
-from .numbers import percent
 
 if TYPE_CHECKING:
     from gpt2graph import Graph
 
-__all__ = ["LENS_KINDS", "STATS", "attention", "lens_text", "node_stats", "relative"]
+__all__ = ["LENS_KINDS", "lens_text", "node_stats", "relative"]
 
 V = VectorKind
-STATS = ("norm", "mean", "std", "min", "max")
 #: residual-stream vectors, whose logit lens the page computes when the graph carries none
 LENS_KINDS = (V.input_embedding, V.resid_pre, V.resid_mid, V.resid_post)
 
 
-def _masked_stats(x: np.ndarray, mask: np.ndarray | None) -> list[np.ndarray]:
-    """Statistics over the last dimension of ``x``, counting only entries where ``mask`` (broadcast).
-
-    numpy rather than torch: these are many small operations, and torch's thread pool makes each of them
-    slow (milliseconds) whenever the machine is busy. Parameter slices are copied in numpy for the same reason."""
-    if mask is None:
-        mean = x.mean(-1)
-        return [np.sqrt((x * x).sum(-1)), mean, x.std(-1), x.min(-1), x.max(-1)]
-    count = mask.sum(-1)
-    zeroed = np.where(mask, x, 0.0)
-    mean = zeroed.sum(-1) / count
-    var = (np.where(mask, x - mean[..., None], 0.0) ** 2).sum(-1) / count
-    return [
-        np.sqrt((zeroed * zeroed).sum(-1)),
-        mean,
-        np.sqrt(var),
-        np.where(mask, x, np.inf).min(-1),
-        np.where(mask, x, -np.inf).max(-1),
-    ]
-
-
-def attention(graph: Graph, layer: int) -> tuple[Tensor, Tensor]:
-    """(scores, pattern) of every head of ``layer``, (n_head, n, n), in one batched computation."""
-    Q, K = (graph.hook(kind, layer).transpose(0, 1) for kind in (V.q, V.k))  # (H, n, d_head)
-    scores = ops.causal_scores(Q, K)
-    return scores, ops.softmax(scores)
-
-
-def _layer_values(graph: Graph, kind: str, layer: int | None, attn: dict[int, tuple[Tensor, Tensor]]) -> Tensor:
-    """One kind of one layer as (rows, width) in node order: heads first, then positions. ``attn`` keeps a
-    layer's scores and pattern, which are computed together."""
-    if kind in (V.attn_scores, V.attn_pattern):
-        if layer not in attn:
-            attn.clear()
-            attn[layer] = attention(graph, layer)
-        return attn[layer][0 if kind == V.attn_scores else 1]  # (H, n query, n key)
-    if kind == V.head_out:
-        return graph.hook(V.head_out, layer).transpose(0, 1)
-    whole = graph.hook(kind, layer)
-    if kind == V.token:
-        return whole.reshape(-1, 1)
-    return whole.transpose(0, 1) if VECTOR_SPECS[kind].per_head else whole
-
-
 def node_stats(graph: Graph, lay: Layout) -> dict[str, np.ndarray]:
-    """float32 columns ``norm, mean, std, min, max`` in node order (vectors, then parameters)."""
+    """float32 columns ``norm, mean, std, min, max`` in node order (vectors, then parameters), as each node's
+    ``summary`` has them."""
     n = graph.n_tokens
-    out = {name: np.zeros(lay.n_nodes, dtype=np.float32) for name in STATS}
-    causal = np.tril(np.ones((n, n), dtype=bool))
-    attn: dict[int, tuple[Tensor, Tensor]] = {}
+    out = {name: np.zeros(lay.n_nodes, dtype=np.float32) for name in SUMMARY_FIELDS}
     with torch.no_grad():
-        # the groups of one kind and layer (its heads) are consecutive: one operation covers them all
+        # the groups of one kind and layer (its heads) are consecutive: one call covers them all
         g = 0
         while g < len(lay.groups):
             kind, layer = lay.groups[g].kind, lay.groups[g].layer
-            values = _layer_values(graph, kind, layer, attn).numpy().astype(np.float64)
-            # attention rows see only earlier keys; decoding filters set dropped tokens to -inf: both are left out
-            mask = (
-                causal
-                if kind in (V.attn_scores, V.attn_pattern)
-                else np.isfinite(values)
-                if kind in DECODE_KINDS
-                else None
-            )
-            rows = values[..., 0].size
-            for name, column in zip(STATS, _masked_stats(values, mask), strict=True):
-                out[name][g * n : g * n + rows] = column.reshape(-1)
-            g += rows // n
+            stats = graph.summaries(kind, layer)
+            spec = VECTOR_SPECS[kind]
+            for name in SUMMARY_FIELDS:
+                column = stats[name]
+                column = column.T if spec.per_head and not spec.head_first else column  # heads first, as the groups
+                out[name][g * n : g * n + column.numel()] = column.reshape(-1).numpy()
+            g += column.numel() // n
         # parameters likewise by kind and layer, the heads' slices stacked
         i = 0
         while i < len(lay.params):
             kind, layer = lay.params[i].kind, lay.params[i].layer
             run = [k for k in lay.params[i : i + graph.dims.n_head] if (k.kind, k.layer) == (kind, layer)]
-            if kind == "W_U":  # tied: W_E transposed, with the same statistics
-                stats = [out[name][lay.n_vectors + lay.params.index(Key("W_E"))] for name in STATS]
+            if kind in TIED:  # the same numbers as the parameter it is tied to, transposed
+                tied = lay.n_vectors + lay.param_index[Key(TIED[kind])]
+                stats = {name: out[name][tied] for name in SUMMARY_FIELDS}
             else:  # float32: W_E alone has 38M entries
-                flat = np.stack([graph.param(*k[:3]).numpy().reshape(-1) for k in run])
-                stats = _masked_stats(flat, None)
-            for name, column in zip(STATS, stats, strict=True):
-                out[name][lay.n_vectors + i : lay.n_vectors + i + len(run)] = column
+                flat = torch.stack([graph.param(*k[:3]).reshape(-1) for k in run])
+                stats = {name: v.numpy() for name, v in summaries(flat, dtype=torch.float32).items()}
+            for name in SUMMARY_FIELDS:
+                out[name][lay.n_vectors + i : lay.n_vectors + i + len(run)] = stats[name]
             i += len(run)
     return out
 

@@ -18,9 +18,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from gpt2graph.errors import RendererError
-from gpt2graph.registry import Option
-from gpt2graph.storage import atomic_write
+from gpt2graph.plugin import Option, RendererError, atomic_write
 
 from .draw import element_id, to_svg
 from .layout import layout

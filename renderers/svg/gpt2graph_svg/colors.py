@@ -1,14 +1,12 @@
-"""Colours: one hue per legend category, a diverging scale for signed values and a sequential one for
-attention weights. Kept in one place so the legend and the drawing cannot disagree."""
+"""The poster's own colours: text and rules, a diverging scale for signed values and a sequential one for
+attention weights, kept in one place so the legend and the drawing cannot disagree. The category colours are
+every renderer's (:data:`gpt2graph.plugin.CATEGORY_COLOURS`)."""
 
 from __future__ import annotations
 
 import itertools
 
 __all__ = [
-    "CATEGORY",
-    "CATEGORY_LABEL",
-    "tint",
     "diverging",
     "sequential",
     "ink_on",
@@ -21,25 +19,6 @@ __all__ = [
     "MASKED",
 ]
 
-#: legend category -> strong colour (strokes, swatches, headings)
-CATEGORY = {
-    "tokenizer": "#7b52ab",
-    "parameter": "#a87b2f",
-    "operation": "#5b6472",
-    "residual": "#2b6cb0",
-    "attention": "#d0661b",
-    "mlp": "#2f8a4e",
-    "unembedding": "#b8326e",
-}
-CATEGORY_LABEL = {
-    "tokenizer": "tokenizer",
-    "parameter": "parameters (learned weights)",
-    "operation": "operations",
-    "residual": "residual stream",
-    "attention": "attention",
-    "mlp": "MLP",
-    "unembedding": "unembedding and decoding",
-}
 TEXT = "#1f2328"
 MUTED = "#57606a"
 RULE = "#c9ced6"
@@ -79,12 +58,6 @@ def diverging(t: float) -> str:
 def sequential(t: float) -> str:
     """Colour of a weight in 0..1."""
     return _ramp(SEQUENTIAL_STOPS, t)
-
-
-def tint(colour: str, amount: float) -> str:
-    """``colour`` mixed with white: amount 0 is white, 1 the colour itself."""
-    rgb = [int(colour[i : i + 2], 16) for i in (1, 3, 5)]
-    return _hex(tuple(255 + (c - 255) * amount for c in rgb))
 
 
 def ink_on(fill: str) -> str:

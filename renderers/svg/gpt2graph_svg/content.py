@@ -1,5 +1,6 @@
 """What the callouts say, apart from where they go: annotations and glossary entries from the glossary data,
-resolved for this run and reduced to plain text and safe links."""
+resolved for this run and reduced to plain text (the SVG shows text only, so no Markdown ever becomes markup)
+and links the core's link policy allows."""
 
 from __future__ import annotations
 
@@ -7,11 +8,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from gpt2graph.glossary import ResolvedAnnotation, template_values
+from gpt2graph.plugin import ResolvedAnnotation, parse_markdown, safe_url, template_values
 
-from .text import markdown_paragraphs
-
-__all__ = ["Link", "Callout", "Content", "safe_url", "DECODING_OPS"]
+__all__ = ["Link", "Callout", "Content", "DECODING_OPS"]
 
 #: annotation target kinds of the decoding steps, which have no graph nodes
 #: the operation kinds of the decoding stage (a callout targeting one is drawn with the decoding panel)
@@ -34,12 +33,6 @@ class Callout:
     caption: str
     paragraphs: tuple[str, ...]
     links: tuple[Link, ...]
-
-
-def safe_url(url: str) -> str | None:
-    """Only web and mail links become hyperlinks: a ``javascript:`` or ``data:`` URL is shown as nothing."""
-    lowered = url.strip().lower()
-    return url.strip() if lowered.startswith(("https://", "http://", "mailto:")) else None
 
 
 class Content:
@@ -92,16 +85,7 @@ class Content:
         return next((self._resolved(a) for a in self.graph.glossary.annotations if a.id == self.TERMINOLOGY), None)
 
     def _resolved(self, a: Any) -> Callout:
-        values = template_values(self.graph)
-        return self._callout(
-            ResolvedAnnotation(
-                a.id,
-                a.title.format_map(values),
-                a.body.format_map(values),
-                None if a.caption is None else a.caption.format_map(values),
-                tuple(a.glossary),
-            )
-        )
+        return self._callout(a.resolve(template_values(self.graph)))
 
     def _callout(self, a: Any) -> Callout:
         links = []
@@ -114,4 +98,5 @@ class Content:
                 links.append(
                     Link(entry.term, safe_url(source.url), f"{entry.term}: {entry.summary} (source: {source.title})")
                 )
-        return Callout(a.id, a.title, a.caption or "", tuple(markdown_paragraphs(a.body)), tuple(links))
+        paragraphs = tuple(block.text for block in parse_markdown(a.body))
+        return Callout(a.id, a.title, a.caption or "", paragraphs, tuple(links))

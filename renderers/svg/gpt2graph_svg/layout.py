@@ -15,14 +15,22 @@ from __future__ import annotations
 
 from typing import Any
 
-from gpt2graph.results import DecodingResult
-from gpt2graph.topology import LAYERNORMS, Key
+from gpt2graph.plugin import (
+    CATEGORY_COLOURS,
+    CATEGORY_LABELS,
+    LAYERNORMS,
+    VECTOR_SPECS,
+    DecodingResult,
+    Key,
+    fixed,
+    tint,
+)
 
 from . import colors as C
 from .content import Callout, Content
 from .panels import Panels
 from .readout import Readout
-from .scene import CELL_H, CELL_W, COL_W, FS, MARKER_W, PAD, Box, Group, Path, Rect, Scene, Text, fmt, text_at
+from .scene import CELL_H, CELL_W, COL_W, FS, MARKER_W, PAD, Box, Group, Path, Rect, Scene, Text, text_at
 from .text import fit, line_height, width, wrap
 
 __all__ = ["layout", "SAMPLE_HEAD", "SAMPLE_TAIL", "sample_indices"]
@@ -154,7 +162,7 @@ class _Layout(Panels):
         self.panels.append((self.y, category, depth))
         x = PANEL_X + 7 * depth + 10
         self.y += 6
-        t = text_at(x, self.y, [title], FS["h2"], bold=True, colour=C.CATEGORY[category])
+        t = text_at(x, self.y, [title], FS["h2"], bold=True, colour=CATEGORY_COLOURS[category])
         texts = [t]
         if subtitle:
             texts.append(text_at(t.box.right + 10, self.y + 2, [subtitle], FS["small"], colour=C.MUTED))
@@ -172,14 +180,20 @@ class _Layout(Panels):
             group.parts.append(
                 Rect(
                     Box(x0 + 5 * i, top - 5 * i, box.w, box.h),
-                    C.tint(C.CATEGORY[category], 0.1),
-                    C.tint(C.CATEGORY[category], 0.5),
+                    tint(CATEGORY_COLOURS[category], 0.1),
+                    tint(CATEGORY_COLOURS[category], 0.5),
                     0.8,
                     6,
                 )
             )
         group.parts.append(
-            Rect(box, C.tint(C.CATEGORY[category], 0.06 + 0.03 * depth), C.tint(C.CATEGORY[category], 0.55), 1.2, 8)
+            Rect(
+                box,
+                tint(CATEGORY_COLOURS[category], 0.06 + 0.03 * depth),
+                tint(CATEGORY_COLOURS[category], 0.55),
+                1.2,
+                8,
+            )
         )
         self.panel_groups.append((depth, group))
         self.y += 10
@@ -193,7 +207,7 @@ class _Layout(Panels):
         group.texts.append(title)
         y = title.box.bottom + 2
         if c.caption:
-            cap = self.wrapped(x, y, c.caption, w, FS["small"], italic=True, colour=C.CATEGORY[category])
+            cap = self.wrapped(x, y, c.caption, w, FS["small"], italic=True, colour=CATEGORY_COLOURS[category])
             group.texts.append(cap)
             y = cap.box.bottom + 4
         for para in c.paragraphs:
@@ -214,13 +228,13 @@ class _Layout(Panels):
             y += lh + 2
         y += PAD - 4
         group.parts.append(Rect(Box(self.cx, top, CALLOUT_W, y - top), "#ffffff", C.RULE, 1, 6))
-        group.parts.append(Rect(Box(self.cx, top, 4, y - top), C.CATEGORY[category], rx=2))
+        group.parts.append(Rect(Box(self.cx, top, 4, y - top), CATEGORY_COLOURS[category], rx=2))
         leader_y = top + PAD + line_height(FS["h2"]) / 2
-        colour = C.CATEGORY[category]
+        colour = CATEGORY_COLOURS[category]
         self.back.append(
             Group(
                 [
-                    Path(f"M{self.panel_right + 2},{anchor} L{self.cx},{leader_y}", C.tint(colour, 0.6), 1, dash="3 3"),
+                    Path(f"M{self.panel_right + 2},{anchor} L{self.cx},{leader_y}", tint(colour, 0.6), 1, dash="3 3"),
                     Rect(Box(self.panel_right, anchor - 2, 4, 4), colour, rx=2),
                 ]
             )
@@ -230,7 +244,7 @@ class _Layout(Panels):
 
     # ---- gutter labels ------------------------------------------------------------------------------
     def row_label(self, y: float, name: str, caption: str, category: str, extra: str = "") -> float:
-        t = self.wrapped(GUTTER_X, y, name, GUTTER_W, FS["body"] + 0.5, bold=True, colour=C.CATEGORY[category])
+        t = self.wrapped(GUTTER_X, y, name, GUTTER_W, FS["body"] + 0.5, bold=True, colour=CATEGORY_COLOURS[category])
         texts = [t]
         c = self.wrapped(GUTTER_X, t.box.bottom, caption, GUTTER_W, FS["small"], colour=C.MUTED)
         texts.append(c)
@@ -245,7 +259,7 @@ class _Layout(Panels):
     def connector(self, label: str, params: list[Key] = (), note: str = "", arrows: bool = True) -> None:
         """An operation between two rows: its name and parameters in the gutter, arrows down each lane."""
         top = self.y + 4
-        t = self.wrapped(GUTTER_X, top, label, GUTTER_W, FS["small"], bold=True, colour=C.CATEGORY["operation"])
+        t = self.wrapped(GUTTER_X, top, label, GUTTER_W, FS["small"], bold=True, colour=CATEGORY_COLOURS["operation"])
         self.label(t)
         y = t.box.bottom + 2
         if note:
@@ -262,7 +276,15 @@ class _Layout(Panels):
             node = self.top.param_id(key)
             self.add(
                 Group(
-                    [Rect(Box(x, y, w, ch), C.tint(C.CATEGORY["parameter"], 0.18), C.CATEGORY["parameter"], 0.8, 3)],
+                    [
+                        Rect(
+                            Box(x, y, w, ch),
+                            tint(CATEGORY_COLOURS["parameter"], 0.18),
+                            CATEGORY_COLOURS["parameter"],
+                            0.8,
+                            3,
+                        )
+                    ],
                     [text_at(x + 5, y + 2, [text], FS["tiny"], colour=C.TEXT)],
                     node=node,
                     tip=self.param_tip(node),
@@ -321,7 +343,7 @@ class _Layout(Panels):
                 fill = C.MASKED if t == float("-inf") else C.diverging(t)
                 group.parts.append(Rect(Box(cx, top, cell_w, CELL_H), fill, "#ffffff", 0.5))
                 cx += cell_w
-            group.parts.append(Rect(Box(x0, top, cx - x0, CELL_H), "none", C.CATEGORY[category], 0.9, 1.5))
+            group.parts.append(Rect(Box(x0, top, cx - x0, CELL_H), "none", CATEGORY_COLOURS[category], 0.9, 1.5))
             y = top + CELL_H + 1
             if i == 0:  # index labels under the first lane only: the others share them
                 first = text_at(x0 + cell_w / 2, y, ["0"], FS["tiny"], anchor="middle", colour=C.MUTED)
@@ -345,8 +367,8 @@ class _Layout(Panels):
         self.y = max(bottom, strip_bottom) + 6
 
     def op_marker(self, out: Key, x: float, y: float) -> None:
-        op_id = "op:" + self.top.vector_id(out)
-        colour = C.CATEGORY["operation"]
+        op_id = self.top.op_id(out)
+        colour = CATEGORY_COLOURS["operation"]
         d = f"M{x + 1},{y + 2} L{x + MARKER_W - 1},{y + CELL_H / 2} L{x + 1},{y + CELL_H - 2} Z"
         self.add(Group([Path(d, colour, 1, fill=colour)], node=op_id, tip=self.op_tip(op_id), cls="node operation"))
 
@@ -461,8 +483,10 @@ class _Layout(Panels):
         group = Group(cls="legend")
         group.texts.append(text_at(x, y, ["Legend"], FS["h2"], bold=True))
         y += line_height(FS["h2"]) + 4
-        for cat, label in C.CATEGORY_LABEL.items():
-            group.parts.append(Rect(Box(x, y + 1, 14, 11), C.tint(C.CATEGORY[cat], 0.25), C.CATEGORY[cat], 1.2, 2))
+        for cat, label in CATEGORY_LABELS.items():
+            group.parts.append(
+                Rect(Box(x, y + 1, 14, 11), tint(CATEGORY_COLOURS[cat], 0.25), CATEGORY_COLOURS[cat], 1.2, 2)
+            )
             group.texts.append(text_at(x + 20, y, [label], FS["body"]))
             y += line_height(FS["body"]) + 3
         bottom = y
@@ -568,8 +592,8 @@ class _Layout(Panels):
                 [
                     Rect(
                         Box(self.dx, top, box_w, t.box.h + 12),
-                        C.tint(C.CATEGORY["tokenizer"], 0.1),
-                        C.CATEGORY["tokenizer"],
+                        tint(CATEGORY_COLOURS["tokenizer"], 0.1),
+                        CATEGORY_COLOURS["tokenizer"],
                         1,
                         6,
                     )
@@ -588,18 +612,19 @@ class _Layout(Panels):
             GUTTER_W,
             FS["small"],
             bold=True,
-            colour=C.CATEGORY["operation"],
+            colour=CATEGORY_COLOURS["operation"],
         )
         self.label(t)
         bottom = top + 30
-        fan = Group(node="op:tokenize", tip=self.op_tip("op:tokenize"), cls="node operation")
+        tokenize = self.top.op_id(Key("token", None, None, 0))
+        fan = Group(node=tokenize, tip=self.op_tip(tokenize), cls="node operation")
         mid = self.dx + self.diagram_w / 2
         for cx in self.col_x.values():
             tx = cx + COL_W / 2 - 2
             fan.parts.append(
                 Path(
                     f"M{mid},{top - 4} C{mid},{top + 14} {tx},{top + 10} {tx},{bottom - 3}",
-                    C.CATEGORY["tokenizer"],
+                    CATEGORY_COLOURS["tokenizer"],
                     1.2,
                     arrow=True,
                 )
@@ -615,7 +640,15 @@ class _Layout(Panels):
             node = self.top.vector_id(Key("token", None, None, p))
             label = fit(self.tokens[p], chip_w - 8, FS["h2"] + 0.5, bold=True)
             group = Group(
-                [Rect(Box(x, top, chip_w, 26), C.tint(C.CATEGORY["tokenizer"], 0.2), C.CATEGORY["tokenizer"], 1.2, 5)],
+                [
+                    Rect(
+                        Box(x, top, chip_w, 26),
+                        tint(CATEGORY_COLOURS["tokenizer"], 0.2),
+                        CATEGORY_COLOURS["tokenizer"],
+                        1.2,
+                        5,
+                    )
+                ],
                 [
                     text_at(x + chip_w / 2, top + 4, [label], FS["h2"] + 0.5, anchor="middle", bold=True),
                     text_at(
@@ -677,11 +710,13 @@ class _Layout(Panels):
         """A LayerNorm as its three steps, one row each: the scale, the normalised vector, the output."""
         scale, normalized, out = LAYERNORMS[which]
         self.connector("scale: σ = √(var(x) + ε), one number per position")
-        self.vector_row(scale, layer, f"{which} scale σ (hook_scale)", self.caption("scalar"), category)
+        hook = {kind: VECTOR_SPECS[kind].hook_point for kind in LAYERNORMS[which]}
+        self.vector_row(scale, layer, f"{which} scale σ ({hook[scale]})", self.caption("scalar"), category)
         self.connector("normalise: (x − mean(x)) / σ")
-        self.vector_row(normalized, layer, f"{which} normalised (hook_normalized)", self.caption("residual"), category)
+        name = f"{which} normalised ({hook[normalized]})"
+        self.vector_row(normalized, layer, name, self.caption("residual"), category)
         self.connector(f"gain and bias: × {which}_w + {which}_b", [Key(f"{which}_w", layer), Key(f"{which}_b", layer)])
-        self.vector_row(out, layer, f"{which} output (hook_out)", self.caption("residual"), category)
+        self.vector_row(out, layer, f"{which} output ({hook[out]})", self.caption("residual"), category)
 
     def lane_mark(self, y: float, what: str) -> None:
         self.lane_marks.append((y, what))
@@ -783,7 +818,7 @@ class _Layout(Panels):
             ("pattern", x_left + block_w + 90, "attention pattern (softmax)"),
         )
         headings = [
-            self.wrapped(x0, top, heading, block_w, FS["small"], bold=True, colour=C.CATEGORY["attention"])
+            self.wrapped(x0, top, heading, block_w, FS["small"], bold=True, colour=CATEGORY_COLOURS["attention"])
             for _, x0, heading in sides
         ]
         self.label(*headings)
@@ -807,7 +842,7 @@ class _Layout(Panels):
             numbers = {}
             if cell >= 20:
                 digits = 2 if which == "pattern" or scale < 1 else 1
-                numbers = {(q, k): fmt(float(rows[q][k]), digits) for q in pos for k in pos if k <= q}
+                numbers = {(q, k): fixed(float(rows[q][k]), digits) for q in pos for k in pos if k <= q}
                 if any(width(s, FS["cell"]) > cell - 3 for s in numbers.values()):
                     numbers = {}
             for i, q in enumerate(pos):
@@ -849,7 +884,7 @@ class _Layout(Panels):
         # the softmax arrow between the two maps
         ay = top + (max(bottoms) - top) / 2
         ax0, ax1 = x_left + block_w + 8, x_left + block_w + 82
-        self.back.append(Group([Path(f"M{ax0},{ay} H{ax1}", C.CATEGORY["operation"], 1.5, arrow=True)]))
+        self.back.append(Group([Path(f"M{ax0},{ay} H{ax1}", CATEGORY_COLOURS["operation"], 1.5, arrow=True)]))
         self.label(
             text_at(
                 (ax0 + ax1) / 2,
@@ -857,7 +892,7 @@ class _Layout(Panels):
                 ["softmax"],
                 FS["small"],
                 anchor="middle",
-                colour=C.CATEGORY["operation"],
+                colour=CATEGORY_COLOURS["operation"],
             )
         )
         note = text_at(
@@ -879,7 +914,7 @@ class _Layout(Panels):
         for i in range(min(n, 4) - 1, 0, -1):
             group.parts.append(Rect(Box(x0 + 4 * i, top - 4 * i, w, 50), "#ffffff", C.RULE, 1, 6, dash="4 3"))
         msg = f"⋮  {span} elided: {n} more {'block' if n == 1 else 'blocks'}, each with the same structure"
-        t = self.wrapped(GUTTER_X, top + 9, msg, w - 60, FS["h2"], bold=True, colour=C.CATEGORY["residual"])
+        t = self.wrapped(GUTTER_X, top + 9, msg, w - 60, FS["h2"], bold=True, colour=CATEGORY_COLOURS["residual"])
         hint = self.wrapped(
             GUTTER_X,
             t.box.bottom + 2,
@@ -890,7 +925,14 @@ class _Layout(Panels):
         )
         h = hint.box.bottom + 9 - top
         group.parts.append(
-            Rect(Box(x0, top, w, h), C.tint(C.CATEGORY["residual"], 0.06), C.CATEGORY["residual"], 1, 6, dash="4 3")
+            Rect(
+                Box(x0, top, w, h),
+                tint(CATEGORY_COLOURS["residual"], 0.06),
+                CATEGORY_COLOURS["residual"],
+                1,
+                6,
+                dash="4 3",
+            )
         )
         group.texts += [t, hint]
         self.front.append(group)
@@ -934,9 +976,9 @@ class _Layout(Panels):
     def residual_lane(self) -> None:
         if self.lane_top is None:
             return
-        colour = C.CATEGORY["residual"]
+        colour = CATEGORY_COLOURS["residual"]
         group = Group(
-            [Path(f"M{LANE_X},{self.lane_top} V{self.lane_bottom}", C.tint(colour, 0.55), 5)], cls="residual-lane"
+            [Path(f"M{LANE_X},{self.lane_top} V{self.lane_bottom}", tint(colour, 0.55), 5)], cls="residual-lane"
         )
         for y, what in self.lane_marks:
             if what == "add":

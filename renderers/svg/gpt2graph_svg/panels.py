@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import math
 
-from gpt2graph.topology import Key
+from gpt2graph.plugin import CATEGORY_COLOURS, Key, fixed, percent, signed, tint
 
 from . import colors as C
-from .readout import HEAD_METRIC, decoding_rows, pct, signed
-from .scene import CELL_H, COL_W, FS, MARKER_W, Box, Group, Path, Rect, Text, fmt, text_at
+from .readout import HEAD_METRIC, decoding_rows
+from .scene import CELL_H, COL_W, FS, MARKER_W, Box, Group, Path, Rect, Text, text_at
 from .text import fit, line_height, width
 
 __all__ = ["Panels", "DLA_ROWS"]
@@ -98,7 +98,7 @@ class Panels:
                 v = self.g.values(self.top.vector_id(Key(kind, None, None, p)))
                 if kind == "probs":
                     best = int(v.argmax())
-                    below[p] = f"top: {self.g.decode_token(best)} {pct(float(v[best]))}"
+                    below[p] = f"top: {self.g.decode_token(best)} {percent(float(v[best]))}"
                 else:
                     below[p] = f"kept {int(v.isfinite().sum()):,} of {self.d.n_vocab:,}"
             self.vector_row(kind, None, name, self.caption("vocab"), "unembedding", below=below)
@@ -113,7 +113,7 @@ class Panels:
         top = self.y + 2
         self.row_label(top, "next token", "one token id per position", "unembedding")
         chip_w = COL_W - MARKER_W - 18
-        colour = C.CATEGORY["unembedding"]
+        colour = CATEGORY_COLOURS["unembedding"]
         for p in self.positions:
             key = Key("next_token", None, None, p)
             node = self.top.vector_id(key)
@@ -123,7 +123,7 @@ class Panels:
             label = fit(self.g.decode_token(chosen), chip_w - 8, FS["body"], bold=True)
             self.add(
                 Group(
-                    [Rect(Box(x, top, chip_w, CELL_H + 4), C.tint(colour, 0.2), colour, 1, 4)],
+                    [Rect(Box(x, top, chip_w, CELL_H + 4), tint(colour, 0.2), colour, 1, 4)],
                     [
                         text_at(x + chip_w / 2, top + 1, [label], FS["body"], anchor="middle", bold=True),
                         text_at(x, top + CELL_H + 6, [f"id {chosen}"], FS["tiny"], colour=C.MUTED),
@@ -154,13 +154,13 @@ class Panels:
         n, gap = len(boxes), 26
         box_w = min(150.0, (self.diagram_w - gap * (n - 1)) / n)
         row_h = line_height(FS["h2"]) + 2 * line_height(FS["small"]) + 12
-        colour = C.CATEGORY["unembedding"]
+        colour = CATEGORY_COLOURS["unembedding"]
         x = self.dx
         for i, (kind, label, value, note) in enumerate(boxes):
             mid = x + box_w / 2
             self.front.append(
                 Group(
-                    [Rect(Box(x, top, box_w, row_h), C.tint(colour, 0.12), colour, 1.2, 6)],
+                    [Rect(Box(x, top, box_w, row_h), tint(colour, 0.12), colour, 1.2, 6)],
                     [
                         text_at(mid, top + 5, [label], FS["h2"], anchor="middle", bold=True, colour=colour),
                         text_at(
@@ -189,7 +189,7 @@ class Panels:
                         [
                             Path(
                                 f"M{x + box_w + 3},{top + row_h / 2} H{x + box_w + gap - 3}",
-                                C.CATEGORY["operation"],
+                                CATEGORY_COLOURS["operation"],
                                 1.5,
                                 arrow=True,
                             )
@@ -202,7 +202,7 @@ class Panels:
     def decoding_table(self) -> None:
         """The candidates with their probability after every step, a bar under each; the chosen one in bold."""
         dec = self.decoding
-        colour = C.CATEGORY["unembedding"]
+        colour = CATEGORY_COLOURS["unembedding"]
         x0, y = self.dx, self.y
         cols = {"rank": x0, "token": x0 + 34, "id": x0 + 166, "logit": x0 + 222}
         step_x = x0 + 286
@@ -247,12 +247,12 @@ class Panels:
                 + (" · chosen" if row.chosen else ""),
             )
             if row.chosen:
-                g.parts.append(Rect(Box(x0 - 4, y - 1, self.diagram_right - x0 + 4, rh), C.tint(colour, 0.12), rx=3))
+                g.parts.append(Rect(Box(x0 - 4, y - 1, self.diagram_right - x0 + 4, rh), tint(colour, 0.12), rx=3))
             g.texts += [
                 text_at(cols["rank"], y, ["…" if row.rank is None else str(row.rank)], FS["body"], bold=bold),
                 text_at(cols["token"], y, [fit(row.token, 126, FS["body"], bold)], FS["body"], bold=bold),
                 text_at(cols["id"], y, [str(row.token_id)], FS["body"], colour=C.MUTED),
-                text_at(cols["logit"], y, [fmt(row.logit, 3)], FS["body"], colour=C.MUTED),
+                text_at(cols["logit"], y, [fixed(row.logit, 3)], FS["body"], colour=C.MUTED),
             ]
             self.front.append(g)
             for i, (s, prob) in enumerate(zip(dec.steps, row.probs, strict=True)):
@@ -266,10 +266,10 @@ class Panels:
                         data={"step": s.kind, "token-id": str(row.token_id)},
                     )
                 else:
-                    shown = "0 (cut)" if prob == 0 else pct(prob)
+                    shown = "0 (cut)" if prob == 0 else percent(prob)
                     cell = Group(
                         [
-                            Rect(Box(x, y + rh - 5, step_w - 12, 2.5), C.tint(colour, 0.12)),
+                            Rect(Box(x, y + rh - 5, step_w - 12, 2.5), tint(colour, 0.12)),
                             Rect(Box(x, y + rh - 5, max(0.5, (step_w - 12) * prob), 2.5), colour),
                         ],
                         [text_at(x, y, [shown], FS["body"], bold=bold, colour=C.MUTED if prob == 0 else C.TEXT)],
@@ -297,7 +297,7 @@ class Panels:
         self.begin_band()
         top = self.y + 4
         self.label(
-            text_at(self.gutter_x, top + 6, ["next token"], FS["h2"], bold=True, colour=C.CATEGORY["unembedding"])
+            text_at(self.gutter_x, top + 6, ["next token"], FS["h2"], bold=True, colour=CATEGORY_COLOURS["unembedding"])
         )
         size = FS["title"] - 4
         shown = fit(c.token, 400, size, True)
@@ -305,7 +305,7 @@ class Panels:
         how = "greedy: the most probable token" if dec.greedy else f"sampled with seed {dec.seed}"
         self.front.append(
             Group(
-                [Rect(box, C.CATEGORY["unembedding"], rx=8)],
+                [Rect(box, CATEGORY_COLOURS["unembedding"], rx=8)],
                 [text_at(box.x + 20, top + 8, [shown], size, bold=True, colour="#ffffff")],
                 tip=f"next token {c.token!r} (id {c.id}), probability {c.prob:.6g} after the last step; {how}",
                 cls="output-token",
@@ -315,7 +315,7 @@ class Panels:
         sub = self.wrapped(
             box.right + 14,
             top + 6,
-            f"id {c.id} · probability {pct(c.prob)} · {how} · appended to the prompt, and the pass runs again",
+            f"id {c.id} · probability {percent(c.prob)} · {how} · appended to the prompt, and the pass runs again",
             self.diagram_right - box.right - 14,
             FS["body"],
             colour=C.MUTED,
@@ -354,7 +354,9 @@ class Panels:
                 fill = C.sequential(best.prob)
                 box = Box(self.col_x[p] + 4, y, self.col_w - 8, rh - 2)
                 hit = p + 1 < len(token_ids) and best.id == token_ids[p + 1]
-                prob = text_at(box.right - 4, y + 4, [pct(best.prob)], FS["tiny"], anchor="end", colour=C.ink_on(fill))
+                prob = text_at(
+                    box.right - 4, y + 4, [percent(best.prob)], FS["tiny"], anchor="end", colour=C.ink_on(fill)
+                )
                 token = text_at(
                     box.x + 4,
                     y + 3,
@@ -365,7 +367,7 @@ class Panels:
                 )
                 self.front.append(
                     Group(
-                        [Rect(box, fill, C.CATEGORY["unembedding"] if hit else C.RULE, 2 if hit else 0.6, 3)],
+                        [Rect(box, fill, CATEGORY_COLOURS["unembedding"] if hit else C.RULE, 2 if hit else 0.6, 3)],
                         [token, prob],
                         tip="\n".join([node, *self.readout.notes(node)]),
                         cls="lens-cell",
@@ -471,9 +473,9 @@ class Panels:
         if value is None:
             return "n/a"
         if self.head_color != "dla":
-            return fmt(value, 2)
+            return fixed(value, 2)
         digits = max(0, 1 - math.floor(math.log10(self.head_scale)))
-        text = fmt(value, digits)
+        text = fixed(value, digits)
         return text if text == "0" or text.startswith("−") else "+" + text
 
     def head_map_panel(self) -> None:

@@ -9,16 +9,21 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from gpt2graph.decoding import decode_next
-from gpt2graph.errors import InterpretError, RendererError
-from gpt2graph.results import Attribution, DecodingResult, LensEntry
+from gpt2graph.plugin import (
+    Attribution,
+    DecodingResult,
+    InterpretError,
+    LensEntry,
+    RendererError,
+    decode_next,
+    percent,
+    signed,
+)
 
 __all__ = [
     "HEAD_COLOURS",
     "HEAD_METRIC",
     "CANDIDATES",
-    "pct",
-    "signed",
     "decoding",
     "decoding_view",
     "Row",
@@ -38,17 +43,6 @@ HEAD_METRIC = {
 HEAD_COLOURS = tuple(HEAD_METRIC)
 #: rows of a decoding table computed for the render (a stored one keeps the analysis's own length)
 CANDIDATES = 8
-
-
-def pct(p: float) -> str:
-    """A probability as a percentage with three significant digits: an untrained model's 0.00328% stays
-    readable where a fixed one decimal would print 0.0%."""
-    return f"{100 * p:.3g}%"
-
-
-def signed(v: float, digits: int = 4) -> str:
-    """A signed number with a real minus sign, ``digits`` significant digits; zero has no sign."""
-    return "0" if v == 0 else f"{v:+.{digits}g}".replace("-", "−")
 
 
 def decoding_view(
@@ -133,10 +127,7 @@ class Readout:
         self.dla = {} if a is None else {c.component: c for c in a.dla.contributions}
         self.roles = {} if a is None else {(r.layer, r.head): r for r in a.roles.heads}
         self.circuits = {} if a is None else {(c.layer, c.head): c for c in a.circuits.heads}
-        self.head_dla: dict[tuple[int, int], float] = {}
-        for c in self.dla.values():
-            if c.kind == "head_out":
-                self.head_dla[c.layer, c.head] = self.head_dla.get((c.layer, c.head), 0.0) + c.contribution
+        self.head_dla = {} if a is None else a.dla.by_head()
 
     def lens(self, node_id: str) -> LensEntry | None:
         """The stored logit-lens entry of a node (made from the lens arrays only for the nodes drawn)."""
@@ -153,17 +144,17 @@ class Readout:
         entry = self.lens(node_id)
         if entry is not None:
             lines.append(
-                f"logit lens (top {len(entry.top)}): " + " · ".join(f"{t.token!r} {pct(t.prob)}" for t in entry.top)
+                f"logit lens (top {len(entry.top)}): " + " · ".join(f"{t.token!r} {percent(t.prob)}" for t in entry.top)
             )
             if entry.next_token_rank is not None:
                 following = self.g.tokenization.tokens_visible[self.g.node(node_id).position + 1]
                 lines.append(
                     f"next token {following!r}: rank {entry.next_token_rank:,} under the lens, "
-                    f"{pct(entry.next_token_prob)}"
+                    f"{percent(entry.next_token_prob)}"
                 )
             if entry.target_rank is not None:
                 target = self.g.decode_token(self.analysis.lens.target)
-                lines.append(f"target {target!r}: rank {entry.target_rank:,}, {pct(entry.target_prob)}")
+                lines.append(f"target {target!r}: rank {entry.target_rank:,}, {percent(entry.target_prob)}")
         c = self.dla.get(node_id)
         if c is not None:
             extra = " (the MLP's output without b_out, which counts on its own)" if c.kind == "mlp_out" else ""

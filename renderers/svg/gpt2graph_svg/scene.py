@@ -18,7 +18,6 @@ __all__ = [
     "Group",
     "Scene",
     "text_at",
-    "fmt",
     "FS",
     "PAD",
     "COL_W",
@@ -132,9 +131,3 @@ def text_at(
     w = max(width(line, size, bold) for line in lines)
     left = {"start": x, "middle": x - w / 2, "end": x - w}[anchor]
     return Text(Box(left, y, w, line_height(size) * len(lines)), lines, size, bold=bold, anchor=anchor, **style)
-
-
-def fmt(v: float, digits: int = 2) -> str:
-    """A fixed-point number with a real minus sign; zero never shows a sign."""
-    s = f"{v:.{digits}f}".replace("-", "−")
-    return "0" if s in ("0." + "0" * digits, "−0." + "0" * digits) else s

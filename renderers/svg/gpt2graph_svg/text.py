@@ -6,7 +6,6 @@ within 0.1%; fixed per-character estimates are off by 5-30%, enough to make wrap
 
 from __future__ import annotations
 
-import re
 import shutil
 import subprocess
 import warnings
@@ -15,7 +14,7 @@ from pathlib import Path
 
 from PIL import ImageFont
 
-__all__ = ["FONT_FAMILY", "font_file", "width", "line_height", "ascent", "wrap", "fit", "markdown_paragraphs"]
+__all__ = ["FONT_FAMILY", "font_file", "width", "line_height", "ascent", "wrap", "fit"]
 
 #: what the SVG asks for; DejaVu Sans first because that is what we measure with
 FONT_FAMILY = "'DejaVu Sans', Verdana, sans-serif"
@@ -119,20 +118,3 @@ def fit(text: str, max_width: float, size: float, bold: bool = False) -> str:
     if width(text, size, bold) <= max_width:
         return text
     return text[: _fitting_prefix(text, max_width - width("…", size, bold), size, bold)] + "…"
-
-
-_LINK = re.compile(r"\[([^\]]*)\]\([^)]*\)")
-_EMPHASIS = re.compile(r"(\*\*|__|\*|`)")
-
-
-def markdown_paragraphs(markdown: str) -> list[str]:
-    """Paragraphs of a Markdown body as plain text (links keep their text; emphasis and code marks dropped).
-    The SVG shows text only, so no Markdown ever becomes markup."""
-    paragraphs = re.split(r"\n\s*\n", markdown.strip())
-    out = []
-    for p in paragraphs:
-        p = _EMPHASIS.sub("", _LINK.sub(r"\1", p))
-        p = " ".join(line.strip().lstrip("-*").strip() for line in p.splitlines())
-        if p:
-            out.append(p)
-    return out

@@ -9,19 +9,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from gpt2graph.errors import RendererError
-from gpt2graph.registry import Option
-from gpt2graph.storage import atomic_write
-
-COLOURS = {
-    "tokenizer": "#d9ccec",
-    "parameter": "#efe0c2",
-    "operation": "#e2e5ea",
-    "residual": "#cfe0f3",
-    "attention": "#f8d9c0",
-    "mlp": "#cfe9d7",
-    "unembedding": "#f1cfe0",
-}
+# everything a renderer may use from gpt2graph is in gpt2graph.plugin (the renderer API)
+from gpt2graph.plugin import CATEGORY_COLOURS, Option, RendererError, atomic_write, tint
 
 
 class DotRenderer:
@@ -46,7 +35,8 @@ class DotRenderer:
         ]
         for node in part.nodes():
             label = node.id if node.node_type != "operation" else node.kind
-            lines.append(f"  {_q(node.id)} [label={_q(label)}, fillcolor={_q(COLOURS[node.category])}];")
+            fill = tint(CATEGORY_COLOURS[node.category], 0.25)  # every renderer's colours, as a light fill
+            lines.append(f"  {_q(node.id)} [label={_q(label)}, fillcolor={_q(fill)}];")
         for edge in part.edges():
             lines.append(f"  {_q(edge.source)} -> {_q(edge.target)};")
         lines.append("}")

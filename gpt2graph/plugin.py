@@ -1,0 +1,118 @@
+"""The renderer API: everything a renderer plugin may import from gpt2graph, in one place.
+
+A renderer receives a :class:`~gpt2graph.graph.Graph` (``from gpt2graph import Graph``) and draws it. Besides
+the graph's own methods, a plugin may use the names below and nothing else from gpt2graph; the test suite
+fails when a plugin under ``renderers/`` imports anything else, so this list is the contract the core keeps
+stable for plugins. ``renderers/template`` shows a whole renderer written against it.
+
+The contract (see ``renderers/template/README.md``):
+
+* declare options with :class:`Option`; report bad input with :class:`RendererError`;
+* write files with :func:`atomic_write` (an unwritable path is a :class:`~gpt2graph.errors.GraphFileError`);
+* **draw the view you are given**: a ``graph.subgraph(...)`` view's selection of layers, heads and positions
+  is the part to draw (``graph.selection``; the renderer's own options narrow it further, never widen it);
+* present with :mod:`gpt2graph.presentation`: its category colours, number formats and Markdown reading
+  (with its one link policy), so that every renderer says the same thing the same way;
+* treat every text from the graph (prompt, tokens, glossary, annotations) as untrusted: escape it for your
+  format.
+
+Structure (ids, kinds, what reads what) comes from :mod:`gpt2graph.topology`; values from the graph
+(``graph.values``, ``graph.hook``, ``graph.summaries``); interpretability results from ``graph.analysis``
+(:mod:`gpt2graph.results`).
+"""
+
+from __future__ import annotations
+
+from .decoding import decode_next
+from .errors import InterpretError, RendererError
+from .glossary import ResolvedAnnotation, template_values
+from .graph import Graph, Selection
+from .lens import lens_blocks, lens_logits, read_logits
+from .presentation import (
+    CATEGORY_COLOURS,
+    CATEGORY_LABELS,
+    Block,
+    Span,
+    fixed,
+    parse_inline,
+    parse_markdown,
+    percent,
+    safe_url,
+    signed,
+    tint,
+)
+from .registry import Option
+from .results import Analysis, Attribution, DecodingResult, DLAResult, LensEntry, LogitLens, Role
+from .schema import Category, ParamKind, VectorKind
+from .storage import atomic_write
+from .topology import (
+    BLOCK_KINDS,
+    DECODE_KINDS,
+    FINAL_KINDS,
+    LAYERNORMS,
+    PARAM_CONSUMER,
+    PARAM_SPECS,
+    READS,
+    SAME,
+    TIED,
+    UPTO,
+    VECTOR_SPECS,
+    Key,
+    Topology,
+)
+from .values import SUMMARY_FIELDS, summaries
+
+__all__ = [
+    # the contract
+    "Graph",
+    "Selection",
+    "Option",
+    "RendererError",
+    "InterpretError",
+    "atomic_write",
+    # structure
+    "Key",
+    "Topology",
+    "Category",
+    "VectorKind",
+    "ParamKind",
+    "VECTOR_SPECS",
+    "PARAM_SPECS",
+    "READS",
+    "SAME",
+    "UPTO",
+    "PARAM_CONSUMER",
+    "TIED",
+    "BLOCK_KINDS",
+    "FINAL_KINDS",
+    "DECODE_KINDS",
+    "LAYERNORMS",
+    # values and results
+    "SUMMARY_FIELDS",
+    "summaries",
+    "Analysis",
+    "Attribution",
+    "DecodingResult",
+    "DLAResult",
+    "LensEntry",
+    "LogitLens",
+    "Role",
+    "decode_next",
+    "lens_blocks",
+    "lens_logits",
+    "read_logits",
+    "ResolvedAnnotation",
+    "template_values",
+    # presentation
+    "CATEGORY_COLOURS",
+    "CATEGORY_LABELS",
+    "tint",
+    "percent",
+    "signed",
+    "fixed",
+    "safe_url",
+    "Span",
+    "Block",
+    "parse_markdown",
+    "parse_inline",
+]
