@@ -10,8 +10,9 @@
 __version__ = "0.1.0"
 
 from .builder import build
+from .corpus import CorpusStats, load_corpus
 from .errors import Gpt2GraphError
 from .graph import Graph
 from .storage import load
 
-__all__ = ["build", "load", "Graph", "Gpt2GraphError", "__version__"]
+__all__ = ["build", "load", "load_corpus", "Graph", "CorpusStats", "Gpt2GraphError", "__version__"]

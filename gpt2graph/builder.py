@@ -6,6 +6,8 @@ from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
 
+from torch import Tensor
+
 from . import __version__
 from .capture import capture
 from .errors import PromptError
@@ -15,7 +17,7 @@ from .schema import FORMAT_VERSION, GraphHeader, Tokenization
 from .topology import Topology
 from .values import Values
 
-__all__ = ["build", "tokenize", "vocabulary"]
+__all__ = ["build", "capture_graph", "parameters", "tokenize", "vocabulary"]
 
 
 def build(
@@ -41,18 +43,7 @@ def build(
     if not isinstance(prompt, str) or not prompt:
         raise PromptError("the prompt is empty: give at least one character of text")
     loaded = load_model(model, tokenizer=tokenizer, random_weights=random_weights, seed=seed)
-    tokenization = tokenize(prompt, loaded)
-    header = GraphHeader(
-        format_version=FORMAT_VERSION,
-        created=datetime.now(UTC).isoformat(timespec="seconds"),
-        gpt2graph_version=__version__,
-        model=loaded.info,
-        tokenization=tokenization,
-    )
-    topology = Topology(loaded.info.dims, len(tokenization.token_ids))
-    activations = capture(loaded.model, tokenization.token_ids, topology)
-    params = {name: t.detach() for name, t in loaded.model.state_dict().items() if name != "lm_head.weight"}
-    graph = Graph(header, Values(activations, params, topology), vocabulary(loaded))
+    graph = capture_graph(loaded, tokenize(prompt, loaded))
     if annotations:
         for path in (
             [annotations]
@@ -63,6 +54,26 @@ def build(
     if analyze:
         graph.analyze(**({} if analyze is True else analyze))
     return graph
+
+
+def capture_graph(loaded: LoadedModel, tokenization: Tokenization) -> Graph:
+    """The graph of one run of an already-loaded model on already-tokenized text (what ``build`` does after
+    loading; a corpus run loads once and calls this per prompt)."""
+    header = GraphHeader(
+        format_version=FORMAT_VERSION,
+        created=datetime.now(UTC).isoformat(timespec="seconds"),
+        gpt2graph_version=__version__,
+        model=loaded.info,
+        tokenization=tokenization,
+    )
+    topology = Topology(loaded.info.dims, len(tokenization.token_ids))
+    activations = capture(loaded.model, tokenization.token_ids, topology)
+    return Graph(header, Values(activations, parameters(loaded), topology), vocabulary(loaded))
+
+
+def parameters(loaded: LoadedModel) -> dict[str, Tensor]:
+    """The model's own parameter tensors by state-dict name (the tied unembedding once, as W_E)."""
+    return {name: t.detach() for name, t in loaded.model.state_dict().items() if name != "lm_head.weight"}
 
 
 def tokenize(prompt: str, loaded: LoadedModel) -> Tokenization:

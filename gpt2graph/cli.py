@@ -1,4 +1,4 @@
-"""The ``gpt2graph`` command line: build, analyze, info, verify, render, renderers, glossary, validate,
+"""The ``gpt2graph`` command line: build, analyze, info, verify, render, corpus, renderers, glossary, validate,
 schema.
 
 Errors in the user's input print one clear message (no traceback) and exit with status 2; a failed check
@@ -135,8 +135,13 @@ def _suffix(renderer: str) -> str:
 
 
 def cmd_info(args) -> int:
+    from .corpus import describe, format_description, is_corpus, load_corpus
     from .summary import format_summary, summarize_graph
 
+    if is_corpus(args.graph):  # a .ggc (corpus.json) rather than a .gg (graph.json)
+        d = describe(load_corpus(args.graph))
+        print(json.dumps(d, indent=2, ensure_ascii=False) if args.json else format_description(d))
+        return 0
     graph = _load(args.graph)
     summary = summarize_graph(graph, k=args.top)
     print(json.dumps(summary, indent=2, ensure_ascii=False) if args.json else format_summary(summary))
@@ -150,11 +155,52 @@ def cmd_verify(args) -> int:
 
 
 def cmd_render(args) -> int:
+    from .corpus import is_corpus, load_corpus
     from .registry import parse_cli_options, render
 
-    graph = _load(args.graph)
+    graph = load_corpus(args.graph) if is_corpus(args.graph) else _load(args.graph)
     path = render(graph, args.renderer, args.output, **parse_cli_options(args.option or []))
     print(f"rendered {args.renderer}: {path}")
+    return 0
+
+
+def cmd_corpus(args) -> int:
+    from .corpus import ACTIVATION_KINDS, describe, format_description
+    from .engine import run_corpus
+
+    def warn(message: str) -> None:
+        print(f"warning: {message}", file=sys.stderr)
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            stats = run_corpus(
+                args.prompts,
+                args.output,
+                model=args.model,
+                random_weights=args.random_weights,
+                seed=args.seed,
+                engine=args.engine,
+                workers=args.workers,
+                address=args.address,
+                strict=args.strict,
+                kinds=tuple(args.kinds.split(",")) if args.kinds else ACTIVATION_KINDS,
+                chunk_size=args.chunk_size,
+                checkpoint_every=args.checkpoint_every,
+                warn=warn,
+            )
+        except KeyboardInterrupt:
+            print(
+                f"interrupted: the prompts counted so far are saved in {args.output}; run the same command again "
+                "to continue",
+                file=sys.stderr,
+            )
+            return 130
+    for w in caught:
+        if "could not be loaded" in str(w.message):
+            warn(str(w.message))
+    print(format_description(describe(stats)))
+    print(f"saved {args.output}")
     return 0
 
 
@@ -249,7 +295,7 @@ def parser() -> argparse.ArgumentParser:
     _add_analysis_options(an)
     an.set_defaults(func=cmd_analyze)
 
-    i = sub.add_parser("info", help="summarise a saved graph")
+    i = sub.add_parser("info", help="summarise a saved graph (.gg) or corpus statistics (.ggc)")
     i.add_argument("graph")
     i.add_argument("--json", action="store_true", help="print one JSON object")
     i.add_argument("--top", type=int, default=5, help="number of next-token predictions (default 5)")
@@ -261,12 +307,30 @@ def parser() -> argparse.ArgumentParser:
     v.add_argument("--json", action="store_true")
     v.set_defaults(func=cmd_verify)
 
-    r = sub.add_parser("render", help="render a saved graph with a renderer plugin")
+    r = sub.add_parser("render", help="render a saved graph or corpus statistics with a renderer plugin")
     r.add_argument("graph")
     r.add_argument("-r", "--renderer", required=True)
     r.add_argument("-o", "--output", required=True)
     r.add_argument("--option", action="append", metavar="KEY=VALUE", help="renderer option (repeatable)")
     r.set_defaults(func=cmd_render)
+
+    c = sub.add_parser("corpus", help="statistics of a model over many prompts, on this machine or a Ray cluster")
+    c.add_argument("prompts", help="a text file (one prompt per line), JSON Lines (.jsonl: a 'text' field per line) "
+                   "or a directory of .txt files")  # fmt: skip
+    c.add_argument("--model", default=None, help="hub id or local directory (as for build)")
+    c.add_argument("--random-weights", action="store_true", help="seeded random weights for the named architecture")
+    c.add_argument("--seed", type=int, default=0, help="seed for --random-weights (default 0)")
+    c.add_argument("-o", "--output", required=True, help="the .ggc directory to write (and to resume from)")
+    c.add_argument("--engine", choices=("local", "ray"), default="local", help="where the workers run (default local)")
+    c.add_argument("--address", help="with --engine ray: join this Ray cluster (default: start a small local one)")
+    c.add_argument("--workers", type=int, help="worker processes or Ray actors (default: cores locally, 2 on Ray)")
+    c.add_argument("--strict", action="store_true", help="stop at the first bad record instead of skipping it")
+    c.add_argument("--kinds", help="comma-separated vector kinds whose mean activations to aggregate (default: all)")
+    c.add_argument("--chunk-size", type=int, default=4, help="prompts per task sent to a worker (default 4)")
+    c.add_argument(
+        "--checkpoint-every", type=float, default=60.0, metavar="SECONDS", help="checkpoint interval (default 60)"
+    )
+    c.set_defaults(func=cmd_corpus)
 
     rs = sub.add_parser("renderers", help="list installed renderer plugins and their options")
     rs.add_argument("--json", action="store_true")

@@ -64,14 +64,17 @@ class Progress:
 
 
 @contextmanager
-def task(description: str, total: float | None = None, unit: str = "it") -> Iterator[Progress]:
-    """A bar for one long step: ``total`` units (None: no total, a counter) advanced with ``update``."""
+def task(description: str, total: float | None = None, unit: str = "it", initial: float = 0) -> Iterator[Progress]:
+    """A bar for one long step: ``total`` units (None: no total, a counter) advanced with ``update``;
+    ``initial`` units were done before (a resumed run), so the rate and the time left count only new work."""
     if not active():
         yield Progress(None)
         return
     from tqdm.auto import tqdm
 
-    bar = tqdm(total=total, desc=description, unit=unit, leave=False, file=sys.stderr, dynamic_ncols=True)
+    bar = tqdm(
+        total=total, initial=initial, desc=description, unit=unit, leave=False, file=sys.stderr, dynamic_ncols=True
+    )
     try:
         yield Progress(bar)
     finally:

@@ -15,11 +15,22 @@ from typing import Any
 
 from pydantic.json_schema import models_json_schema
 
+from .corpus import CorpusHeader
 from .glossary import DataFile
 from .schema import Edge, GraphHeader, OperationNode, ParameterNode, VectorNode
 from .storage import atomic_write
 
-__all__ = ["SCHEMA_DIR", "SCHEMAS", "graph_schema", "data_schema", "render", "stale", "write", "cli_schema"]
+__all__ = [
+    "SCHEMA_DIR",
+    "SCHEMAS",
+    "graph_schema",
+    "data_schema",
+    "corpus_schema",
+    "render",
+    "stale",
+    "write",
+    "cli_schema",
+]
 
 SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schema"
 _DIALECT = "https://json-schema.org/draft/2020-12/schema"
@@ -54,6 +65,17 @@ def data_schema() -> dict[str, Any]:
     )
 
 
+def corpus_schema() -> dict[str, Any]:
+    """Schema of ``corpus.json``, the header of corpus statistics (``gpt2graph corpus``, a ``.ggc`` directory)."""
+    return _headed(
+        CorpusHeader.model_json_schema(),
+        "urn:gpt2graph:schema:corpus",
+        "gpt2graph corpus statistics",
+        "The header of corpus statistics (corpus.json in a .ggc directory): the model, the prompts, what was "
+        "counted and skipped; the statistics themselves are arrays in stats.safetensors.",
+    )
+
+
 def _headed(schema: dict[str, Any], schema_id: str, title: str, description: str) -> dict[str, Any]:
     return {**schema, "$schema": _DIALECT, "$id": schema_id, "title": title, "description": description}
 
@@ -61,6 +83,7 @@ def _headed(schema: dict[str, Any], schema_id: str, title: str, description: str
 SCHEMAS: dict[str, Callable[[], dict[str, Any]]] = {
     "graph.schema.json": graph_schema,
     "data.schema.json": data_schema,
+    "corpus.schema.json": corpus_schema,
 }
 
 

@@ -11,6 +11,8 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from pydantic import ValidationError
@@ -23,7 +25,16 @@ from .schema import VectorKind as V
 from .topology import LAYERNORMS, Key, Topology
 from .values import STORED_KINDS, TOKENS, Values, activation_shapes, param_names
 
-__all__ = ["save", "load", "atomic_write", "check_target", "HEADER_FILE", "VALUES_FILE"]
+__all__ = [
+    "save",
+    "load",
+    "atomic_write",
+    "atomic_directory",
+    "sha256_file",
+    "check_target",
+    "HEADER_FILE",
+    "VALUES_FILE",
+]
 
 HEADER_FILE = "graph.json"
 VALUES_FILE = "values.safetensors"
@@ -98,7 +109,8 @@ def _upgrade_v1(acts: dict, dims) -> dict:
     return out
 
 
-def _sha256(path: Path) -> str:
+def sha256_file(path: Path) -> str:
+    """SHA-256 of a file, read in chunks."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 22), b""):
@@ -138,12 +150,7 @@ def save(graph: Graph, path: str | os.PathLike) -> Path:
     from safetensors.torch import save_file
 
     path = check_target(path)
-    parent = path.parent
-    try:
-        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=parent))
-    except OSError as exc:
-        raise GraphFileError(f"cannot write {path}: {exc.strerror or exc}") from exc
-    try:
+    with atomic_directory(path) as tmp:
         store = graph.store
         tensors = {_ACT + k: v.contiguous() for k, v in store.activations.items()}
         tensors.update({_PARAM + k: v.contiguous() for k, v in store.params.items()})
@@ -152,11 +159,24 @@ def save(graph: Graph, path: str | os.PathLike) -> Path:
             tensors.update({_LENS + k: v.contiguous() for k, v in lens.arrays().items()})
         metadata = {"format": "gpt2graph", "vocab": json.dumps(graph.vocab, ensure_ascii=False)}
         save_file(tensors, str(tmp / VALUES_FILE), metadata=metadata)
-        digest = _sha256(tmp / VALUES_FILE)  # the whole run, decoded as this view decodes it
+        digest = sha256_file(tmp / VALUES_FILE)  # the whole run, decoded as this view decodes it
         header = graph.header.model_copy(update={"values_sha256": digest, "decoding": graph.decoding})
         (tmp / HEADER_FILE).write_text(header.model_dump_json(indent=2) + "\n", encoding="utf-8")
-        for f in (VALUES_FILE, HEADER_FILE):
-            with open(tmp / f, "rb") as fh:
+    return path
+
+
+@contextmanager
+def atomic_directory(path: Path) -> Iterator[Path]:
+    """A fresh directory beside ``path`` to write into; when the block succeeds its files are synced and it
+    replaces ``path`` in one rename, when it fails it is removed and ``path`` is left as it was."""
+    try:
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    except OSError as exc:
+        raise GraphFileError(f"cannot write {path}: {exc.strerror or exc}") from exc
+    try:
+        yield tmp
+        for f in tmp.iterdir():
+            with open(f, "rb") as fh:
                 os.fsync(fh.fileno())
         os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp creates 0700
         _swap_in(tmp, path)
@@ -165,7 +185,6 @@ def save(graph: Graph, path: str | os.PathLike) -> Path:
         if isinstance(exc, OSError):
             raise GraphFileError(f"cannot write {path}: {exc.strerror or exc}") from exc
         raise
-    return path
 
 
 def check_target(path: str | os.PathLike) -> Path:
@@ -179,6 +198,7 @@ def check_target(path: str | os.PathLike) -> Path:
 
 
 def _swap_in(tmp: Path, path: Path) -> None:
+    """Put the directory ``tmp`` at ``path`` with renames, replacing what is there only once ``tmp`` is in place."""
     if not path.exists():
         os.replace(tmp, path)
         return
@@ -223,7 +243,7 @@ def load(path: str | os.PathLike) -> Graph:
         raise GraphFileError(f"{header_path}: does not match the graph schema: {problems}") from exc
     if header.values_sha256 is None:
         raise GraphFileError(f"{header_path}: values_sha256 is missing")
-    digest = _sha256(values_path)
+    digest = sha256_file(values_path)
     if digest != header.values_sha256:
         raise GraphFileError(
             f"{path}: {VALUES_FILE} does not belong to {HEADER_FILE} (sha256 {digest[:12]}... "
