@@ -23,6 +23,7 @@ import hashlib
 import os
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -97,6 +98,9 @@ class Worker:
         if threads:
             torch.set_num_threads(threads)
         if loaded is None:
+            from transformers.utils import logging as hf_logging
+
+            hf_logging.disable_progress_bar()  # a worker has no terminal of its own
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # the driver already said what it loaded
                 loaded = spec.load()
@@ -176,19 +180,28 @@ class _Processes:
         return len(self.pending)
 
     def submit(self, chunk) -> None:
-        self.pending.add(self.pool.submit(_process_work, chunk))
+        with _died():
+            self.pending.add(self.pool.submit(_process_work, chunk))
 
     def next(self) -> Tally:
         from concurrent.futures import FIRST_COMPLETED, wait
-        from concurrent.futures.process import BrokenProcessPool
 
         done, _ = wait(self.pending, return_when=FIRST_COMPLETED)
         future = done.pop()
         self.pending.discard(future)
-        try:
+        with _died():
             return future.result()
-        except BrokenProcessPool as exc:
-            raise CorpusInterrupted(f"a worker process died ({exc})") from exc
+
+
+@contextmanager
+def _died() -> Iterator[None]:
+    """A pool whose worker process died, as the error that says so."""
+    from concurrent.futures.process import BrokenProcessPool
+
+    try:
+        yield
+    except BrokenProcessPool as exc:
+        raise CorpusInterrupted(f"a worker process died ({exc})") from exc
 
 
 class _Ray:

@@ -255,9 +255,13 @@ def _wait_for_checkpoint(out: Path, proc, at_least: int) -> None:
         time.sleep(0.05)
 
 
+#: prompts in the corpus a run is killed in (enough that the kill lands mid-run)
+N_LONG = 60
+
+
 @pytest.fixture(scope="module")
 def long_corpus(tmp_path_factory, tiny_checkpoint):
-    lines = [f"{PROMPTS[i % len(PROMPTS)]} {i}" for i in range(300)]
+    lines = [f"{PROMPTS[i % len(PROMPTS)]} {i}" for i in range(N_LONG)]
     path = write_lines(tmp_path_factory.mktemp("long") / "long.txt", lines)
     whole = run_corpus(path, tmp_path_factory.mktemp("whole") / "whole.ggc", model=str(tiny_checkpoint), workers=1)
     return path, whole
@@ -271,26 +275,26 @@ def test_a_killed_run_resumes_to_the_same_result(long_corpus, tiny_checkpoint, t
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
                             start_new_session=True)  # fmt: skip
-    _wait_for_checkpoint(out, proc, 10)
+    _wait_for_checkpoint(out, proc, 3)
     if victim == "worker":
         workers = [c for c in _children(proc.pid) if "spawn_main" in _cmdline(c)]
         assert workers, "no worker process found"
         os.kill(workers[0], signal.SIGKILL)
         _, err = proc.communicate(timeout=120)
-        assert proc.returncode == 2
+        assert proc.returncode == 2, err
         assert "a worker process died" in err and "run the same command again to continue" in err
     else:
         os.killpg(proc.pid, signal.SIGKILL)  # no chance to clean up: the last checkpoint is all there is
         proc.wait()
     partial = load_corpus(out)
-    assert not partial.header.complete and 10 <= partial.header.prompts < 300
+    assert not partial.header.complete and 3 <= partial.header.prompts < N_LONG
     counted = partial.header.prompts
     assert sum(b - a for a, b in partial.header.done) == counted
 
     again = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300, check=False)
     assert again.returncode == 0, again.stderr
     resumed = load_corpus(out)
-    assert resumed.header.complete and resumed.header.done == [(0, 300)]
+    assert resumed.header.complete and resumed.header.done == [(0, N_LONG)]
     assert_same_stats(resumed, whole)  # every prompt counted once: counts are exact, moments to rounding
 
 
