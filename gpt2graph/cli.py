@@ -205,7 +205,7 @@ def cmd_corpus(args) -> int:
 
 
 def cmd_renderers(args) -> int:
-    from .registry import registry
+    from .registry import draws_corpus, registry
 
     rows = []
     for name in registry.names():
@@ -218,6 +218,7 @@ def cmd_renderers(args) -> int:
                 "distribution": info.distribution,
                 "description": r.description,
                 "suffixes": list(r.suffixes),
+                "draws_corpus": draws_corpus(r),
                 "options": {
                     k: {"type": o.type_name, "default": o.default, "help": o.help} for k, o in r.options.items()
                 },
@@ -231,7 +232,7 @@ def cmd_renderers(args) -> int:
     for row in rows:
         print(
             f"{row['name']} {row['version']} ({row['distribution']}): {row['description']}  "
-            f"[{', '.join(row['suffixes'])}]"
+            f"[{', '.join(row['suffixes'])}]" + ("  (also draws corpus statistics)" if row["draws_corpus"] else "")
         )
         for k, o in row["options"].items():
             print(f"    --option {k}=<{o['type']}>  {o['help']} (default: {o['default']!r})")

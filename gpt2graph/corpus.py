@@ -370,6 +370,12 @@ class CorpusStats:
         """Mean direct logit attribution of the model's prediction per component (:attr:`header.dla_components`)."""
         return self._get("dla/contribution", "direct logit attribution").mean
 
+    def render(self, renderer: str, path: str | os.PathLike) -> Path:
+        """Draw these statistics with an installed renderer that can (``gpt2graph renderers`` says which)."""
+        from .registry import render_corpus
+
+        return render_corpus(self, renderer, path)
+
     # ---- files --------------------------------------------------------------------------------------
     def save(self, path: str | os.PathLike) -> Path:
         """Write to the directory ``path`` atomically (replacing a corpus file there, nothing else)."""

@@ -206,6 +206,12 @@ def _died() -> Iterator[None]:
 
 class _Ray:
     def __init__(self, n: int, init_args: tuple, address: str | None):
+        if not address or address.split(":")[0] in ("127.0.0.1", "localhost"):
+            # a Ray instance on this machine only: every Ray process takes 127.0.0.1 as its node address (Ray
+            # otherwise uses the machine's network address), read when ray is first imported
+            os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+        if not address:
+            os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # one user's instance, reachable from loopback only
         try:
             import ray
         except ImportError:

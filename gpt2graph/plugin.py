@@ -1,6 +1,7 @@
 """The renderer API: everything a renderer plugin may import from gpt2graph, in one place.
 
-A renderer receives a :class:`~gpt2graph.graph.Graph` (``from gpt2graph import Graph``) and draws it. Besides
+A renderer receives a :class:`~gpt2graph.graph.Graph` (``from gpt2graph import Graph``) and draws it; one that
+also has ``render_corpus(stats, path)`` draws :class:`~gpt2graph.corpus.CorpusStats` (a ``.ggc``) too. Besides
 the graph's own methods, a plugin may use the names below and nothing else from gpt2graph; the test suite
 fails when a plugin under ``renderers/`` imports anything else, so this list is the contract the core keeps
 stable for plugins. ``renderers/template`` shows a whole renderer written against it.
@@ -23,6 +24,7 @@ Structure (ids, kinds, what reads what) comes from :mod:`gpt2graph.topology`; va
 
 from __future__ import annotations
 
+from .corpus import CorpusStats, LensRow
 from .decoding import decode_next
 from .errors import InterpretError, RendererError
 from .glossary import ResolvedAnnotation, template_values
@@ -66,6 +68,8 @@ __all__ = [
     # the contract
     "Graph",
     "Selection",
+    "CorpusStats",
+    "LensRow",
     "Option",
     "RendererError",
     "InterpretError",

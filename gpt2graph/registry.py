@@ -9,6 +9,10 @@ A renderer is any object (or class with a no-argument constructor) with this sha
         options = {"layers": Option(list[int], None, "layers to include")}
         def render(self, graph, path, **options) -> Path: ...
 
+A renderer that can also draw corpus statistics (``gpt2graph corpus``) adds ``render_corpus(stats, path) ->
+Path``; ``render`` sends a :class:`~gpt2graph.corpus.CorpusStats` there, and says which renderers can when
+the one named cannot.
+
 and registers itself in its own ``pyproject.toml``::
 
     [project.entry-points."gpt2graph.renderers"]
@@ -37,6 +41,8 @@ __all__ = [
     "Registry",
     "registry",
     "render",
+    "render_corpus",
+    "draws_corpus",
     "parse_cli_options",
 ]
 
@@ -119,6 +125,8 @@ class Renderer(Protocol):
     def render(self, graph: Any, path: Path, **options: Any) -> Path: ...
 
     # Optional: ``show(graph, **options)`` displays inline in Jupyter (see ``Graph.show``).
+    # Optional: ``render_corpus(stats, path) -> Path`` draws corpus statistics (``gpt2graph corpus``, a .ggc):
+    # a heat map of mean head-role scores, lens accuracy by layer and loss by position; see ``render_corpus``.
 
 
 @dataclass
@@ -209,9 +217,33 @@ registry = Registry()
 
 
 def render(graph: Any, name: str, path: str | Path, **options: Any) -> Path:
-    """Render ``graph`` with the renderer ``name`` to ``path`` after validating the options."""
+    """Render ``graph`` with the renderer ``name`` to ``path`` after validating the options. Corpus statistics
+    (:class:`~gpt2graph.corpus.CorpusStats`) go to the renderer's ``render_corpus``, which takes no options."""
+    from .corpus import CorpusStats
+
+    if isinstance(graph, CorpusStats):
+        return render_corpus(graph, name, path, **options)
     checked = registry.check_options(name, options)
     return registry.resolve(name).render(graph, Path(path), **checked)
+
+
+def draws_corpus(renderer: Renderer) -> bool:
+    """Whether a renderer draws corpus statistics too (it has the optional ``render_corpus``)."""
+    return callable(getattr(renderer, "render_corpus", None))
+
+
+def render_corpus(stats: Any, name: str, path: str | Path, **options: Any) -> Path:
+    """Draw corpus statistics with renderer ``name``: a renderer that can has ``render_corpus(stats, path)``."""
+    renderer = registry.resolve(name)
+    if not draws_corpus(renderer):
+        able = [n for n in registry.names() if draws_corpus(registry.resolve(n))]
+        raise RendererError(
+            f"renderer {name!r} cannot draw corpus statistics (it has no render_corpus); renderers that can: "
+            f"{', '.join(able) or 'none installed'}"
+        )
+    if options:
+        raise RendererError(f"renderer {name!r} takes no options for corpus statistics; got {', '.join(options)}")
+    return renderer.render_corpus(stats, Path(path))
 
 
 def show(graph: Any, name: str, **options: Any) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -197,6 +198,7 @@ def ray_cluster(tmp_path_factory):
          "--include-dashboard=false", f"--object-store-memory={100 * 1024 * 1024}", f"--temp-dir={temp}",
          "--disable-usage-stats"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        env={**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_AUTH_MODE": "disabled"},  # loopback only
     )  # fmt: skip
     try:
         deadline = time.monotonic() + 120
@@ -211,6 +213,7 @@ def ray_cluster(tmp_path_factory):
         except subprocess.TimeoutExpired:
             os.killpg(head.pid, signal.SIGKILL)
             head.wait()
+        shutil.rmtree(temp, ignore_errors=True)
 
 
 def test_ray_engine_gives_the_same_statistics(stats, corpus_file, tiny_checkpoint, tmp_path, ray_cluster):

@@ -19,10 +19,11 @@ from bokeh.resources import INLINE
 from gpt2graph.plugin import Option, atomic_write
 
 from .analysis_panel import ANALYSIS_MODES
+from .corpus import build_corpus_page, corpus_title
 from .document import COLOR_MODES, build_explorer, default_title
 
 if TYPE_CHECKING:
-    from gpt2graph import Graph
+    from gpt2graph.plugin import CorpusStats, Graph
 
 __all__ = ["BokehRenderer", "build_explorer", "show", "write_html"]
 
@@ -76,3 +77,9 @@ class BokehRenderer:
 
     def show(self, graph: Graph, **options: Any) -> None:
         show(graph, **options)
+
+    def render_corpus(self, stats: CorpusStats, path: Path) -> Path:
+        """Corpus statistics: head-role heat maps, lens accuracy by stream, loss by position, with hover."""
+        root = build_corpus_page(stats)
+        atomic_write(Path(path), file_html(root, INLINE, title=corpus_title(stats)).encode("utf-8"))
+        return Path(path)

@@ -20,6 +20,7 @@ from typing import Any
 
 from gpt2graph.plugin import Option, RendererError, atomic_write
 
+from .corpus import corpus_scene
 from .draw import element_id, to_svg
 from .layout import layout
 from .readout import HEAD_COLOURS, decoding, decoding_view
@@ -68,6 +69,12 @@ class SvgRenderer:
         path = Path(path)
         data = to_svg(scene(graph, **options))
         atomic_write(path, data)
+        return path
+
+    def render_corpus(self, stats: Any, path: str | Path) -> Path:
+        """Corpus statistics: head-role heat maps, lens accuracy by layer, loss by position."""
+        path = Path(path)
+        atomic_write(path, to_svg(corpus_scene(stats)))
         return path
 
 
