@@ -26,8 +26,8 @@ def corpus_scene(stats: CorpusStats) -> Scene:
     state = "" if h.complete else f" — PARTIAL: {sum(b - a for a, b in h.done)} of {h.source.records} records done"
     title = f"Corpus statistics: {h.model.name}"
     subtitle = (
-        f"{h.prompts} prompts, {h.tokens} tokens, longest {h.max_tokens}; {len(h.skipped)} records skipped; "
-        f"{weights}{state}"
+        f"{h.prompts} prompts from {h.source.path}, {h.tokens} tokens, longest {h.max_tokens}; "
+        f"{len(h.skipped)} records skipped; {weights}{state}"
     )
     groups = [Group(texts=[text_at(PAD, PAD, [title], FS["title"], bold=True)])]
     groups.append(Group(texts=[text_at(PAD, PAD + 36, [subtitle], FS["body"], colour=C.MUTED)]))
