@@ -570,5 +570,5 @@ def format_description(d: dict) -> str:
         lines.append("lens top-1   " + ", ".join(f"{k} {v:.1%}" for k, v in d["lens_accuracy"].items()))
     for role, s in d.get("strongest_heads", {}).items():
         chance = d["role_chance"][role]
-        lines.append(f"{role:<13}strongest L{s['layer']}H{s['head']} {s['score']:.2f} (uniform head: {chance:.2f})")
+        lines.append(f"{role:<15}strongest L{s['layer']}H{s['head']} {s['score']:.2f} (uniform head: {chance:.2f})")
     return "\n".join(lines)

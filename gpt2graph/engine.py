@@ -296,9 +296,9 @@ def _chunks(source, todo: set[int], size: int) -> Iterator[list[tuple[int, str]]
         yield chunk
 
 
-def _resume(output: Path, header: CorpusHeader) -> Tally | CorpusStats | None:
-    """What an existing output holds for this run: nothing (no output), its tally (a checkpoint), or the
-    finished statistics; a file of another run is refused."""
+def _previous(output: Path, header: CorpusHeader) -> CorpusStats | None:
+    """The statistics an existing output holds for this run (a checkpoint, or finished), or None when there is
+    no output yet; a file of another run is refused."""
     if not is_corpus(output):
         return None
     old = load_corpus(output)
@@ -316,7 +316,7 @@ def _resume(output: Path, header: CorpusHeader) -> Tally | CorpusStats | None:
             f"{output} holds statistics of another run (different {', '.join(different)}): remove it or write "
             "to another -o"
         )
-    return old if old.header.complete else old.tally()
+    return old
 
 
 def run_corpus(
@@ -362,12 +362,12 @@ def run_corpus(
     base = new_header(loaded.info, sha, source_info, kinds, skipped)
     dims = loaded.info.dims
     weights = corpus_weights(Values({}, parameters(loaded), Topology(dims, 1)), dims)
-    previous = _resume(output, base)
-    if isinstance(previous, CorpusStats):
+    previous = _previous(output, base)
+    if previous is not None and previous.header.complete:
         return previous
-    tally = previous or Tally()
+    tally = Tally() if previous is None else previous.tally()
     if previous is not None:
-        base = base.model_copy(update={"created": load_corpus(output).header.created})
+        base = base.model_copy(update={"created": previous.header.created})
     todo = set(valid) - set(tally.records)
 
     def checkpoint(complete: bool) -> CorpusStats:
