@@ -6,7 +6,7 @@ embedded architecture: ``--model gpt2 --random-weights``), fp32, CPU. Each confi
 ``gpt2graph corpus`` command, so the times include starting workers and loading the model in each, as a
 user sees them; the statistics of the three runs are checked to agree (<= 1e-6).
 
-    python benchmarks/bench_corpus.py [--prompts 64] [--tokens 32] [--model gpt2]
+    python benchmarks/bench_corpus.py [--prompts 64] [--tokens 32] [--model gpt2 | --tiny]
 """
 
 from __future__ import annotations
@@ -44,21 +44,35 @@ def prompts(n: int, tokens: int) -> list[str]:
     return out
 
 
+def tiny_checkpoint(path: Path) -> Path:
+    """A small random GPT-2 saved like a user's checkpoint (GPT-2's vocabulary, so the lens costs what it does)."""
+    import torch
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    torch.manual_seed(0)
+    GPT2LMHeadModel(GPT2Config(n_layer=2, n_head=4, n_embd=64, n_positions=64)).save_pretrained(path)
+    return path
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--prompts", type=int, default=64)
     ap.add_argument("--tokens", type=int, default=32)
-    ap.add_argument("--model", default="gpt2")
+    ap.add_argument("--model", default="gpt2", help="a GPT-2 family name, run with seeded random weights")
+    ap.add_argument("--tiny", action="store_true", help="a 2-layer, d_model 64 random GPT-2 instead (engine overhead)")
     args = ap.parse_args()
     cli = Path(sys.executable).with_name("gpt2graph")
     with tempfile.TemporaryDirectory() as tmp:
+        model = ["--model", args.model, "--random-weights"]
+        if args.tiny:
+            model = ["--model", str(tiny_checkpoint(Path(tmp) / "tiny"))]
+            args.model = "tiny GPT-2 (2 layers, 4 heads, d_model 64)"
         source = Path(tmp) / "prompts.txt"
         source.write_text("\n".join(prompts(args.prompts, args.tokens)) + "\n", encoding="utf-8")
         rows = []
         for name, flags in RUNS:
             out = Path(tmp) / f"{len(rows)}.ggc"
-            command = [str(cli), "corpus", str(source), "--model", args.model, "--random-weights", "-o", str(out),
-                       "--checkpoint-every", "600", *flags]  # fmt: skip
+            command = [str(cli), "corpus", str(source), *model, "-o", str(out), "--checkpoint-every", "600", *flags]
             t0 = time.perf_counter()
             subprocess.run(
                 command, check=True, stdout=subprocess.DEVNULL, env={**os.environ, "GPT2GRAPH_PROGRESS": "0"}
@@ -73,7 +87,7 @@ def main() -> None:
             for key, m in first.moments.items():
                 o = other.moments[key]
                 worst = max(worst, float(((m.mean - o.mean).abs() / (1 + m.mean.abs())).max()))
-        print(f"{args.prompts} prompts x {args.tokens} tokens, {args.model} (random weights), fp32, CPU")
+        print(f"{args.prompts} prompts x {args.tokens} tokens, {args.model}, random weights, fp32, CPU")
         print(f"{'configuration':<18}{'seconds':>9}{'prompts/s':>11}{'vs one process':>16}")
         for name, seconds, _ in rows:
             print(f"{name:<18}{seconds:>9.1f}{args.prompts / seconds:>11.2f}{rows[0][1] / seconds:>15.2f}x")

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import signal
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -150,6 +151,7 @@ _PROCESS_WORKER: Worker | None = None
 
 def _start_process_worker(*args) -> None:
     global _PROCESS_WORKER  # noqa: PLW0603 - one worker per process, built by the pool's initializer
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the driver's: it checkpoints and stops the pool
     _PROCESS_WORKER = Worker(*args)
 
 
@@ -171,9 +173,7 @@ class _Processes:
         return self
 
     def __exit__(self, *exc) -> None:
-        for f in self.pending:
-            f.cancel()
-        self.pool.shutdown(wait=True, cancel_futures=True)
+        self.pool.shutdown(wait=True, cancel_futures=True)  # tasks under way finish; their tallies are dropped
 
     @property
     def in_flight(self) -> int:
