@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
@@ -21,7 +22,7 @@ __all__ = ["build", "capture_graph", "parameters", "tokenize", "vocabulary"]
 
 
 def build(
-    prompt: str,
+    prompt: str | Sequence[int],
     model: Any = None,
     tokenizer: Any = None,
     *,
@@ -32,15 +33,18 @@ def build(
 ) -> Graph:
     """Run ``model`` on ``prompt`` once and return the graph of every vector and operation.
 
-    ``model`` is a hub id (e.g. ``"gpt2"``, ``"distilgpt2"``; the HF cache is honoured), a local directory, or
-    an already-loaded ``GPT2LMHeadModel``. Left as None it means pretrained ``gpt2``, falling back (with one
-    warning) to the embedded GPT-2 124M architecture with seeded random weights when that cannot be loaded.
+    ``prompt`` is text, or token ids (a generated continuation appends the id it chose, which re-tokenising
+    its text would not always give back). ``model`` is a hub id (e.g. ``"gpt2"``, ``"distilgpt2"``; the HF
+    cache is honoured), a local directory, an already-loaded ``GPT2LMHeadModel``, or a :class:`LoadedModel`
+    from :func:`gpt2graph.loading.load_model` (used as is: a server loads once and builds many graphs). Left
+    as None it means pretrained ``gpt2``, falling back (with one warning) to the embedded GPT-2 124M
+    architecture with seeded random weights when that cannot be loaded.
     The tokenizer comes from the model's directory when it has one, else it is GPT-2's own BPE.
     ``annotations``: YAML file path(s) of extra glossary entries and callouts (see ``graph.annotate``).
     ``analyze``: True, or a dict of options for :func:`gpt2graph.analyze.analyze`, to compute and store the
     interpretability layers (``graph.analysis``) right away.
     """
-    if not isinstance(prompt, str) or not prompt:
+    if isinstance(prompt, str) and not prompt:
         raise PromptError("the prompt is empty: give at least one character of text")
     loaded = load_model(model, tokenizer=tokenizer, random_weights=random_weights, seed=seed)
     graph = capture_graph(loaded, tokenize(prompt, loaded))
@@ -76,10 +80,18 @@ def parameters(loaded: LoadedModel) -> dict[str, Tensor]:
     return {name: t.detach() for name, t in loaded.model.state_dict().items() if name != "lm_head.weight"}
 
 
-def tokenize(prompt: str, loaded: LoadedModel) -> Tokenization:
-    """Token ids and strings of ``prompt``; a prompt longer than the context is an error that says by how much."""
+def tokenize(prompt: str | Sequence[int], loaded: LoadedModel) -> Tokenization:
+    """Token ids and strings of ``prompt`` (text, or token ids whose text is their decoding); a prompt longer
+    than the context is an error that says by how much."""
     tok = loaded.tokenizer
-    ids = list(tok(prompt, add_special_tokens=False)["input_ids"])
+    if isinstance(prompt, str):
+        ids = list(tok(prompt, add_special_tokens=False)["input_ids"])
+    elif isinstance(prompt, Sequence) and all(isinstance(i, int) and not isinstance(i, bool) for i in prompt):
+        ids = list(prompt)
+        if any(i < 0 for i in ids):
+            raise PromptError(f"token ids are >= 0, got {min(ids)}")
+    else:
+        raise PromptError(f"a prompt is text or a sequence of token ids, got {type(prompt).__name__}")
     n_ctx, n_vocab = loaded.info.dims.n_ctx, loaded.info.dims.n_vocab
     if not ids:
         raise PromptError("the prompt produced no tokens")
@@ -90,8 +102,9 @@ def tokenize(prompt: str, loaded: LoadedModel) -> Tokenization:
         )
     if max(ids) >= n_vocab:
         raise PromptError(f"the tokenizer produced token id {max(ids)}, outside the model's vocabulary of {n_vocab}")
+    text = prompt if isinstance(prompt, str) else tok.decode(ids)
     return Tokenization(
-        text=prompt, token_ids=ids, tokens=[tok.decode([i]) for i in ids], tokens_visible=tok.convert_ids_to_tokens(ids)
+        text=text, token_ids=ids, tokens=[tok.decode([i]) for i in ids], tokens_visible=tok.convert_ids_to_tokens(ids)
     )
 
 

@@ -1,5 +1,5 @@
-"""The ``gpt2graph`` command line: build, analyze, info, verify, render, corpus, renderers, glossary, validate,
-schema.
+"""The ``gpt2graph`` command line: build, analyze, info, verify, render, corpus, renderers, serve, glossary,
+validate, schema.
 
 Errors in the user's input print one clear message (no traceback) and exit with status 2; a failed check
 (verification, validation, stale schema) exits with 1.
@@ -239,6 +239,27 @@ def cmd_renderers(args) -> int:
     return 0
 
 
+def cmd_serve(args) -> int:
+    from .glossary import read_user_file
+    from .registry import serve
+
+    for path in args.annotations or []:
+        read_user_file(path)  # every problem of a user's file before the server starts, not in the page
+    return serve(
+        args.app,
+        models=list(dict.fromkeys(args.model or [None])),
+        random_weights=args.random_weights,
+        seed=args.seed,
+        annotations=list(args.annotations or []),
+        host=args.host,
+        port=args.port,
+        open_browser=not args.no_browser,
+        max_graphs=args.max_graphs,
+        max_graphs_per_session=min(args.max_graphs_per_session, args.max_graphs),
+        max_tokens=args.max_tokens,
+    )
+
+
 def cmd_glossary(args) -> int:
     from .glossary import cli_glossary
 
@@ -255,6 +276,23 @@ def cmd_schema(args) -> int:
     from .schemagen import cli_schema
 
     return cli_schema(check=args.check)
+
+
+def _int_in(low: int, high: int | None = None):
+    """An argparse type: an integer in [low, high]."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < low or (high is not None and value > high):
+            raise argparse.ArgumentTypeError(
+                f"expected an integer {'>= ' + str(low) if high is None else f'in {low}..{high}'}, got {value}"
+            )
+        return value
+
+    return parse
 
 
 def parser() -> argparse.ArgumentParser:
@@ -336,6 +374,61 @@ def parser() -> argparse.ArgumentParser:
     rs = sub.add_parser("renderers", help="list installed renderer plugins and their options")
     rs.add_argument("--json", action="store_true")
     rs.set_defaults(func=cmd_renderers)
+
+    se = sub.add_parser(
+        "serve",
+        help="a live instrument in the browser: type a prompt, drag the decoding controls, step through the run",
+    )
+    se.add_argument(
+        "--model",
+        action="append",
+        metavar="ID|DIR",
+        help="hub id or local directory, as for build (repeat it to offer several models in the page; default: "
+        "pretrained gpt2, falling back to the embedded GPT-2 124M architecture with random weights)",
+    )
+    se.add_argument("--random-weights", action="store_true", help="seeded random weights, as for build")
+    se.add_argument("--seed", type=int, default=0, help="seed for --random-weights (default 0)")
+    se.add_argument(
+        "--annotations",
+        nargs="+",
+        action="extend",
+        metavar="FILE",
+        help="glossary/annotation YAML files: applied to everything shown, and their callouts join the walkthrough",
+    )
+    se.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to listen on (default 127.0.0.1, this machine only; any other address is reachable from "
+        "the network and prints a warning)",
+    )
+    se.add_argument(
+        "--port", type=_int_in(0, 65535), default=5006, help="port to listen on (default 5006; 0: any free port)"
+    )
+    se.add_argument("--no-browser", action="store_true", help="print the URL without opening a browser")
+    se.add_argument(
+        "--max-graphs",
+        type=_int_in(1),
+        default=16,
+        metavar="N",
+        help="graphs kept in memory in all sessions together, oldest dropped first (default 16; a dropped step "
+        "is rebuilt when it is shown again)",
+    )
+    se.add_argument(
+        "--max-graphs-per-session",
+        type=_int_in(1),
+        default=4,
+        metavar="N",
+        help="graphs kept per browser session, oldest dropped first (default 4)",
+    )
+    se.add_argument(
+        "--max-tokens",
+        type=_int_in(1),
+        default=128,
+        metavar="N",
+        help="longest prompt accepted, in tokens (default 128; the explorer draws every vector of the run)",
+    )
+    se.add_argument("--app", help="which installed app serves, when several are (see gpt2graph.registry)")
+    se.set_defaults(func=cmd_serve)
 
     g = sub.add_parser("glossary", help="list glossary terms, or print one entry")
     g.add_argument("term", nargs="?")

@@ -58,7 +58,8 @@ class LoadedModel:
 
 
 def load_model(model: Any = None, *, tokenizer: Any = None, random_weights: bool = False, seed: int = 0) -> LoadedModel:
-    """Resolve ``model`` (None, hub id, directory or ``GPT2LMHeadModel``) to a checked, loaded model.
+    """Resolve ``model`` (None, hub id, directory, ``GPT2LMHeadModel`` or a :class:`LoadedModel`, returned as
+    is) to a checked, loaded model.
 
     With ``model=None`` pretrained ``gpt2`` is tried (HF cache first); if it cannot be loaded, the embedded
     default (GPT-2 124M architecture, seeded random weights) is used and one warning says so. A named model
@@ -66,6 +67,10 @@ def load_model(model: Any = None, *, tokenizer: Any = None, random_weights: bool
     """
     from transformers import GPT2Config, GPT2LMHeadModel
 
+    if isinstance(model, LoadedModel):
+        if random_weights:
+            raise ModelLoadError("random_weights applies when a model is loaded; this one is loaded already")
+        return model if tokenizer is None else LoadedModel(model.model, tokenizer, model.info)
     if model is not None and not isinstance(model, (str, os.PathLike)):
         if not isinstance(model, GPT2LMHeadModel):
             raise NotGpt2Error(f"expected a GPT2LMHeadModel, got {type(model).__name__}")

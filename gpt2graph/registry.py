@@ -21,6 +21,18 @@ and registers itself in its own ``pyproject.toml``::
 The core never imports a renderer: built-in renderers (``renderers/svg``, ``renderers/bokeh``) register the
 same way a third party does. Entry points are read lazily, once; a name claimed by two plugins is an error
 naming both; options are declared with types, so the CLI can list and validate them before rendering.
+
+A renderer consumes a graph, never a live model. What holds a model and builds graphs as someone works (the
+live instrument of ``gpt2graph serve``) is an *app*, found the same way in the ``gpt2graph.apps`` group::
+
+    class MyApp:
+        name = "live"
+        description = "a live instrument in the browser"
+        def serve(self, *, models, random_weights, seed, annotations, host, port, open_browser,
+                  max_graphs, max_graphs_per_session, max_tokens) -> int: ...   # blocks until stopped
+
+    [project.entry-points."gpt2graph.apps"]
+    live = "my_package:MyApp"
 """
 
 from __future__ import annotations
@@ -35,18 +47,26 @@ from .errors import RendererError
 
 __all__ = [
     "ENTRY_POINT_GROUP",
+    "APP_ENTRY_POINT_GROUP",
     "Option",
     "Renderer",
+    "App",
     "RendererInfo",
     "Registry",
     "registry",
+    "apps",
     "render",
     "render_corpus",
     "draws_corpus",
+    "serve",
     "parse_cli_options",
 ]
 
 ENTRY_POINT_GROUP = "gpt2graph.renderers"
+APP_ENTRY_POINT_GROUP = "gpt2graph.apps"
+#: what a plugin of each kind must define
+RENDERER_PROTOCOL = ("name", "description", "suffixes", "options", "render")
+APP_PROTOCOL = ("name", "description", "serve")
 
 
 @dataclass(frozen=True)
@@ -129,40 +149,56 @@ class Renderer(Protocol):
     # a heat map of mean head-role scores, lens accuracy by layer and loss by position; see ``render_corpus``.
 
 
+@runtime_checkable
+class App(Protocol):
+    """A live app: holds a model, builds graphs as its user works, and serves until stopped (exit status)."""
+
+    name: str
+    description: str
+
+    def serve(self, **options: Any) -> int: ...
+
+
 @dataclass
 class RendererInfo:
-    """One installed renderer, as listed by ``gpt2graph renderers``."""
+    """One installed plugin (a renderer, as listed by ``gpt2graph renderers``, or an app)."""
 
     name: str
     entry_point: EntryPoint
     distribution: str
     version: str
-    _loaded: Renderer | None = field(default=None, repr=False)
+    noun: str = "renderer"
+    protocol: tuple[str, ...] = RENDERER_PROTOCOL
+    _loaded: Any = field(default=None, repr=False)
 
-    def load(self) -> Renderer:
+    def load(self) -> Any:
         if self._loaded is None:
             try:
                 obj = self.entry_point.load()
             except Exception as exc:
                 raise RendererError(
-                    f"renderer {self.name!r} ({self.entry_point.value}, from {self.distribution}) failed to load: {exc}"
+                    f"{self.noun} {self.name!r} ({self.entry_point.value}, from {self.distribution}) failed to "
+                    f"load: {exc}"
                 ) from exc
             obj = obj() if inspect.isclass(obj) else obj
-            missing = [a for a in ("name", "description", "suffixes", "options", "render") if not hasattr(obj, a)]
+            missing = [a for a in self.protocol if not hasattr(obj, a)]
             if missing:
                 raise RendererError(
-                    f"renderer {self.name!r} from {self.distribution} does not implement the "
-                    f"renderer protocol: missing {', '.join(missing)}"
+                    f"{self.noun} {self.name!r} from {self.distribution} does not implement the "
+                    f"{self.noun} protocol: missing {', '.join(missing)}"
                 )
             self._loaded = obj
         return self._loaded
 
 
 class Registry:
-    """The single source of truth for installed renderers; entry points are read on first use."""
+    """The single source of truth for installed plugins of one group (renderers by default, or apps);
+    entry points are read on first use."""
 
-    def __init__(self, group: str = ENTRY_POINT_GROUP):
+    def __init__(self, group: str = ENTRY_POINT_GROUP, noun: str = "renderer", protocol=RENDERER_PROTOCOL):
         self.group = group
+        self.noun = noun
+        self.protocol = tuple(protocol)
         self._infos: dict[str, RendererInfo] | None = None
 
     def _discover(self) -> dict[str, RendererInfo]:
@@ -174,10 +210,10 @@ class Registry:
                 if ep.name in infos and infos[ep.name].entry_point.value != ep.value:
                     other = infos[ep.name]
                     raise RendererError(
-                        f"two plugins claim the renderer name {ep.name!r}: {other.entry_point.value} "
+                        f"two plugins claim the {self.noun} name {ep.name!r}: {other.entry_point.value} "
                         f"(from {other.distribution}) and {ep.value} (from {dist}); uninstall one"
                     )
-                infos[ep.name] = RendererInfo(ep.name, ep, dist, version)
+                infos[ep.name] = RendererInfo(ep.name, ep, dist, version, self.noun, self.protocol)
             self._infos = dict(sorted(infos.items()))
         return self._infos
 
@@ -192,10 +228,10 @@ class Registry:
         infos = self._discover()
         if name not in infos:
             installed = ", ".join(infos) or "none (install renderers/svg or renderers/bokeh)"
-            raise RendererError(f"unknown renderer {name!r}; installed renderers: {installed}")
+            raise RendererError(f"unknown {self.noun} {name!r}; installed {self.noun}s: {installed}")
         return infos[name]
 
-    def resolve(self, name: str) -> Renderer:
+    def resolve(self, name: str) -> Any:
         return self.info(name).load()
 
     def check_options(self, name: str, options: dict[str, Any]) -> dict[str, Any]:
@@ -214,6 +250,8 @@ class Registry:
 
 
 registry = Registry()
+#: live apps (``gpt2graph serve``): plugins that hold a model, unlike renderers
+apps = Registry(APP_ENTRY_POINT_GROUP, "app", APP_PROTOCOL)
 
 
 def render(graph: Any, name: str, path: str | Path, **options: Any) -> Path:
@@ -256,6 +294,21 @@ def show(graph: Any, name: str, **options: Any) -> None:
             f"graph.render({name!r}, path) instead"
         )
     renderer.show(graph, **checked)
+
+
+def serve(app: str | None = None, **options: Any) -> int:
+    """Run the app ``app`` (None: the one installed app) until it is stopped; its exit status."""
+    names = apps.names()
+    if app is None:
+        if not names:
+            raise RendererError(
+                "no installed plugin can serve: `gpt2graph serve` needs an app plugin in the "
+                f"{APP_ENTRY_POINT_GROUP!r} group, such as the Bokeh one (pip install -e renderers/bokeh)"
+            )
+        if len(names) > 1:
+            raise RendererError(f"several apps can serve ({', '.join(names)}): choose one with --app")
+        app = names[0]
+    return apps.resolve(app).serve(**options)
 
 
 def parse_cli_options(pairs: list[str]) -> dict[str, str]:

@@ -13,12 +13,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from gpt2graph.plugin import Analysis, DLAResult, percent, signed
+from gpt2graph.plugin import Analysis, DecodingResult, DLAResult, percent, signed
 
 from .layout import Layout
 from .sanitize import escape
 
-__all__ = ["ANALYSIS_MODES", "ROLE_MODES", "Metrics", "analysis_panel", "head_panels", "metrics"]
+__all__ = ["ANALYSIS_MODES", "ROLE_MODES", "Metrics", "analysis_panel", "decoding_panel", "head_panels", "metrics"]
 
 ROLE_MODES = ("previous_token", "first_token", "current_token", "induction")
 #: colour modes an analysed graph adds: signed DLA, then scores in [0, 1]
@@ -211,7 +211,16 @@ def analysis_panel(analysis: Analysis, k: int = 8) -> str:
         f"head ≥ {r.label_threshold:g}</p>",
         _table(["role", "strongest heads", "uniform head", "labelled"], rows, "g2g-roles"),
     ]
-    dec = analysis.decoding
+    return (
+        '<div class="g2g-analysis">'
+        + "".join(f"<div>{''.join(p)}</div>" for p in (dla, roles, [decoding_panel(analysis.decoding)]))
+        + "</div>"
+    )
+
+
+def decoding_panel(dec: DecodingResult) -> str:
+    """HTML of one decoding: the settings, the chosen next token, and the top candidates after every step.
+    Every token is escaped."""
     how = ", ".join(
         [
             f"temperature {dec.temperature:g}",
@@ -228,9 +237,8 @@ def analysis_panel(analysis: Analysis, k: int = 8) -> str:
         ]
         for s in dec.steps
     ]
-    decoding = [
+    return (
         f"<h3>Decoding after position {dec.position}</h3><p>{how}: next token "
-        f"<b>{escape(dec.chosen.token)}</b> ({percent(dec.chosen.prob)})</p>",
-        _table(["step", "kept", "top candidates"], steps, "g2g-decoding"),
-    ]
-    return '<div class="g2g-analysis">' + "".join(f"<div>{''.join(p)}</div>" for p in (dla, roles, decoding)) + "</div>"
+        f"<b>{escape(dec.chosen.token)}</b> ({percent(dec.chosen.prob)})</p>"
+        + _table(["step", "kept", "top candidates"], steps, "g2g-decoding")
+    )

@@ -60,7 +60,16 @@ from bokeh.models.layouts import LayoutDOM
 from bokeh.palettes import Oranges256, RdBu11, Viridis256
 from bokeh.plotting import figure
 
-from gpt2graph.plugin import CATEGORY_COLOURS, VECTOR_SPECS, Category, Key, RendererError, VectorKind
+from gpt2graph.plugin import (
+    CATEGORY_COLOURS,
+    DECODE_KINDS,
+    VECTOR_SPECS,
+    Category,
+    Key,
+    RendererError,
+    VectorKind,
+    decode_next,
+)
 
 from .analysis_panel import ANALYSIS_MODES, Metrics, analysis_panel, head_panels, metrics
 from .ancestry import input_rules, lane_edges, output_rules
@@ -72,7 +81,7 @@ from .stats import lens_text, node_stats, relative
 if TYPE_CHECKING:
     from gpt2graph import Graph
 
-__all__ = ["COLOR_MODES", "build_explorer"]
+__all__ = ["COLOR_MODES", "Explorer", "build_explorer", "decoding_rows", "make_explorer"]
 
 COLOR_MODES = ("category", "norm", "mean")
 HIGHLIGHT = {"ancestor": "#d62728", "descendant": "#1f77b4", "selected": "#111111"}
@@ -559,15 +568,69 @@ def _heatmap(graph: Graph) -> tuple[Any, ColumnDataSource, Title, ColumnDataSour
     return fig, heat, title, focus, patterns
 
 
-def build_explorer(
+@dataclass
+class Explorer:
+    """The explorer's layout and the models a live page drives from Python (``gpt2graph serve``): the canvas,
+    its node source, the node layout, the level-of-detail overview and the analysis panel."""
+
+    root: LayoutDOM
+    layout: Layout
+    figure: Any  # the canvas
+    nodes: ColumnDataSource
+    overview: ColumnDataSource | None
+    analysis: Div | None
+
+    def follow_decoding(self, graph: Graph) -> None:
+        """Redraw what depends on the decoding settings for ``graph``'s (a ``with_decoding`` view of the same
+        run): the decoding vectors' statistics and colour columns, the overview, and the analysis panel's
+        decoding table. No forward pass: the decoding stage is derived from the stored logits."""
+        lay, nodes = self.layout, self.nodes
+        rows = decoding_rows(lay)
+        stats = node_stats(graph, lay, kinds=DECODE_KINDS)
+        kinds = np.repeat(np.array([str(k) for k in DECODE_KINDS]), graph.n_tokens)
+        columns = {name: stats[name][rows] for name in stats}
+        columns["c_norm"] = relative(columns["norm"], kinds, signed=False)
+        columns["c_mean"] = relative(columns["mean"], kinds, signed=True)
+        nodes.patch({name: [(rows, values)] for name, values in columns.items()})
+        if self.overview is not None:
+            self.overview.data = dict(_overview(lay, nodes.data, graph).data)
+        if self.analysis is not None and graph.analysis is not None:
+            a = graph.analysis
+            dec, position = graph.decoding, a.decoding.position
+            again = decode_next(
+                graph,
+                position=position,
+                temperature=dec.temperature,
+                top_k=dec.top_k,
+                top_p=dec.top_p,
+                seed=dec.seed,
+                candidates=a.options.top_tokens,
+            )
+            self.analysis.text = analysis_panel(a.model_copy(update={"decoding": again}))
+
+
+def decoding_rows(lay: Layout) -> slice:
+    """Rows of the node source holding the decoding stage (its groups come last among the vectors)."""
+    n = lay.topology.n_tokens
+    first = min(lay.group_index[Key(kind)] for kind in DECODE_KINDS)
+    return slice(first * n, (first + len(DECODE_KINDS)) * n)
+
+
+def build_explorer(graph: Graph, **options: Any) -> LayoutDOM:
+    """The whole explorer page as a Bokeh layout (pure: reads the graph, writes nothing); options as for
+    :func:`make_explorer`."""
+    return make_explorer(graph, **options).root
+
+
+def make_explorer(
     graph: Graph,
     *,
     title: str | None = None,
     color_by: str = "category",
     max_positions: int = 32,
     logit_lens: bool = True,
-) -> LayoutDOM:
-    """The whole explorer page as a Bokeh layout (pure: reads the graph, writes nothing).
+) -> Explorer:
+    """The explorer of ``graph`` with handles on the models a live page updates.
 
     The explorer always shows the whole run, also for a subgraph view (its level of detail is what keeps a long
     run manageable), so a view is widened to the full graph first."""
@@ -721,15 +784,16 @@ def build_explorer(
         Div(text='<span class="g2g-label">colour by</span>', stylesheets=[InlineStyleSheet(css=_CSS)]), color_w
     )
     main = column(canvas.fig)
+    analysis = None
     if graph.analysis is not None:  # under the canvas, its three parts side by side
-        main.children.append(
-            Div(
-                text=analysis_panel(graph.analysis),
-                width=1160,
-                name="analysis",
-                stylesheets=[InlineStyleSheet(css=_CSS)],
-                styles={"border": "1px solid #ddd", "padding": "6px", "background": "#fff"},
-            )
+        analysis = Div(
+            text=analysis_panel(graph.analysis),
+            width=1160,
+            name="analysis",
+            stylesheets=[InlineStyleSheet(css=_CSS)],
+            styles={"border": "1px solid #ddd", "padding": "6px", "background": "#fff"},
         )
+        main.children.append(analysis)
     side = column(panel, row(layer_w, head_w), heat_fig)
-    return column(_header(graph, title), controls, row(main, side), name="explorer")
+    root = column(_header(graph, title), controls, row(main, side), name="explorer")
+    return Explorer(root, lay, canvas.fig, canvas.nodes, overview, analysis)
