@@ -24,7 +24,7 @@ from gpt2graph_bokeh.app.models import ModelPool
 from gpt2graph_bokeh.app.server import origins
 from gpt2graph_bokeh.app.session import Session
 from gpt2graph_bokeh.app.store import GraphStore
-from gpt2graph_bokeh.app.views import heads_view, node_links, strip
+from gpt2graph_bokeh.app.views import analysis_figures, heads_view, node_links, strip
 from gpt2graph_bokeh.app.walkthrough import facts, tour
 from gpt2graph_bokeh.document import decoding_rows, make_explorer
 from gpt2graph_bokeh.layout import layout
@@ -272,6 +272,25 @@ def test_heads_view_shows_each_heads_pattern(tiny_graph):
     np.testing.assert_allclose(heads.heat.data["prob"], tiny_graph.pattern(1, 3).numpy()[q, k], rtol=1e-6)
     assert "layer 1, head 3" in heads.title.text
     assert list(heads.tiles.data["layer"]) == [0] * 4 + [1] * 4
+
+
+def test_analysis_figures_read_the_stored_analysis(analysed_graph):
+    graph, a = analysed_graph, analysed_graph.analysis
+    figures = analysis_figures(graph)
+    lens = figures.lens.renderers[0].data_source.data
+    n, L = graph.n_tokens, graph.dims.n_layer
+    assert len(lens["x"]) == (2 * L + 1) * n
+    last = f"blocks.{L - 1}.hook_resid_post[{n - 1}]"  # the last column, last position: the model's own
+    i = len(lens["x"]) - 1
+    assert lens["top"][i] == a.lens.entry(last).top[0].token == graph.decode_token(int(graph.logits[-1].argmax()))
+    mid = a.lens.entry("blocks.0.hook_resid_mid[2]")
+    j = next(k for k in range(len(lens["x"])) if lens["label"][k] == "0 attn" and lens["y"][k] == 2)
+    assert (lens["top"][j], lens["prob"][j]) == (mid.top[0].token, mid.top[0].prob)
+    bars = figures.dla.renderers[0].data_source.data
+    assert list(bars["name"])[::-1] == [c.component for c in a.dla.top(12)]
+    roles = figures.roles_source.data
+    for k, h in enumerate(a.roles.heads):
+        assert (roles["y"][k], roles["x"][k]) == (h.layer, h.head) and roles["induction"][k] == h.induction
 
 
 def test_node_strip_is_the_whole_value_and_links_come_from_the_edges(tiny_graph):

@@ -86,7 +86,8 @@ function panel_index(i) {
 
 function show_head(L, h) {
   const T = n * (n + 1) / 2, off = (L * H + h) * T
-  const prob = new Float32Array(patterns.buffer, patterns.byteOffset + 4 * off, T)
+  // a copy, not a view: on a Bokeh server the change is sent back, and a view would carry its whole buffer
+  const prob = new Float32Array(patterns.buffer, patterns.byteOffset + 4 * off, T).slice()
   heat.data = {...heat.data, prob: prob}
   heat_title.text = `Attention pattern · layer ${L}, head ${h}`
 }

@@ -259,10 +259,12 @@ def _lens(graph: Graph) -> Any | None:
     if not {"input_embedding", "resid_mid", "resid_post"} <= kinds:
         return None
     top, n, L = graph.topology, graph.n_tokens, graph.dims.n_layer
-    columns = [("embed", lambda p: top.vector_id(Key("input_embedding", None, None, p)))]
+    # the stream after block L's MLP is the next block's resid_pre (one node), and resid_post after the last
+    points = [("embed", "input_embedding", None)]
     for layer in range(L):
-        columns.append((f"{layer} attn", lambda p, layer=layer: top.vector_id(Key("resid_mid", layer, None, p))))
-        columns.append((f"{layer} mlp", lambda p, layer=layer: top.vector_id(Key("resid_post", layer, None, p))))
+        after = ("resid_pre", layer + 1) if layer + 1 < L else ("resid_post", layer)
+        points += [(f"{layer} attn", "resid_mid", layer), (f"{layer} mlp", *after)]
+    columns = [(label, lambda p, k=kind, y=layer: top.vector_id(Key(k, y, None, p))) for label, kind, layer in points]
     tokens = graph.tokenization.tokens_visible
     following = [*tokens[1:], None]
     data: dict[str, list] = {k: [] for k in ("x", "y", "top", "prob", "label", "row", "list", "next")}
