@@ -20,16 +20,24 @@ The contract (see ``renderers/template/README.md``):
 Structure (ids, kinds, what reads what) comes from :mod:`gpt2graph.topology`; values from the graph
 (``graph.values``, ``graph.hook``, ``graph.summaries``); interpretability results from ``graph.analysis``
 (:mod:`gpt2graph.results`).
+
+An *app* (the ``gpt2graph.apps`` entry-point group, e.g. the Bokeh plugin's live server behind ``gpt2graph
+serve``) holds a model and builds graphs as its user works, so it may also load a model once
+(:func:`load_model`), tokenize with it (:func:`tokenize`), build from it (``gpt2graph.build(prompt,
+model=loaded)``, text or token ids), check decoding settings (:func:`settings`), and tell its user what went
+wrong (:class:`PromptError`, :class:`ModelLoadError`, :class:`DataValidationError`).
 """
 
 from __future__ import annotations
 
+from .builder import tokenize
 from .corpus import CorpusStats, LensRow
-from .decoding import decode_next
-from .errors import InterpretError, RendererError
+from .decoding import decode_next, settings
+from .errors import DataValidationError, InterpretError, ModelLoadError, PromptError, RendererError
 from .glossary import ResolvedAnnotation, template_values
 from .graph import Graph, Selection
 from .lens import lens_blocks, lens_logits, read_logits
+from .loading import DEFAULT_MODEL, LoadedModel, load_model
 from .presentation import (
     CATEGORY_COLOURS,
     CATEGORY_LABELS,
@@ -45,7 +53,7 @@ from .presentation import (
 )
 from .registry import Option
 from .results import Analysis, Attribution, DecodingResult, DLAResult, LensEntry, LogitLens, Role
-from .schema import Category, ParamKind, VectorKind
+from .schema import Category, DecodingSettings, EdgeRole, ParamKind, Tokenization, VectorKind
 from .storage import atomic_write
 from .topology import (
     BLOCK_KINDS,
@@ -119,4 +127,16 @@ __all__ = [
     "Block",
     "parse_markdown",
     "parse_inline",
+    # apps: they hold a model and build graphs (gpt2graph.apps)
+    "DEFAULT_MODEL",
+    "LoadedModel",
+    "load_model",
+    "tokenize",
+    "settings",
+    "DecodingSettings",
+    "Tokenization",
+    "EdgeRole",
+    "PromptError",
+    "ModelLoadError",
+    "DataValidationError",
 ]

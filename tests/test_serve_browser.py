@@ -25,7 +25,6 @@ from conftest import CHROMIUM_FLAGS, PROMPT
 from gpt2graph_bokeh.app import ServeConfig, ServerThread
 from gpt2graph_bokeh.app.walkthrough import tour
 from gpt2graph_bokeh.layout import layout
-from gpt2graph_bokeh.numbers import percent
 from selenium import webdriver
 from selenium.common.exceptions import NoAlertPresentException
 from selenium.webdriver.chrome.service import Service
@@ -36,6 +35,7 @@ from test_bokeh import IMG, SCRIPT, XSS_NOTES
 
 import gpt2graph
 from gpt2graph.decoding import decode_next
+from gpt2graph.presentation import percent
 
 pytestmark = pytest.mark.browser
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from gpt2graph.schema import Tokenization
+from gpt2graph.plugin import Tokenization
 
 from ..document import _CSS
 from ..sanitize import escape, markdown

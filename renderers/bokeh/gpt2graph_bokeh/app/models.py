@@ -13,7 +13,7 @@ import threading
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 
-from gpt2graph.loading import DEFAULT_MODEL, LoadedModel, load_model
+from gpt2graph.plugin import DEFAULT_MODEL, LoadedModel, load_model
 
 __all__ = ["Model", "ModelPool"]
 

@@ -48,9 +48,8 @@ from bokeh.models import (
     TextInput,
 )
 
-from gpt2graph.decoding import decode_next
-from gpt2graph.errors import Gpt2GraphError, PromptError
-from gpt2graph.topology import DECODE_KINDS
+from gpt2graph import Gpt2GraphError
+from gpt2graph.plugin import DECODE_KINDS, PromptError, decode_next
 
 from ..analysis_panel import ROLE_MODES, decoding_panel
 from ..document import Explorer, make_explorer

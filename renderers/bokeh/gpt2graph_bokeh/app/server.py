@@ -36,7 +36,7 @@ from bokeh.server.util import bind_sockets
 from tornado.httpserver import HTTPServer
 from tornado.ioloop import IOLoop
 
-from gpt2graph.errors import Gpt2GraphError
+from gpt2graph import Gpt2GraphError
 
 from .downloads import ROUTE, DownloadHandler, Downloads
 from .models import ModelPool
@@ -146,22 +146,22 @@ class LiveServer:
         """Serve until Ctrl-C (or SIGTERM): print the URL, open a browser unless told not to; exit status 0."""
         c = self.config
         loop = IOLoop.current()
-        url = self.start()
-        if not _loopback(c.host):
-            print(
-                f"warning: listening on {c.host}:{self.port}, reachable from the network: anyone who can reach "
-                "this machine can use this server and its models (it has no login)",
-                file=sys.stderr,
-                flush=True,
-            )
-        print(f"gpt2graph serve: {url}  (Ctrl-C to stop)", flush=True)
-        if c.open_browser:
-            threading.Thread(target=webbrowser.open, args=(url,), daemon=True).start()
         for sig in (signal.SIGINT, signal.SIGTERM):  # stop the loop between two callbacks: no traceback
             # (where signal handlers cannot be added to the loop, Ctrl-C raises KeyboardInterrupt instead)
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.asyncio_loop.add_signal_handler(sig, loop.stop)
         try:
+            url = self.start()
+            if not _loopback(c.host):
+                print(
+                    f"warning: listening on {c.host}:{self.port}, reachable from the network: anyone who can reach "
+                    "this machine can use this server and its models (it has no login)",
+                    file=sys.stderr,
+                    flush=True,
+                )
+            print(f"gpt2graph serve: {url}  (Ctrl-C to stop)", flush=True)
+            if c.open_browser:
+                threading.Thread(target=webbrowser.open, args=(url,), daemon=True).start()
             loop.start()
         except KeyboardInterrupt:
             pass

@@ -21,11 +21,17 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from gpt2graph.builder import build, tokenize
-from gpt2graph.decoding import settings
-from gpt2graph.errors import DataValidationError, PromptError
-from gpt2graph.schema import DecodingSettings, Tokenization, VectorKind
-from gpt2graph.topology import Key
+from gpt2graph import build
+from gpt2graph.plugin import (
+    DataValidationError,
+    DecodingSettings,
+    Key,
+    PromptError,
+    Tokenization,
+    VectorKind,
+    settings,
+    tokenize,
+)
 
 from .models import ModelPool
 from .store import GraphStore

@@ -27,13 +27,11 @@ from bokeh.models import (
 )
 from bokeh.plotting import figure
 
-from gpt2graph.schema import EdgeRole
-from gpt2graph.topology import VECTOR_SPECS, Key
+from gpt2graph.plugin import VECTOR_SPECS, EdgeRole, Key, percent, signed
 
 from ..analysis_panel import ROLE_MODES
 from ..document import _DIVERGING, _HEAT, _SEQUENTIAL, _heatmap
 from ..layout import Layout
-from ..numbers import percent, signed
 from ..sanitize import escape
 
 if TYPE_CHECKING:
@@ -211,9 +209,10 @@ def node_links(graph: Graph, node_id: str) -> str:
     """HTML: the operation that makes a node and what it reads, and the operations that read the node and
     what they make, from the graph's typed edges."""
     node = graph.node(node_id)
+    top = graph.topology
     parts = []
     if node.node_type == "vector" and node.kind != "token":
-        op = graph.node("op:" + node_id)
+        op = graph.node(top.op_id(top.parse(node_id)[1]))
         edges = [e for e in graph.edges(op.id) if e.target == op.id]
         vectors = [e.source for e in edges if e.role == EdgeRole.input]
         params = [e.source for e in edges if e.role == EdgeRole.parameter]
@@ -225,7 +224,7 @@ def node_links(graph: Graph, node_id: str) -> str:
     elif node.node_type == "vector":
         parts.append("<p>Made by the tokenizer from the prompt's text.</p>")
     readers = [e.target for e in graph.edges(node_id) if e.source == node_id]
-    made = [r.removeprefix("op:") for r in readers]
+    made = [top.vector_id(top.parse(r)[1]) for r in readers]  # an operation is named by what it makes
     if made:
         parts.append(f"<p>Read by {len(readers):,} operation(s), which make:</p>" + _listed(made, "goes to"))
     else:
@@ -259,12 +258,11 @@ def _lens(graph: Graph) -> Any | None:
     if not {"input_embedding", "resid_mid", "resid_post"} <= kinds:
         return None
     top, n, L = graph.topology, graph.n_tokens, graph.dims.n_layer
-    # the stream after block L's MLP is the next block's resid_pre (one node), and resid_post after the last
-    points = [("embed", "input_embedding", None)]
+    # the stream entering each block (after the previous one's MLP), and leaving the last one
+    columns = [("embed", lambda p: top.vector_id(top.stream(0, p)))]
     for layer in range(L):
-        after = ("resid_pre", layer + 1) if layer + 1 < L else ("resid_post", layer)
-        points += [(f"{layer} attn", "resid_mid", layer), (f"{layer} mlp", *after)]
-    columns = [(label, lambda p, k=kind, y=layer: top.vector_id(Key(k, y, None, p))) for label, kind, layer in points]
+        columns.append((f"{layer} attn", lambda p, y=layer: top.vector_id(Key("resid_mid", y, None, p))))
+        columns.append((f"{layer} mlp", lambda p, y=layer: top.vector_id(top.stream(y + 1, p))))
     tokens = graph.tokenization.tokens_visible
     following = [*tokens[1:], None]
     data: dict[str, list] = {k: [] for k in ("x", "y", "top", "prob", "label", "row", "list", "next")}

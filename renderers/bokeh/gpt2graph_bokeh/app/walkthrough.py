@@ -20,15 +20,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from gpt2graph.decoding import decode_next
-from gpt2graph.glossary import template_values
-from gpt2graph.schema import VectorKind
-from gpt2graph.topology import DECODE_KINDS, VECTOR_SPECS
+from gpt2graph.plugin import DECODE_KINDS, VECTOR_SPECS, VectorKind, decode_next, percent, template_values
 
 from ..knowledge import _selected_nodes, _specific, _uses
 from ..layout import Layout
-from ..numbers import percent
-from ..stats import attention
 
 if TYPE_CHECKING:
     from gpt2graph import Graph
@@ -72,7 +67,7 @@ def tour(graph: Graph, lay: Layout) -> list[TourStep]:
             node_id = top.node_id(key._replace(position=0) if vector else key)
             ids = [a.id for a in graph.annotations_for(node_id)]
             if vector and key.kind != V.token:  # an operation shows on the vector it produces
-                ids += [a.id for a in graph.annotations_for("op:" + node_id)]
+                ids += [a.id for a in graph.annotations_for(top.op_id(key._replace(position=0)))]
             hits[cache_key] = [i for i in dict.fromkeys(ids) if i not in specific]
         rows = np.arange(u * n, (u + 1) * n) if u < len(lay.groups) else np.array([lay.n_vectors + u - len(lay.groups)])
         for annotation_id in hits[cache_key]:
@@ -200,7 +195,7 @@ def _attention_facts(graph: Graph, p: int, tokens: list[str]) -> list[str]:
     best = (-1.0, 0, 0, 0)
     first = []
     for L in range(graph.dims.n_layer):
-        row = attention(graph, L)[1][:, p, : p + 1]  # (n_head, p + 1)
+        row = graph.hook(V.attn_pattern, L)[:, p, : p + 1]  # (n_head, p + 1)
         first.append(row[:, 0].double())
         weight, key = row.max(dim=-1)
         h = int(weight.argmax())
