@@ -371,15 +371,13 @@ class Graph:
         in each node's ``summary``), each shaped like :meth:`hook` without its last dimension (tokens:
         ``(n_tokens,)``). An attention row counts only the keys its query sees; a decoding vector only the
         tokens still in the running."""
-        x = self.hook(kind, layer)
-        keep = None
-        if kind == VectorKind.token:
-            x = x[:, None]
-        elif kind in (VectorKind.attn_scores, VectorKind.attn_pattern):
-            keep = torch.ones(x.shape[-2:], dtype=torch.bool).tril()
-        elif kind in DECODE_KINDS:
-            keep = x != -torch.inf
-        return summaries(x, keep)
+        return _summaries(kind, self.hook(kind, layer))
+
+    def decoding_summaries(self, positions: Iterable[int] | None = None) -> dict[str, dict[str, Tensor]]:
+        """:meth:`summaries` of every kind of the decoding stage at these positions (all: None), by kind, from
+        one pass of the decoding steps: what a decoding control changes, for the cost of one kind."""
+        logits = self.logits if positions is None else self.logits[list(positions)]
+        return {kind: _summaries(kind, x) for kind, x in decode_steps(logits, self.decoding).items()}
 
     def pattern(self, layer: int, head: int) -> Tensor:
         """Attention pattern of one head as an (n, n) lower-triangular matrix, computed on demand."""
@@ -501,6 +499,19 @@ class Graph:
         from .summary import summarize_graph
 
         return summarize_graph(self)
+
+
+def _summaries(kind: str, x: Tensor) -> dict[str, Tensor]:
+    """Summary statistics of vectors of ``kind`` along the last dimension of ``x``, counting what a node of that
+    kind counts: an attention row its query's keys, a decoding vector the tokens still in the running."""
+    keep = None
+    if kind == VectorKind.token:
+        x = x[:, None]
+    elif kind in (VectorKind.attn_scores, VectorKind.attn_pattern):
+        keep = torch.ones(x.shape[-2:], dtype=torch.bool).tril()
+    elif kind in DECODE_KINDS:
+        keep = x != -torch.inf
+    return summaries(x, keep)
 
 
 def _prod(shape: list[int]) -> int:

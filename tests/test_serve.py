@@ -246,10 +246,17 @@ def test_live_decoding_update_equals_a_fresh_explorer(analysed_graph, max_positi
     graph = analysed_graph
     ex = make_explorer(graph, max_positions=max_positions)
     view = graph.with_decoding(temperature=0.6, top_k=7, top_p=0.8, seed=3)
-    ex.follow_decoding(view)
     fresh = make_explorer(view, max_positions=max_positions)
     rows = decoding_rows(ex.layout)
     assert rows.stop - rows.start == 5 * graph.n_tokens
+    n = graph.n_tokens
+    ex.follow_decoding(view, positions=[n - 1])  # first the predicted position, as a dragged control does
+    last = np.arange(rows.start + n - 1, rows.stop, n)
+    for name in ("norm", "mean", "std", "min", "max"):
+        np.testing.assert_array_equal(np.asarray(ex.nodes.data[name])[last], fresh.nodes.data[name][last], name)
+    others = np.setdiff1d(np.arange(rows.start, rows.stop), last)  # not yet
+    assert not np.array_equal(np.asarray(ex.nodes.data["norm"])[others], fresh.nodes.data["norm"][others])
+    ex.follow_decoding(view)  # then every position
     for name, column in fresh.nodes.data.items():
         if isinstance(column, np.ndarray) and column.dtype.kind == "f":
             np.testing.assert_array_equal(np.asarray(ex.nodes.data[name]), column, err_msg=name)

@@ -81,7 +81,7 @@ from .stats import lens_text, node_stats, relative
 if TYPE_CHECKING:
     from gpt2graph import Graph
 
-__all__ = ["COLOR_MODES", "Explorer", "build_explorer", "decoding_rows", "make_explorer"]
+__all__ = ["COLOR_MODES", "DecodingUpdate", "Explorer", "build_explorer", "decoding_rows", "make_explorer"]
 
 COLOR_MODES = ("category", "norm", "mean")
 HIGHLIGHT = {"ancestor": "#d62728", "descendant": "#1f77b4", "selected": "#111111"}
@@ -291,6 +291,7 @@ def _overview(lay: Layout, nodes: dict, graph: Graph) -> ColumnDataSource:
         ),
     }
     index = np.concatenate([blocks, weights])
+    data["node"] = index.astype(np.int32)  # the node each rectangle takes its colours from
     for col in [c for c in nodes if c == "cat" or c.startswith("c_")]:  # every colour mode's column
         data[col] = np.asarray(nodes[col])[index]
     return ColumnDataSource(data, name="overview")
@@ -568,6 +569,16 @@ def _heatmap(graph: Graph) -> tuple[Any, ColumnDataSource, Title, ColumnDataSour
     return fig, heat, title, focus, patterns
 
 
+@dataclass(frozen=True)
+class DecodingUpdate:
+    """New numbers of the decoding stage for other decoding settings, computed apart from the document (a
+    worker thread may make it) and applied to it with :meth:`Explorer.apply`."""
+
+    rows: np.ndarray  # node indices whose statistics change
+    stats: dict[str, np.ndarray]  # float32 per summary field, aligned with rows
+    analysis: str | None  # the analysis panel with its decoding table redone
+
+
 @dataclass
 class Explorer:
     """The explorer's layout and the models a live page drives from Python (``gpt2graph serve``): the canvas,
@@ -580,33 +591,65 @@ class Explorer:
     overview: ColumnDataSource | None
     analysis: Div | None
 
-    def follow_decoding(self, graph: Graph) -> None:
-        """Redraw what depends on the decoding settings for ``graph``'s (a ``with_decoding`` view of the same
-        run): the decoding vectors' statistics and colour columns, the overview, and the analysis panel's
-        decoding table. No forward pass: the decoding stage is derived from the stored logits."""
-        lay, nodes = self.layout, self.nodes
-        rows = decoding_rows(lay)
-        stats = node_stats(graph, lay, kinds=DECODE_KINDS)
-        kinds = np.repeat(np.array([str(k) for k in DECODE_KINDS]), graph.n_tokens)
-        columns = {name: stats[name][rows] for name in stats}
-        columns["c_norm"] = relative(columns["norm"], kinds, signed=False)
-        columns["c_mean"] = relative(columns["mean"], kinds, signed=True)
-        nodes.patch({name: [(rows, values)] for name, values in columns.items()})
-        if self.overview is not None:
-            self.overview.data = dict(_overview(lay, nodes.data, graph).data)
+    def decoding_update(self, graph: Graph, positions: list[int] | None = None) -> DecodingUpdate:
+        """What the decoding settings of ``graph`` (a ``with_decoding`` view of the same run) change, at these
+        positions (all: None): the decoding vectors' statistics and the analysis panel's decoding table. No
+        forward pass: the decoding stage is derived from the stored logits, in one pass."""
+        n = graph.n_tokens
+        positions = list(range(n)) if positions is None else positions
+        summaries = graph.decoding_summaries(positions)
+        first = decoding_rows(self.layout).start
+        rows = np.concatenate([first + g * n + np.array(positions) for g in range(len(DECODE_KINDS))])
+        stats = {
+            name: np.concatenate([summaries[k][name].reshape(-1).numpy() for k in DECODE_KINDS]).astype(np.float32)
+            for name in summaries[DECODE_KINDS[0]]
+        }
+        analysis = None
         if self.analysis is not None and graph.analysis is not None:
-            a = graph.analysis
-            dec, position = graph.decoding, a.decoding.position
+            a, dec = graph.analysis, graph.decoding
             again = decode_next(
                 graph,
-                position=position,
+                position=a.decoding.position,
                 temperature=dec.temperature,
                 top_k=dec.top_k,
                 top_p=dec.top_p,
                 seed=dec.seed,
                 candidates=a.options.top_tokens,
             )
-            self.analysis.text = analysis_panel(a.model_copy(update={"decoding": again}))
+            analysis = analysis_panel(a.model_copy(update={"decoding": again}))
+        return DecodingUpdate(rows, stats, analysis)
+
+    def apply(self, update: DecodingUpdate) -> None:
+        """Show a :class:`DecodingUpdate` (on the document's thread): the nodes' statistics, their colours
+        (scaled within each decoding kind, so over every position), the overview and the analysis panel."""
+        lay, nodes = self.layout, self.nodes
+        block = decoding_rows(lay)
+        whole = update.rows.size == block.stop - block.start
+        patch = {
+            name: [(block, values)] if whole else [(int(r), float(v)) for r, v in zip(update.rows, values)]
+            for name, values in update.stats.items()
+        }
+        columns = {}
+        for name in ("norm", "mean"):
+            column = np.array(nodes.data[name][block], dtype=np.float32)
+            column[update.rows - block.start] = update.stats[name]
+            columns[name] = column
+        kinds = np.repeat(np.array([str(k) for k in DECODE_KINDS]), lay.topology.n_tokens)
+        patch["c_norm"] = [(block, relative(columns["norm"], kinds, signed=False))]
+        patch["c_mean"] = [(block, relative(columns["mean"], kinds, signed=True))]
+        nodes.patch(patch)
+        if self.overview is not None:
+            index = np.asarray(self.overview.data["node"])
+            self.overview.data = {
+                **self.overview.data,
+                **{c: np.asarray(nodes.data[c])[index] for c in ("c_norm", "c_mean")},
+            }
+        if update.analysis is not None:
+            self.analysis.text = update.analysis
+
+    def follow_decoding(self, graph: Graph, positions: list[int] | None = None) -> None:
+        """Redraw what depends on the decoding settings, for ``graph``'s (see :meth:`decoding_update`)."""
+        self.apply(self.decoding_update(graph, positions))
 
 
 def decoding_rows(lay: Layout) -> slice:

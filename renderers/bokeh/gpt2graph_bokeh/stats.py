@@ -5,7 +5,6 @@ operations per layer; a logit lens the graph already carries is read instead, fo
 
 from __future__ import annotations
 
-from collections.abc import Collection
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -13,6 +12,7 @@ import torch
 from torch import Tensor
 
 from gpt2graph.plugin import (
+    DECODE_KINDS,
     SUMMARY_FIELDS,
     TIED,
     VECTOR_SPECS,
@@ -38,21 +38,22 @@ V = VectorKind
 LENS_KINDS = (V.input_embedding, V.resid_pre, V.resid_mid, V.resid_post)
 
 
-def node_stats(graph: Graph, lay: Layout, kinds: Collection[str] | None = None) -> dict[str, np.ndarray]:
+def node_stats(graph: Graph, lay: Layout) -> dict[str, np.ndarray]:
     """float32 columns ``norm, mean, std, min, max`` in node order (vectors, then parameters), as each node's
-    ``summary`` has them; with ``kinds``, only the vectors of those kinds are computed (the rest stay 0), e.g.
-    the decoding stage after its settings changed."""
+    ``summary`` has them."""
     n = graph.n_tokens
     out = {name: np.zeros(lay.n_nodes, dtype=np.float32) for name in SUMMARY_FIELDS}
+    decoding = None
     with torch.no_grad():
         # the groups of one kind and layer (its heads) are consecutive: one call covers them all
         g = 0
         while g < len(lay.groups):
             kind, layer = lay.groups[g].kind, lay.groups[g].layer
-            if kinds is not None and kind not in kinds:
-                g += 1
-                continue
-            stats = graph.summaries(kind, layer)
+            if kind in DECODE_KINDS:  # the whole decoding stage comes from one pass
+                decoding = decoding or graph.decoding_summaries()
+                stats = decoding[kind]
+            else:
+                stats = graph.summaries(kind, layer)
             spec = VECTOR_SPECS[kind]
             for name in SUMMARY_FIELDS:
                 column = stats[name]
@@ -61,7 +62,7 @@ def node_stats(graph: Graph, lay: Layout, kinds: Collection[str] | None = None) 
             g += column.numel() // n
         # parameters likewise by kind and layer, the heads' slices stacked
         i = 0
-        while kinds is None and i < len(lay.params):
+        while i < len(lay.params):
             kind, layer = lay.params[i].kind, lay.params[i].layer
             run = [k for k in lay.params[i : i + graph.dims.n_head] if (k.kind, k.layer) == (kind, layer)]
             if kind in TIED:  # the same numbers as the parameter it is tied to, transposed

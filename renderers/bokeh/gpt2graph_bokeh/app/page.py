@@ -129,6 +129,7 @@ class Drawn:
     tour_filter: IndexFilter
     figures: AnalysisFigures | None
     tokens: Any  # Tokenization
+    decoding: Any  # the DecodingSettings it was drawn with
 
 
 def _div(name: str, text: str = "", **kw: Any) -> Div:
@@ -150,6 +151,7 @@ class Page:
         self._progress_state = ("", 0.0, 0.0)
         self._ticker = None
         self._decoding_pending = False
+        self._everywhere = self._everywhere_again = False  # the decoding of every position, in a worker
         self._text = EXAMPLE
         self._widgets()
         doc.add_root(self._layout())
@@ -443,7 +445,7 @@ class Page:
         steps = tour(view, explorer.layout)
         figures = analysis_figures(view) if view.analysis is not None else None
         report("sending the page", 0.95)
-        return Drawn(step, explorer, heads, steps, tour_filter, figures, graph.tokenization)
+        return Drawn(step, explorer, heads, steps, tour_filter, figures, graph.tokenization, view.decoding)
 
     def _built(self, drawn: Drawn) -> None:
         self.session.steps.append(drawn.step)
@@ -474,7 +476,9 @@ class Page:
         self._set_busy(False)
         self.tour_step.update(end=max(2, len(drawn.tour)), value=min(self.tour_step.value, len(drawn.tour)))
         self.tour_step.disabled = self.tour_prev.disabled = self.tour_next.disabled = not drawn.tour
-        self._show_decoding()
+        # drawn with the settings of its time: the controls may have moved while it was drawn
+        changed = drawn.decoding != self.session.decoding
+        self._show_decoding(positions=list(range(len(drawn.step.token_ids))) if changed else None)
         self._show_tour(self.tour_step.value)
 
     def _on_step(self, _attr: str, _old: str, new: str) -> None:
@@ -496,7 +500,11 @@ class Page:
         graph = self.session.graph(self.current)
         if graph is None:
             step = self.current
-            self._start("rebuilding the graph", lambda report: self.session.rebuild(step, report), lambda _g: None)
+            self._start(
+                "rebuilding the graph",
+                lambda report: self.session.rebuild(step, report),
+                lambda _graph: self._show_decoding(positions=list(range(len(step.token_ids)))),
+            )
         return graph
 
     # ---- decoding ---------------------------------------------------------------------------------------
@@ -519,26 +527,62 @@ class Page:
         except Gpt2GraphError as exc:
             self._say(str(exc), error=True)
             return
+        if self.current is None:
+            return
         started = time.perf_counter()
-        if self._show_decoding():
+        if self._show_decoding(positions=[len(self.current.token_ids) - 1]):
             self.timings["decoding"] = time.perf_counter() - started
+            self._decode_everywhere()
 
-    def _show_decoding(self) -> bool:
-        """Redraw what the decoding settings change: the decoding vectors on the canvas, the table, the
-        walkthrough's numbers. False when there is nothing to redraw yet."""
+    def _show_decoding(self, positions: list[int] | None = None) -> bool:
+        """Redraw what the decoding settings change: the table, the decoding vectors on the canvas at
+        ``positions`` (None: none, the explorer was drawn with these settings), the walkthrough's numbers.
+        False when there is nothing to redraw yet."""
         graph = self._graph()
         if graph is None or self.drawn is None:
             return False
         view = self.session.view(graph)
-        self.drawn.explorer.follow_decoding(view)
+        explorer = self.drawn.explorer
+        if positions is not None:
+            explorer.follow_decoding(view, positions)
         d = self.session.decoding
         table = decode_next(view, temperature=d.temperature, top_k=d.top_k, top_p=d.top_p, seed=d.seed, candidates=8)
         self.decoding.text = decoding_panel(table)
         if self.drawn.figures is not None:
-            self.analysis_slot.children[-1].text = self.drawn.explorer.analysis.text
+            self.analysis_slot.children[-1].text = explorer.analysis.text
         if self.drawn.tour and set(self.drawn.tour[self.tour_step.value - 1].kinds) & set(DECODE_KINDS):
             self._show_tour(self.tour_step.value)
         return True
+
+    def _decode_everywhere(self) -> None:
+        """The decoding vectors of every position (the control's update did the predicted one), in a worker:
+        a long prompt's whole decoding stage takes longer than a dragged slider waits. Only the latest
+        settings are drawn."""
+        if self._everywhere:
+            self._everywhere_again = True
+            return
+        drawn, graph = self.drawn, self._graph()
+        if drawn is None or graph is None:
+            return
+        view = self.session.view(graph)
+        self._everywhere, self._everywhere_again = True, False
+
+        def done(update: Any) -> None:
+            self._everywhere = False
+            if self._everywhere_again or view.decoding != self.session.decoding:
+                self._decode_everywhere()
+            elif self.drawn is drawn:
+                drawn.explorer.apply(update)
+
+        def run() -> None:
+            try:
+                update = drawn.explorer.decoding_update(view)
+            except Exception:  # the next change tries again; the page keeps what it shows
+                log.exception("decoding every position failed")
+                update = None
+            self._later(lambda: done(update) if update is not None else setattr(self, "_everywhere", False))
+
+        threading.Thread(target=run, daemon=True, name="g2g-decoding").start()
 
     # ---- walkthrough --------------------------------------------------------------------------------------
     def _move_tour(self, by: int) -> None:
