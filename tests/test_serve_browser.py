@@ -183,12 +183,25 @@ class Live:
         self.wait_step(steps + 1)
 
     def wait_step(self, n_steps: int) -> None:
+        """Until the page has ``n_steps`` steps and shows the last one drawn, on the server and in the browser."""
+        page = self.page
         end = time.monotonic() + 120
-        while len(self.page.session.steps) < n_steps or self.page._busy is not None:
+        while (
+            len(page.session.steps) < n_steps
+            or page._busy is not None
+            or page.current is None
+            or page.explorer_slot.tags[0] != page.current.key  # set last when a drawing is attached
+        ):
             assert time.monotonic() < end, f"no step {n_steps}; message: {self.shown('message')}"
             time.sleep(0.05)
-        key = self.page.current.key  # the browser has the step once its list shows it chosen
-        self.until(f"{self.model('steps')}.value == '{key}' && {self.model('nodes')} !== null")
+        self.wait_drawn()
+
+    def wait_drawn(self) -> None:
+        """Until the browser shows the page's last drawing."""
+        key, count = self.page.explorer_slot.tags
+        self.until(
+            f"{self.model('explorer-slot')}.tags[0] == {key} && {self.model('explorer-slot')}.tags[1] == {count}"
+        )
         self.until(IDLE)
 
     def graph(self):
@@ -302,11 +315,8 @@ def test_next_token_grows_the_prompt_and_steps_can_be_revisited(live):
     # back to the first step: its graph and prompt return
     live.js(f"{live.model('steps')}.value = arguments[0]", str(before.key))
     live.until(f"{live.model('prompt')}.value == arguments[0]".replace("arguments[0]", repr(before.text)))
-    end = time.monotonic() + 60
-    while live.page.current is not before or live.page._busy is not None:
-        assert time.monotonic() < end
-        time.sleep(0.05)
-    live.until(IDLE)
+    live.wait_step(n_steps + 1)
+    assert live.page.drawn.step is before
 
 
 def test_clicking_a_node_opens_its_panel(live):
@@ -429,9 +439,13 @@ def test_downloads_are_the_poster_and_the_saved_graph(live, tmp_path):
 
 def test_analysis_on_demand(live):
     live.js(f"{live.model('views')}.active = 2")
+    drawings = live.page.explorer_slot.tags[1]
     live.press("Analyse")
-    live.until(f"{live.model('analysis-text')} !== null", timeout=120)
-    live.until(IDLE)
+    end = time.monotonic() + 120
+    while live.page.explorer_slot.tags[1] == drawings or live.page._busy is not None:
+        assert time.monotonic() < end, live.shown("message")
+        time.sleep(0.05)
+    live.wait_drawn()
     analysis = live.graph().analysis
     assert analysis is not None
     text = live.shown("analysis-text")

@@ -200,7 +200,10 @@ class Page:
         self.tour_step = Slider(title="walkthrough step", start=1, end=2, value=1, step=1, name="tour-step", width=600)
         self.tour_step.disabled = True
         self.tour_text = _div("tour", message_html("Run a prompt to start the walkthrough."), width=1160)
-        self.explorer_slot = column(_div("explorer-empty", message_html("Run a prompt to see its graph.")))
+        # tags: the step drawn and how many drawings this page has made (what a test waits for)
+        self.explorer_slot = column(
+            _div("explorer-empty", message_html("Run a prompt to see its graph.")), name="explorer-slot", tags=[0, 0]
+        )
         self.strip_fig, self.strip_source, self.strip_mapper, self.strip_title = strip_figure()
         self.links = _div("node-links", width=1160)
         self.heads_slot = column(_div("heads-empty", message_html("Run a prompt to see its attention heads.")))
@@ -210,15 +213,14 @@ class Page:
         )
         self.probe = Spinner(title="induction probe (random tokens, 0: off)", low=0, step=1, value=0, width=240)
         self.role = RadioButtonGroup(labels=[r.replace("_", "-") for r in ROLE_MODES], active=0, name="role")
-        self.analysis_slot = column(
-            _div(
-                "analysis-empty",
-                message_html(
-                    "Analyse computes the logit lens, direct logit attribution, head roles and circuits of the "
-                    "current step (the lens reads a full vocabulary row per vector: seconds on GPT-2)."
-                ),
-            )
+        self.no_analysis = _div(
+            "analysis-empty",
+            message_html(
+                "Analyse computes the logit lens, direct logit attribution, head roles and circuits of the "
+                "current step (the lens reads a full vocabulary row per vector: seconds on GPT-2)."
+            ),
         )
+        self.analysis_slot = column(self.no_analysis)
 
         self.prompt.on_change("value_input", self._on_typing)
         self.prompt.on_change("value", self._on_typing)
@@ -381,15 +383,15 @@ class Page:
             return
         model = future.result()
         self.header.text = header_html(model.note, model.loaded.info.weights.status == "random")
-        self._preview(self._text)
+        self._show_tokens(self._text)
 
     def _on_typing(self, _attr: str, _old: str, new: str) -> None:
         if new == self._text:
             return
         self._text = new
-        self._preview(new)
+        self._show_tokens(new)
 
-    def _preview(self, text: str) -> None:
+    def _show_tokens(self, text: str) -> None:
         """The prompt's tokens, from the tokenizer alone."""
         if self.shared.pool.loaded(self.model_index) is None:
             return  # shown when the model is ready
@@ -421,7 +423,22 @@ class Page:
 
     def _build(self, prompt: Any, model: int, added: str | None, report: Report) -> Drawn:
         step, graph = self.session.build(prompt, model, added, report)
+        self._later(partial(self._announce, step))  # its tokens and prediction at once; the drawings follow
         return self._draw(step, graph, report)
+
+    def _announce(self, step: Step) -> None:
+        """A new step's tokens, prompt and decoding table, shown while its explorer is being drawn."""
+        self.session.steps.append(step)
+        self.current = step
+        self.steps.options = [(str(s.key), s.label()) for s in self.session.steps]
+        self.steps.value = str(step.key)
+        self._text = step.text
+        self.prompt.value = step.text
+        graph = self.session.graph(step)
+        if graph is not None:
+            self.tokens.text = tokens_html(graph.tokenization)
+        self._show_decoding()
+        self._say(" ".join(self.session.problems.get(step.key, [])), error=True)
 
     def _draw(self, step: Step, graph: Graph, report: Report) -> Drawn:
         """Everything the page shows of a step (worker thread: these models join the document later)."""
@@ -448,9 +465,7 @@ class Page:
         return Drawn(step, explorer, heads, steps, tour_filter, figures, graph.tokenization, view.decoding)
 
     def _built(self, drawn: Drawn) -> None:
-        self.session.steps.append(drawn.step)
         self._attach(drawn)
-        self._say(" ".join(self.session.problems.get(drawn.step.key, [])), error=True)
 
     def _attach(self, drawn: Drawn) -> None:
         """Show a drawn step in place of the last (the page is not reloaded)."""
@@ -465,6 +480,8 @@ class Page:
             figures = [x for x in (f.lens, row(f.dla, f.roles)) if x is not None]
             self.analysis_slot.children = [*figures, _div("analysis-text", drawn.explorer.analysis.text, width=1500)]
             self._show_role()
+        else:
+            self.analysis_slot.children = [self.no_analysis]
         self.steps.options = [(str(s.key), s.label()) for s in self.session.steps]
         self.steps.value = str(drawn.step.key)
         self._text = drawn.tokens.text
@@ -480,6 +497,7 @@ class Page:
         changed = drawn.decoding != self.session.decoding
         self._show_decoding(positions=list(range(len(drawn.step.token_ids))) if changed else None)
         self._show_tour(self.tour_step.value)
+        self.explorer_slot.tags = [drawn.step.key, self.explorer_slot.tags[1] + 1]  # last: all of it is shown
 
     def _on_step(self, _attr: str, _old: str, new: str) -> None:
         step = next((s for s in self.session.steps if str(s.key) == new), None)
@@ -493,13 +511,14 @@ class Page:
         if not self._start(f"showing step {step.key}", work, self._attach):
             self.steps.value = str(self.current.key)
 
-    def _graph(self) -> Graph | None:
-        """The current step's graph; when it was dropped from memory, None, and it is rebuilt in the background."""
-        if self.current is None:
+    def _graph(self, step: Step | None = None) -> Graph | None:
+        """The graph of ``step`` (default: the current one); when it was dropped from memory, None, and it is
+        rebuilt in the background."""
+        step = step or self.current
+        if step is None:
             return None
-        graph = self.session.graph(self.current)
+        graph = self.session.graph(step)
         if graph is None:
-            step = self.current
             self._start(
                 "rebuilding the graph",
                 lambda report: self.session.rebuild(step, report),
@@ -539,18 +558,20 @@ class Page:
         ``positions`` (None: none, the explorer was drawn with these settings), the walkthrough's numbers.
         False when there is nothing to redraw yet."""
         graph = self._graph()
-        if graph is None or self.drawn is None:
+        if graph is None:
             return False
         view = self.session.view(graph)
-        explorer = self.drawn.explorer
-        if positions is not None:
-            explorer.follow_decoding(view, positions)
         d = self.session.decoding
         table = decode_next(view, temperature=d.temperature, top_k=d.top_k, top_p=d.top_p, seed=d.seed, candidates=8)
         self.decoding.text = decoding_panel(table)
-        if self.drawn.figures is not None:
-            self.analysis_slot.children[-1].text = explorer.analysis.text
-        if self.drawn.tour and set(self.drawn.tour[self.tour_step.value - 1].kinds) & set(DECODE_KINDS):
+        drawn = self.drawn
+        if drawn is None or drawn.step is not self.current:  # its explorer is still being drawn
+            return True
+        if positions is not None:
+            drawn.explorer.follow_decoding(view, positions)
+        if drawn.figures is not None:
+            self.analysis_slot.children[-1].text = drawn.explorer.analysis.text
+        if drawn.tour and set(drawn.tour[self.tour_step.value - 1].kinds) & set(DECODE_KINDS):
             self._show_tour(self.tour_step.value)
         return True
 
@@ -562,7 +583,7 @@ class Page:
             self._everywhere_again = True
             return
         drawn, graph = self.drawn, self._graph()
-        if drawn is None or graph is None:
+        if drawn is None or graph is None or drawn.step is not self.current:
             return
         view = self.session.view(graph)
         self._everywhere, self._everywhere_again = True, False
@@ -616,7 +637,7 @@ class Page:
         """A node was clicked: draw its whole value and list where its information comes from and goes."""
         if not new or self.drawn is None:
             return
-        graph = self._graph()
+        graph = self._graph(self.drawn.step)
         if graph is None:
             return
         view = self.session.view(graph)
@@ -634,8 +655,8 @@ class Page:
         self.links.text = node_links(view, str(lay.ids[index]))
 
     def _on_head(self, _attr: str, _old: list[int], new: list[int]) -> None:
-        graph = self.session.graph(self.current) if self.current is not None else None
-        if not new or self.drawn is None or graph is None:
+        graph = self._graph(self.drawn.step) if self.drawn is not None else None
+        if not new or graph is None:
             return
         tiles = self.drawn.heads.tiles.data
         self.drawn.heads.show(graph, int(tiles["layer"][new[-1]]), int(tiles["head"][new[-1]]))
