@@ -494,16 +494,29 @@ def test_a_model_that_fails_to_load_is_said_in_the_page(driver, tiny_checkpoint)
             driver.switch_to.window(driver.window_handles[0])
 
 
-def test_screenshot(live, artifacts_dir):
-    """The picture in docs/serve.md: a run with the walkthrough on the attention pattern."""
-    live.run("When Mary and John went to the store, John gave a drink to")
-    steps = [s.id for s in tour(live.graph(), layout(live.graph().topology))]
-    live.js(f"{live.model('tour-step')}.value = {steps.index('attention-pattern-callout') + 1}")
-    live.until(f"{live.model('tour')}.text.includes('Softmax to attention pattern')")
-    live.until(IDLE)
-    live.js("window.scrollTo(0, 0)")
-    path = artifacts_dir / "serve.png"
-    live.d.save_screenshot(str(path))
+def test_screenshot(driver, tiny_checkpoint, artifacts_dir, monkeypatch):
+    """The picture in docs/serve.md: a run of the tiny checkpoint (named as a user would, by its directory)
+    with the walkthrough on the attention pattern."""
+    monkeypatch.chdir(tiny_checkpoint.parent)
+    config = ServeConfig(models=[tiny_checkpoint.name], port=0, open_browser=False)
+    with ServerThread(config) as server:
+        driver.switch_to.new_window("tab")
+        size = driver.get_window_size()
+        try:
+            driver.set_window_size(1640, 1500)
+            shot = Live(driver, server)
+            shot.run("When Mary and John went to the store, John gave a drink to")
+            steps = [s.id for s in tour(shot.graph(), layout(shot.graph().topology))]
+            shot.js(f"{shot.model('tour-step')}.value = {steps.index('attention-pattern-callout') + 1}")
+            shot.until(f"{shot.model('tour')}.text.includes('Softmax to attention pattern')")
+            shot.until(IDLE)
+            shot.js("window.scrollTo(0, 0)")
+            path = artifacts_dir / "serve.png"
+            driver.save_screenshot(str(path))
+        finally:
+            driver.set_window_size(size["width"], size["height"])
+            driver.close()
+            driver.switch_to.window(driver.window_handles[0])
     if os.environ.get("GPT2GRAPH_UPDATE_DOCS") == "1":
         shutil.copyfile(path, ROOT / "docs" / "images" / "serve.png")
     assert path.stat().st_size > 10_000

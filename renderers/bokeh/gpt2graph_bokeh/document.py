@@ -72,7 +72,7 @@ from gpt2graph.plugin import (
 )
 
 from .analysis_panel import ANALYSIS_MODES, Metrics, analysis_panel, head_panels, metrics
-from .ancestry import input_rules, lane_edges, output_rules
+from .ancestry import Rules, input_rules, lane_edges, output_rules
 from .knowledge import Knowledge, knowledge
 from .layout import BLOCK_WIDTH, Layout, layout
 from .sanitize import escape
@@ -311,7 +311,7 @@ class _Canvas:
     tap: TapTool
 
 
-def _canvas(graph: Graph, lay: Layout, nodes: ColumnDataSource, fill: dict) -> _Canvas:
+def _canvas(graph: Graph, lay: Layout, nodes: ColumnDataSource, fill: dict, ins: Rules) -> _Canvas:
     """The figure with its background, the stream, the edges, the nodes and the highlight overlays."""
     d = graph.dims
     x0, x1 = lay.x_range
@@ -359,7 +359,7 @@ def _canvas(graph: Graph, lay: Layout, nodes: ColumnDataSource, fill: dict) -> _
         source=ColumnDataSource({"y": lay.lane_y.astype(np.float32)}),
     )
 
-    src, dst = lane_edges(input_rules(lay), lay)
+    src, dst = lane_edges(ins, lay)
     x, y, w = lay.x, lay.y, lay.width
     edges = ColumnDataSource(
         {"x0": x[src] + w[src] / 2, "y0": y[src], "x1": x[dst] - w[dst] / 2, "y1": y[dst]}, name="edges"
@@ -712,7 +712,7 @@ def make_explorer(
             }
         )
     fill = {"field": "cat" if color_by == "category" else f"c_{color_by}", "transform": mappers[color_by]}
-    canvas = _canvas(graph, lay, _node_source(graph, lay, metric), fill)
+    canvas = _canvas(graph, lay, _node_source(graph, lay, metric), fill, ins)
     _hover(canvas, graph, know, units, lens)
     _axes(canvas.fig, graph, lay)
     legend, colorbars = _legends(canvas, mappers, color_by, metric)

@@ -173,13 +173,13 @@ class Page:
             width=280,
         )
         self.prompt = TextAreaInput(
-            title="prompt", value=EXAMPLE, rows=2, width=900, name="prompt", placeholder="type a prompt"
+            title="prompt", value=EXAMPLE, rows=2, width=820, name="prompt", placeholder="type a prompt"
         )
         self.run = Button(label="Run", button_type="primary", name="run", width=120)
         self.next_token = Button(label="Next token", name="next-token", width=120, disabled=True)
         self.tokens = _div("tokens", message_html("loading the model…"), width=WIDTH)
-        self.progress = _div("progress", width=700)
-        self.message = _div("message", width=WIDTH)
+        self.progress = _div("progress", width=520, visible=False)
+        self.message = _div("message", width=WIDTH - 540, visible=False)
         self.steps = Select(title="steps (choose one to go back to it)", options=[], name="steps", width=520)
         self.temperature = Slider(
             title="temperature", start=0.05, end=3, step=0.05, value=1, name="temperature", width=220
@@ -191,7 +191,7 @@ class Page:
         self.decoding = _div("decoding", width=900)
         self.download_svg = Button(label="SVG poster", name="download-svg", width=160, disabled=True)
         self.download_graph = Button(label="Saved graph (.zip)", name="download-graph", width=160, disabled=True)
-        self.download_link = _div("download-link", width=600)
+        self.download_link = _div("download-link", width=500)
         self.download_trigger = ColumnDataSource({"url": [], "name": []}, name="download")
         self.download_trigger.js_on_change("data", CustomJS(args={"source": self.download_trigger}, code=_DOWNLOAD))
 
@@ -199,7 +199,12 @@ class Page:
         self.tour_next = Button(label="next ▶", name="tour-next", width=110, disabled=True)
         self.tour_step = Slider(title="walkthrough step", start=1, end=2, value=1, step=1, name="tour-step", width=600)
         self.tour_step.disabled = True
-        self.tour_text = _div("tour", message_html("Run a prompt to start the walkthrough."), width=1160)
+        self.tour_text = _div(
+            "tour",
+            message_html("Run a prompt to start the walkthrough."),
+            width=1160,
+            styles={"max-height": "240px", "overflow-y": "auto"},
+        )
         # tags: the step drawn and how many drawings this page has made (what a test waits for)
         self.explorer_slot = column(
             _div("explorer-empty", message_html("Run a prompt to see its graph.")), name="explorer-slot", tags=[0, 0]
@@ -258,12 +263,16 @@ class Page:
         )
         return column(
             self.header,
-            row(self.model, self.prompt, column(self.run, self.next_token)),
+            row(
+                self.model,
+                self.prompt,
+                column(self.run, self.next_token),
+                column(self.download_svg, self.download_graph),
+            ),
             self.tokens,
-            self.progress,
-            self.message,
+            row(self.progress, self.message),
             row(self.steps, self.temperature, self.top_k, self.top_p, column(self.mode, self.seed)),
-            row(self.decoding, column(self.download_svg, self.download_graph, self.download_link)),
+            row(self.decoding, self.download_link),
             self.tabs,
             name="app",
         )
@@ -283,7 +292,7 @@ class Page:
             log.debug("page %s is gone; dropped a callback", self.session.id)
 
     def _say(self, text: str, error: bool = False) -> None:
-        self.message.text = message_html(text, error)
+        self.message.update(text=message_html(text, error), visible=bool(text))
 
     def _destroyed(self, _context: Any) -> None:
         """The tab was closed (or its connection lost for good): free its graphs and files."""
@@ -324,6 +333,7 @@ class Page:
         self._render_progress()
 
     def _render_progress(self) -> None:
+        self.progress.visible = self._busy is not None
         if self._busy is None:
             self.progress.text = ""
             return

@@ -202,7 +202,7 @@ def _attention_facts(graph: Graph, p: int, tokens: list[str]) -> list[str]:
         best = max(best, (float(weight[h]), L, h, int(key[h])))
     weight, L, h, key = best
     return [
-        f"sharpest head at the last position: {L}.{h} puts {percent(weight)} of its attention on position "
+        f"sharpest head at the last position: {L}.{h} (layer.head) puts {percent(weight)} of its attention on position "
         f"{key} ({tokens[key]})",
         f"mean attention of all heads from the last position to position 0 ({tokens[0]}): "
         f"{percent(float(torch.cat(first).mean()))}",
