@@ -51,6 +51,7 @@ def test_store_drops_the_least_recently_used_per_session_and_in_all():
     assert store.put("b", 2, "b2") == [("a", 1)]  # in all: the oldest of anyone
     assert (store.count("a"), store.count("b")) == (1, 2)
     assert store.get("a", 1) is None and store.get("a", 3) == "a3"
+    assert store.holds("a", 3) and not store.holds("a", 1)
     assert store.drop_session("b") == 2 and store.count() == 1
     with pytest.raises(ValueError, match="limits must be >= 1"):
         GraphStore(0, 1)

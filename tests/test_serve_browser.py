@@ -12,6 +12,7 @@ import io
 import os
 import shutil
 import tempfile
+import threading
 import time
 import urllib.request
 import zipfile
@@ -412,6 +413,55 @@ def test_problems_are_said_in_the_page_and_nothing_is_lost(live, monkeypatch):
     live.run("It works again")
     assert live.page.session.steps[:-1] == steps and live.page.session.steps[-1].text == "It works again"
     assert "g2g-error" not in live.js(f"return {live.model('message')}.text")
+
+
+def test_a_build_runs_in_a_worker_with_progress_while_the_page_answers(live, monkeypatch):
+    release = threading.Event()
+    original = session_module.build
+
+    def slow(*args, **kwargs):
+        release.wait(timeout=60)  # the forward pass takes as long as the test says
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(session_module, "build", slow)
+    steps = len(live.page.session.steps)
+    live.type_prompt("A slow build")
+    live.press("Run")
+    shown = live.until(f"{live.model('progress')}.visible && {live.model('progress')}.text")
+    assert "running the model" in shown and "g2g-spin" in shown
+    assert live.js(f"return {live.model('run')}.disabled")
+    live.type_prompt("Typing while it builds")  # the page still answers: tokens from the tokenizer alone
+    ids = live.page.session.tokenize("Typing while it builds", 0).token_ids
+    live.until(f"{live.model('tokens')}.text.includes('>{ids[-1]}<')")
+    release.set()
+    live.wait_step(steps + 1)
+    assert live.page.session.steps[-1].text == "A slow build"
+    live.until(f"!{live.model('progress')}.visible && !{live.model('run')}.disabled")
+
+
+def test_top_k_and_sampling_controls(live):
+    graph = live.graph()
+    live.js(f"{live.model('top-k')}.value = 3")
+    live.js(f"{live.model('decode-mode')}.active = 1")
+    live.js(f"{live.model('seed')}.value = 5")
+    live.until(f"{live.model('decoding')}.text.includes('top-k 3, top-p off, sampled with seed 5')")
+    expected = decode_next(graph, top_k=3, seed=5)
+    assert f"next token {expected.chosen.token} ({percent(expected.chosen.prob)})" in live.shown("decoding")
+    assert expected.steps[2].kept == 3 and "top-k 3" in live.shown("decoding")
+    live.js(f"{live.model('top-k')}.value = 0; {live.model('decode-mode')}.active = 0")
+    live.until(f"{live.model('decoding')}.text.includes('top-k off, top-p off, greedy')")
+
+
+def test_a_dropped_step_is_rebuilt_when_shown(live):
+    session = live.page.session
+    first = session.steps[0]
+    while session.store.holds(session.id, first.key):  # more steps than the session keeps
+        live.run(f"Filler prompt {len(session.steps)}")
+    n_steps = len(session.steps)
+    live.js(f"{live.model('steps')}.value = '{first.key}'")
+    live.wait_step(n_steps)
+    assert live.page.current is first and session.graph(first) is not None
+    assert live.js(f"return {live.model('prompt')}.value") == first.text
 
 
 def test_downloads_are_the_poster_and_the_saved_graph(live, tmp_path):

@@ -5,7 +5,8 @@ What happens where:
 * typing: the prompt's tokens, from the tokenizer alone (no forward pass), on every keystroke;
 * Run / Next token / a step of the list / Analyse / a download: a job in a worker thread (one at a time per
   page, with a progress indicator), whose result is attached to the document on the server's loop;
-* a decoding control: the decoding stage recomputed from the stored logits, on the loop, in a few ms;
+* a decoding control: the decoding stage recomputed from the stored logits (no forward pass): the table and the
+  predicted position at once, on the loop; every other position in a worker, the latest settings only;
 * a click on a node (the explorer's own selection), a head tile, a walkthrough step: quick, on the loop.
 
 Everything drawn from a graph is built by the explorer (:func:`gpt2graph_bokeh.document.make_explorer`) and
@@ -49,7 +50,7 @@ from bokeh.models import (
 )
 
 from gpt2graph import Gpt2GraphError
-from gpt2graph.plugin import DECODE_KINDS, PromptError, decode_next
+from gpt2graph.plugin import DECODE_KINDS, DecodingSettings, PromptError, Tokenization, decode_next
 
 from ..analysis_panel import ROLE_MODES, decoding_panel
 from ..document import Explorer, make_explorer
@@ -128,8 +129,8 @@ class Drawn:
     tour: list[TourStep]
     tour_filter: IndexFilter
     figures: AnalysisFigures | None
-    tokens: Any  # Tokenization
-    decoding: Any  # the DecodingSettings it was drawn with
+    tokens: Tokenization
+    decoding: DecodingSettings  # the settings it was drawn with
 
 
 def _div(name: str, text: str = "", **kw: Any) -> Div:

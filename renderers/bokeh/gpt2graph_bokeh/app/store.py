@@ -65,6 +65,11 @@ class GraphStore:
                 self._graphs.move_to_end(key)
             return graph
 
+    def holds(self, session: str, step: int) -> bool:
+        """Whether a step's graph is kept (without counting as a use of it)."""
+        with self._lock:
+            return (session, step) in self._graphs
+
     def drop_session(self, session: str) -> int:
         """Forget every graph of ``session``; how many there were."""
         with self._lock:
