@@ -44,7 +44,7 @@ def build(
     ``analyze``: True, or a dict of options for :func:`gpt2graph.analyze.analyze`, to compute and store the
     interpretability layers (``graph.analysis``) right away.
     """
-    if isinstance(prompt, str) and not prompt:
+    if prompt is None or (isinstance(prompt, str) and not prompt):
         raise PromptError("the prompt is empty: give at least one character of text")
     loaded = load_model(model, tokenizer=tokenizer, random_weights=random_weights, seed=seed)
     graph = capture_graph(loaded, tokenize(prompt, loaded))

@@ -265,7 +265,7 @@ def _lens(graph: Graph) -> Any | None:
         columns.append((f"{layer} mlp", lambda p, y=layer: top.vector_id(top.stream(y + 1, p))))
     tokens = graph.tokenization.tokens_visible
     following = [*tokens[1:], None]
-    data: dict[str, list] = {k: [] for k in ("x", "y", "top", "prob", "label", "row", "list", "next")}
+    data: dict[str, list] = {k: [] for k in ("x", "y", "top", "prob", "ink", "label", "row", "list", "next")}
     for c, (label, node) in enumerate(columns):
         for p in range(n):
             entry = lens.entry(node(p))
@@ -274,6 +274,7 @@ def _lens(graph: Graph) -> Any | None:
             data["y"].append(p)
             data["top"].append(best.token)
             data["prob"].append(best.prob)
+            data["ink"].append("#111111" if best.prob > 0.6 else "#ffffff")  # readable on the palette's light end
             data["label"].append(label)
             data["row"].append(f"{p}: {tokens[p]}")
             data["list"].append(", ".join(f"{t.token} {percent(t.prob)}" for t in entry.top))
@@ -297,7 +298,7 @@ def _lens(graph: Graph) -> Any | None:
         "x", "y", 1, 1, source=source, fill_color={"field": "prob", "transform": mapper}, line_color="white"
     )
     fig.text("x", "y", text="top", source=source, text_align="center", text_baseline="middle", text_font_size="9px",
-             text_color="white")  # fmt: skip
+             text_color="ink")  # fmt: skip
     fig.add_tools(
         HoverTool(
             renderers=[cells], tooltips=[("position", "@row"), ("after", "@label"), ("top", "@list"), ("", "@next")]
