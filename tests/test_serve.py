@@ -282,6 +282,24 @@ def test_heads_view_shows_each_heads_pattern(tiny_graph):
     assert list(heads.tiles.data["layer"]) == [0] * 4 + [1] * 4
 
 
+def test_heads_grid_of_a_long_prompt_keeps_each_blocks_strongest_weight(tiny_checkpoint):
+    from gpt2graph_bokeh.app.views import TILE
+
+    graph = gpt2graph.build(" a" * 30, model=str(tiny_checkpoint))
+    heads = heads_view(graph)
+    image = heads.grid.renderers[0].data_source.data["image"][0][::-1]  # drawn bottom up
+    pitch = TILE + 1
+    assert image.shape == (2 * pitch - 1, 4 * pitch - 1)
+    pattern = graph.pattern(1, 2).numpy()
+    tile = image[pitch : pitch + TILE, 2 * pitch : 2 * pitch + TILE]
+    edges = np.linspace(0, 30, TILE + 1).astype(int)
+    for i in range(TILE):
+        for j in range(i + 1):
+            block = pattern[edges[i] : edges[i + 1], edges[j] : edges[j + 1]]
+            assert tile[i, j] == pytest.approx(float(block.max()), rel=1e-6)
+    assert np.isnan(tile[0, 1])  # the future stays masked
+
+
 def test_analysis_figures_read_the_stored_analysis(analysed_graph):
     graph, a = analysed_graph, analysed_graph.analysis
     figures = analysis_figures(graph)
