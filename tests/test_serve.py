@@ -377,6 +377,22 @@ def test_serve_refuses_a_bad_annotation_file_before_starting(capsys):
     assert err.startswith("error: ") and "unknown kind" in err
 
 
+def test_a_port_in_use_is_a_clear_error(tiny_checkpoint):
+    import socket
+
+    from gpt2graph_bokeh.app.server import LiveServer, ServeConfig
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        server = LiveServer(ServeConfig(models=[str(tiny_checkpoint)], port=port, open_browser=False))
+        with pytest.raises(
+            gpt2graph.Gpt2GraphError, match=f"cannot listen on 127.0.0.1:{port}: .*choose another --port"
+        ):
+            server.start()
+
+
 def test_origins_name_the_served_host():
     assert origins("127.0.0.1", 5006) == ["127.0.0.1:5006", "[::1]:5006", "localhost:5006"]
     assert origins("192.168.1.5", 80) == ["192.168.1.5:80"]

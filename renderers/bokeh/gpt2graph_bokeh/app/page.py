@@ -405,7 +405,12 @@ class Page:
     def _show_tokens(self, text: str) -> None:
         """The prompt's tokens, from the tokenizer alone."""
         if self.shared.pool.loaded(self.model_index) is None:
-            return  # shown when the model is ready
+            future = self.shared.pool.request(self.model_index)
+            failed = future.done() and future.exception() is not None
+            self.tokens.text = message_html(
+                "The model could not be loaded: Run tries again." if failed else "loading the model…", failed
+            )
+            return  # and when it is loaded, _model_ready shows them
         if not text.strip():
             self.tokens.text = message_html("Type a prompt: its tokens appear here.")
             return

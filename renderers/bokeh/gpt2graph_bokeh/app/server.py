@@ -115,6 +115,7 @@ class LiveServer:
         try:
             sockets, self.port = bind_sockets(c.host, c.port)
         except OSError as exc:
+            self.stop()
             raise ServeError(
                 f"cannot listen on {c.host}:{c.port}: {exc.strerror or exc} (choose another --port)"
             ) from None
