@@ -287,7 +287,7 @@ def test_heads_grid_of_a_long_prompt_keeps_each_blocks_strongest_weight(tiny_che
 
     graph = gpt2graph.build(" a" * 30, model=str(tiny_checkpoint))
     heads = heads_view(graph)
-    image = heads.grid.renderers[0].data_source.data["image"][0][::-1]  # drawn bottom up
+    image = heads.grid.renderers[0].data_source.data["image"][0]  # row 0 at the top (layer 0)
     pitch = TILE + 1
     assert image.shape == (2 * pitch - 1, 4 * pitch - 1)
     pattern = graph.pattern(1, 2).numpy()

@@ -115,7 +115,8 @@ def heads_view(graph: Graph) -> HeadsView:
     )
     grid.grid.visible = False
     mapper = LogColorMapper(palette=list(_HEAT), low=1e-3, high=1)
-    grid.image(image=[image[::-1]], x=-0.5, y=height - 0.5, dw=width, dh=height, color_mapper=mapper)
+    # the y axis points down (layer 0 at the top), so the image's first row, drawn at y, is at the top too
+    grid.image(image=[image], x=-0.5, y=-0.5, dw=width, dh=height, color_mapper=mapper)
     layers, heads = np.divmod(np.arange(d.n_layer * d.n_head), d.n_head)
     tiles = ColumnDataSource(
         {
@@ -284,7 +285,7 @@ def _lens(graph: Graph) -> Any | None:
                 else f"next token {following[p]}: rank {entry.next_token_rank:,} ({percent(entry.next_token_prob)})"
             )
     fig = figure(
-        width=min(1500, 110 + 70 * len(columns)),
+        width=min(1500, max(640, 110 + 70 * len(columns))),
         height=min(900, 90 + 26 * n),
         x_range=Range1d(-0.5, len(columns) - 0.5),
         y_range=Range1d(n - 0.5, -0.5),
@@ -378,5 +379,7 @@ def _roles(graph: Graph) -> tuple[Any, ColumnDataSource]:
         )
     )
     fig.xaxis.axis_label, fig.yaxis.axis_label = "head", "layer"
+    fig.xaxis.ticker = FixedTicker(ticks=list(range(d.n_head)))
+    fig.yaxis.ticker = FixedTicker(ticks=list(range(d.n_layer)))
     fig.add_layout(ColorBar(color_mapper=mapper, width=10), "right")
     return fig, source
