@@ -114,7 +114,7 @@ def heads_view(graph: Graph) -> HeadsView:
         title="Every head's attention pattern (rows: queries, columns: keys); click a head",
     )
     grid.grid.visible = False
-    mapper = LogColorMapper(palette=list(_HEAT), low=1e-3, high=1)
+    mapper = LogColorMapper(palette=list(_HEAT), low=1e-3, high=1, nan_color="#ffffff")  # white: the masked future
     # the y axis points down (layer 0 at the top), so the image's first row, drawn at y, is at the top too
     grid.image(image=[image], x=-0.5, y=-0.5, dw=width, dh=height, color_mapper=mapper)
     layers, heads = np.divmod(np.arange(d.n_layer * d.n_head), d.n_head)
