@@ -518,6 +518,18 @@ def test_heads_grid_opens_a_heads_pattern(live):
         const r = view.canvas_view.el.getBoundingClientRect()
         return [r.left + view.frame.x_scale.compute(t.x[i]), r.top + view.frame.y_scale.compute(t.y[i])]"""
     )
+    # the grid draws each head where its tile is: a query's weight on itself at position 0 is 1 (darkest), the
+    # masked future white
+    colour = live.js(
+        f"""
+        const view = Bokeh.index.get_one({live.model("heads-grid")}), k = window.devicePixelRatio
+        const pitch = {tiles}.data.x[1] - {tiles}.data.x[0]
+        const ctx = view.canvas_view.primary.canvas.getContext('2d')
+        return [[2 * pitch, pitch], [2 * pitch + 1, pitch]].map(([x, y]) => [...ctx.getImageData(
+            Math.round(view.frame.x_scale.compute(x) * k), Math.round(view.frame.y_scale.compute(y) * k), 1, 1
+        ).data].slice(0, 3))"""
+    )
+    assert colour == [[0x7F, 0x27, 0x04], [255, 255, 255]]
     live.click_at(px, py)
     live.until(f"{live.model('head-pattern')}.above.some(t => (t.text || '').includes('layer 1, head 2'))")
     q, k = np.tril_indices(graph.n_tokens)
