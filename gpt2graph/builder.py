@@ -28,6 +28,8 @@ def build(
     *,
     random_weights: bool = False,
     seed: int = 0,
+    revision: str | None = None,
+    device: str | None = None,
     annotations: Any = None,
     analyze: bool | dict[str, Any] = False,
 ) -> Graph:
@@ -39,14 +41,18 @@ def build(
     from :func:`gpt2graph.loading.load_model` (used as is: a server loads once and builds many graphs). Left
     as None it means pretrained ``gpt2``, falling back (with one warning) to the embedded GPT-2 124M
     architecture with seeded random weights when that cannot be loaded.
-    The tokenizer comes from the model's directory when it has one, else it is GPT-2's own BPE.
+    The tokenizer comes from the model's directory when it has one, else it is GPT-2's own BPE (either is
+    loaded once per model and kept). ``revision``: a hub revision (branch, tag or commit). ``device``: where
+    the model runs (cpu, cuda, mps; default: where it is); the values are brought to the CPU.
     ``annotations``: YAML file path(s) of extra glossary entries and callouts (see ``graph.annotate``).
     ``analyze``: True, or a dict of options for :func:`gpt2graph.analyze.analyze`, to compute and store the
     interpretability layers (``graph.analysis``) right away.
     """
     if prompt is None or (isinstance(prompt, str) and not prompt):
         raise PromptError("the prompt is empty: give at least one character of text")
-    loaded = load_model(model, tokenizer=tokenizer, random_weights=random_weights, seed=seed)
+    loaded = load_model(
+        model, tokenizer=tokenizer, random_weights=random_weights, seed=seed, revision=revision, device=device
+    )
     graph = capture_graph(loaded, tokenize(prompt, loaded))
     if annotations:
         for path in (
@@ -76,8 +82,9 @@ def capture_graph(loaded: LoadedModel, tokenization: Tokenization) -> Graph:
 
 
 def parameters(loaded: LoadedModel) -> dict[str, Tensor]:
-    """The model's own parameter tensors by state-dict name (the tied unembedding once, as W_E)."""
-    return {name: t.detach() for name, t in loaded.model.state_dict().items() if name != "lm_head.weight"}
+    """The model's own parameter tensors by state-dict name (the tied unembedding once, as W_E), on the CPU
+    (a no-op there; a copy from another device)."""
+    return {name: t.detach().cpu() for name, t in loaded.model.state_dict().items() if name != "lm_head.weight"}
 
 
 def tokenize(prompt: str | Sequence[int], loaded: LoadedModel) -> Tokenization:

@@ -1,8 +1,9 @@
-"""The ``gpt2graph`` command line: build, analyze, info, verify, render, corpus, renderers, serve, glossary,
+"""The ``gpt2graph`` command line: build, analyze, info, verify, render, corpus, renderers, serve, weights,
 validate, schema.
 
 Errors in the user's input print one clear message (no traceback) and exit with status 2; a failed check
-(verification, validation, stale schema) exits with 1.
+(verification, validation, stale schema) exits with 1. Long steps draw progress bars on a terminal
+(:mod:`gpt2graph.progress`), never in a pipe, and never with ``--quiet``.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from pathlib import Path
 
 from . import __version__
 from .errors import Gpt2GraphError
+from .loading import DEVICES
 
 __all__ = ["main"]
 
@@ -40,6 +42,8 @@ def cmd_build(args) -> int:
             model=args.model,
             random_weights=args.random_weights,
             seed=args.seed,
+            revision=args.revision,
+            device=args.device,
             annotations=args.annotations,
             analyze=_build_analysis(args),
         )
@@ -53,7 +57,7 @@ def cmd_build(args) -> int:
         if not report.ok:
             return 1
     if args.output:
-        graph.save(args.output)
+        graph.save(args.output, embed_weights=args.embed_weights)
         print(f"saved {args.output}")
     for spec in args.render or []:
         name, _, out = spec.partition("=")
@@ -96,7 +100,8 @@ def cmd_analyze(args) -> int:
     graph = _load(args.graph)
     graph.analyze(**_analysis_options(args))
     print(format_summary(graph.summary()))
-    graph.save(args.output or args.graph)
+    embedded = graph.header.stored_weights is not None and graph.header.stored_weights.embedded
+    graph.save(args.output or args.graph, embed_weights=args.embed_weights or embedded)
     print(f"saved {args.output or args.graph}")
     return 0
 
@@ -260,6 +265,38 @@ def cmd_serve(args) -> int:
     )
 
 
+def cmd_weights(args) -> int:
+    from . import weightstore
+
+    if args.action == "add":
+        if args.model is None:
+            raise Gpt2GraphError("weights add: name the model whose weights to store (hub id or directory)")
+        sha = weightstore.add(args.model, revision=args.revision, random_weights=args.random_weights, seed=args.seed)
+        print(f"stored {args.model}: sha256 {sha} in {weightstore.path_of(sha)}")
+        return 0
+    entries = weightstore.entries()
+    if args.json:
+        rows = [
+            {
+                "sha256": e.sha256,
+                "path": str(e.path),
+                "bytes": e.size,
+                "checkpoint": None if e.checkpoint is None else e.checkpoint.model_dump(exclude_none=True),
+            }
+            for e in entries
+        ]
+        print(json.dumps({"store": str(weightstore.store_dir()), "entries": rows}, indent=2))
+        return 0
+    print(f"weight store: {weightstore.store_dir()} (set {weightstore.ENV} to move it)")
+    for e in entries:
+        c = e.checkpoint
+        origin = "unknown origin" if c is None else c.path or " ".join(filter(None, [c.hub_id, c.revision]))
+        print(f"  {e.sha256[:16]}  {e.size / 2**20:>9.1f} MB  {origin}")
+    if not entries:
+        print("  (empty)")
+    return 0
+
+
 def cmd_glossary(args) -> int:
     from .glossary import cli_glossary
 
@@ -295,14 +332,34 @@ def _int_in(low: int, high: int | None = None):
     return parse
 
 
+def _quiet_option(p: argparse.ArgumentParser, default) -> None:
+    p.add_argument("-q", "--quiet", action="store_true", default=default, help="no progress bars")
+
+
+def _model_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--random-weights",
+        action="store_true",
+        help="initialise the architecture with seeded random weights instead of loading trained ones",
+    )
+    p.add_argument("--seed", type=int, default=0, help="seed for --random-weights (default 0)")
+    p.add_argument("--revision", help="hub revision of the model: a branch, tag or commit (default: main)")
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="gpt2graph", description="A typed, exact, vector-level graph of a live GPT-2 forward pass."
     )
     p.add_argument("--version", action="version", version=f"gpt2graph {__version__}")
+    _quiet_option(p, False)
+    common = argparse.ArgumentParser(add_help=False)  # --quiet after the command too (it must not reset it)
+    _quiet_option(common, argparse.SUPPRESS)
     sub = p.add_subparsers(dest="command", required=True)
 
-    b = sub.add_parser("build", help="run a model on a prompt and build its graph")
+    def command(name: str, **kwargs) -> argparse.ArgumentParser:
+        return sub.add_parser(name, parents=[common], **kwargs)
+
+    b = command("build", help="run a model on a prompt and build its graph")
     b.add_argument("prompt", help="the input text")
     b.add_argument(
         "--model",
@@ -310,13 +367,16 @@ def parser() -> argparse.ArgumentParser:
         help="hub id, local directory or HF cache name (default: pretrained "
         "gpt2, falling back to the embedded GPT-2 124M architecture with random weights)",
     )
+    _model_options(b)
     b.add_argument(
-        "--random-weights",
-        action="store_true",
-        help="initialise the architecture with seeded random weights instead of loading trained ones",
+        "--device", choices=DEVICES, help="where the model runs (default: cpu); values are stored on the CPU"
     )
-    b.add_argument("--seed", type=int, default=0, help="seed for --random-weights (default 0)")
     b.add_argument("-o", "--output", help="save the graph to this .gg directory")
+    b.add_argument(
+        "--embed-weights",
+        action="store_true",
+        help="write the model's weights into the saved graph (self-contained, for sharing) instead of the weight store",
+    )
     b.add_argument("--annotations", action="append", metavar="FILE", help="add a glossary/annotation YAML file")
     b.add_argument("--verify", action="store_true", help="re-execute the graph and compare with the model")
     b.add_argument("--render", action="append", metavar="NAME[=PATH]", help="also render with this renderer")
@@ -328,32 +388,33 @@ def parser() -> argparse.ArgumentParser:
     _add_analysis_options(b)
     b.set_defaults(func=cmd_build)
 
-    an = sub.add_parser("analyze", help="compute the interpretability layers of a saved graph and store them")
+    an = command("analyze", help="compute the interpretability layers of a saved graph and store them")
     an.add_argument("graph")
     an.add_argument("-o", "--output", help="save to this .gg directory instead of updating the graph in place")
+    an.add_argument("--embed-weights", action="store_true", help="write the weights into the saved graph")
     _add_analysis_options(an)
     an.set_defaults(func=cmd_analyze)
 
-    i = sub.add_parser("info", help="summarise a saved graph (.gg) or corpus statistics (.ggc)")
+    i = command("info", help="summarise a saved graph (.gg) or corpus statistics (.ggc)")
     i.add_argument("graph")
     i.add_argument("--json", action="store_true", help="print one JSON object")
     i.add_argument("--top", type=int, default=5, help="number of next-token predictions (default 5)")
     i.set_defaults(func=cmd_info)
 
-    v = sub.add_parser("verify", help="re-execute a saved graph vector by vector and compare")
+    v = command("verify", help="re-execute a saved graph vector by vector and compare")
     v.add_argument("graph")
     v.add_argument("--mode", choices=("batched", "vector"), default="batched")
     v.add_argument("--json", action="store_true")
     v.set_defaults(func=cmd_verify)
 
-    r = sub.add_parser("render", help="render a saved graph or corpus statistics with a renderer plugin")
+    r = command("render", help="render a saved graph or corpus statistics with a renderer plugin")
     r.add_argument("graph")
     r.add_argument("-r", "--renderer", required=True)
     r.add_argument("-o", "--output", required=True)
     r.add_argument("--option", action="append", metavar="KEY=VALUE", help="renderer option (repeatable)")
     r.set_defaults(func=cmd_render)
 
-    c = sub.add_parser("corpus", help="statistics of a model over many prompts, on this machine or a Ray cluster")
+    c = command("corpus", help="statistics of a model over many prompts, on this machine or a Ray cluster")
     c.add_argument("prompts", help="a text file (one prompt per line), JSON Lines (.jsonl: a 'text' field per line) "
                    "or a directory of .txt files")  # fmt: skip
     c.add_argument("--model", default=None, help="hub id or local directory (as for build)")
@@ -371,11 +432,11 @@ def parser() -> argparse.ArgumentParser:
     )
     c.set_defaults(func=cmd_corpus)
 
-    rs = sub.add_parser("renderers", help="list installed renderer plugins and their options")
+    rs = command("renderers", help="list installed renderer plugins and their options")
     rs.add_argument("--json", action="store_true")
     rs.set_defaults(func=cmd_renderers)
 
-    se = sub.add_parser(
+    se = command(
         "serve",
         help="a live instrument in the browser: type a prompt, drag the decoding controls, step through the run",
     )
@@ -430,16 +491,26 @@ def parser() -> argparse.ArgumentParser:
     se.add_argument("--app", help="which installed app serves, when several are (see gpt2graph.registry)")
     se.set_defaults(func=cmd_serve)
 
-    g = sub.add_parser("glossary", help="list glossary terms, or print one entry")
+    w = command(
+        "weights",
+        help="the weight store: list it, or add a model's weights (what loading a graph without them asks for)",
+    )
+    w.add_argument("action", choices=("list", "add"))
+    w.add_argument("model", nargs="?", help="add: hub id or local directory")
+    _model_options(w)
+    w.add_argument("--json", action="store_true", help="list: print one JSON object")
+    w.set_defaults(func=cmd_weights)
+
+    g = command("glossary", help="list glossary terms, or print one entry")
     g.add_argument("term", nargs="?")
     g.set_defaults(func=cmd_glossary)
 
-    va = sub.add_parser("validate", help="validate glossary/annotation YAML files, reporting every problem")
+    va = command("validate", help="validate glossary/annotation YAML files, reporting every problem")
     va.add_argument("files", nargs="+")
     va.add_argument("--graph", help="also check selectors and template fields against this saved graph")
     va.set_defaults(func=cmd_validate)
 
-    s = sub.add_parser("schema", help="write the JSON Schemas into schema/ (or --check they are current)")
+    s = command("schema", help="write the JSON Schemas into schema/ (or --check they are current)")
     s.add_argument("--check", action="store_true")
     s.set_defaults(func=cmd_schema)
     return p
@@ -449,7 +520,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     from transformers.utils import logging as hf_logging
 
-    hf_logging.disable_progress_bar()  # one clear line per event, not progress bars
+    from . import progress
+
+    hf_logging.disable_progress_bar()  # our own bars (gpt2graph.progress), one per step
+    if args.quiet:
+        progress.configure(False)
     try:
         return args.func(args)
     except Gpt2GraphError as exc:

@@ -452,11 +452,13 @@ class Graph:
         view = self if (layers, heads, positions) == (None, None, None) else self.subgraph(layers, heads, positions)
         return to_networkx(view)
 
-    def save(self, path) -> None:
-        """Write the graph to a ``.gg`` directory (graph.json + values.safetensors), atomically."""
+    def save(self, path, *, embed_weights: bool = False) -> None:
+        """Write the graph to a ``.gg`` directory (graph.json + values.safetensors), atomically. The weights go
+        to the weight store in the user's cache (once per model) unless ``embed_weights`` puts them in the
+        graph, for a self-contained file to share (see :mod:`gpt2graph.weightstore`)."""
         from .storage import save
 
-        save(self, path)
+        save(self, path, embed_weights=embed_weights)
 
     def verify(self, mode: str = "batched") -> VerifyReport:
         """Re-execute the graph from its inputs and parameters with our own ops and compare every vector."""

@@ -11,13 +11,14 @@ import warnings
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 from urllib.parse import urlparse
 
 import torch
 
+from . import progress
 from .errors import ModelLoadError, NotGpt2Error
-from .schema import Dims, ModelInfo, Weights
+from .schema import Checkpoint, Dims, ModelInfo, Weights
 from .tokenizer import gpt2_bpe_tokenizer
 
 __all__ = [
@@ -29,6 +30,7 @@ __all__ = [
     "SUPPORTED_ACTIVATIONS",
     "dims_of",
     "parameter_groups",
+    "DEVICES",
 ]
 
 DEFAULT_MODEL = "gpt2"
@@ -46,8 +48,10 @@ FAMILY_ALIASES = {
     **{f"openai-community/{k}": k for k in FAMILY if k != "distilgpt2"},
     "distilbert/distilgpt2": "distilgpt2",
 }
+#: devices a model can run on (values are brought back to the CPU for storage)
+DEVICES = ("cpu", "cuda", "mps")
 #: GPT-2's GELU is the tanh approximation; these config names all mean exactly that
-SUPPORTED_ACTIVATIONS = {"gelu_new", "gelu_pytorch_tanh"}
+SUPPORTED_ACTIVATIONS = set(get_args(Dims.model_fields["activation_function"].annotation))
 
 
 @dataclass
@@ -57,14 +61,53 @@ class LoadedModel:
     info: ModelInfo
 
 
-def load_model(model: Any = None, *, tokenizer: Any = None, random_weights: bool = False, seed: int = 0) -> LoadedModel:
+def load_model(
+    model: Any = None,
+    *,
+    tokenizer: Any = None,
+    random_weights: bool = False,
+    seed: int = 0,
+    revision: str | None = None,
+    device: str | None = None,
+) -> LoadedModel:
     """Resolve ``model`` (None, hub id, directory, ``GPT2LMHeadModel`` or a :class:`LoadedModel`, returned as
     is) to a checked, loaded model.
 
     With ``model=None`` pretrained ``gpt2`` is tried (HF cache first); if it cannot be loaded, the embedded
     default (GPT-2 124M architecture, seeded random weights) is used and one warning says so. A named model
     that cannot be loaded is an error. ``random_weights=True`` initialises the named architecture randomly.
+    ``revision`` picks a hub revision (branch, tag or commit). ``device`` (cpu, cuda, mps; None: where the
+    model is, cpu for a loaded checkpoint) is where the model runs; a model object passed in is moved there.
     """
+    torch_device = check_device(device)
+    with progress.task("loading model"):
+        loaded = _load(model, tokenizer, random_weights, seed, revision)
+    if torch_device is not None:
+        loaded.model.to(torch_device)
+    return loaded
+
+
+def check_device(device: str | None) -> torch.device | None:
+    """``device`` as a torch device, after checking this machine has it (a clear error otherwise)."""
+    if device is None:
+        return None
+    try:
+        torch_device = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise ModelLoadError(f"unknown device {device!r}: expected one of {', '.join(DEVICES)}") from exc
+    if torch_device.type not in DEVICES:
+        raise ModelLoadError(f"unknown device {device!r}: expected one of {', '.join(DEVICES)}")
+    available = {
+        "cpu": True,
+        "cuda": torch.cuda.is_available(),
+        "mps": getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available(),
+    }
+    if not available[torch_device.type]:
+        raise ModelLoadError(f"device {device!r} is not available on this machine (this torch build or hardware)")
+    return torch_device
+
+
+def _load(model: Any, tokenizer: Any, random_weights: bool, seed: int, revision: str | None) -> LoadedModel:
     from transformers import GPT2Config, GPT2LMHeadModel
 
     if isinstance(model, LoadedModel):
@@ -88,8 +131,9 @@ def load_model(model: Any = None, *, tokenizer: Any = None, random_weights: bool
         )
         if random_weights:
             hf = _random_model(model.config, seed)
+        info = _info(hf, name, "object", weights, _origin(loaded_from, model.config))
         # an object was loaded already: look for its tokenizer locally (directory or HF cache), never online
-        return LoadedModel(hf, tokenizer or _tokenizer_for(name, local_only=True), _info(hf, name, "object", weights))
+        return LoadedModel(hf, tokenizer or _tokenizer_for(name, local_only=True), info)
 
     if model is None and random_weights:
         return _embedded_default(seed, tokenizer)
@@ -99,16 +143,15 @@ def load_model(model: Any = None, *, tokenizer: Any = None, random_weights: bool
         return _embedded(name, seed, tokenizer)  # a known architecture: nothing to fetch
     if source == "hub" and (name.startswith((".", "/", "~")) or os.sep in name.strip("/").replace("/", "", 1)):
         raise ModelLoadError(f"model path {name!r} does not exist")
+    kwargs = _hub_kwargs(source) | ({"revision": revision} if revision and source == "hub" else {})
     try:
+        config = GPT2Config.from_pretrained(name, **kwargs)
+        _check_gpt2(config, name)
         if random_weights:
-            config = GPT2Config.from_pretrained(name, **_hub_kwargs(source))
-            _check_gpt2(config, name)
             hf = _random_model(config, seed)
             weights = Weights(status="random", seed=seed)
         else:
-            config = GPT2Config.from_pretrained(name, **_hub_kwargs(source))
-            _check_gpt2(config, name)
-            hf = GPT2LMHeadModel.from_pretrained(name, dtype=torch.float32, **_hub_kwargs(source)).eval()
+            hf = GPT2LMHeadModel.from_pretrained(name, dtype=torch.float32, **kwargs).eval()
             weights = Weights(status="pretrained")
     except NotGpt2Error:
         raise
@@ -117,11 +160,22 @@ def load_model(model: Any = None, *, tokenizer: Any = None, random_weights: bool
             warnings.warn(
                 f"pretrained {DEFAULT_MODEL!r} could not be loaded ({_first_line(exc)}); using the embedded default: "
                 "the GPT-2 124M architecture with seeded RANDOM weights (predictions are meaningless)",
-                stacklevel=3,
+                stacklevel=4,
             )
             return _embedded_default(seed, tokenizer)
         raise ModelLoadError(_load_error(name, source, exc)) from exc
-    return LoadedModel(hf, tokenizer or _tokenizer_for(name), _info(hf, name, source, weights))
+    checkpoint = _origin(name, config if random_weights else hf.config, revision)
+    return LoadedModel(hf, tokenizer or _tokenizer_for(name), _info(hf, name, source, weights, checkpoint))
+
+
+def _origin(name: str, config: Any, revision: str | None = None) -> Checkpoint | None:
+    """Where weights named ``name`` can be loaded from again: a local directory, or a hub id with the commit
+    that was resolved (``config._commit_hash``, set by ``from_pretrained``)."""
+    if not name:
+        return None
+    if Path(name).is_dir():
+        return Checkpoint(path=str(Path(name).resolve()))
+    return Checkpoint(hub_id=name, revision=getattr(config, "_commit_hash", None) or revision)
 
 
 def _hub_kwargs(source: str) -> dict:
@@ -155,7 +209,7 @@ def family_config(name: str) -> Any | None:
 def _embedded(name: str, seed: int, tokenizer: Any) -> LoadedModel:
     """A family member's architecture with seeded random weights and GPT-2's own tokenizer: no network."""
     hf = _random_model(family_config(name), seed)
-    info = _info(hf, name, "embedded-default", Weights(status="random", seed=seed))
+    info = _info(hf, name, "embedded-default", Weights(status="random", seed=seed), Checkpoint(hub_id=name))
     return LoadedModel(hf, tokenizer or gpt2_bpe_tokenizer(), info)
 
 
@@ -175,14 +229,29 @@ def _random_model(config: Any, seed: int):
         torch.random.set_rng_state(cpu_state)
 
 
+_TOKENIZER_FILES = ("tokenizer.json", "vocab.json")
+
+
 def _tokenizer_for(name: str, local_only: bool = False):
-    """The model directory's (or hub repo's) tokenizer when it has one, else GPT-2's own BPE."""
+    """The model directory's (or hub repo's) tokenizer when it has one, else GPT-2's own BPE. Loaded once per
+    model and kept (loading one costs more than a short forward pass); a directory's tokenizer is read again
+    when its files change."""
+    path = Path(name)
+    is_dir = path.is_dir()
+    if is_dir:
+        files = [path / f for f in _TOKENIZER_FILES if (path / f).exists()]
+        if not files:
+            return gpt2_bpe_tokenizer()
+        stamp = tuple((str(f.resolve()), f.stat().st_mtime_ns, f.stat().st_size) for f in files)
+        return _cached_tokenizer(str(path.resolve()), True, stamp)
+    return _cached_tokenizer(name, local_only, ())
+
+
+@lru_cache(maxsize=8)
+def _cached_tokenizer(name: str, local_only: bool, _stamp: tuple):
     from transformers import AutoTokenizer
 
-    is_dir = Path(name).is_dir()
-    if is_dir and not any((Path(name) / f).exists() for f in ("tokenizer.json", "vocab.json")):
-        return gpt2_bpe_tokenizer()
-    kwargs = {"local_files_only": True} if local_only else _hub_kwargs("directory" if is_dir else "hub")
+    kwargs = {"local_files_only": True} if local_only else _hub_kwargs("hub")
     try:
         return AutoTokenizer.from_pretrained(name, **kwargs)
     except Exception:
@@ -222,6 +291,7 @@ def dims_of(config: Any) -> Dims:
         n_ctx=config.n_positions,
         n_vocab=config.vocab_size,
         layer_norm_eps=config.layer_norm_epsilon,
+        activation_function=config.activation_function,
     )
 
 
@@ -237,7 +307,7 @@ def parameter_groups(dims: Dims) -> dict[str, int]:
     }
 
 
-def _info(hf: Any, name: str, source: str, weights: Weights) -> ModelInfo:
+def _info(hf: Any, name: str, source: str, weights: Weights, checkpoint: Checkpoint | None) -> ModelInfo:
     dims = dims_of(hf.config)
     groups = parameter_groups(dims)
     actual = sum(p.numel() for p in hf.parameters())  # parameters() yields the tied tensor once
@@ -251,6 +321,7 @@ def _info(hf: Any, name: str, source: str, weights: Weights) -> ModelInfo:
         source=source,
         architecture=type(hf).__name__,
         weights=weights,
+        checkpoint=checkpoint,
         dims=dims,
         dtype=str(next(hf.parameters()).dtype).removeprefix("torch."),
         parameters=groups,

@@ -257,12 +257,15 @@ apps = Registry(APP_ENTRY_POINT_GROUP, "app", APP_PROTOCOL)
 def render(graph: Any, name: str, path: str | Path, **options: Any) -> Path:
     """Render ``graph`` with the renderer ``name`` to ``path`` after validating the options. Corpus statistics
     (:class:`~gpt2graph.corpus.CorpusStats`) go to the renderer's ``render_corpus``, which takes no options."""
+    from . import progress
     from .corpus import CorpusStats
 
     if isinstance(graph, CorpusStats):
         return render_corpus(graph, name, path, **options)
     checked = registry.check_options(name, options)
-    return registry.resolve(name).render(graph, Path(path), **checked)
+    renderer = registry.resolve(name)
+    with progress.task(f"render {name}"):
+        return renderer.render(graph, Path(path), **checked)
 
 
 def draws_corpus(renderer: Renderer) -> bool:

@@ -25,6 +25,7 @@ __all__ = [
     "EdgeRole",
     "Dims",
     "Weights",
+    "Checkpoint",
     "ModelInfo",
     "Tokenization",
     "ValueSummary",
@@ -35,10 +36,11 @@ __all__ = [
     "Edge",
     "UserDataFile",
     "DecodingSettings",
+    "StoredWeights",
     "GraphHeader",
 ]
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 
 
 class Strict(BaseModel):
@@ -187,6 +189,11 @@ class Dims(Strict):
     n_ctx: int = Field(description="Maximum number of tokens in one context.", ge=1)
     n_vocab: int = Field(description="Number of tokens in the vocabulary.", ge=1)
     layer_norm_eps: float = Field(description="Epsilon added to the variance in every LayerNorm.", gt=0)
+    activation_function: Literal["gelu_new", "gelu_pytorch_tanh"] = Field(
+        default="gelu_new",
+        description="The config's name of the MLP's GELU (both are the tanh approximation, computed by different "
+        "kernels): recomputing what a saved graph does not store uses the very function the model used.",
+    )
 
 
 class Weights(Strict):
@@ -200,6 +207,17 @@ class Weights(Strict):
     )
 
 
+class Checkpoint(Strict):
+    """Where the weights can be loaded from again: a hub id and the revision that was resolved, or a local
+    directory. What ``gpt2graph weights add`` needs to put them back into the weight store."""
+
+    hub_id: str | None = Field(default=None, description="Hugging Face hub id, e.g. gpt2.")
+    revision: str | None = Field(
+        default=None, description="Commit hash of the hub snapshot the weights were read from; None when unknown."
+    )
+    path: str | None = Field(default=None, description="Absolute path of the local checkpoint directory.")
+
+
 class ModelInfo(Strict):
     """The model a graph was captured from."""
 
@@ -211,6 +229,11 @@ class ModelInfo(Strict):
     )
     architecture: str = Field(description="Model class, e.g. GPT2LMHeadModel.")
     weights: Weights = Field(description="Pretrained or random weights.")
+    checkpoint: Checkpoint | None = Field(
+        default=None,
+        description="Where the weights were loaded from (hub id and revision, or local directory); for random "
+        "weights, whose config they follow. None for a model object of unknown origin.",
+    )
     dims: Dims = Field(description="Dimensions from the model's config.")
     dtype: str = Field(description="Parameter and activation dtype, e.g. float32.")
     parameters: dict[str, int] = Field(
@@ -348,6 +371,20 @@ class DecodingSettings(Strict):
     )
 
 
+class StoredWeights(Strict):
+    """The weights a saved graph runs on: their content hash, and whether the graph carries them itself."""
+
+    sha256: str = Field(
+        pattern=r"^[0-9a-f]{64}$",
+        description="SHA-256 of the parameters' content (gpt2graph.weightstore.digest: names, dtypes, shapes and "
+        "bytes, in name order), the key of the weight store; checked on load.",
+    )
+    embedded: bool = Field(
+        description="True: the parameters are in values.safetensors (a self-contained graph); False: they are "
+        "read from the weight store in the user's cache directory."
+    )
+
+
 class GraphHeader(Strict):
     """The saved structure of a graph (graph.json). Nodes and edges are derived from it: the graph of a
     GPT-2 run is fully determined by the dims and the tokens, and values live in values.safetensors."""
@@ -362,6 +399,11 @@ class GraphHeader(Strict):
         default=None,
         pattern=r"^[0-9a-f]{64}$",
         description="SHA-256 of values.safetensors, set when saved: a mismatched or truncated pair is refused.",
+    )
+    stored_weights: StoredWeights | None = Field(
+        default=None,
+        description="Where the parameters of a saved graph are (embedded, or in the weight store) and their hash; "
+        "set when saved.",
     )
     user_data: list[UserDataFile] = Field(
         default_factory=list,

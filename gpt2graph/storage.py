@@ -1,7 +1,19 @@
 """Save and load graphs: a ``.gg`` directory holding ``graph.json`` (the header, validated by the schema) and
-``values.safetensors`` (activations and parameters). The header records the SHA-256 of the values file, so a
-mismatched, truncated or corrupted pair is refused with a message saying which. Writes are atomic: the new
-directory is assembled beside the target and swapped in with a rename; a failure leaves nothing behind.
+``values.safetensors`` (activations, the logit lens's arrays, and the parameters when they are embedded).
+The header records the SHA-256 of the values file, so a mismatched, truncated or corrupted pair is refused
+with a message saying which. Writes are atomic: the new directory is assembled beside the target and swapped
+in with a rename; a failure leaves nothing behind.
+
+The parameters are kept once per model in the weight store (:mod:`gpt2graph.weightstore`), keyed by the
+hash of their content, which the header records with where the weights came from; ``embed_weights=True``
+writes them into the graph instead, for a self-contained file to share. Either way loading checks the hash.
+
+Only the residual stream and z are stored (:data:`gpt2graph.values.STORED_KINDS`): the other captured
+activations are recomputed from them on load, with the model's own calls, to the same bits.
+
+Formats: 3 (this one); 2 (every captured activation, the logits and the parameters stored in every graph)
+and 1 (before the LayerNorm split) load upgraded in memory: their logits are dropped (derived now) and their
+parameters count as embedded.
 """
 
 from __future__ import annotations
@@ -17,13 +29,14 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from . import progress, weightstore
 from .errors import GraphFileError
 from .graph import Graph
 from .lens import attach
-from .schema import FORMAT_VERSION, GraphHeader
+from .schema import FORMAT_VERSION, GraphHeader, StoredWeights
 from .schema import VectorKind as V
 from .topology import LAYERNORMS, Key, Topology
-from .values import STORED_KINDS, TOKENS, Values, activation_shapes, param_names
+from .values import CAPTURED_KINDS, TOKENS, Values, activation_shapes, param_names
 
 __all__ = [
     "save",
@@ -40,7 +53,7 @@ HEADER_FILE = "graph.json"
 VALUES_FILE = "values.safetensors"
 _ACT, _PARAM, _LENS = "act/", "param/", "lens/"
 #: format versions this gpt2graph reads (older ones are upgraded in memory on load)
-_READABLE = (1, FORMAT_VERSION)
+_READABLE = (1, 2, FORMAT_VERSION)
 _QKV = (V.q, V.k, V.v)
 _LN_NORMALIZED = {out: normalized for _, normalized, out in LAYERNORMS.values()}
 
@@ -50,7 +63,7 @@ def _v1_names(dims, n: int) -> dict[Key, str]:
     ``attn.qkv`` tensor, and each LayerNorm's output under the hook name of its normalized vector."""
     top = Topology(dims, n)
     names = {}
-    for kind in STORED_KINDS:
+    for kind in CAPTURED_KINDS:  # format 1 stored every captured kind (and the logits: see _stored_shapes)
         for layer in top.layers_of(kind):
             key = Key(kind, layer, None, 0)
             if kind in _QKV:
@@ -60,9 +73,18 @@ def _v1_names(dims, n: int) -> dict[Key, str]:
     return names
 
 
+def _stored_shapes(version: int, dims, n: int) -> dict[str, tuple[int, ...]]:
+    """Activation names and shapes a values file of this format version holds: formats 1 and 2 stored every
+    captured kind and the logits, format 3 the residual stream and z."""
+    if version == FORMAT_VERSION:
+        return activation_shapes(dims, n)
+    logits = {Topology(dims, n).hook(Key(V.logits, None, None, 0)): (n, dims.n_vocab)}
+    return (activation_shapes(dims, n, CAPTURED_KINDS) if version == 2 else _V1_SHAPES(dims, n)) | logits
+
+
 def _V1_SHAPES(dims, n: int) -> dict[str, tuple[int, ...]]:
     """Activation names and shapes of format 1 (see :func:`_v1_names`; z is flat, (n, d_model))."""
-    shapes, top = activation_shapes(dims, n), Topology(dims, n)
+    shapes, top = activation_shapes(dims, n, CAPTURED_KINDS), Topology(dims, n)
     out = {TOKENS: shapes[TOKENS]}
     for key, name in _v1_names(dims, n).items():
         if key.kind in _QKV:
@@ -145,22 +167,39 @@ def atomic_write(path: str | os.PathLike, data: bytes) -> None:
         raise
 
 
-def save(graph: Graph, path: str | os.PathLike) -> Path:
-    """Save ``graph`` (the whole run, even when called on a subgraph view) to the directory ``path``."""
+def save(graph: Graph, path: str | os.PathLike, *, embed_weights: bool = False) -> Path:
+    """Save ``graph`` (the whole run, even when called on a subgraph view) to the directory ``path``.
+
+    The parameters go to the weight store (written once per model) unless ``embed_weights`` puts them in the
+    graph itself."""
     from safetensors.torch import save_file
 
     path = check_target(path)
+    store = graph.store
+    with progress.task("hashing weights"):
+        sha = store.weights_digest()
+    if not embed_weights:
+        weightstore.put(store.params, sha, graph.model.checkpoint)
     with atomic_directory(path) as tmp:
-        store = graph.store
-        tensors = {_ACT + k: v.contiguous() for k, v in store.activations.items()}
-        tensors.update({_PARAM + k: v.contiguous() for k, v in store.params.items()})
+        stored = activation_shapes(graph.dims, graph.n_tokens)  # the rest is recomputed on load (capture.replay)
+        tensors = {_ACT + k: store.activations[k].contiguous() for k in stored}
+        if embed_weights:
+            tensors.update({_PARAM + k: v.contiguous() for k, v in store.params.items()})
         lens = graph.analysis.lens if graph.analysis is not None else None
         if lens is not None:
             tensors.update({_LENS + k: v.contiguous() for k, v in lens.arrays().items()})
         metadata = {"format": "gpt2graph", "vocab": json.dumps(graph.vocab, ensure_ascii=False)}
-        save_file(tensors, str(tmp / VALUES_FILE), metadata=metadata)
-        digest = sha256_file(tmp / VALUES_FILE)  # the whole run, decoded as this view decodes it
-        header = graph.header.model_copy(update={"values_sha256": digest, "decoding": graph.decoding})
+        with progress.task("saving"):
+            save_file(tensors, str(tmp / VALUES_FILE), metadata=metadata)
+            digest = sha256_file(tmp / VALUES_FILE)  # the whole run, decoded as this view decodes it
+        header = graph.header.model_copy(
+            update={
+                "format_version": FORMAT_VERSION,
+                "values_sha256": digest,
+                "decoding": graph.decoding,
+                "stored_weights": StoredWeights(sha256=sha, embedded=embed_weights),
+            }
+        )
         (tmp / HEADER_FILE).write_text(header.model_dump_json(indent=2) + "\n", encoding="utf-8")
     return path
 
@@ -236,6 +275,8 @@ def load(path: str | os.PathLike) -> Graph:
             f"{', '.join(map(str, _READABLE))}; rebuild the graph from its prompt with this version)"
         )
     raw = _upgrade_v1_header(raw) if version == 1 else raw
+    if isinstance(raw, dict):
+        raw = {**raw, "format_version": FORMAT_VERSION}
     try:
         header = GraphHeader.model_validate(raw)
     except ValidationError as exc:
@@ -243,7 +284,10 @@ def load(path: str | os.PathLike) -> Graph:
         raise GraphFileError(f"{header_path}: does not match the graph schema: {problems}") from exc
     if header.values_sha256 is None:
         raise GraphFileError(f"{header_path}: values_sha256 is missing")
-    digest = sha256_file(values_path)
+    if version == FORMAT_VERSION and header.stored_weights is None:
+        raise GraphFileError(f"{header_path}: stored_weights is missing")
+    with progress.task("loading"):
+        digest = sha256_file(values_path)
     if digest != header.values_sha256:
         raise GraphFileError(
             f"{path}: {VALUES_FILE} does not belong to {HEADER_FILE} (sha256 {digest[:12]}... "
@@ -260,8 +304,9 @@ def load(path: str | os.PathLike) -> Graph:
                 raise GraphFileError(
                     f"{values_path}: the vocabulary is missing or does not have n_vocab = {dims.n_vocab} entries"
                 )
-            shapes = activation_shapes(dims, n) if version == FORMAT_VERSION else _V1_SHAPES(dims, n)
-            expected = {_ACT + a for a in shapes} | {_PARAM + p for p in param_names(dims)}
+            shapes = _stored_shapes(version, dims, n)
+            embedded = version < FORMAT_VERSION or header.stored_weights.embedded
+            expected = {_ACT + a for a in shapes} | ({_PARAM + p for p in param_names(dims)} if embedded else set())
             if lens is not None:
                 expected |= {n for n in names if n.startswith(_LENS)}  # checked against the lens header below
             if names != expected:
@@ -271,7 +316,10 @@ def load(path: str | os.PathLike) -> Graph:
                 )
             for name in names:
                 part = acts if name.startswith(_ACT) else params if name.startswith(_PARAM) else lens_arrays
-                part[name.split("/", 1)[1]] = f.get_tensor(name)
+                # a tensor read in place sits at whatever offset the file gives it; vectorised kernels round
+                # differently on unaligned memory, so derived values (patterns, head outputs) would differ in
+                # their last bit from the ones computed before saving: copy into freshly allocated memory
+                part[name.split("/", 1)[1]] = f.get_tensor(name).clone()
     except GraphFileError:
         raise
     except Exception as exc:  # safetensors raises its own error types for malformed files
@@ -284,9 +332,40 @@ def load(path: str | os.PathLike) -> Graph:
     if version == 1:
         acts = _upgrade_v1(acts, dims)
     topology = Topology(dims, n)
+    acts.pop(topology.hook(Key(V.logits, None, None, 0)), None)  # formats 1 and 2: derived now
+    params, header = _weights(path, header, params, embedded, dims)
     if lens is not None:
         try:
             attach(lens, topology, header.tokenization.token_ids, lens_arrays, vocab)
         except ValueError as exc:
             raise GraphFileError(f"{values_path}: {exc}") from exc
-    return Graph(header, Values(acts, params, topology), vocab)
+    values = Values(acts, params, topology)
+    values.know_digest(header.stored_weights.sha256)
+    return Graph(header, values, vocab)
+
+
+def _weights(path: Path, header: GraphHeader, embedded_params: dict, embedded: bool, dims) -> tuple[dict, GraphHeader]:
+    """The parameters of a graph being loaded, checked against the hash its header records: its own (embedded)
+    or the weight store's. A graph of format 1 or 2 carries them without a recorded hash: it is computed."""
+    recorded = header.stored_weights
+    if recorded is None:  # formats 1 and 2: always embedded
+        sha = weightstore.digest(embedded_params)
+        return embedded_params, header.model_copy(update={"stored_weights": StoredWeights(sha256=sha, embedded=True)})
+    if embedded:
+        with progress.task("checking weights"):
+            actual = weightstore.digest(embedded_params)
+        if actual != recorded.sha256:
+            raise GraphFileError(
+                f"{path}: its embedded weights hash to {actual[:12]}..., not the recorded {recorded.sha256[:12]}...: "
+                "corrupted or edited"
+            )
+        return embedded_params, header
+    try:
+        params = weightstore.get(recorded.sha256, weightstore.how_to_get(header.model))
+    except GraphFileError as exc:
+        raise type(exc)(f"{path}: {exc}") from exc.__cause__
+    if sorted(params) != param_names(dims):
+        raise GraphFileError(
+            f"{path}: the weights stored under {recorded.sha256[:12]}... are not those of a model with its dims"
+        )
+    return params, header

@@ -6,13 +6,18 @@ TransformerLens hook names (:func:`Topology.hook`), in the hook's layout without
 parameters under their Hugging Face state-dict names (the model's own tensors, not copies). Per-head
 parameters are views into the fused HF weights.
 
-Stored (:data:`STORED_KINDS`), for n tokens: ``tokens`` (n,), the token ids; every residual-stream vector,
-LayerNorm output, MLP vector, ``attn_out`` and ``ln_final`` as (n, width); q, k, v and z as
-(n, n_head, d_head); the logits ``hook_unembed`` (n, n_vocab).
+Captured from the model (:data:`CAPTURED_KINDS`), for n tokens: ``tokens`` (n,), the token ids; the
+embeddings, every residual-stream vector, LayerNorm output, MLP vector, ``attn_out`` and ``ln_final`` as
+(n, width); q, k, v and z as (n, n_head, d_head). A saved graph stores only the residual stream and z
+(:data:`STORED_KINDS`, 0.11 MB per token at GPT-2 124M); the rest of the captured kinds is recomputed from
+them when first read, with the very calls the model makes (:func:`gpt2graph.capture.replay`), so they are the
+same numbers, bit for bit, and verification still compares our own operations against the model's.
 
-Derived on demand, never stored: attention scores and patterns (from q and k; O(n^2) per head, so only
-for the rows or heads asked for), head outputs z^h @ W_O^h (from z), and each LayerNorm's scale and
-normalised vector (from the stream it reads; the model computes them but exposes only the output). The
+Derived on demand, never captured: attention scores and patterns (from q and k; O(n^2) per head, so only
+for the rows or heads asked for), head outputs z^h @ W_O^h (from z), each LayerNorm's scale and
+normalised vector (from the stream it reads; the model computes them but exposes only the output), and the
+logits ``hook_unembed`` (n, n_vocab), ``ln_final @ W_E^T`` as the model's tied ``lm_head`` computes them
+(0.2 MB per token at GPT-2's vocabulary: more than all stored kinds), computed once when first read. The
 decoding stage depends on the graph's decoding settings, not only on the run, so
 :class:`~gpt2graph.graph.Graph` derives it.
 """
@@ -28,6 +33,7 @@ from .topology import LAYERNORMS, PARAM_SPECS, VECTOR_SPECS, Key, Topology
 
 __all__ = [
     "Values",
+    "CAPTURED_KINDS",
     "STORED_KINDS",
     "TOKENS",
     "SUMMARY_FIELDS",
@@ -40,13 +46,16 @@ __all__ = [
 
 V, P = VectorKind, ParamKind
 _QKV_OFFSET = {P.W_Q: 0, P.W_K: 1, P.W_V: 2, P.b_Q: 0, P.b_K: 1, P.b_V: 2}
-#: the vector kinds captured from the model and stored; all others are derived from these
-STORED_KINDS = (
+#: the vector kinds captured from the model; all others are derived from these
+CAPTURED_KINDS = (
     V.token_embedding, V.pos_embedding, V.input_embedding, V.resid_pre, V.ln1, V.q, V.k, V.v, V.z, V.attn_out,
-    V.resid_mid, V.ln2, V.mlp_pre, V.mlp_post, V.mlp_out, V.resid_post, V.ln_final, V.logits,
+    V.resid_mid, V.ln2, V.mlp_pre, V.mlp_post, V.mlp_out, V.resid_post, V.ln_final,
 )  # fmt: skip
 #: the statistics a vector is summarised by (:class:`~gpt2graph.schema.ValueSummary`)
 SUMMARY_FIELDS = ("norm", "mean", "std", "min", "max")
+#: the captured kinds a saved graph stores: the residual stream and what fused attention computes; the others
+#: are one or a few of the model's own calls away from these
+STORED_KINDS = (V.input_embedding, V.resid_pre, V.z, V.resid_mid, V.resid_post)
 #: the name the token ids are stored under (no TransformerLens hook holds them)
 TOKENS = "tokens"
 _LN_OF = {kind: kinds for kinds in LAYERNORMS.values() for kind in kinds}
@@ -76,12 +85,13 @@ _HF_PARAM = {
 }
 
 
-def activation_shapes(dims: Dims, n: int) -> dict[str, tuple[int, ...]]:
-    """Name and shape of every stored activation of an ``n``-token run: ``tokens`` and, for each stored kind
-    and layer, its hook name with the hook's layout without the batch dimension."""
+def activation_shapes(dims: Dims, n: int, kinds: tuple[str, ...] = STORED_KINDS) -> dict[str, tuple[int, ...]]:
+    """Name and shape of every stored activation of an ``n``-token run (or of ``kinds``, e.g.
+    :data:`CAPTURED_KINDS`): ``tokens`` and, for each kind and layer, its hook name with the hook's layout
+    without the batch dimension."""
     top = Topology(dims, n)
     shapes: dict[str, tuple[int, ...]] = {TOKENS: (n,)}
-    for kind in STORED_KINDS:
+    for kind in kinds:
         for layer in top.layers_of(kind):
             key = Key(kind, layer, None, 0)
             width = tuple(top.vector_shape(key))
@@ -145,6 +155,8 @@ class Values:
         self.params = params
         self.topology = topology
         self.dims = topology.dims
+        self._logits: tuple[tuple, Tensor] | None = None  # (what they were derived from, the logits)
+        self._digest: tuple[tuple, str] | None = None  # (the parameter tensors hashed, their weight-store digest)
 
     # ---- parameters ---------------------------------------------------------------------------------
     def param(self, key: Key) -> Tensor:
@@ -180,17 +192,24 @@ class Values:
         """
         if kind == V.token:
             return self.activations[TOKENS]
+        if kind == V.logits:
+            return self.logits()
         if kind == V.head_out:
             return ops.output_projection(self.hook(V.z, layer), self.stacked(P.W_O, layer))
         if kind in (V.attn_scores, V.attn_pattern):
             scores = ops.causal_scores(self.hook(V.q, layer).transpose(0, 1), self.hook(V.k, layer).transpose(0, 1))
             return scores if kind == V.attn_scores else ops.softmax(scores)
-        if kind in _LN_OF and kind not in STORED_KINDS:  # a LayerNorm's scale or normalised vector
+        if kind in _LN_OF and kind not in CAPTURED_KINDS:  # a LayerNorm's scale or normalised vector
             scale_kind, _normalized_kind, _ = _LN_OF[kind]
             x = self.hook(*self._ln_input(kind, layer))
             scale = ops.ln_scale(x, self.dims.layer_norm_eps)
             return scale if kind == scale_kind else ops.ln_normalize(x, scale)
-        return self.activations[self.topology.hook(Key(kind, layer, None, 0))]
+        name = self.topology.hook(Key(kind, layer, None, 0))
+        if name not in self.activations and kind in CAPTURED_KINDS:  # a loaded graph: recomputed, then kept
+            from .capture import replay
+
+            self.activations.update(replay(self, kind, layer))
+        return self.activations[name]
 
     def _ln_input(self, kind: str, layer: int | None) -> tuple[str, int | None]:
         key = self.topology.ln_input(kind, layer, 0)
@@ -213,7 +232,9 @@ class Values:
             return ops.output_projection(self.hook(V.z, L)[p, h], self.param(Key(P.W_O, L, h)))
         if kind == V.token:
             return self.activations[TOKENS][p : p + 1]
-        if kind in _LN_OF and kind not in STORED_KINDS:
+        if kind == V.logits:
+            return self.logits()[p]
+        if kind in _LN_OF and kind not in CAPTURED_KINDS:
             scale_kind, _, _ = _LN_OF[kind]
             x = self.vector(self.topology.ln_input(kind, L, p))
             scale = ops.ln_scale(x, self.dims.layer_norm_eps)
@@ -223,4 +244,37 @@ class Values:
         return self.hook(kind, L)[p]
 
     def logits(self) -> Tensor:
-        return self.activations[self.topology.hook(Key(V.logits, None, None, 0))]
+        """(n, n_vocab) logits: ``ln_final @ W_E^T``, the product the model's tied ``lm_head`` computes (not our
+        :func:`ops.unembed`, which verification checks against it). Derived once and kept while ``ln_final``
+        and W_E are unchanged (in-place edits included)."""
+        ln_final = self.hook(V.ln_final)
+        W_E = self.params[_HF_PARAM[P.W_E]]
+        stamp = _stamp(ln_final, W_E)
+        if self._logits is None or not _same(self._logits[0], stamp):
+            with torch.no_grad():
+                self._logits = (stamp, torch.nn.functional.linear(ln_final, W_E))
+        return self._logits[1]
+
+    def weights_digest(self) -> str:
+        """The weight-store key of the parameters (:func:`gpt2graph.weightstore.digest`), hashed once and kept
+        while they are unchanged."""
+        from .weightstore import digest
+
+        stamp = _stamp(*(self.params[name] for name in sorted(self.params)))
+        if self._digest is None or not _same(self._digest[0], stamp):
+            self._digest = (stamp, digest(self.params))
+        return self._digest[1]
+
+    def know_digest(self, sha256: str) -> None:
+        """Record the digest of the parameters as they are now (checked by whoever read them)."""
+        self._digest = (_stamp(*(self.params[name] for name in sorted(self.params))), sha256)
+
+
+def _stamp(*tensors: Tensor) -> tuple:
+    """Each tensor with its in-place version counter: what a value derived from them depends on."""
+    return tuple((t, t._version) for t in tensors)
+
+
+def _same(a: tuple, b: tuple) -> bool:
+    """Whether two stamps are of the same tensors (identity), none of them edited since."""
+    return len(a) == len(b) and all(x is y and u == v for (x, u), (y, v) in zip(a, b))

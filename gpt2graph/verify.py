@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
-from . import forward, ops
+from . import forward, ops, progress
 from .decoding import decode_step, decode_steps
 from .schema import DecodingSettings, OpKind, VectorKind
 from .topology import DECODE_KINDS, VECTOR_SPECS, Key
@@ -163,22 +163,32 @@ def _verify_batched(graph) -> VerifyReport:
     """The forward executor (all heads and positions of a layer at once), observing every site."""
     store, n = graph.store, graph.n_tokens
     report = VerifyReport("batched")
-    with torch.no_grad():
-        result = forward.run(store.stacked, graph.dims, store.activations[TOKENS], observe=True)
-    for (kind, layer), value in result.observed.items():
-        captured = graph.hook(kind, layer)
-        vectors = n * (graph.dims.n_head if VECTOR_SPECS[kind].per_head else 1)
-        report.record(kind, value[0], captured, vectors)
-    logits = result.logits[0]
-    with torch.no_grad():  # the fused paths (attention kernel, one product for attn_out) that patching runs take
-        fused = forward.run(store.stacked, graph.dims, store.activations[TOKENS]).logits[0]
-    report.record(V.logits, fused, graph.hook(V.logits), 0)  # the same vectors, by the other path
-    for start in range(0, n, _DECODE_ROWS):  # (rows, n_vocab) float64 per step: a chunk at a time
-        rows = slice(start, start + _DECODE_ROWS)
-        mine = decode_steps(logits[rows], graph.decoding)
-        theirs = reference_decoding(store.logits()[rows], graph.decoding)
-        for kind in DECODE_KINDS:
-            report.record(kind, mine[kind], theirs[kind], mine[kind].shape[0])
+    chunks = range(0, n, _DECODE_ROWS)
+    with progress.task("verify", total=3 + len(chunks), unit="step") as bar:
+        bar.describe("verify: re-executing every vector")
+        with torch.no_grad():
+            result = forward.run(store.stacked, graph.dims, store.activations[TOKENS], observe=True)
+        bar.update()
+        bar.describe("verify: comparing")
+        for (kind, layer), value in result.observed.items():
+            captured = graph.hook(kind, layer)
+            vectors = n * (graph.dims.n_head if VECTOR_SPECS[kind].per_head else 1)
+            report.record(kind, value[0], captured, vectors)
+        bar.update()
+        logits = result.logits[0]
+        bar.describe("verify: the fused path")
+        with torch.no_grad():  # the fused paths (attention kernel, one product for attn_out) that patching runs take
+            fused = forward.run(store.stacked, graph.dims, store.activations[TOKENS]).logits[0]
+        report.record(V.logits, fused, graph.hook(V.logits), 0)  # the same vectors, by the other path
+        bar.update()
+        bar.describe("verify: decoding")
+        for start in chunks:  # (rows, n_vocab) float64 per step: a chunk at a time
+            rows = slice(start, start + _DECODE_ROWS)
+            mine = decode_steps(logits[rows], graph.decoding)
+            theirs = reference_decoding(store.logits()[rows], graph.decoding)
+            for kind in DECODE_KINDS:
+                report.record(kind, mine[kind], theirs[kind], mine[kind].shape[0])
+            bar.update()
     return report
 
 

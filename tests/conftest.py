@@ -3,8 +3,10 @@ same path users take, graphs built from them, and the headless browser. Nothing 
 
 from __future__ import annotations
 
+import atexit
 import os
 import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -13,6 +15,10 @@ import pytest
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# the weight store of the tests is their own: the user's cache is never read or written
+_CACHE = tempfile.mkdtemp(prefix="gpt2graph-test-cache-")
+os.environ["GPT2GRAPH_CACHE"] = _CACHE
+atexit.register(shutil.rmtree, _CACHE, ignore_errors=True)
 
 TINY = dict(n_layer=2, n_head=4, n_embd=32, n_positions=64, vocab_size=50257)
 PROMPT = "Transformer tokens are vectors"  # 5 GPT-2 tokens

@@ -34,6 +34,19 @@ def test_logits_match_the_model(tiny_graph, hf_outputs):
     torch.testing.assert_close(tiny_graph.logits, hf_outputs.logits[0], rtol=1e-5, atol=1e-5)
 
 
+def test_a_derived_logit_equals_the_captured_one(tiny_checkpoint, tiny_graph):
+    """The logits are not stored: derived from ln_final and W_U, they are the very numbers the model outputs
+    (its default attention, as captured), and a logit node's value is its row."""
+    from transformers import GPT2LMHeadModel
+
+    model = GPT2LMHeadModel.from_pretrained(tiny_checkpoint).eval()
+    with torch.no_grad():
+        captured = model(torch.tensor([tiny_graph.tokenization.token_ids])).logits[0]
+    assert "hook_unembed" not in tiny_graph.store.activations
+    assert torch.equal(tiny_graph.logits, captured)
+    assert torch.equal(tiny_graph.values("hook_unembed[3]"), captured[3])
+
+
 def test_hidden_states_match_the_model(tiny_graph, hf_outputs):
     hs = hf_outputs.hidden_states
     torch.testing.assert_close(tiny_graph.hook("input_embedding"), hs[0][0], rtol=0, atol=1e-6)
@@ -164,6 +177,32 @@ def test_tokenizer_comes_from_the_model_directory(tmp_path):
     PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]").save_pretrained(path)
     g = gpt2graph.build("hello world", model=str(path))
     assert g.tokenization.token_ids == [1, 2]
+
+
+def test_tokenizer_and_vocabulary_are_loaded_once_per_model(tmp_path, monkeypatch):
+    """Loading a tokenizer costs more than a short forward pass: builds on one model load it once (and again
+    only when its files change), and make its vocabulary table once."""
+    from conftest import make_checkpoint
+    from transformers import AutoTokenizer, GPT2LMHeadModel
+
+    from gpt2graph import builder
+    from gpt2graph.tokenizer import gpt2_bpe_tokenizer
+
+    path = make_checkpoint(tmp_path / "ckpt")
+    gpt2_bpe_tokenizer().save_pretrained(path)  # a checkpoint that carries its tokenizer, as real ones do
+    calls = []
+    original = AutoTokenizer.from_pretrained.__func__
+    monkeypatch.setattr(
+        AutoTokenizer, "from_pretrained", classmethod(lambda cls, *a, **k: calls.append(a) or original(cls, *a, **k))
+    )
+    model = GPT2LMHeadModel.from_pretrained(path)
+    graphs = [gpt2graph.build(prompt, model=model) for prompt in ("one", "two", "three")]
+    assert len(calls) == 1
+    assert graphs[0].vocab is graphs[2].vocab  # one table, not one per build
+    (path / "tokenizer.json").touch()  # the files changed: read again
+    gpt2graph.build("four", model=model)
+    assert len(calls) == 2
+    builder._vocabulary.cache_clear()
 
 
 def test_views_are_live_and_keep_their_own_choices(tiny_checkpoint):

@@ -73,7 +73,8 @@ def test_a_head_contribution_is_its_output_through_the_frozen_layernorm(tiny_gra
 
 def test_a_run_that_disagrees_with_its_weights_is_refused(tiny_graph):
     store = tiny_graph.store
-    tampered = dict(store.activations, hook_unembed=store.activations["hook_unembed"] + 0.01)
+    final = "ln_final.hook_out"  # the logits are derived from it (times W_U), the attributions are not
+    tampered = dict(store.activations, **{final: store.activations[final] + 0.01})
     graph = Graph(tiny_graph.header, Values(tampered, store.params, store.topology), tiny_graph.vocab)
     with pytest.raises(AttributionError, match="error"):
         direct_logit_attribution(graph)

@@ -1,9 +1,11 @@
 """The exact GPT-2 124M architecture (seeded random weights, the embedded default): counts and exactness."""
 
 import pytest
+import torch
 
 import gpt2graph
 from gpt2graph.loading import parameter_groups
+from gpt2graph.values import CAPTURED_KINDS
 
 
 @pytest.fixture(scope="module")
@@ -49,3 +51,20 @@ def test_node_counts_match_the_formula(full_graph):
 def test_exact_within_1e_4(full_graph):
     report = full_graph.verify()
     assert report.ok and report.max_abs <= 1e-4, report.format()
+
+
+def test_a_16_token_graph_without_its_weights_is_small(tmp_path):
+    """124M parameters are 500 MB: a saved graph leaves them in the weight store (written once) and derives
+    its logits, so 16 tokens cost at most 5 MB on disk and the activations at most 0.7 MB per token."""
+    graph = gpt2graph.build(" a" * 16, random_weights=True)
+    assert graph.n_tokens == 16
+    per_token = sum(t.numel() * t.element_size() for t in graph.store.activations.values()) / 16
+    assert per_token <= 0.7e6
+    graph.save(tmp_path / "run.gg")
+    size = sum(f.stat().st_size for f in (tmp_path / "run.gg").iterdir())
+    assert size <= 5e6, size
+    loaded = gpt2graph.load(tmp_path / "run.gg")
+    for kind in CAPTURED_KINDS:  # recomputed from the stream and z with the model's own calls: the same bits
+        for layer in graph.topology.layers_of(kind):
+            assert torch.equal(loaded.hook(kind, layer), graph.hook(kind, layer)), (kind, layer)
+    assert loaded.verify().ok

@@ -7,20 +7,26 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import PROMPT
 
 import gpt2graph
+import gpt2graph.weightstore
 from gpt2graph.errors import GraphFileError
 from gpt2graph.schema import FORMAT_VERSION
+from gpt2graph.values import CAPTURED_KINDS, activation_shapes
 
 
 def test_round_trip_is_lossless(tiny_graph, saved_graph):
     loaded = gpt2graph.load(saved_graph)
-    assert loaded.header.model_dump(exclude={"values_sha256"}) == tiny_graph.header.model_dump(
-        exclude={"values_sha256"}
+    assert loaded.header.model_dump(exclude={"values_sha256", "stored_weights"}) == tiny_graph.header.model_dump(
+        exclude={"values_sha256", "stored_weights"}
     )
     assert loaded.vocab == tiny_graph.vocab
-    for name, t in tiny_graph.store.activations.items():
-        assert torch.equal(loaded.store.activations[name], t), name
+    stored = activation_shapes(tiny_graph.dims, tiny_graph.n_tokens)
+    assert set(loaded.store.activations) == set(stored)  # the rest is recomputed when first read
+    for kind in CAPTURED_KINDS:  # ... from the stored ones, with the model's own calls: the captured bits
+        for layer in tiny_graph.topology.layers_of(kind):
+            assert torch.equal(loaded.hook(kind, layer), tiny_graph.hook(kind, layer)), (kind, layer)
     for name, t in tiny_graph.store.params.items():
         assert torch.equal(loaded.store.params[name], t), name
     node_id = "blocks.1.attn.hook_pattern[2,4]"
@@ -62,7 +68,10 @@ def test_mismatched_pair_is_refused(tiny_checkpoint, saved_graph, tmp_path):
     [
         ("{not json", "not valid JSON"),
         ('{"format": "gpt2graph", "format_version": 1}', "does not match the graph schema"),
-        ('{"format_version": 99}', "format_version 99 is not supported"),
+        (
+            '{"format_version": 99}',
+            r"format_version 99 is not supported \(this gpt2graph reads versions 1, 2, 3; rebuild",
+        ),
     ],
 )
 def test_corrupted_header_is_refused(saved_graph, tmp_path, text, message):
@@ -144,3 +153,65 @@ def test_a_format_1_graph_loads_upgraded_and_verifies():
     options = old.analysis.options  # the analysis it carried, under today's option names
     assert (options.top_tokens, options.top_k, options.induction_probe) == (3, None, 3)
     assert old.analysis.lens.top_tokens == 3 and len(old.analysis.lens.entries) == old.analysis.lens.n_entries
+
+
+def test_a_format_2_graph_loads_upgraded_and_verifies():
+    """Format 2 embedded the parameters and stored the logits in every graph: it loads with its weights as
+    embedded ones (their hash computed), its stored logits dropped for derived ones that are the same numbers,
+    and its logit lens intact."""
+    from safetensors import safe_open
+
+    path = Path(__file__).parent / "data" / "format-v2" / "run.gg"
+    old = gpt2graph.load(path)
+    assert old.header.format_version == FORMAT_VERSION
+    assert old.header.stored_weights.embedded
+    assert old.header.stored_weights.sha256 == gpt2graph.weightstore.digest(old.store.params)
+    assert "hook_unembed" not in old.store.activations
+    with safe_open(str(path / "values.safetensors"), framework="pt") as f:
+        assert torch.equal(old.logits, f.get_tensor("act/hook_unembed"))
+    assert old.verify().ok
+    lens = old.analysis.lens
+    assert lens.top_tokens == 3 and len(lens.entries) == lens.n_entries
+
+
+def test_a_resaved_old_graph_is_format_3(tmp_path):
+    old = gpt2graph.load(Path(__file__).parent / "data" / "format-v2" / "run.gg")
+    old.save(tmp_path / "new.gg")
+    header = json.loads((tmp_path / "new.gg" / "graph.json").read_text())
+    assert header["format_version"] == 3 and header["stored_weights"]["embedded"] is False
+    again = gpt2graph.load(tmp_path / "new.gg")
+    assert torch.equal(again.logits, old.logits) and again.analysis == old.analysis
+
+
+def test_only_the_stream_and_z_are_saved(tiny_graph, saved_graph):
+    """The logits, the embeddings, LayerNorm outputs, q, k, v and the MLP's vectors are not saved: they are
+    recomputed on load, and are the same numbers."""
+    from safetensors import safe_open
+
+    with safe_open(str(saved_graph / "values.safetensors"), framework="pt") as f:
+        names = {n.removeprefix("act/") for n in f.keys()}  # noqa: SIM118
+    assert names == {
+        "tokens",
+        "blocks.0.hook_resid_pre",
+        "blocks.1.hook_resid_pre",
+        "blocks.0.hook_resid_mid",
+        "blocks.1.hook_resid_mid",
+        "blocks.1.hook_resid_post",
+        "blocks.0.attn.hook_z",
+        "blocks.1.attn.hook_z",
+    }
+    assert torch.equal(gpt2graph.load(saved_graph).logits, tiny_graph.logits)
+
+
+def test_the_other_gelu_is_recomputed_with_its_own_kernel(tmp_path):
+    """gelu_pytorch_tanh and gelu_new are the same formula computed differently: a saved graph recomputes the
+    MLP with the function its model used, to the captured bits."""
+    from conftest import make_checkpoint
+
+    path = make_checkpoint(tmp_path / "ckpt", activation_function="gelu_pytorch_tanh")
+    graph = gpt2graph.build(PROMPT, model=str(path))
+    assert graph.dims.activation_function == "gelu_pytorch_tanh"
+    graph.save(tmp_path / "run.gg")
+    loaded = gpt2graph.load(tmp_path / "run.gg")
+    assert torch.equal(loaded.hook("mlp_post", 1), graph.hook("mlp_post", 1))
+    assert loaded.verify().ok
