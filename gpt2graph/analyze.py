@@ -1,7 +1,9 @@
 """``analyze``: every interpretability result of one run, computed from the captured values and the weights.
 
 All arguments are checked before any computation starts, so a bad token or option fails at once with one
-clear message instead of after the logit lens has run.
+clear message instead of after the logit lens has run. :func:`compute` returns the results and the logit
+lens's table without touching the graph; :func:`analyze` (what ``graph.analyze()`` calls) stores both on
+the run.
 """
 
 from __future__ import annotations
@@ -9,11 +11,12 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
+from . import progress
 from .circuits import head_circuits
 from .decoding import check_options, decode_next
 from .dla import direct_logit_attribution
 from .errors import InterpretError
-from .lens import logit_lens
+from .lens import LensTable, logit_lens
 from .results import Analysis, AnalysisOptions, LensKind
 from .roles import head_roles, probe_tokens
 from .targets import resolve_position, resolve_token
@@ -21,7 +24,7 @@ from .targets import resolve_position, resolve_token
 if TYPE_CHECKING:
     from .graph import Graph
 
-__all__ = ["analyze"]
+__all__ = ["analyze", "compute"]
 
 
 def _lens_kinds(lens: bool | Iterable[str]) -> list[LensKind]:
@@ -36,7 +39,13 @@ def _lens_kinds(lens: bool | Iterable[str]) -> list[LensKind]:
     return [k for k in LensKind if k in kinds]
 
 
-def analyze(
+def analyze(graph: Graph, **options) -> Analysis:
+    """Compute every result (see :func:`compute` for the options) and store it on ``graph``'s run, with the
+    logit lens's table (``graph.lens``): the same as ``graph.analyze(**options)``."""
+    return graph.analyze(**options)
+
+
+def compute(
     graph: Graph,
     *,
     position: int = -1,
@@ -52,8 +61,10 @@ def analyze(
     circuit_token: int | str | None = None,
     fold_ln: bool = True,
     lens: bool | Iterable[str] = True,
-) -> Analysis:
-    """Logit lens, direct logit attribution, head roles, circuits and decoding of ``graph``'s run.
+    eager_lens: bool = False,
+) -> tuple[Analysis, LensTable | None]:
+    """Logit lens, direct logit attribution, head roles, circuits and decoding of ``graph``'s run: the results
+    and the lens's table, left for the caller to keep (``graph.analyze`` keeps them on the run).
 
     ``position`` (default: the last) is where DLA and decoding look; ``target`` (id or one-token string) is
     the token DLA attributes (default: the prediction) and the logit lens ranks; ``contrast`` turns DLA into
@@ -62,12 +73,13 @@ def analyze(
     prompt, or the prompt plus a repeated random sequence of ``induction_probe`` tokens. ``circuit_token``
     (default: the token at ``position``) is the input of the circuits' boosted tokens. ``lens``: True (every
     kind), False, or the :class:`LensKind` values to compute (the lens is the costly part: it needs a full
-    vocabulary row per vector).
+    vocabulary row per vector). The residual stream's lens is computed now; that of the vectors written into
+    it when first read, unless ``eager_lens`` asks for everything now (and saved with the graph).
 
     Example::
 
-        a = analyze(graph, target=" Paris", induction_probe=20)
-        a.dla.top(5), a.roles.ranked("induction", 3)
+        a, lens = compute(graph, target=" Paris", induction_probe=20)
+        a.dla.top(5), a.roles.ranked("induction", 3), lens.entry("blocks.5.attn.hook_result[9,1]")
     """
     if isinstance(top_tokens, bool) or not isinstance(top_tokens, int) or top_tokens < 1:
         raise InterpretError(f"top_tokens must be a positive integer, got {top_tokens!r}")
@@ -97,14 +109,42 @@ def analyze(
         circuit_token=circuit_token,
         fold_ln=fold_ln,
         lens_kinds=kinds,
+        eager_lens=eager_lens,
     )
-    return Analysis(
-        options=options,
-        roles=head_roles(graph, induction_probe=induction_probe, probe_seed=probe_seed),
-        dla=direct_logit_attribution(graph, position=p, token=target_id, contrast=contrast_id),
-        circuits=head_circuits(graph, input_token=input_id, top_tokens=top_tokens, fold_ln=fold_ln),
-        decoding=decode_next(
-            graph, position=p, temperature=temperature, top_k=top_k, top_p=top_p, seed=seed, candidates=top_tokens
+    steps = [
+        ("roles", "head roles", lambda: head_roles(graph, induction_probe=induction_probe, probe_seed=probe_seed)),
+        (
+            "dla",
+            "direct logit attribution",
+            lambda: direct_logit_attribution(graph, position=p, token=target_id, contrast=contrast_id),
         ),
-        lens=logit_lens(graph, top_tokens=top_tokens, target=target_id, kinds=kinds) if kinds else None,
-    )
+        (
+            "circuits",
+            "circuits",
+            lambda: head_circuits(graph, input_token=input_id, top_tokens=top_tokens, fold_ln=fold_ln),
+        ),
+        (
+            "decoding",
+            "decoding",
+            lambda: decode_next(
+                graph, position=p, temperature=temperature, top_k=top_k, top_p=top_p, seed=seed, candidates=top_tokens
+            ),
+        ),
+        (
+            "lens",
+            "logit lens",
+            lambda: (
+                logit_lens(graph, top_tokens=top_tokens, target=target_id, kinds=kinds, eager=eager_lens)
+                if kinds
+                else None
+            ),
+        ),
+    ]
+    results = {}
+    with progress.task("analyze", total=len(steps), unit="part") as bar:  # one step per part
+        for name, description, run in steps:
+            bar.describe(f"analyze: {description}")
+            results[name] = run()
+            bar.update()
+    table = results.pop("lens")
+    return Analysis(options=options, lens=None if table is None else table.header, **results), table

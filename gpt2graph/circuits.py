@@ -3,8 +3,10 @@
 A head's QK circuit W_Q^h W_K^h^T and OV circuit W_V^h W_O^h are d_model x d_model matrices of rank at most
 d_head; through the embedding and unembedding they become n_vocab x n_vocab. Neither is ever formed here:
 
-* singular values of A B (A: d_model x d_head, B: d_head x d_model) are those of R_A R_B^T, from the QR
-  factorisations A = Q_A R_A and B^T = Q_B R_B, since Q_A and Q_B have orthonormal columns;
+* singular values of A B (A: d_model x d_head, B: d_head x d_model) are those of R_A R_B^T for any d_head x
+  d_head factors with R_A^T R_A = A^T A and R_B^T R_B = B B^T (A = Q_A R_A, B^T = Q_B R_B with Q_A, Q_B of
+  orthonormal columns); R is taken from the eigendecomposition of the small Gram matrix, which is an order
+  of magnitude cheaper than a QR factorisation of A and does not fail on a rank-deficient head;
 * the non-zero eigenvalues of the full OV circuit (W_E W_V)(W_O W_U) are those of the d_head x d_head
   matrix (W_O W_U)(W_E W_V) = W_O (W_U W_E) W_V, and W_U W_E = W_E^T W_E is one d_model x d_model product
   shared by every head;
@@ -41,9 +43,13 @@ P = ParamKind
 
 def factored_singular_values(A: Tensor, B: Tensor) -> Tensor:
     """Singular values of A @ B, largest first, for A (..., m, r) and B (..., r, m) with r << m."""
-    _, R_A = torch.linalg.qr(A)
-    _, R_B = torch.linalg.qr(B.transpose(-1, -2))
-    return torch.linalg.svdvals(R_A @ R_B.transpose(-1, -2))
+    return torch.linalg.svdvals(_gram_root(A) @ _gram_root(B.transpose(-1, -2)).transpose(-1, -2))
+
+
+def _gram_root(X: Tensor) -> Tensor:
+    """An (..., r, r) R with R^T R = X^T X, for X (..., m, r): diag(sqrt(eigenvalues)) V^T."""
+    eigenvalues, V = torch.linalg.eigh(X.transpose(-1, -2) @ X)
+    return eigenvalues.clamp(min=0).sqrt()[..., :, None] * V.transpose(-1, -2)
 
 
 def _centre_after_gain(W: Tensor, gain: Tensor) -> Tensor:
@@ -101,31 +107,35 @@ def head_circuits(
         raise InterpretError(f"top_tokens must be a positive integer, got {top_tokens!r}")
     t = graph.tokenization.token_ids[-1] if input_token is None else resolve_token(graph, input_token, "input token")
     W_E = graph.param(P.W_E)
-    gram = (W_E.T @ W_E).double()  # W_U W_E, since W_U = W_E^T
-    unembed_embed = _centre_after_gain(gram, graph.param(P.ln_final_w).double()) if fold_ln else gram
-    embedding = W_E[t].double()
+    L, H = graph.dims.n_layer, graph.dims.n_head
     k = min(top_tokens, graph.dims.n_vocab)
-    heads = []
     with torch.no_grad():
-        for L in range(graph.dims.n_layer):
-            f = head_factors(graph, L, fold_ln)
-            qk = factored_singular_values(f[P.W_Q], f[P.W_K].transpose(-1, -2))
-            ov = factored_singular_values(f[P.W_V], f[P.W_O])
-            copying = copying_scores(f[P.W_V], f[P.W_O], unembed_embed)
-            written = (embedding @ f[P.W_V]).unsqueeze(-2) @ f[P.W_O]  # (H, 1, d_model)
-            boosted = torch.topk(_readout(graph, written.squeeze(-2), fold_ln), k, dim=-1)
-            for h in range(graph.dims.n_head):
-                heads.append(
-                    HeadCircuit(
-                        layer=L,
-                        head=h,
-                        qk_singular_values=qk[h].tolist(),
-                        ov_singular_values=ov[h].tolist(),
-                        ov_copying_score=float(copying[h]),
-                        boosted=[
-                            TokenScore(id=i, token=graph.decode_token(i), value=v)
-                            for i, v in zip(boosted.indices[h].tolist(), boosted.values[h].tolist())
-                        ],
-                    )
+        gram = (W_E.T @ W_E).double()  # W_U W_E, since W_U = W_E^T
+        unembed_embed = _centre_after_gain(gram, graph.param(P.ln_final_w).double()) if fold_ln else gram
+        parts = []
+        for layer in range(L):
+            f = head_factors(graph, layer, fold_ln)
+            parts.append(
+                (
+                    factored_singular_values(f[P.W_Q], f[P.W_K].transpose(-1, -2)),
+                    factored_singular_values(f[P.W_V], f[P.W_O]),
+                    copying_scores(f[P.W_V], f[P.W_O], unembed_embed),
+                    ((W_E[t].double() @ f[P.W_V]).unsqueeze(-2) @ f[P.W_O]).squeeze(-2),  # what each head writes
                 )
+            )
+        qk, ov, copying, written = (torch.cat(column) for column in zip(*parts))  # (n_layer * n_head, ...)
+        boosted = torch.topk(_readout(graph, written, fold_ln), k, dim=-1)  # every head in one pass over W_U
+    qk, ov, copying = qk.tolist(), ov.tolist(), copying.tolist()
+    ids, values = boosted.indices.tolist(), boosted.values.tolist()
+    heads = [
+        HeadCircuit(
+            layer=i // H,
+            head=i % H,
+            qk_singular_values=qk[i],
+            ov_singular_values=ov[i],
+            ov_copying_score=copying[i],
+            boosted=[TokenScore(id=j, token=graph.decode_token(j), value=v) for j, v in zip(ids[i], values[i])],
+        )
+        for i in range(L * H)
+    ]
     return Circuits(fold_ln=fold_ln, input_token_id=t, input_token=graph.decode_token(t), heads=heads)

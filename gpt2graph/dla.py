@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor
 
+from . import ops
 from .errors import Gpt2GraphError
 from .results import Attribution, ComponentKind, DLAResult
 from .schema import ParamKind, VectorKind
@@ -46,7 +47,8 @@ def _components(graph: Graph, p: int) -> tuple[list[tuple[str, ComponentKind, in
     rows = [graph.hook(V.token_embedding)[p], graph.hook(V.pos_embedding)[p]]
     for L in range(graph.dims.n_layer):
         labels += [(top.vector_id(Key(V.head_out, L, h, p)), C.head_out, L, h) for h in range(H)]
-        rows += list(graph.hook(V.head_out, L)[p])  # z^h W_O^h, (n_head, d_model)
+        # z^h W_O^h of every head at this position only, (n_head, d_model)
+        rows += list(ops.output_projection(graph.hook(V.z, L)[p], graph.store.stacked(P.W_O, L)))
         b_out = graph.param(P.b_out, L)
         labels += [
             (top.param_id(Key(P.b_O, L)), C.b_O, L, None),

@@ -34,16 +34,18 @@ def to_networkx(graph: Graph) -> networkx.DiGraph:
     for edge in graph.iter_edges():
         g.add_edge(edge.source, edge.target, role=edge.role, slot=edge.slot)
     if graph.analysis is not None:
-        _add_analysis(g, graph.analysis)
+        _add_analysis(g, graph.analysis, graph.lens)
     return g
 
 
-def _add_analysis(g, analysis) -> None:
-    """Logit lens and DLA on the nodes they describe; head roles and circuit scores on every node of that
-    head (q, k, v, scores, pattern, z, head_out and its parameters); decoding as a graph attribute."""
-    if analysis.lens is not None:
-        for e in analysis.lens.entries:
-            if e.node in g:
+def _add_analysis(g, analysis, lens) -> None:
+    """Logit lens and DLA on the nodes they describe (the lens of the writes read for the exported nodes
+    only); head roles and circuit scores on every node of that head (q, k, v, scores, pattern, z, head_out and
+    its parameters); decoding as a graph attribute."""
+    if lens is not None:
+        for node in list(g.nodes):
+            e = lens.entry(node)
+            if e is not None:
                 g.nodes[e.node].update(
                     lens_top=[t.token for t in e.top],
                     lens_top_prob=[t.prob for t in e.top],

@@ -44,6 +44,7 @@ if TYPE_CHECKING:
     import networkx
 
     from .glossary import Glossary
+    from .lens import LensTable
     from .results import Analysis
     from .verify import VerifyReport
 
@@ -82,11 +83,12 @@ def _narrow(requested, selected):
 @dataclass
 class _Run:
     """What every view of one run shares: the header (annotations and analysis included), the values, the
-    vocabulary, and what is derived from them once."""
+    vocabulary, the logit lens's table, and what is derived from them once."""
 
     header: GraphHeader
     values: Values
     vocab: list[str]
+    lens: LensTable | None = None
     glossary: Glossary | None = None
 
 
@@ -102,8 +104,8 @@ class Graph:
         g.verify().ok                             # re-executed vector by vector: equals the model
     """
 
-    def __init__(self, header: GraphHeader, values: Values, vocab: list[str]):
-        self._run = _Run(header, values, vocab)
+    def __init__(self, header: GraphHeader, values: Values, vocab: list[str], lens: LensTable | None = None):
+        self._run = _Run(header, values, vocab, lens)
         self.topology = values.topology
         self.selection = Selection()
         self._decoding: DecodingSettings | None = None  # this view's own settings; None: the run's
@@ -483,17 +485,24 @@ class Graph:
         """The interpretability results stored with this run (None until :meth:`analyze` is called)."""
         return self.header.analysis
 
+    @property
+    def lens(self) -> LensTable | None:
+        """The logit lens of this run (None until analysed with a lens): ``lens.entry(node_id)``,
+        ``lens.entries``; what components write is read when first asked for (see :mod:`gpt2graph.lens`)."""
+        return self._run.lens
+
     def analyze(self, **options: Any) -> Analysis:
         """Compute the logit lens, direct logit attribution, head roles, circuits and decoding (options: see
-        :func:`gpt2graph.analyze.analyze`) and store them on the run, so every view sees them and ``save``
+        :func:`gpt2graph.analyze.compute`) and store them on the run, so every view sees them and ``save``
         writes them. The run's decoding settings become the ones analysed, so the decoding nodes and the
         decoding table agree."""
-        from .analyze import analyze
+        from .analyze import compute
 
-        result = analyze(self, **options)
+        result, table = compute(self, **options)
         o = result.options
         decoding = settings(o.temperature, o.top_k, o.top_p, o.seed)
         self._run.header = self.header.model_copy(update={"analysis": result, "decoding": decoding})
+        self._run.lens = table
         return result
 
     def summary(self) -> dict:

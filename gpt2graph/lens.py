@@ -6,21 +6,33 @@ vectors components write into the stream (head outputs, b_O, MLP outputs), as th
 output is normalised on its own rather than in the context of the stream it joins, so the lens shows which
 tokens that write points at, not how much it moves the final logits (that is direct logit attribution).
 
-Cost: every vector needs a full (n_vocab,) logit row for its ranks, so the work is
-(#vectors x d_model x n_vocab). Rows are processed in chunks (whole layers of positions and heads at once),
-so memory stays at one chunk of logits however long the prompt.
+Cost: every vector needs a full (n_vocab,) logit row for its ranks, so the work is (#vectors x d_model x
+n_vocab), and the product with W_U is the floor. The residual stream (``input_embedding``, ``resid_pre``,
+``resid_mid``, ``resid_post``) and each layer's b_O (one vector per layer) are read eagerly, when the lens is
+computed, and stored with the graph (:data:`EAGER_KINDS`). The head and MLP outputs are 12x more rows at
+GPT-2 124M (one per head): they are read lazily, one chunk of rows at a time, for the nodes a caller asks
+for (:meth:`LensTable.entry`, a renderer's tooltips), and not saved; ``eager=True`` reads and stores them up
+front too. Both ways run the same chunks through the same code, so an entry is the same whether it was read
+eagerly or lazily.
+
+Rows are processed in chunks of :data:`CHUNK_ELEMENTS` logits, a block (one kind at one layer) at a time, so
+memory stays at one chunk however long the prompt, and a chunk's logits stay in the processor's caches while
+they are read.
+
+The results belong to the run: a :class:`LensTable` lives with it (``graph.lens``), next to its header
+(:class:`~gpt2graph.results.LogitLens`, in ``graph.analysis.lens``), and is shared by every view.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
 
-from . import ops
+from . import ops, progress
 from .errors import InterpretError
 from .results import LensEntry, LensKind, LogitLens, TokenProb
 from .schema import ParamKind, VectorKind
@@ -29,28 +41,34 @@ from .topology import Key, Topology
 
 if TYPE_CHECKING:
     from .graph import Graph
+    from .values import Values
 
 __all__ = [
     "logit_lens",
     "lens_logits",
     "lens_blocks",
     "read_logits",
-    "attach",
     "LensBlock",
     "LensTable",
+    "EAGER_KINDS",
     "CHUNK_ELEMENTS",
 ]
 
 V, P = VectorKind, ParamKind
-#: logits held at once (rows x n_vocab); 2^25 fp32 values are 128 MB, about 670 rows of GPT-2
-CHUNK_ELEMENTS = 1 << 25
+#: logits held at once (rows x n_vocab); 2^22 fp32 values are 16 MB, 83 rows of GPT-2
+CHUNK_ELEMENTS = 1 << 22
+#: read when the lens is computed and stored: the residual stream, and b_O (one vector per layer); the head and
+#: MLP outputs are read when first asked for
+EAGER_KINDS = (LensKind.input_embedding, LensKind.resid_pre, LensKind.resid_mid, LensKind.resid_post, LensKind.b_O)
+ARRAYS = ("top_ids", "top_logits", "top_probs", "next_rank", "next_prob", "target_rank", "target_prob")
 
 
-def lens_logits(graph: Graph, x: Tensor) -> Tensor:
+def lens_logits(graph: Graph | Values, x: Tensor) -> Tensor:
     """Logit-lens logits of vectors ``x`` (..., d_model): the final LayerNorm, then W_U."""
-    normalized = ops.ln_normalize(x, ops.ln_scale(x, graph.dims.layer_norm_eps))
-    normed = ops.ln_affine(normalized, graph.param(P.ln_final_w), graph.param(P.ln_final_b))
-    return ops.unembed(normed, graph.param(P.W_U))
+    store = graph.store if hasattr(graph, "store") else graph
+    normalized = ops.ln_normalize(x, ops.ln_scale(x, store.dims.layer_norm_eps))
+    normed = ops.ln_affine(normalized, store.param(Key(P.ln_final_w)), store.param(Key(P.ln_final_b)))
+    return ops.unembed(normed, store.param(Key(P.W_U)))
 
 
 @dataclass(frozen=True)
@@ -99,90 +117,175 @@ def lens_blocks(topology: Topology, token_ids: list[int], kinds: Iterable[str]) 
     return blocks
 
 
-def _vectors(graph: Graph, block: LensBlock) -> Tensor:
-    """The (rows, d_model) vectors of one block, in its row order."""
-    if block.kind == LensKind.head_out:
-        return graph.hook(V.head_out, block.layer).reshape(-1, graph.dims.d_model)  # (n, H, d) position-major
+def _vectors(values: Values, block: LensBlock) -> Tensor:
+    """The (rows, d_model) vectors of one block, in its row order (head outputs: the whole layer's, one
+    product, so that a vector does not depend on which rows are read with it)."""
+    if block.kind == LensKind.head_out:  # (n, H, d) position-major: row p * n_head + h
+        return values.hook(V.head_out, block.layer).reshape(-1, values.dims.d_model)
     if block.kind == LensKind.b_O:
-        return graph.param(P.b_O, block.layer)[None]
-    return graph.hook(block.kind, block.layer)
+        return values.param(Key(P.b_O, block.layer))[None]
+    return values.hook(block.kind, block.layer)
 
 
 class LensTable:
-    """The per-vector lens results as arrays (what is saved), with the node ids and kinds of their rows.
+    """The logit lens of one run: per-vector results as arrays, entries made from them on demand.
 
-    ``next_rank`` is 0 and ``next_prob`` NaN where no token follows; the target arrays exist only when a
-    target was chosen. :class:`LensEntry` objects are made from the arrays on demand."""
+    Blocks of a kind in ``header.stored_kinds`` are read when the table is made (or loaded from the saved
+    graph); the others chunk by chunk, when an entry of theirs is first asked for. ``next_rank`` is 0 and
+    ``next_prob`` NaN where no token follows; the target arrays exist only when a target was chosen."""
 
     __hash__ = None  # compared by value, so not hashable
 
-    ARRAYS = ("top_ids", "top_logits", "top_probs", "next_rank", "next_prob", "target_rank", "target_prob")
+    ARRAYS = ARRAYS
 
-    def __init__(self, blocks: list[LensBlock], arrays: dict[str, Tensor], vocab: list[str]):
-        self.node_ids = [i for b in blocks for i in b.node_ids]
-        self.kinds = [b.kind for b in blocks for _ in b.node_ids]
-        self.arrays = arrays
+    def __init__(
+        self,
+        header: LogitLens,
+        values: Values,
+        token_ids: list[int],
+        vocab: list[str],
+        stored: dict[str, Tensor] | None = None,
+        chunk_elements: int = CHUNK_ELEMENTS,
+    ):
+        self.header = header
+        self.values = values
         self.vocab = vocab
-        self._entries: list[LensEntry] | None = None
-        self._index: dict[str, int] | None = None
+        self.blocks = lens_blocks(values.topology, token_ids, header.kinds)
+        self.names = ARRAYS if header.target is not None else ARRAYS[:5]
+        self.rows = max(1, chunk_elements // values.dims.n_vocab)
+        self._chunks: list[dict[int, dict[str, Tensor]]] = [{} for _ in self.blocks]
+        self._block_vectors: tuple[int, Tensor] | None = None  # the last block read from: chunks come in runs
+        self._index: dict[str, tuple[int, int]] | None = None
+        rows = sum(len(b.node_ids) for b in self.blocks)
+        if rows != header.n_entries:
+            raise ValueError(f"the logit-lens header records {header.n_entries} entries, but its kinds read {rows}")
+        stored_kinds = {str(k) for k in header.stored_kinds}
+        if stored is not None:
+            self._take(stored, [i for i, b in enumerate(self.blocks) if b.kind in stored_kinds])
+        else:
+            self._read([i for i, b in enumerate(self.blocks) if b.kind in stored_kinds])
 
+    # ---- reading -----------------------------------------------------------------------------------------
+    def _chunk(self, i: int, c: int) -> dict[str, Tensor]:
+        """Arrays of chunk ``c`` of block ``i`` (rows ``c * self.rows`` on), read now if they were not."""
+        chunk = self._chunks[i].get(c)
+        if chunk is None:
+            block, start = self.blocks[i], c * self.rows
+            if self._block_vectors is None or self._block_vectors[0] != i:
+                self._block_vectors = (i, _vectors(self.values, block))
+            with torch.no_grad():
+                logits = lens_logits(self.values, self._block_vectors[1][start : start + self.rows])
+                following = block.following[start : start + self.rows]
+                chunk = read_logits(logits, following, self.header.top_tokens, self.header.target, consume=True)
+            self._chunks[i][c] = chunk
+        return chunk
+
+    def _chunk_count(self, i: int) -> int:
+        return -(-len(self.blocks[i].node_ids) // self.rows)
+
+    def _read(self, blocks: list[int]) -> None:
+        """Read every chunk of these blocks (with a progress bar)."""
+        work = [(i, c) for i in blocks for c in range(self._chunk_count(i))]
+        for i, c in progress.steps(work, "logit lens", unit="chunk"):
+            self._chunk(i, c)
+
+    def _take(self, stored: dict[str, Tensor], blocks: list[int]) -> None:
+        """Adopt saved arrays (rows of ``blocks``, in order) as those blocks' chunks, after checking them."""
+        rows = sum(len(self.blocks[i].node_ids) for i in blocks)
+        if set(stored) != set(self.names):
+            raise ValueError(
+                f"logit-lens arrays {sorted(stored)} do not match its header (expected {sorted(self.names)})"
+            )
+        for name, t in stored.items():
+            shape = (rows, self.header.top_tokens) if name.startswith("top_") else (rows,)
+            if tuple(t.shape) != shape:
+                raise ValueError(
+                    f"logit-lens array {name} has shape {tuple(t.shape)}, expected {shape} "
+                    f"({self.header.n_entries} entries recorded, {rows} of them stored)"
+                )
+        offset = 0
+        for i in blocks:
+            for c in range(self._chunk_count(i)):
+                size = min(self.rows, len(self.blocks[i].node_ids) - c * self.rows)
+                self._chunks[i][c] = {name: t[offset : offset + size] for name, t in stored.items()}
+                offset += size
+
+    def block_arrays(self, i: int) -> dict[str, Tensor]:
+        """Every row of block ``i`` (of :attr:`blocks`), read now where it was not."""
+        parts = [self._chunk(i, c) for c in range(self._chunk_count(i))]
+        return {name: torch.cat([p[name] for p in parts]) for name in self.names}
+
+    def arrays(self) -> dict[str, Tensor]:
+        """The arrays of the stored kinds, block after block (what ``save`` writes under ``lens/``)."""
+        stored = {str(k) for k in self.header.stored_kinds}
+        parts = [self.block_arrays(i) for i, b in enumerate(self.blocks) if b.kind in stored]
+        if not parts:
+            return {
+                name: torch.empty((0, self.header.top_tokens) if name.startswith("top_") else (0,))
+                for name in self.names
+            }
+        return {name: torch.cat([p[name] for p in parts]) for name in self.names}
+
+    # ---- entries ------------------------------------------------------------------------------------------
     def __eq__(self, other: object) -> bool:
         def same(a: Tensor, b: Tensor) -> bool:  # exactly equal, NaN (no next token) included
             return a.shape == b.shape and bool(((a == b) | (a.isnan() & b.isnan())).all())
 
-        return (
-            isinstance(other, LensTable)
-            and self.node_ids == other.node_ids
-            and self.arrays.keys() == other.arrays.keys()
-            and all(same(a, other.arrays[name]) for name, a in self.arrays.items())
+        if not isinstance(other, LensTable) or [b.node_ids for b in self.blocks] != [b.node_ids for b in other.blocks]:
+            return False
+        return all(
+            same(a, b)
+            for i in range(len(self.blocks))
+            for a, b in zip(self.block_arrays(i).values(), other.block_arrays(i).values(), strict=True)
         )
 
+    @property
+    def kinds(self) -> list[LensKind]:
+        return list(self.header.kinds)
+
+    @property
+    def target(self) -> int | None:
+        return self.header.target
+
+    @property
     def entries(self) -> list[LensEntry]:
-        if self._entries is None:
-            self._entries = [self._entry(i) for i in range(len(self.node_ids))]
-        return self._entries
+        """Every vector's entry, in forward order (reads every lazy block: costly for a long run)."""
+        return list(self.iter_entries())
+
+    def iter_entries(self) -> Iterator[LensEntry]:
+        for i, block in enumerate(self.blocks):
+            a = self.block_arrays(i)
+            for r in range(len(block.node_ids)):
+                yield self._entry(block, a, r)
 
     def entry(self, node: str) -> LensEntry | None:
+        """The entry of node ``node`` (reading the chunk that holds it), or None when the lens does not read it."""
         if self._index is None:
-            self._index = {n: i for i, n in enumerate(self.node_ids)}
-        i = self._index.get(node)
-        return None if i is None else (self._entries[i] if self._entries is not None else self._entry(i))
+            self._index = {n: (i, r) for i, b in enumerate(self.blocks) for r, n in enumerate(b.node_ids)}
+        where = self._index.get(node)
+        if where is None:
+            return None
+        i, r = where
+        c = r // self.rows
+        return self._entry(self.blocks[i], self._chunk(i, c), r - c * self.rows, r)
 
-    def _entry(self, i: int) -> LensEntry:
-        a = self.arrays
-        rank = int(a["next_rank"][i])
+    def _entry(self, block: LensBlock, a: dict[str, Tensor], row: int, block_row: int | None = None) -> LensEntry:
+        rank = int(a["next_rank"][row])
         target = "target_rank" in a
         return LensEntry(
-            node=self.node_ids[i],
-            kind=self.kinds[i],
+            node=block.node_ids[row if block_row is None else block_row],
+            kind=block.kind,
             top=[
                 TokenProb(id=t, token=self.vocab[t], prob=p, logit=v)
-                for t, p, v in zip(a["top_ids"][i].tolist(), a["top_probs"][i].tolist(), a["top_logits"][i].tolist())
+                for t, p, v in zip(
+                    a["top_ids"][row].tolist(), a["top_probs"][row].tolist(), a["top_logits"][row].tolist()
+                )
             ],
             next_token_rank=rank or None,
-            next_token_prob=float(a["next_prob"][i]) if rank else None,
-            target_rank=int(a["target_rank"][i]) if target else None,
-            target_prob=float(a["target_prob"][i]) if target else None,
+            next_token_prob=float(a["next_prob"][row]) if rank else None,
+            target_rank=int(a["target_rank"][row]) if target else None,
+            target_prob=float(a["target_prob"][row]) if target else None,
         )
-
-
-def attach(
-    lens: LogitLens, topology: Topology, token_ids: list[int], arrays: dict[str, Tensor], vocab: list[str]
-) -> None:
-    """Give a loaded ``lens`` its arrays, after checking they are the ones its header describes (ValueError)."""
-    blocks = lens_blocks(topology, token_ids, lens.kinds)
-    rows = sum(len(b.node_ids) for b in blocks)
-    expected = set(LensTable.ARRAYS) if lens.target is not None else set(LensTable.ARRAYS[:5])
-    if set(arrays) != expected:
-        raise ValueError(f"logit-lens arrays {sorted(arrays)} do not match its header (expected {sorted(expected)})")
-    for name, t in arrays.items():
-        shape = (rows, lens.top_tokens) if name.startswith("top_") else (rows,)
-        if tuple(t.shape) != shape or rows != lens.n_entries:
-            raise ValueError(
-                f"logit-lens array {name} has shape {tuple(t.shape)}, expected {shape} "
-                f"({lens.n_entries} entries recorded)"
-            )
-    lens._table = LensTable(blocks, arrays, vocab)
 
 
 def logit_lens(
@@ -191,17 +294,21 @@ def logit_lens(
     top_tokens: int = 5,
     target: int | str | None = None,
     kinds: Iterable[str] | None = None,
+    eager: bool = False,
     chunk_elements: int = CHUNK_ELEMENTS,
-) -> LogitLens:
+) -> LensTable:
     """The logit lens of every residual-stream vector and every vector written into the stream.
 
     ``kinds`` restricts it to some :class:`LensKind` values (default: all). Each entry keeps the ``top_tokens``
-    tokens, and the rank and probability of the token that follows its position and of ``target``.
+    tokens, and the rank and probability of the token that follows its position and of ``target``. The
+    residual stream and b_O are read now; head and MLP outputs when first asked for, or now too with
+    ``eager=True``.
 
     Example::
 
         lens = logit_lens(graph, target=" Paris")
         lens.entries[-1].top[0].token   # resid_post at the last position: the model's own prediction
+        lens.entry("blocks.3.attn.hook_result[7,5]")   # head 5 of block 3 at position 7, read on demand
     """
     if isinstance(top_tokens, bool) or not isinstance(top_tokens, int) or top_tokens < 1:
         raise InterpretError(f"top_tokens must be a positive integer, got {top_tokens!r}")
@@ -212,52 +319,48 @@ def logit_lens(
     if not wanted:
         raise InterpretError("kinds is empty: name at least one logit-lens kind (or skip the lens)")
     target_id = None if target is None else resolve_token(graph, target, "target")
-    k = min(top_tokens, graph.dims.n_vocab)
-    rows = max(1, chunk_elements // graph.dims.n_vocab)
-    blocks = lens_blocks(graph.topology, graph.tokenization.token_ids, wanted)
-    parts: list[dict[str, Tensor]] = []
-    with torch.no_grad():
-        for block in blocks:
-            x = _vectors(graph, block)
-            for start in range(0, x.shape[0], rows):
-                stop = start + rows
-                parts.append(
-                    read_logits(graph, lens_logits(graph, x[start:stop]), block.following[start:stop], k, target_id)
-                )
-    names = LensTable.ARRAYS if target_id is not None else LensTable.ARRAYS[:5]
-    arrays = {name: torch.cat([p[name] for p in parts]) for name in names}
-    lens = LogitLens(
-        top_tokens=k,
+    ordered = [kind for kind in LensKind if kind in wanted]
+    header = LogitLens(
+        top_tokens=min(top_tokens, graph.dims.n_vocab),
         target=target_id,
-        kinds=[kind for kind in LensKind if kind in wanted],
-        n_entries=sum(len(b.node_ids) for b in blocks),
+        kinds=ordered,
+        stored_kinds=[k for k in ordered if eager or k in EAGER_KINDS],
+        n_entries=sum(len(b.node_ids) for b in lens_blocks(graph.topology, graph.tokenization.token_ids, ordered)),
     )
-    lens._table = LensTable(blocks, arrays, graph.vocab)
-    return lens
+    return LensTable(header, graph.store, graph.tokenization.token_ids, graph.vocab, chunk_elements=chunk_elements)
 
 
 def read_logits(
-    graph: Graph, logits: Tensor, following: Tensor, k: int, target_id: int | None = None
+    logits: Tensor, following: Tensor, k: int, target_id: int | None = None, *, consume: bool = False
 ) -> dict[str, Tensor]:
-    """The lens arrays (:attr:`LensTable.ARRAYS`) of a (rows, n_vocab) logit matrix, read without copying it:
-    top k, and the rank and probability of each row's following token (-1: none) and of ``target_id``."""
-    peak = logits.amax(dim=-1, keepdim=True)  # logsumexp by hand: one pass fewer than torch.logsumexp on CPU
-    lse = (logits - peak).exp_().sum(dim=-1, keepdim=True).log_() + peak
+    """The lens arrays (:data:`ARRAYS`) of a (rows, n_vocab) logit matrix: top k, and the rank and probability
+    of each row's following token (-1: none) and of ``target_id``. Each pass over the matrix costs about as
+    much as a tenth of the product that made it, so there are few: top-k (whose first value is the row's
+    maximum), one comparison per ranked token, and the normaliser, computed in place when ``consume`` allows
+    the matrix to be overwritten."""
     top = torch.topk(logits, k, dim=-1)
 
-    def rank_prob(token_ids: Tensor) -> tuple[Tensor, Tensor]:
+    def rank_of(token_ids: Tensor) -> tuple[Tensor, Tensor]:
         own = logits.gather(1, token_ids.clamp(min=0)[:, None])
-        return (logits > own).sum(-1, dtype=torch.int32) + 1, (own - lse).exp().clamp(max=1.0)[:, 0]
+        return (logits > own).sum(-1, dtype=torch.int32) + 1, own
 
     has_next = following >= 0
-    next_rank, next_prob = rank_prob(following)
+    next_rank, next_logit = rank_of(following)
+    target = None if target_id is None else rank_of(torch.full_like(following, target_id))
+    peak = top.values[:, :1]  # exp(logit - max): no overflow
+    shifted = logits.sub_(peak) if consume else logits - peak
+    lse = shifted.exp_().sum(dim=-1, keepdim=True).log_() + peak
+
+    def prob(own: Tensor) -> Tensor:
+        return (own - lse).exp().clamp(max=1.0)[:, 0]
+
     out = {
         "top_ids": top.indices.to(torch.int32),
         "top_logits": top.values,
         "top_probs": (top.values - lse).exp().clamp(max=1.0),
         "next_rank": torch.where(has_next, next_rank, 0),
-        "next_prob": torch.where(has_next, next_prob, torch.nan),
+        "next_prob": torch.where(has_next, prob(next_logit), torch.nan),
     }
-    if target_id is not None:
-        out["target_rank"], out["target_prob"] = rank_prob(torch.full_like(following, target_id))
+    if target is not None:
+        out["target_rank"], out["target_prob"] = target[0], prob(target[1])
     return out

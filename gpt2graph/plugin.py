@@ -19,7 +19,8 @@ The contract (see ``renderers/template/README.md``):
 
 Structure (ids, kinds, what reads what) comes from :mod:`gpt2graph.topology`; values from the graph
 (``graph.values``, ``graph.hook``, ``graph.summaries``); interpretability results from ``graph.analysis``
-(:mod:`gpt2graph.results`).
+(:mod:`gpt2graph.results`), and the logit lens's entries from ``graph.lens`` (:class:`LensTable`: ask for the
+nodes you draw; the lens of head and MLP outputs is computed for those only).
 
 An *app* (the ``gpt2graph.apps`` entry-point group, e.g. the Bokeh plugin's live server behind ``gpt2graph
 serve``) holds a model and builds graphs as its user works, so it may also load a model once
@@ -36,7 +37,7 @@ from .decoding import decode_next, settings
 from .errors import DataValidationError, InterpretError, ModelLoadError, PromptError, RendererError
 from .glossary import ResolvedAnnotation, template_values
 from .graph import Graph, Selection
-from .lens import lens_blocks, lens_logits, read_logits
+from .lens import LensTable, lens_blocks, lens_logits, read_logits
 from .loading import DEFAULT_MODEL, LoadedModel, load_model
 from .presentation import (
     CATEGORY_COLOURS,
@@ -107,6 +108,7 @@ __all__ = [
     "DecodingResult",
     "DLAResult",
     "LensEntry",
+    "LensTable",
     "LogitLens",
     "Role",
     "decode_next",

@@ -11,11 +11,9 @@ Node ids in these results are the graph's own ids (``blocks.3.attn.hook_result[7
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
-
-from .errors import InterpretError
+from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = [
     "TokenProb",
@@ -101,11 +99,12 @@ class LensEntry(_Result):
 
 
 class LogitLens(_Result):
-    """Logit lens of every residual-stream vector and every vector written into the stream.
+    """Logit lens of every residual-stream vector and every vector written into the stream: what was read.
 
-    The header keeps what was computed; the per-vector results are arrays (top token ids, logits and
-    probabilities, ranks), stored with the values in ``values.safetensors`` rather than as JSON, since there
-    are (2 n_layer + 1 + n_layer n_head) x n_tokens of them. Read them through :attr:`entries` or :meth:`entry`.
+    The per-vector results are arrays (top token ids, logits and probabilities, ranks) kept with the run,
+    not in this header: read them through ``graph.lens`` (:class:`gpt2graph.lens.LensTable`), e.g.
+    ``graph.lens.entry(node_id)``. The kinds in ``stored_kinds`` are computed with the analysis and saved in
+    ``values.safetensors``; the others are computed from the run when first read.
     """
 
     top_tokens: int = Field(description="Number of top tokens kept per vector.", ge=1)
@@ -118,29 +117,11 @@ class LogitLens(_Result):
         "the stream entering it, head outputs (position-major), b_O, the stream between "
         "attention and MLP, MLP outputs; finally the stream leaving the last block)."
     )
-    n_entries: int = Field(description="Number of vectors read: the rows of the stored arrays.", ge=0)
-    _table: Any = PrivateAttr(default=None)  # gpt2graph.lens.LensTable, attached when computed or loaded
-
-    def _rows(self) -> Any:
-        if self._table is None:
-            raise InterpretError(
-                "this logit lens has no arrays attached: it is read with its graph "
-                "(gpt2graph.load), not from graph.json alone"
-            )
-        return self._table
-
-    @property
-    def entries(self) -> list[LensEntry]:
-        """Every vector's lens entry, in forward order (made on first use, then kept)."""
-        return self._rows().entries()
-
-    def entry(self, node: str) -> LensEntry | None:
-        """The lens entry of node ``node``, or None when the lens did not read it."""
-        return self._rows().entry(node)
-
-    def arrays(self) -> dict[str, Any]:
-        """The per-vector results by name, as tensors (what ``save`` writes under ``lens/``)."""
-        return self._rows().arrays
+    stored_kinds: list[LensKind] = Field(
+        description="The kinds computed with the analysis and stored with the graph (the residual stream by "
+        "default; every kind with the eager option). The other kinds are computed when their entries are read."
+    )
+    n_entries: int = Field(description="Number of vectors read, of every kind.", ge=0)
 
 
 # ---- direct logit attribution ------------------------------------------------------------------------------
@@ -386,6 +367,11 @@ class AnalysisOptions(_Result):
     )
     fold_ln: bool = Field(default=True, description="Fold LayerNorm into the circuits (see Circuits.fold_ln).")
     lens_kinds: list[LensKind] = Field(description="Vector kinds the logit lens was computed for; empty: none.")
+    eager_lens: bool = Field(
+        default=False,
+        description="True: the lens of every kind was computed and stored with the analysis; False: the "
+        "vectors written into the stream (head outputs, b_O, MLP outputs) are read when first asked for.",
+    )
 
 
 class Analysis(_Result):

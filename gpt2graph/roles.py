@@ -44,20 +44,25 @@ def _induction_targets(token_ids: Tensor) -> Tensor:
 
 
 def role_scores(patterns: Tensor, token_ids: Tensor) -> dict[Role, Tensor | None]:
-    """Scores of every role for a stack of causal patterns (..., n, n): each a tensor (...,), or None
-    where the role is defined at no query position."""
+    """Scores of every role for a stack of causal patterns (..., n, n): each a tensor (...,) in float64, or
+    None where the role is defined at no query position. Only the entries a role reads are touched (and
+    widened to float64 for the means), so a layer of a long run costs about one pass over its patterns."""
     n = patterns.shape[-1]
     if n < 2:
         return dict.fromkeys(Role)
     rows = patterns[..., 1:, :]  # queries p >= 1
     scores: dict[Role, Tensor | None] = {
-        Role.previous_token: patterns.diagonal(offset=-1, dim1=-2, dim2=-1).mean(-1),
-        Role.first_token: rows[..., 0].mean(-1),
-        Role.current_token: patterns.diagonal(dim1=-2, dim2=-1)[..., 1:].mean(-1),
+        Role.previous_token: patterns.diagonal(offset=-1, dim1=-2, dim2=-1).double().mean(-1),
+        Role.first_token: rows[..., 0].double().mean(-1),
+        Role.current_token: patterns.diagonal(dim1=-2, dim2=-1)[..., 1:].double().mean(-1),
     }
     targets = _induction_targets(token_ids)
     queries = targets.any(-1)
-    scores[Role.induction] = (patterns * targets).sum(-1)[..., queries].mean(-1) if bool(queries.any()) else None
+    scores[Role.induction] = (
+        (patterns[..., queries, :] * targets[queries]).sum(-1, dtype=torch.float64).mean(-1)
+        if bool(queries.any())
+        else None
+    )
     return scores
 
 
@@ -110,7 +115,7 @@ def head_roles(graph: Graph, *, induction_probe: int | None = None, probe_seed: 
     chance = _chance(token_ids)
     heads = []
     for L, patterns in enumerate(_layer_patterns(graph, probe)):
-        scores = role_scores(patterns.double(), token_ids)
+        scores = role_scores(patterns, token_ids)
         for h in range(graph.dims.n_head):
             values = {r: None if s is None else float(s[h]) for r, s in scores.items()}
             heads.append(HeadRole(layer=L, head=h, label=_label(values, chance), **values))

@@ -32,7 +32,7 @@ from pydantic import ValidationError
 from . import progress, weightstore
 from .errors import GraphFileError
 from .graph import Graph
-from .lens import attach
+from .lens import LensTable
 from .schema import FORMAT_VERSION, GraphHeader, StoredWeights
 from .schema import VectorKind as V
 from .topology import LAYERNORMS, Key, Topology
@@ -114,6 +114,18 @@ def _upgrade_v1_header(raw: dict) -> dict:
     return raw
 
 
+def _upgrade_v2_header(raw) -> dict:
+    """A format-1 or 2 header as format 3: it stored the lens of every kind it read."""
+    if not isinstance(raw, dict):
+        return raw
+    raw = {**raw, "format_version": FORMAT_VERSION}
+    analysis = raw.get("analysis")
+    if isinstance(analysis, dict) and isinstance(analysis.get("lens"), dict):
+        lens = analysis["lens"]
+        raw["analysis"] = {**analysis, "lens": {**lens, "stored_kinds": lens.get("kinds")}}
+    return raw
+
+
 def _upgrade_v1(acts: dict, dims) -> dict:
     """Format-1 activations under format-2 names and layouts (the tensors are the same numbers)."""
     H, dh, d = dims.n_head, dims.d_head, dims.d_model
@@ -185,9 +197,8 @@ def save(graph: Graph, path: str | os.PathLike, *, embed_weights: bool = False) 
         tensors = {_ACT + k: store.activations[k].contiguous() for k in stored}
         if embed_weights:
             tensors.update({_PARAM + k: v.contiguous() for k, v in store.params.items()})
-        lens = graph.analysis.lens if graph.analysis is not None else None
-        if lens is not None:
-            tensors.update({_LENS + k: v.contiguous() for k, v in lens.arrays().items()})
+        if graph.lens is not None:
+            tensors.update({_LENS + k: v.contiguous() for k, v in graph.lens.arrays().items()})
         metadata = {"format": "gpt2graph", "vocab": json.dumps(graph.vocab, ensure_ascii=False)}
         with progress.task("saving"):
             save_file(tensors, str(tmp / VALUES_FILE), metadata=metadata)
@@ -275,8 +286,7 @@ def load(path: str | os.PathLike) -> Graph:
             f"{', '.join(map(str, _READABLE))}; rebuild the graph from its prompt with this version)"
         )
     raw = _upgrade_v1_header(raw) if version == 1 else raw
-    if isinstance(raw, dict):
-        raw = {**raw, "format_version": FORMAT_VERSION}
+    raw = _upgrade_v2_header(raw) if version < FORMAT_VERSION else raw
     try:
         header = GraphHeader.model_validate(raw)
     except ValidationError as exc:
@@ -334,14 +344,15 @@ def load(path: str | os.PathLike) -> Graph:
     topology = Topology(dims, n)
     acts.pop(topology.hook(Key(V.logits, None, None, 0)), None)  # formats 1 and 2: derived now
     params, header = _weights(path, header, params, embedded, dims)
-    if lens is not None:
-        try:
-            attach(lens, topology, header.tokenization.token_ids, lens_arrays, vocab)
-        except ValueError as exc:
-            raise GraphFileError(f"{values_path}: {exc}") from exc
     values = Values(acts, params, topology)
     values.know_digest(header.stored_weights.sha256)
-    return Graph(header, values, vocab)
+    table = None
+    if lens is not None:
+        try:
+            table = LensTable(lens, values, header.tokenization.token_ids, vocab, stored=lens_arrays)
+        except ValueError as exc:
+            raise GraphFileError(f"{values_path}: {exc}") from exc
+    return Graph(header, values, vocab, table)
 
 
 def _weights(path: Path, header: GraphHeader, embedded_params: dict, embedded: bool, dims) -> tuple[dict, GraphHeader]:

@@ -22,22 +22,25 @@ def analysed(analysed_graph, tmp_path_factory):
 def test_build_stores_the_analysis_and_save_keeps_it(analysed):
     graph, path = analysed
     assert graph.analysis is not None and graph.analysis.options.target == " the"
-    loaded = load(path).analysis
-    assert loaded == graph.analysis
-    assert loaded.lens.entries == graph.analysis.lens.entries  # the arrays, from values.safetensors
+    loaded = load(path)
+    assert loaded.analysis == graph.analysis
+    assert loaded.lens.entries == graph.lens.entries  # the stream's arrays from values.safetensors, the rest read
     node = "blocks.1.attn.hook_result[4,2]"
-    assert loaded.lens.entry(node) == graph.analysis.lens.entry(node) and loaded.lens.entry("nope") is None
+    assert loaded.lens.entry(node) == graph.lens.entry(node) and loaded.lens.entry("nope") is None
 
 
 def test_the_lens_arrays_are_stored_as_tensors_not_json(analysed):
     _, path = analysed
     header = json.loads((path / "graph.json").read_text(encoding="utf-8"))
-    assert set(header["analysis"]["lens"]) == {"top_tokens", "target", "kinds", "n_entries"}
+    lens = header["analysis"]["lens"]
+    assert set(lens) == {"top_tokens", "target", "kinds", "stored_kinds", "n_entries"}
+    assert lens["stored_kinds"] == ["input_embedding", "resid_pre", "resid_mid", "resid_post", "b_O"]
     from safetensors import safe_open
 
     with safe_open(str(path / "values.safetensors"), framework="pt") as f:
         top = f.get_tensor("lens/top_ids")
-    assert top.shape == (header["analysis"]["lens"]["n_entries"], 5)
+    n, L = 5, 2  # tokens, layers: the stream entering each block, between its sublayers, and leaving the last
+    assert top.shape == ((2 * L + 1) * n + L, 5)
 
 
 def test_a_lens_header_that_does_not_match_its_arrays_is_refused(analysed, tmp_path):
@@ -48,6 +51,11 @@ def test_a_lens_header_that_does_not_match_its_arrays_is_refused(analysed, tmp_p
     shutil.copytree(path, bad)
     header = json.loads((bad / "graph.json").read_text(encoding="utf-8"))
     header["analysis"]["lens"]["n_entries"] -= 1
+    (bad / "graph.json").write_text(json.dumps(header), encoding="utf-8")
+    with pytest.raises(GraphFileError, match=r"records \d+ entries, but its kinds read \d+"):
+        load(bad)
+    header["analysis"]["lens"]["n_entries"] += 1
+    header["analysis"]["lens"]["stored_kinds"] = ["resid_post"]  # fewer rows than the arrays hold
     (bad / "graph.json").write_text(json.dumps(header), encoding="utf-8")
     with pytest.raises(GraphFileError, match=r"logit-lens array \w+ has shape"):
         load(bad)

@@ -256,8 +256,8 @@ def test_a_stored_logit_lens_is_used(tiny_graph, analysed_graph, monkeypatch):
     with pytest.raises(AssertionError, match="computed a logit lens"):
         lens_text(tiny_graph, lay)  # the patch bites: without a stored lens there is no other way
     read = lens_text(analysed_graph, lay)  # the same run carrying a lens of the stream and of every write
-    stored = analysed_graph.analysis.lens
-    assert len(read) == stored.n_entries + tiny_graph.n_tokens  # every entry, and the logits' own prediction
+    stored = analysed_graph.lens
+    assert len(read) == stored.header.n_entries + tiny_graph.n_tokens  # every entry, and the logits' own prediction
     after = [tiny_graph.decode_token(t) for t in tiny_graph.tokenization.token_ids[1:]]
     for entry in stored.entries:
         line = read[lay.id_index[entry.node]]

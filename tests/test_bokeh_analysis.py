@@ -143,7 +143,7 @@ def spread_induction(graph):
     heads = [h.model_copy(update={"induction": (5 * i % n) / (n - 1)}) for i, h in enumerate(a.roles.heads)]
     roles = a.roles.model_copy(update={"heads": heads})
     header = graph.header.model_copy(update={"analysis": a.model_copy(update={"roles": roles})})
-    return gpt2graph.Graph(header, graph.store, graph.vocab)  # the same run, with these scores
+    return gpt2graph.Graph(header, graph.store, graph.vocab, graph.lens)  # the same run, with these scores
 
 
 def test_head_colours_are_ordered_by_induction_score(tiny_checkpoint):
@@ -219,14 +219,14 @@ def test_tooltips_carry_the_dla_line_and_the_lens_of_a_head_output(analysed_grap
     meta = _meta(page)
     lay = layout(analysed_graph.topology)
     node = lay.index(Key("head_out", 1, 2, 3))
-    entry = analysed_graph.analysis.lens.entry("blocks.1.attn.hook_result[3,2]")
+    entry = analysed_graph.lens.entry("blocks.1.attn.hook_result[3,2]")
     text = meta["lens_texts"][list(meta["lens_nodes"]).index(node)]
     assert text.startswith(", ".join(f"{t.token} {percent(t.prob)}" for t in entry.top[:3]) + " · ")
     following = analysed_graph.decode_token(analysed_graph.tokenization.token_ids[4])
     assert f"next token {following}: rank {entry.next_token_rank:,} ({percent(entry.next_token_prob)})" in text
     assert f"target Ġthe: rank {entry.target_rank:,}" in text
     mlp = lay.index(Key("mlp_out", 0, None, 1))
-    mlp_entry = analysed_graph.analysis.lens.entry("blocks.0.hook_mlp_out[1]")
+    mlp_entry = analysed_graph.lens.entry("blocks.0.hook_mlp_out[1]")
     assert meta["lens_texts"][list(meta["lens_nodes"]).index(mlp)].startswith(mlp_entry.top[0].token + " ")
 
 

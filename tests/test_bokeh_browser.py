@@ -336,7 +336,7 @@ def test_analysed_page_colours_heads_by_role_score(driver, tiny_checkpoint, tmp_
 
     # hovering a head's output shows what its write reads as under the lens, and its direct effect
     node = f"blocks.1.attn.hook_result[4,{a.roles.ranked('induction')[0].head}]"
-    entry = a.lens.entry(node)
+    entry = graph.lens.entry(node)
     page.pointer(_index(graph, node))
     tip = page.tooltip_text()
     assert ", ".join(f"{t.token} {percent(t.prob)}" for t in entry.top[:3]) in tip

@@ -99,3 +99,51 @@ def test_tokens_resolve_from_ids_bpe_form_or_raw_text(tiny_graph):
     with pytest.raises(InterpretError, match="out of range"):
         resolve_position(tiny_graph, tiny_graph.n_tokens)
     assert resolve_position(tiny_graph, -1) == tiny_graph.n_tokens - 1
+
+
+def test_the_stream_is_read_now_and_the_writes_when_asked_for(tiny_graph, monkeypatch):
+    from gpt2graph import lens as lens_module
+
+    calls = []
+    original = lens_module.lens_logits
+    monkeypatch.setattr(lens_module, "lens_logits", lambda g, x: calls.append(x.shape[0]) or original(g, x))
+    rows = 3  # rows per chunk: several chunks per block
+    table = logit_lens(tiny_graph, target=" the", chunk_elements=rows * tiny_graph.dims.n_vocab)
+    n, L = tiny_graph.n_tokens, TINY["n_layer"]
+    assert table.header.stored_kinds == ["input_embedding", "resid_pre", "resid_mid", "resid_post", "b_O"]
+    assert sum(calls) == (2 * L + 1) * n + L  # the residual stream, every vector of it, and each b_O
+    calls.clear()
+    entry = table.entry("blocks.1.attn.hook_result[3,2]")  # row 3 * n_head + 2 = 14 of its block: chunk 4
+    assert entry.kind == "head_out" and calls == [rows]
+    assert table.entry("blocks.1.attn.hook_result[3,1]") == table.entry("blocks.1.attn.hook_result[3,1]")
+    assert calls == [rows]  # the same chunk: read once
+
+
+def test_lazy_entries_equal_the_eager_ones(tiny_graph):
+    """Read eagerly (everything now) or lazily (the writes chunk by chunk, in any order), every entry is the
+    same, bit for bit: the same chunks go through the same code."""
+    chunk = 5 * tiny_graph.dims.n_vocab
+    eager = logit_lens(tiny_graph, target=" the", eager=True, chunk_elements=chunk)
+    lazy = logit_lens(tiny_graph, target=" the", chunk_elements=chunk)
+    assert eager.header.stored_kinds == eager.header.kinds and lazy.header.stored_kinds != lazy.header.kinds
+    ids = [e.node for e in eager.entries]
+    for node in reversed(ids):  # the lazy table reads its chunks in another order
+        assert lazy.entry(node) == eager.entry(node), node
+    assert lazy.entries == eager.entries and lazy == eager
+
+
+def test_a_saved_lens_reads_its_writes_after_loading(tiny_checkpoint, tmp_path):
+    from conftest import PROMPT
+
+    import gpt2graph
+
+    graph = gpt2graph.build(PROMPT, model=str(tiny_checkpoint), analyze={"target": " the"})
+    node = "blocks.0.hook_mlp_out[2]"
+    graph.save(tmp_path / "lazy.gg")
+    graph.analyze(target=" the", eager_lens=True)
+    graph.save(tmp_path / "eager.gg")
+    lazy, eager = gpt2graph.load(tmp_path / "lazy.gg"), gpt2graph.load(tmp_path / "eager.gg")
+    assert eager.lens.header.stored_kinds == eager.lens.header.kinds
+    assert lazy.lens.entry(node) == eager.lens.entry(node) == graph.lens.entry(node)
+    sizes = {p: (tmp_path / p / "values.safetensors").stat().st_size for p in ("lazy.gg", "eager.gg")}
+    assert sizes["lazy.gg"] < sizes["eager.gg"]  # the writes are not saved unless asked for

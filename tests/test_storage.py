@@ -152,7 +152,7 @@ def test_a_format_1_graph_loads_upgraded_and_verifies():
     assert old.hook("q", 0).shape == (4, 4, 8)
     options = old.analysis.options  # the analysis it carried, under today's option names
     assert (options.top_tokens, options.top_k, options.induction_probe) == (3, None, 3)
-    assert old.analysis.lens.top_tokens == 3 and len(old.analysis.lens.entries) == old.analysis.lens.n_entries
+    assert old.analysis.lens.top_tokens == 3 and len(old.lens.entries) == old.analysis.lens.n_entries
 
 
 def test_a_format_2_graph_loads_upgraded_and_verifies():
@@ -171,7 +171,7 @@ def test_a_format_2_graph_loads_upgraded_and_verifies():
         assert torch.equal(old.logits, f.get_tensor("act/hook_unembed"))
     assert old.verify().ok
     lens = old.analysis.lens
-    assert lens.top_tokens == 3 and len(lens.entries) == lens.n_entries
+    assert lens.top_tokens == 3 and len(old.lens.entries) == lens.n_entries
 
 
 def test_a_resaved_old_graph_is_format_3(tmp_path):

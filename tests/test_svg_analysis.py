@@ -204,7 +204,7 @@ def test_cli_renders_a_saved_analysis_with_options(analysed_graph, tmp_path):
 # ---- logit lens and DLA ------------------------------------------------------------------------------------
 def test_tooltips_carry_the_logit_lens_and_dla(analysed_graph, analysed_root):
     a = analysed_graph.analysis
-    lens = {e.node: e for e in a.lens.entries}
+    lens = {e.node: e for e in analysed_graph.lens.entries}
     dla = {c.component: c for c in a.dla.contributions}
     drawn = {el.get("data-node"): el for el in analysed_root.iter() if el.get("data-node")}
     with_lens = [n for n in drawn if n in lens]
@@ -231,7 +231,7 @@ def test_tooltips_carry_the_logit_lens_and_dla(analysed_graph, analysed_root):
 
 
 def test_lens_panel_shows_each_streams_top_token(analysed_graph, analysed_root):
-    lens = {e.node: e for e in analysed_graph.analysis.lens.entries}
+    lens = {e.node: e for e in analysed_graph.lens.entries}
     cells = by_class(analysed_root, "lens-cell")
     n = analysed_graph.n_tokens
     assert len(cells) == (1 + 2 * analysed_graph.dims.n_layer) * n
@@ -364,7 +364,9 @@ def test_head_cells_and_chips_explain_themselves(analysed_graph):
 def test_tokens_from_the_analysis_are_escaped(analysed_graph):
     """Every token the analysis names (lens, DLA, decoding, circuits) replaced by markup in the vocabulary."""
     a = analysed_graph.analysis
-    named = {t.id for e in a.lens.entries for t in e.top} | {c.id for s in a.decoding.steps for c in s.candidates}
+    named = {t.id for e in analysed_graph.lens.entries for t in e.top} | {
+        c.id for s in a.decoding.steps for c in s.candidates
+    }
     named |= {a.dla.token_id} | {t.id for h in a.circuits.heads for t in h.boosted}
     vocab = [EVIL if i in named else t for i, t in enumerate(analysed_graph.vocab)]
     graph = Graph(analysed_graph.header.model_copy(update={"analysis": None}), analysed_graph.store, vocab)

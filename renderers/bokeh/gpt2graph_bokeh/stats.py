@@ -17,9 +17,8 @@ from gpt2graph.plugin import (
     TIED,
     VECTOR_SPECS,
     Key,
-    LogitLens,
+    LensTable,
     VectorKind,
-    lens_blocks,
     lens_logits,
     percent,
     read_logits,
@@ -115,7 +114,7 @@ def _line(
 
 def _lines(graph: Graph, logits: Tensor, following: Tensor, k: int) -> list[str]:
     """:func:`_line` of each row of logits, read by the core's logit lens (:func:`gpt2graph.lens.read_logits`)."""
-    a = {name: t.tolist() for name, t in read_logits(graph, logits, following, k).items()}
+    a = {name: t.tolist() for name, t in read_logits(logits, following, k).items()}
     columns = (a["top_ids"], a["top_probs"], following.tolist(), a["next_rank"], a["next_prob"])
     return [_line(graph, list(zip(ids, ps, strict=True)), f, r, q) for ids, ps, f, r, q in zip(*columns, strict=True)]
 
@@ -127,12 +126,11 @@ _LENS_ROWS = 512
 def lens_text(graph: Graph, lay: Layout, top_tokens: int = 3) -> dict[int, str]:
     """Node index -> its logit lens as text (see :func:`_line`), and for the logits the model's own prediction.
 
-    A logit lens stored with the graph (``graph.analysis.lens``) is read as is, for every vector it read (head
-    and MLP outputs and b_O too), and never recomputed; the residual-stream kinds it did not read (or all of
-    them, without one) are computed here, all groups in a few large products (each reads W_U once, the
-    expensive part)."""
+    The graph's logit lens (``graph.lens``) is read as is, for every vector it reads (head and MLP outputs,
+    read on demand, and b_O too); the residual-stream kinds it does not read (or all of them, without one)
+    are computed here, all groups in a few large products (each reads W_U once, the expensive part)."""
     n = graph.n_tokens
-    lens = None if graph.analysis is None else graph.analysis.lens
+    lens = graph.lens
     out = {} if lens is None else _stored_lines(graph, lay, lens, top_tokens)
     stored = set() if lens is None else {str(kind) for kind in lens.kinds}
     following = torch.tensor([*graph.tokenization.token_ids[1:], -1])
@@ -154,17 +152,16 @@ def lens_text(graph: Graph, lay: Layout, top_tokens: int = 3) -> dict[int, str]:
     return out
 
 
-def _stored_lines(graph: Graph, lay: Layout, lens: LogitLens, top_tokens: int) -> dict[int, str]:
-    """Node index -> :func:`_line` of every vector a stored lens read, straight from its arrays (rows in the
-    order :func:`gpt2graph.lens.lens_blocks` gives), without making an entry object per vector."""
-    blocks = lens_blocks(lay.topology, graph.tokenization.token_ids, lens.kinds)
-    a = {name: t.tolist() for name, t in lens.arrays().items()}
-    k = min(top_tokens, lens.top_tokens)
-    following = torch.cat([b.following for b in blocks]).tolist()
-    node_ids = (node for b in blocks for node in b.node_ids)
+def _stored_lines(graph: Graph, lay: Layout, lens: LensTable, top_tokens: int) -> dict[int, str]:
+    """Node index -> :func:`_line` of every vector the graph's lens reads, straight from its arrays block by
+    block, without making an entry object per vector."""
+    k = min(top_tokens, lens.header.top_tokens)
     out = {}
-    for i, node in enumerate(node_ids):
-        target = None if lens.target is None else (lens.target, a["target_rank"][i], a["target_prob"][i])
-        top = list(zip(a["top_ids"][i][:k], a["top_probs"][i][:k], strict=True))
-        out[lay.id_index[node]] = _line(graph, top, following[i], a["next_rank"][i], a["next_prob"][i], target)
+    for i, block in enumerate(lens.blocks):
+        a = {name: t.tolist() for name, t in lens.block_arrays(i).items()}
+        following = block.following.tolist()
+        for r, node in enumerate(block.node_ids):
+            target = None if lens.target is None else (lens.target, a["target_rank"][r], a["target_prob"][r])
+            top = list(zip(a["top_ids"][r][:k], a["top_probs"][r][:k], strict=True))
+            out[lay.id_index[node]] = _line(graph, top, following[r], a["next_rank"][r], a["next_prob"][r], target)
     return out

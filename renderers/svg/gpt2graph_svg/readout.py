@@ -123,14 +123,15 @@ class Readout:
     def __init__(self, graph: Any):
         self.g = graph
         self.analysis = a = graph.analysis
-        self._lens = None if a is None else a.lens
+        self._lens = graph.lens
         self.dla = {} if a is None else {c.component: c for c in a.dla.contributions}
         self.roles = {} if a is None else {(r.layer, r.head): r for r in a.roles.heads}
         self.circuits = {} if a is None else {(c.layer, c.head): c for c in a.circuits.heads}
         self.head_dla = {} if a is None else a.dla.by_head()
 
     def lens(self, node_id: str) -> LensEntry | None:
-        """The stored logit-lens entry of a node (made from the lens arrays only for the nodes drawn)."""
+        """The logit-lens entry of a node (made from the lens arrays, and read for a head or MLP output, only for
+        the nodes drawn)."""
         return None if self._lens is None else self._lens.entry(node_id)
 
     def metric(self) -> str:
