@@ -5,8 +5,8 @@ d_head; through the embedding and unembedding they become n_vocab x n_vocab. Nei
 
 * singular values of A B (A: d_model x d_head, B: d_head x d_model) are those of R_A R_B^T for any d_head x
   d_head factors with R_A^T R_A = A^T A and R_B^T R_B = B B^T (A = Q_A R_A, B^T = Q_B R_B with Q_A, Q_B of
-  orthonormal columns); R is taken from the eigendecomposition of the small Gram matrix, which is an order
-  of magnitude cheaper than a QR factorisation of A and does not fail on a rank-deficient head;
+  orthonormal columns); R is the Cholesky factor of the small Gram matrix (two orders of magnitude cheaper
+  than a QR factorisation of A), or, for a rank-deficient head, from its eigendecomposition;
 * the non-zero eigenvalues of the full OV circuit (W_E W_V)(W_O W_U) are those of the d_head x d_head
   matrix (W_O W_U)(W_E W_V) = W_O (W_U W_E) W_V, and W_U W_E = W_E^T W_E is one d_model x d_model product
   shared by every head;
@@ -42,14 +42,23 @@ P = ParamKind
 
 
 def factored_singular_values(A: Tensor, B: Tensor) -> Tensor:
-    """Singular values of A @ B, largest first, for A (..., m, r) and B (..., r, m) with r << m."""
-    return torch.linalg.svdvals(_gram_root(A) @ _gram_root(B.transpose(-1, -2)).transpose(-1, -2))
+    """Singular values of A @ B, largest first, for A (..., m, r) and B (..., r, m) with r << m: the square
+    roots of the eigenvalues of M^T M for the r x r matrix M = R_A R_B^T."""
+    M = _gram_root(A) @ _gram_root(B.transpose(-1, -2)).transpose(-1, -2)
+    return torch.linalg.eigvalsh(M.transpose(-1, -2) @ M).clamp(min=0).sqrt().flip(-1)
 
 
 def _gram_root(X: Tensor) -> Tensor:
-    """An (..., r, r) R with R^T R = X^T X, for X (..., m, r): diag(sqrt(eigenvalues)) V^T."""
-    eigenvalues, V = torch.linalg.eigh(X.transpose(-1, -2) @ X)
-    return eigenvalues.clamp(min=0).sqrt()[..., :, None] * V.transpose(-1, -2)
+    """An (..., r, r) R with R^T R = X^T X, for X (..., m, r): the transposed Cholesky factor of the Gram
+    matrix, or diag(sqrt(eigenvalues)) V^T where that is singular."""
+    gram = X.transpose(-1, -2) @ X
+    L, info = torch.linalg.cholesky_ex(gram)
+    root = L.transpose(-1, -2)
+    singular = info != 0
+    if bool(singular.any()):  # a rank-deficient head (W_Q = 0, say): the eigendecomposition copes
+        eigenvalues, V = torch.linalg.eigh(gram[singular])
+        root[singular] = eigenvalues.clamp(min=0).sqrt()[..., :, None] * V.transpose(-1, -2)
+    return root
 
 
 def _centre_after_gain(W: Tensor, gain: Tensor) -> Tensor:
@@ -62,11 +71,7 @@ def _centre_after_gain(W: Tensor, gain: Tensor) -> Tensor:
 def head_factors(graph: Graph, layer: int, fold_ln: bool = True) -> dict[str, Tensor]:
     """W_Q, W_K, W_V (n_head, d_model, d_head) and W_O (n_head, d_head, d_model) of one layer, float64,
     with ln1 folded into the first three when ``fold_ln``."""
-    H = graph.dims.n_head
-    out = {
-        kind: torch.stack([graph.param(kind, layer, h) for h in range(H)]).double()
-        for kind in (P.W_Q, P.W_K, P.W_V, P.W_O)
-    }
+    out = {kind: graph.store.stacked(kind, layer).double() for kind in (P.W_Q, P.W_K, P.W_V, P.W_O)}
     if fold_ln:
         gain = graph.param(P.ln1_w, layer).double()
         for kind in (P.W_Q, P.W_K, P.W_V):

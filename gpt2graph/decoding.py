@@ -126,7 +126,7 @@ def decode_next(
     if isinstance(candidates, bool) or not isinstance(candidates, int) or candidates < 1:
         raise InterpretError(f"candidates must be a positive integer, got {candidates!r}")
     p = resolve_position(graph, position)
-    logits = graph.logits[p]
+    logits = graph.store.logits(p)
     vectors = decode_steps(logits, decoding)
     steps = [
         _step(graph, S.softmax, None, logits.double(), candidates),

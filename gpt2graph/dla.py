@@ -71,7 +71,7 @@ def direct_logit_attribution(
         dla.top(3)   # the three components that move the difference most
     """
     p = resolve_position(graph, position)
-    logits = graph.logits[p]
+    logits = graph.store.logits(p)
     t = int(logits.argmax()) if token is None else resolve_token(graph, token, "target")
     u = None if contrast is None else resolve_token(graph, contrast, "contrast")
     W_U = graph.param(P.W_U)

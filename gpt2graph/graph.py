@@ -358,7 +358,7 @@ class Graph:
         """The value of the vector at topology ``key``: captured, or derived on demand (attention rows, head
         outputs; the decoding stage, from the logits with this graph's decoding settings, in float64)."""
         if key.kind in DECODE_KINDS:
-            return decode_steps(self.logits[key.position], self.decoding, until=key.kind)[key.kind]
+            return decode_steps(self._values.logits(key.position), self.decoding, until=key.kind)[key.kind]
         return self._values.vector(key)
 
     def hook(self, kind: str, layer: int | None = None) -> Tensor:

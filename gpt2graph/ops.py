@@ -87,9 +87,9 @@ def causal_scores(Q: Tensor, K: Tensor) -> Tensor:
     """Every query position of one head at once: row i is ``scaled_dot_product(Q[i], K[:i+1])``, padded with
     -inf above the diagonal (exp(-inf) = 0, so a softmax of a padded row equals the softmax of the row)."""
     n = Q.shape[-2]
-    scores = Q @ K.transpose(-1, -2) / math.sqrt(Q.shape[-1])
+    scores = (Q / math.sqrt(Q.shape[-1])) @ K.transpose(-1, -2)  # scaled before the product: n x d, not n x n
     future = torch.ones(n, n, dtype=torch.bool, device=Q.device).triu(1)
-    return scores.masked_fill(future, float("-inf"))
+    return scores.masked_fill_(future, float("-inf"))  # the product is a fresh tensor: masked in place
 
 
 def softmax(scores: Tensor) -> Tensor:

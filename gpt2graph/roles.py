@@ -43,10 +43,11 @@ def _induction_targets(token_ids: Tensor) -> Tensor:
     return targets
 
 
-def role_scores(patterns: Tensor, token_ids: Tensor) -> dict[Role, Tensor | None]:
+def role_scores(patterns: Tensor, token_ids: Tensor, targets: Tensor | None = None) -> dict[Role, Tensor | None]:
     """Scores of every role for a stack of causal patterns (..., n, n): each a tensor (...,) in float64, or
-    None where the role is defined at no query position. Only the entries a role reads are touched (and
-    widened to float64 for the means), so a layer of a long run costs about one pass over its patterns."""
+    None where the role is defined at no query position. Only the entries a role reads are widened to
+    float64, so a layer of a long run costs about one pass over its patterns. ``targets``:
+    ``_induction_targets(token_ids)``, when the caller scores many stacks on the same tokens."""
     n = patterns.shape[-1]
     if n < 2:
         return dict.fromkeys(Role)
@@ -56,13 +57,14 @@ def role_scores(patterns: Tensor, token_ids: Tensor) -> dict[Role, Tensor | None
         Role.first_token: rows[..., 0].double().mean(-1),
         Role.current_token: patterns.diagonal(dim1=-2, dim2=-1)[..., 1:].double().mean(-1),
     }
-    targets = _induction_targets(token_ids)
+    targets = _induction_targets(token_ids) if targets is None else targets
     queries = targets.any(-1)
-    scores[Role.induction] = (
-        (patterns[..., queries, :] * targets[queries]).sum(-1, dtype=torch.float64).mean(-1)
-        if bool(queries.any())
-        else None
-    )
+    if bool(queries.any()):
+        # per query, the attention paid to its targets: a row-by-row dot product with the target mask
+        paid = torch.einsum("...pj,pj->...p", patterns[..., queries, :], targets[queries].to(patterns.dtype))
+        scores[Role.induction] = paid.double().mean(-1)
+    else:
+        scores[Role.induction] = None
     return scores
 
 
@@ -113,9 +115,10 @@ def head_roles(graph: Graph, *, induction_probe: int | None = None, probe_seed: 
     probe = None if induction_probe is None else probe_tokens(graph, induction_probe, probe_seed)
     token_ids = torch.tensor(graph.tokenization.token_ids) if probe is None else probe
     chance = _chance(token_ids)
+    targets = _induction_targets(token_ids)
     heads = []
     for L, patterns in enumerate(_layer_patterns(graph, probe)):
-        scores = role_scores(patterns, token_ids)
+        scores = role_scores(patterns, token_ids, targets)
         for h in range(graph.dims.n_head):
             values = {r: None if s is None else float(s[h]) for r, s in scores.items()}
             heads.append(HeadRole(layer=L, head=h, label=_label(values, chance), **values))

@@ -17,7 +17,7 @@ __all__ = ["summarize_graph", "format_summary", "top_predictions"]
 
 def top_predictions(graph: Graph, k: int = 5, position: int = -1) -> list[dict]:
     """The k most probable next tokens after ``position`` (default: the last), with probabilities."""
-    probs = torch.softmax(graph.logits[position].double(), dim=-1)
+    probs = torch.softmax(graph.store.logits(position).double(), dim=-1)
     top = torch.topk(probs, k)
     decode = graph.decode_token
     return [{"id": int(i), "token": decode(int(i)), "probability": float(p)} for p, i in zip(top.values, top.indices)]

@@ -37,6 +37,7 @@ __all__ = [
     "STORED_KINDS",
     "TOKENS",
     "SUMMARY_FIELDS",
+    "LOGIT_ROWS",
     "activation_names",
     "activation_shapes",
     "param_names",
@@ -58,6 +59,8 @@ SUMMARY_FIELDS = ("norm", "mean", "std", "min", "max")
 STORED_KINDS = (V.input_embedding, V.resid_pre, V.z, V.resid_mid, V.resid_post)
 #: the name the token ids are stored under (no TransformerLens hook holds them)
 TOKENS = "tokens"
+#: positions whose logits are derived at once (64 x GPT-2's vocabulary: 13 MB)
+LOGIT_ROWS = 64
 _LN_OF = {kind: kinds for kinds in LAYERNORMS.values() for kind in kinds}
 #: parameter kind -> HF state-dict name ({L} = layer)
 _HF_PARAM = {
@@ -155,7 +158,7 @@ class Values:
         self.params = params
         self.topology = topology
         self.dims = topology.dims
-        self._logits: tuple[tuple, Tensor] | None = None  # (what they were derived from, the logits)
+        self._logits: tuple[tuple, Tensor, list[bool]] | None = None  # (derived from, logits, blocks done)
         self._digest: tuple[tuple, str] | None = None  # (the parameter tensors hashed, their weight-store digest)
 
     # ---- parameters ---------------------------------------------------------------------------------
@@ -233,7 +236,7 @@ class Values:
         if kind == V.token:
             return self.activations[TOKENS][p : p + 1]
         if kind == V.logits:
-            return self.logits()[p]
+            return self.logits(p)
         if kind in _LN_OF and kind not in CAPTURED_KINDS:
             scale_kind, _, _ = _LN_OF[kind]
             x = self.vector(self.topology.ln_input(kind, L, p))
@@ -243,17 +246,29 @@ class Values:
             return self.hook(kind, L)[p, h]
         return self.hook(kind, L)[p]
 
-    def logits(self) -> Tensor:
-        """(n, n_vocab) logits: ``ln_final @ W_E^T``, the product the model's tied ``lm_head`` computes (not our
-        :func:`ops.unembed`, which verification checks against it). Derived once and kept while ``ln_final``
-        and W_E are unchanged (in-place edits included)."""
+    def logits(self, position: int | None = None) -> Tensor:
+        """(n, n_vocab) logits, or one position's (n_vocab,): ``ln_final @ W_E^T``, the product the model's tied
+        ``lm_head`` computes (not our :func:`ops.unembed`, which verification checks against it). Derived in
+        blocks of :data:`LOGIT_ROWS` positions, each when first read and then kept while ``ln_final`` and
+        W_E are unchanged (in-place edits included): one position costs one block, every position one
+        product, and a row is the same numbers however it was reached."""
         ln_final = self.hook(V.ln_final)
         W_E = self.params[_HF_PARAM[P.W_E]]
         stamp = _stamp(ln_final, W_E)
         if self._logits is None or not _same(self._logits[0], stamp):
-            with torch.no_grad():
-                self._logits = (stamp, torch.nn.functional.linear(ln_final, W_E))
-        return self._logits[1]
+            n = ln_final.shape[0]
+            self._logits = (stamp, torch.empty(n, W_E.shape[0], dtype=ln_final.dtype), [False] * -(-n // LOGIT_ROWS))
+        _, logits, done = self._logits
+        if position is not None:
+            position = range(logits.shape[0])[position]  # negative counts from the end; IndexError past it
+        blocks = range(len(done)) if position is None else [position // LOGIT_ROWS]
+        for b in blocks:
+            if not done[b]:
+                rows = slice(b * LOGIT_ROWS, (b + 1) * LOGIT_ROWS)
+                with torch.no_grad():
+                    torch.nn.functional.linear(ln_final[rows], W_E, out=logits[rows])
+                done[b] = True
+        return logits if position is None else logits[position]
 
     def weights_digest(self) -> str:
         """The weight-store key of the parameters (:func:`gpt2graph.weightstore.digest`), hashed once and kept

@@ -219,3 +219,20 @@ def test_views_are_live_and_keep_their_own_choices(tiny_checkpoint):
     with pytest.raises(gpt2graph.errors.NodeNotFoundError, match="outside this subgraph"):
         before.values("blocks.0.hook_mlp_out[0]")
     assert before.values("blocks.1.hook_mlp_out[0]").shape == (g.dims.d_model,)
+
+
+def test_one_positions_logits_cost_one_block(tiny_checkpoint, monkeypatch):
+    """The logits are derived in blocks of positions when first read: a row read alone is the row of the
+    whole matrix, bit for bit, and reading it derives only its block."""
+    from gpt2graph import values
+
+    monkeypatch.setattr(values, "LOGIT_ROWS", 2)
+    graph = gpt2graph.build(PROMPT, model=str(tiny_checkpoint))
+    calls = []
+    original = torch.nn.functional.linear
+    monkeypatch.setattr(torch.nn.functional, "linear", lambda x, *a, **k: calls.append(len(x)) or original(x, *a, **k))
+    row = graph.store.logits(3).clone()
+    assert calls == [2]  # positions 2 and 3
+    assert torch.equal(graph.logits[3], row) and calls == [2, 2, 1]  # the other blocks, once
+    graph.logits
+    assert calls == [2, 2, 1]

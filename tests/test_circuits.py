@@ -113,3 +113,16 @@ def test_a_copying_head_and_its_negation(sign, score):
             assert head.ov_singular_values == pytest.approx([2.0] * D_HEAD)
         if sign > 0:  # a copying head boosts the token it reads
             assert head.boosted[0].token == "a"
+
+
+def test_singular_values_of_a_rank_deficient_product():
+    """A head whose W_Q is zero, or of lower rank than d_head, has a singular Gram matrix: no Cholesky factor.
+    Its zero singular values come out at the precision of the squared problem, sqrt(eps) times the largest
+    (float32 weights are known to 1e-7 of it anyway); the others to full precision."""
+    torch.manual_seed(2)
+    A = torch.randn(3, 40, 6, dtype=torch.float64)
+    A[0] = 0
+    A[1, :, 3:] = A[1, :, :3]  # rank 3
+    B = torch.randn(3, 6, 40, dtype=torch.float64)
+    expected = torch.linalg.svdvals(A @ B)[:, :6]
+    torch.testing.assert_close(factored_singular_values(A, B), expected, rtol=1e-7, atol=1e-7 * float(expected.max()))

@@ -18,8 +18,9 @@ N_VOCAB = 200
 
 
 def fake_graph(logits: torch.Tensor) -> SimpleNamespace:
-    """What decoding reads from a graph: the logits, the number of tokens and a decoder."""
-    return SimpleNamespace(logits=logits, n_tokens=logits.shape[0], decode_token=lambda i: f"t{i}")
+    """What decoding reads from a graph: one position's logits, the number of tokens and a decoder."""
+    store = SimpleNamespace(logits=lambda position: logits[position])
+    return SimpleNamespace(store=store, n_tokens=logits.shape[0], decode_token=lambda i: f"t{i}")
 
 
 @pytest.fixture(scope="module")
