@@ -91,7 +91,7 @@ def _analysis_options(args) -> dict:
 def _build_analysis(args) -> dict | bool:
     """``build`` analyses when asked to with --analyze or implicitly by any analysis option."""
     options = _analysis_options(args)
-    return options if args.analyze or options else False
+    return (options or True) if args.analyze or options else False  # --analyze alone: every default
 
 
 def cmd_analyze(args) -> int:

@@ -8,6 +8,8 @@ from __future__ import annotations
 import os
 import socket
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -80,11 +82,25 @@ def load_model(
     model is, cpu for a loaded checkpoint) is where the model runs; a model object passed in is moved there.
     """
     torch_device = check_device(device)
-    with progress.task("loading model"):
+    with progress.task("loading model"), _without_hf_bars():
         loaded = _load(model, tokenizer, random_weights, seed, revision)
     if torch_device is not None:
         loaded.model.to(torch_device)
     return loaded
+
+
+@contextmanager
+def _without_hf_bars() -> Iterator[None]:
+    """Hugging Face's own bars off while loading: ours (gpt2graph.progress) say it, on a terminal only."""
+    from transformers.utils import logging as hf_logging
+
+    was = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was:
+            hf_logging.enable_progress_bar()
 
 
 def check_device(device: str | None) -> torch.device | None:

@@ -135,6 +135,9 @@ def test_any_analysis_option_makes_build_analyse(tiny_checkpoint, tmp_path, caps
     plain = tmp_path / "plain.gg"
     assert main(["build", "Transformer tokens", "--model", str(tiny_checkpoint), "-o", str(plain)]) == 0
     assert load(plain).analysis is None
+    defaults = tmp_path / "defaults.gg"
+    assert main(["build", "Transformer tokens", "--model", str(tiny_checkpoint), "-o", str(defaults), "--analyze"]) == 0
+    assert load(defaults).analysis is not None  # --analyze alone analyses, with every default
 
 
 def test_a_token_given_twice_is_refused(tiny_checkpoint, capsys):

@@ -4,6 +4,7 @@ import json
 
 import pytest
 
+import gpt2graph
 from gpt2graph.cli import main
 
 
@@ -45,6 +46,8 @@ def test_random_weights_are_said_everywhere(tiny_checkpoint, tmp_path, capsys):
         (["build", "x", "--model", "/no/such/model"], "does not exist"),
         (["info", "/no/such/run.gg"], "no such saved graph"),
         (["build", "x", "--model", "{ckpt}", "-o", "/proc/forbidden/run.gg"], "cannot write"),
+        (["build", "x", "--model", "{ckpt}", "--device", "cuda"], "device 'cuda' is not available on this machine"),
+        (["build", "x", "--model", "{ckpt}", "--device", "mps"], "device 'mps' is not available on this machine"),
     ],
 )
 def test_bad_input_is_one_clear_error(tiny_checkpoint, capsys, argv, message):
@@ -52,3 +55,24 @@ def test_bad_input_is_one_clear_error(tiny_checkpoint, capsys, argv, message):
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and message in err and "Traceback" not in err
+
+
+def test_the_device_is_threaded_through_to_the_model(tiny_checkpoint, monkeypatch, capsys):
+    """Only the CPU runs here: pretend CUDA is there and record where the model is sent. The model object is
+    moved, and the graph's values are on the CPU whatever the device."""
+    import torch
+    from transformers import GPT2LMHeadModel
+
+    from gpt2graph.loading import check_device
+
+    moved = []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(GPT2LMHeadModel, "to", lambda self, device: moved.append(device) or self)
+    assert check_device("cuda:1") == torch.device("cuda", 1)
+    assert main(["build", "Hi", "--model", str(tiny_checkpoint), "--device", "cuda"]) == 0
+    assert moved == [torch.device("cuda")]
+    graph = gpt2graph.build("Hi", model=str(tiny_checkpoint), device="cpu")
+    assert moved[-1] == torch.device("cpu")
+    assert {t.device.type for t in [*graph.store.activations.values(), *graph.store.params.values()]} == {"cpu"}
+    with pytest.raises(gpt2graph.Gpt2GraphError, match="unknown device 'tpu'"):
+        check_device("tpu")
