@@ -15,9 +15,9 @@ for (:meth:`LensTable.entry`, a renderer's tooltips), and not saved; ``eager=Tru
 front too. Both ways run the same chunks through the same code, so an entry is the same whether it was read
 eagerly or lazily.
 
-Rows are processed in chunks of :data:`CHUNK_ELEMENTS` logits, a block (one kind at one layer) at a time, so
-memory stays at one chunk however long the prompt, and a chunk's logits stay in the processor's caches while
-they are read.
+Rows are processed in chunks of :data:`CHUNK_ELEMENTS` logits (83 rows of GPT-2), taken in forward order
+across blocks, so memory stays at one chunk however long the prompt, a chunk's logits stay in the processor's
+caches while they are read, and a short prompt still makes products of many rows (each reads all of W_U).
 
 The results belong to the run: a :class:`LensTable` lives with it (``graph.lens``), next to its header
 (:class:`~gpt2graph.results.LogitLens`, in ``graph.analysis.lens``), and is shared by every view.
@@ -48,6 +48,7 @@ __all__ = [
     "lens_logits",
     "lens_blocks",
     "read_logits",
+    "stored_order",
     "LensBlock",
     "LensTable",
     "EAGER_KINDS",
@@ -127,12 +128,41 @@ def _vectors(values: Values, block: LensBlock) -> Tensor:
     return values.hook(block.kind, block.layer)
 
 
+def stored_order(blocks: list[LensBlock]) -> Tensor:
+    """For rows laid out block after block in forward order (how formats 1 and 2 saved every kind), the
+    indices that put them in the order :class:`LensTable` stores them: the eager kinds' rows, then the rest."""
+    starts, offset = [], 0
+    for b in blocks:
+        starts.append(offset)
+        offset += len(b.node_ids)
+    order = [
+        torch.arange(start, start + len(b.node_ids))
+        for eager in (True, False)
+        for b, start in zip(blocks, starts)
+        if (b.kind in EAGER_KINDS) == eager
+    ]
+    return torch.cat(order) if order else torch.zeros(0, dtype=torch.long)
+
+
+class _Space:
+    """The rows of some blocks, concatenated in forward order and read in chunks of a fixed number of rows
+    (which may span blocks, so that a short prompt still makes products of many rows)."""
+
+    def __init__(self, blocks: list[int], sizes: list[int]):
+        self.blocks = blocks
+        self.starts = [sum(sizes[:k]) for k in range(len(sizes))]
+        self.size = sum(sizes)
+        self.chunks: dict[int, dict[str, Tensor]] = {}
+
+
 class LensTable:
     """The logit lens of one run: per-vector results as arrays, entries made from them on demand.
 
-    Blocks of a kind in ``header.stored_kinds`` are read when the table is made (or loaded from the saved
-    graph); the others chunk by chunk, when an entry of theirs is first asked for. ``next_rank`` is 0 and
-    ``next_prob`` NaN where no token follows; the target arrays exist only when a target was chosen."""
+    Rows live in two spaces, each read in chunks of :attr:`rows` rows: the kinds of :data:`EAGER_KINDS`
+    (read when the table is made, or loaded from the saved graph) and the head and MLP outputs (read chunk by
+    chunk when an entry of theirs is first asked for, or all at once with ``eager``). The chunks are the same
+    either way. ``next_rank`` is 0 and ``next_prob`` NaN where no token follows; the target arrays exist only
+    when a target was chosen. Saved arrays hold the stored spaces' rows, space after space."""
 
     __hash__ = None  # compared by value, so not hashable
 
@@ -153,45 +183,80 @@ class LensTable:
         self.blocks = lens_blocks(values.topology, token_ids, header.kinds)
         self.names = ARRAYS if header.target is not None else ARRAYS[:5]
         self.rows = max(1, chunk_elements // values.dims.n_vocab)
-        self._chunks: list[dict[int, dict[str, Tensor]]] = [{} for _ in self.blocks]
-        self._block_vectors: tuple[int, Tensor] | None = None  # the last block read from: chunks come in runs
-        self._index: dict[str, tuple[int, int]] | None = None
         rows = sum(len(b.node_ids) for b in self.blocks)
         if rows != header.n_entries:
             raise ValueError(f"the logit-lens header records {header.n_entries} entries, but its kinds read {rows}")
-        stored_kinds = {str(k) for k in header.stored_kinds}
+        self.spaces: list[_Space] = []
+        self._where: list[tuple[_Space, int]] = [None] * len(self.blocks)  # type: ignore[list-item]
+        for eager in (True, False):
+            members = [i for i, b in enumerate(self.blocks) if (b.kind in EAGER_KINDS) == eager]
+            space = _Space(members, [len(self.blocks[i].node_ids) for i in members])
+            self.spaces.append(space)
+            for i, start in zip(members, space.starts):
+                self._where[i] = (space, start)
+        self._stored = self._stored_spaces()
+        self._vectors: dict[int, Tensor] = {}  # the blocks last read from (chunks come in runs)
+        self._index: dict[str, tuple[int, int]] | None = None
         if stored is not None:
-            self._take(stored, [i for i, b in enumerate(self.blocks) if b.kind in stored_kinds])
+            self._take(stored)
         else:
-            self._read([i for i, b in enumerate(self.blocks) if b.kind in stored_kinds])
+            work = [(space, c) for space in self._stored for c in range(self._chunk_count(space))]
+            for space, c in progress.steps(work, "logit lens", unit="chunk"):
+                self._chunk(space, c)
+
+    def _stored_spaces(self) -> list[_Space]:
+        """The spaces whose kinds the header says are stored: the eager kinds, or every kind."""
+        stored = {str(k) for k in self.header.stored_kinds}
+        spaces = [s for s in self.spaces if s.size and {self.blocks[i].kind for i in s.blocks} <= stored]
+        if {self.blocks[i].kind for s in spaces for i in s.blocks} != stored & {b.kind for b in self.blocks}:
+            raise ValueError(
+                f"logit-lens stored_kinds {sorted(stored)} must be the eager kinds it reads or all of them"
+            )
+        return spaces
 
     # ---- reading -----------------------------------------------------------------------------------------
-    def _chunk(self, i: int, c: int) -> dict[str, Tensor]:
-        """Arrays of chunk ``c`` of block ``i`` (rows ``c * self.rows`` on), read now if they were not."""
-        chunk = self._chunks[i].get(c)
+    def _chunk_count(self, space: _Space) -> int:
+        return -(-space.size // self.rows)
+
+    def _chunk(self, space: _Space, c: int) -> dict[str, Tensor]:
+        """Arrays of chunk ``c`` of ``space`` (its rows ``c * self.rows`` on), read now if they were not."""
+        chunk = space.chunks.get(c)
         if chunk is None:
-            block, start = self.blocks[i], c * self.rows
-            if self._block_vectors is None or self._block_vectors[0] != i:
-                self._block_vectors = (i, _vectors(self.values, block))
+            lo, hi = c * self.rows, min((c + 1) * self.rows, space.size)
+            xs, following = [], []
+            for i, start in zip(space.blocks, space.starts):
+                a, b = max(lo, start), min(hi, start + len(self.blocks[i].node_ids))
+                if a < b:
+                    xs.append(self._block_vectors(i)[a - start : b - start])
+                    following.append(self.blocks[i].following[a - start : b - start])
             with torch.no_grad():
-                logits = lens_logits(self.values, self._block_vectors[1][start : start + self.rows])
-                following = block.following[start : start + self.rows]
-                chunk = read_logits(logits, following, self.header.top_tokens, self.header.target, consume=True)
-            self._chunks[i][c] = chunk
+                logits = lens_logits(self.values, torch.cat(xs))
+                chunk = read_logits(
+                    logits, torch.cat(following), self.header.top_tokens, self.header.target, consume=True
+                )
+            space.chunks[c] = chunk
         return chunk
 
-    def _chunk_count(self, i: int) -> int:
-        return -(-len(self.blocks[i].node_ids) // self.rows)
+    def _block_vectors(self, i: int) -> Tensor:
+        if i not in self._vectors:
+            if len(self._vectors) >= 2:
+                self._vectors.pop(next(iter(self._vectors)))
+            self._vectors[i] = _vectors(self.values, self.blocks[i])
+        return self._vectors[i]
 
-    def _read(self, blocks: list[int]) -> None:
-        """Read every chunk of these blocks (with a progress bar)."""
-        work = [(i, c) for i in blocks for c in range(self._chunk_count(i))]
-        for i, c in progress.steps(work, "logit lens", unit="chunk"):
-            self._chunk(i, c)
+    def _rows(self, space: _Space, lo: int, hi: int) -> dict[str, Tensor]:
+        """Rows ``lo:hi`` of ``space``, from the chunks that hold them (read now where they were not)."""
+        parts = []
+        for c in range(lo // self.rows, -(-hi // self.rows)):
+            chunk, first = self._chunk(space, c), c * self.rows
+            parts.append({name: t[max(lo - first, 0) : hi - first] for name, t in chunk.items()})
+        if len(parts) == 1:
+            return parts[0]
+        return {name: torch.cat([p[name] for p in parts]) for name in self.names}
 
-    def _take(self, stored: dict[str, Tensor], blocks: list[int]) -> None:
-        """Adopt saved arrays (rows of ``blocks``, in order) as those blocks' chunks, after checking them."""
-        rows = sum(len(self.blocks[i].node_ids) for i in blocks)
+    def _take(self, stored: dict[str, Tensor]) -> None:
+        """Adopt saved arrays (the stored spaces' rows, space after space) as their chunks, after checking."""
+        rows = sum(space.size for space in self._stored)
         if set(stored) != set(self.names):
             raise ValueError(
                 f"logit-lens arrays {sorted(stored)} do not match its header (expected {sorted(self.names)})"
@@ -204,27 +269,28 @@ class LensTable:
                     f"({self.header.n_entries} entries recorded, {rows} of them stored)"
                 )
         offset = 0
-        for i in blocks:
-            for c in range(self._chunk_count(i)):
-                size = min(self.rows, len(self.blocks[i].node_ids) - c * self.rows)
-                self._chunks[i][c] = {name: t[offset : offset + size] for name, t in stored.items()}
-                offset += size
+        for space in self._stored:
+            for c in range(self._chunk_count(space)):
+                size = min(self.rows, space.size - c * self.rows)
+                space.chunks[c] = {
+                    name: t[offset + c * self.rows : offset + c * self.rows + size] for name, t in stored.items()
+                }
+            offset += space.size
 
     def block_arrays(self, i: int) -> dict[str, Tensor]:
         """Every row of block ``i`` (of :attr:`blocks`), read now where it was not."""
-        parts = [self._chunk(i, c) for c in range(self._chunk_count(i))]
-        return {name: torch.cat([p[name] for p in parts]) for name in self.names}
+        space, start = self._where[i]
+        return self._rows(space, start, start + len(self.blocks[i].node_ids))
 
     def arrays(self) -> dict[str, Tensor]:
-        """The arrays of the stored kinds, block after block (what ``save`` writes under ``lens/``)."""
-        stored = {str(k) for k in self.header.stored_kinds}
-        parts = [self.block_arrays(i) for i, b in enumerate(self.blocks) if b.kind in stored]
-        if not parts:
-            return {
-                name: torch.empty((0, self.header.top_tokens) if name.startswith("top_") else (0,))
-                for name in self.names
-            }
-        return {name: torch.cat([p[name] for p in parts]) for name in self.names}
+        """The arrays of the stored spaces, space after space (what ``save`` writes under ``lens/``)."""
+        parts = [self._rows(space, 0, space.size) for space in self._stored]
+        return {
+            name: torch.cat([p[name] for p in parts])
+            if parts
+            else torch.empty((0, self.header.top_tokens) if name.startswith("top_") else (0,))
+            for name in self.names
+        }
 
     # ---- entries ------------------------------------------------------------------------------------------
     def __eq__(self, other: object) -> bool:
@@ -249,7 +315,7 @@ class LensTable:
 
     @property
     def entries(self) -> list[LensEntry]:
-        """Every vector's entry, in forward order (reads every lazy block: costly for a long run)."""
+        """Every vector's entry, in forward order (reads every lazy chunk: costly for a long run)."""
         return list(self.iter_entries())
 
     def iter_entries(self) -> Iterator[LensEntry]:
@@ -266,8 +332,9 @@ class LensTable:
         if where is None:
             return None
         i, r = where
-        c = r // self.rows
-        return self._entry(self.blocks[i], self._chunk(i, c), r - c * self.rows, r)
+        space, start = self._where[i]
+        c = (start + r) // self.rows
+        return self._entry(self.blocks[i], self._chunk(space, c), start + r - c * self.rows, r)
 
     def _entry(self, block: LensBlock, a: dict[str, Tensor], row: int, block_row: int | None = None) -> LensEntry:
         rank = int(a["next_rank"][row])

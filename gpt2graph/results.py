@@ -118,8 +118,10 @@ class LogitLens(_Result):
         "attention and MLP, MLP outputs; finally the stream leaving the last block)."
     )
     stored_kinds: list[LensKind] = Field(
-        description="The kinds computed with the analysis and stored with the graph (the residual stream by "
-        "default; every kind with the eager option). The other kinds are computed when their entries are read."
+        description="The kinds computed with the analysis and stored with the graph: the residual stream and b_O "
+        "by default, every kind with the eager option; the other kinds are computed when their entries are read. "
+        "The stored arrays hold the rows of the stream and b_O in forward order, then (eager) those of the head "
+        "and MLP outputs in forward order."
     )
     n_entries: int = Field(description="Number of vectors read, of every kind.", ge=0)
 

@@ -32,7 +32,7 @@ from pydantic import ValidationError
 from . import progress, weightstore
 from .errors import GraphFileError
 from .graph import Graph
-from .lens import LensTable
+from .lens import LensTable, lens_blocks, stored_order
 from .schema import FORMAT_VERSION, GraphHeader, StoredWeights
 from .schema import VectorKind as V
 from .topology import LAYERNORMS, Key, Topology
@@ -348,6 +348,9 @@ def load(path: str | os.PathLike) -> Graph:
     values.know_digest(header.stored_weights.sha256)
     table = None
     if lens is not None:
+        if version < FORMAT_VERSION:  # every kind stored, block after block in forward order
+            order = stored_order(lens_blocks(topology, header.tokenization.token_ids, lens.kinds))
+            lens_arrays = {name: t[order] if len(t) == len(order) else t for name, t in lens_arrays.items()}
         try:
             table = LensTable(lens, values, header.tokenization.token_ids, vocab, stored=lens_arrays)
         except ValueError as exc:

@@ -55,9 +55,13 @@ def test_a_lens_header_that_does_not_match_its_arrays_is_refused(analysed, tmp_p
     with pytest.raises(GraphFileError, match=r"records \d+ entries, but its kinds read \d+"):
         load(bad)
     header["analysis"]["lens"]["n_entries"] += 1
-    header["analysis"]["lens"]["stored_kinds"] = ["resid_post"]  # fewer rows than the arrays hold
+    header["analysis"]["lens"]["stored_kinds"] = header["analysis"]["lens"]["kinds"]  # more rows than stored
     (bad / "graph.json").write_text(json.dumps(header), encoding="utf-8")
     with pytest.raises(GraphFileError, match=r"logit-lens array \w+ has shape"):
+        load(bad)
+    header["analysis"]["lens"]["stored_kinds"] = ["resid_post"]
+    (bad / "graph.json").write_text(json.dumps(header), encoding="utf-8")
+    with pytest.raises(GraphFileError, match=r"stored_kinds \['resid_post'\] must be the eager kinds"):
         load(bad)
 
 

@@ -113,10 +113,13 @@ def test_the_stream_is_read_now_and_the_writes_when_asked_for(tiny_graph, monkey
     assert table.header.stored_kinds == ["input_embedding", "resid_pre", "resid_mid", "resid_post", "b_O"]
     assert sum(calls) == (2 * L + 1) * n + L  # the residual stream, every vector of it, and each b_O
     calls.clear()
-    entry = table.entry("blocks.1.attn.hook_result[3,2]")  # row 3 * n_head + 2 = 14 of its block: chunk 4
+    # the writes, in forward order: head outputs of block 0 (n * n_head rows), its MLP outputs (n), block 1's...
+    entry = table.entry("blocks.1.attn.hook_result[3,2]")  # row 25 + 3 * 4 + 2 = 39: chunk 13, rows 39-41
     assert entry.kind == "head_out" and calls == [rows]
-    assert table.entry("blocks.1.attn.hook_result[3,1]") == table.entry("blocks.1.attn.hook_result[3,1]")
+    assert table.entry("blocks.1.attn.hook_result[3,3]") == table.entry("blocks.1.attn.hook_result[3,3]")
     assert calls == [rows]  # the same chunk: read once
+    table.entry("blocks.0.hook_mlp_out[4]")  # row 24, chunk 8: rows 24-26 span two blocks
+    assert calls == [rows, rows]
 
 
 def test_lazy_entries_equal_the_eager_ones(tiny_graph):

@@ -12,6 +12,7 @@ from conftest import PROMPT
 import gpt2graph
 import gpt2graph.weightstore
 from gpt2graph.errors import GraphFileError
+from gpt2graph.lens import logit_lens
 from gpt2graph.schema import FORMAT_VERSION
 from gpt2graph.values import CAPTURED_KINDS, activation_shapes
 
@@ -172,6 +173,13 @@ def test_a_format_2_graph_loads_upgraded_and_verifies():
     assert old.verify().ok
     lens = old.analysis.lens
     assert lens.top_tokens == 3 and len(old.lens.entries) == lens.n_entries
+    # its lens arrays (every kind, block after block) read as this version stores them: as computed today
+    fresh = logit_lens(old, top_tokens=3, target=lens.target, eager=True)
+    for node in ("blocks.0.hook_resid_pre[2]", "blocks.0.attn.hook_result[1,2]", "blocks.1.attn.b_O"):
+        saved, now = old.lens.entry(node), fresh.entry(node)
+        assert [t.id for t in saved.top] == [t.id for t in now.top], node
+        assert saved.next_token_rank == now.next_token_rank and saved.target_rank == now.target_rank, node
+        assert saved.top[0].prob == pytest.approx(now.top[0].prob, rel=1e-5), node
 
 
 def test_a_resaved_old_graph_is_format_3(tmp_path):
