@@ -211,7 +211,7 @@ def measure(graph: Graph, record: int, kinds: tuple[str, ...] = ACTIVATION_KINDS
                 x = graph.hook(block.kind, block.layer)[: n - 1]  # the last position has no next token
                 following = block.following[: n - 1]
                 read = [
-                    read_logits(graph, lens_logits(graph, x[i : i + rows]), following[i : i + rows], 1)
+                    read_logits(lens_logits(graph, x[i : i + rows]), following[i : i + rows], 1, consume=True)
                     for i in range(0, n - 1, rows)
                 ]
                 top1.append(torch.cat([r["top_ids"][:, 0] for r in read]) == following)

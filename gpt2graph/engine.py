@@ -19,7 +19,6 @@ counted twice and none is lost.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import signal
 import time
@@ -76,14 +75,11 @@ class ModelSpec:
 
 
 def model_fingerprint(loaded: LoadedModel) -> str:
-    """SHA-256 of every parameter (names and bytes): workers elsewhere must have loaded the very same model."""
-    import torch
+    """The weight-store digest of every parameter (:func:`gpt2graph.weightstore.digest`): workers elsewhere
+    must have loaded the very same model."""
+    from .weightstore import digest
 
-    h = hashlib.sha256()
-    for name, t in sorted(parameters(loaded).items()):
-        h.update(name.encode() + b"\0")
-        h.update(t.contiguous().view(-1).view(torch.uint8).numpy())
-    return h.hexdigest()
+    return digest(parameters(loaded))
 
 
 class Worker:

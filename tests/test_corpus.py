@@ -122,7 +122,7 @@ def test_statistics_equal_a_plain_loop_over_build_and_analyze(stats, tiny_checkp
     hits, ranks = [], []
     for g, a in zip(graphs, analyses):
         for p in range(g.n_tokens - 1):
-            entries = {(e.kind, g.node(e.node).layer): e for e in a.lens.entries if g.node(e.node).position == p}
+            entries = {(e.kind, g.node(e.node).layer): e for e in g.lens.entries if g.node(e.node).position == p}
             nxt = g.tokenization.token_ids[p + 1]
             hits.append([float(entries[r].top[0].id == nxt) for r in rows])
             ranks.append([float(entries[r].next_token_rank) for r in rows])
