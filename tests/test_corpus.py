@@ -120,7 +120,7 @@ def test_statistics_equal_a_plain_loop_over_build_and_analyze(stats, tiny_checkp
     # logit lens over the residual streams: top-1 accuracy and mean rank of the next token
     rows = [(r.kind, r.layer) for r in h.lens_rows]
     hits, ranks = [], []
-    for g, a in zip(graphs, analyses):
+    for g in graphs:  # the lens of each analysis is kept with its graph's run (graph.lens)
         for p in range(g.n_tokens - 1):
             entries = {(e.kind, g.node(e.node).layer): e for e in g.lens.entries if g.node(e.node).position == p}
             nxt = g.tokenization.token_ids[p + 1]
