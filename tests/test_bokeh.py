@@ -428,6 +428,34 @@ def test_show_displays_inline(tiny_graph, monkeypatch):
     assert len(shown) == 1 and shown[0].name == "explorer"
 
 
+def test_bokehjs_is_loaded_once_per_notebook_session(tiny_graph, monkeypatch):
+    """What each show() sends to the notebook: the first cell inlines BokehJS (so it works offline), later
+    cells only their own document."""
+    import bokeh.io
+    import bokeh.io.notebook
+    from bokeh.io.state import curstate
+    from bokeh.resources import INLINE
+
+    cells: list[list[str]] = []
+    monkeypatch.setattr(
+        bokeh.io.notebook, "publish_display_data", lambda data, *a, **k: cells[-1].extend(map(str, data.values()))
+    )
+    bokeh.io.reset_output()
+    try:
+        for _ in range(3):
+            cells.append([])
+            tiny_graph.show()
+    finally:
+        bokeh.io.reset_output()
+    raw = INLINE.js_raw[0]  # a piece of BokehJS itself, free of what embedding it escapes
+    library = next(raw[i : i + 60] for i in range(100_000, len(raw)) if not set(raw[i : i + 60]) & set("\n\"'\\"))
+    sizes = [sum(len(payload) for payload in cell) for cell in cells]
+    assert any(library in payload for payload in cells[0]) and sizes[0] > 1e6
+    for cell, size in zip(cells[1:], sizes[1:]):
+        assert not any(library in payload for payload in cell) and size < sizes[0] / 3
+    assert curstate().document.roots == []  # nothing kept in the session's document
+
+
 def test_patterns_are_float32_lower_triangles(tiny_graph, explorer):
     patterns = _script(explorer).args["patterns"]
     n, d = tiny_graph.n_tokens, tiny_graph.dims

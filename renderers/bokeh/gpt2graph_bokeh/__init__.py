@@ -39,9 +39,16 @@ def write_html(graph: Graph, path: str | Path, **options: Any) -> Path:
 
 
 def show(graph: Graph, **options: Any) -> None:
-    """Display the explorer inline in a Jupyter notebook (BokehJS inlined, so it works offline too)."""
-    bokeh.io.output_notebook(resources=INLINE, hide_banner=True)
-    bokeh.io.show(build_explorer(graph, **options))
+    """Display the explorer inline in a Jupyter notebook. BokehJS is inlined (so it works offline) once per
+    notebook session, by the first call; later cells carry only their own document."""
+    from bokeh.io.state import curstate
+
+    if not curstate().notebook:
+        bokeh.io.output_notebook(resources=INLINE, hide_banner=True)
+    root = build_explorer(graph, **options)
+    bokeh.io.show(root)
+    if root in curstate().document.roots:  # shown: the session's document need not keep every explorer alive
+        curstate().document.remove_root(root)
 
 
 class BokehRenderer:
