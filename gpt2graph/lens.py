@@ -279,8 +279,19 @@ class LensTable:
 
     def block_arrays(self, i: int) -> dict[str, Tensor]:
         """Every row of block ``i`` (of :attr:`blocks`), read now where it was not."""
+        return self.block_rows(i, 0, len(self.blocks[i].node_ids))
+
+    def block_rows(self, i: int, lo: int, hi: int) -> dict[str, Tensor]:
+        """Rows ``lo:hi`` of block ``i`` (in its row order), read now where they were not: a renderer asks
+        for the positions it draws (head outputs are position-major, ``n_head`` rows per position)."""
         space, start = self._where[i]
-        return self._rows(space, start, start + len(self.blocks[i].node_ids))
+        return self._rows(space, start + lo, start + hi)
+
+    @property
+    def lazy_kinds(self) -> list[LensKind]:
+        """The kinds read when first asked for (not stored)."""
+        stored = {str(k) for k in self.header.stored_kinds}
+        return [k for k in self.header.kinds if str(k) not in stored]
 
     def arrays(self) -> dict[str, Tensor]:
         """The arrays of the stored spaces, space after space (what ``save`` writes under ``lens/``)."""

@@ -124,8 +124,8 @@ def test_statistics_match_node_summaries(tiny_graph, explorer):
 
 def test_logit_lens_on_the_stream_only(tiny_graph, explorer):
     ids = _model(explorer, "nodes").data["id"]
-    meta = _script(explorer).args["meta"]
-    lens = dict(zip((int(i) for i in meta["lens_nodes"]), meta["lens_texts"], strict=True))
+    source = _model(explorer, "lens").data  # one row per node with a lens line, by its index in the run
+    lens = dict(zip((int(i) for i in source["node"]), source["text"], strict=True))
     stream = {"input_embedding", "resid_pre", "resid_mid", "resid_post", "logits"}
     assert {ids[i] for i in lens} == {n.id for n in tiny_graph.iter_nodes(kind=stream)}
     assert all(lens.values())
@@ -133,7 +133,7 @@ def test_logit_lens_on_the_stream_only(tiny_graph, explorer):
     top_id = int(tiny_graph.logits[last].argmax())
     assert lens[list(ids).index(f"hook_unembed[{last}]")].startswith(tiny_graph.decode_token(top_id) + " ")
     quiet = build_explorer(tiny_graph, logit_lens=False)
-    assert len(_script(quiet).args["meta"]["lens_nodes"]) == 0
+    assert len(_model(quiet, "lens").data["node"]) == 0
 
 
 # ---- ancestry rules equal the topology ------------------------------------------------------------------

@@ -216,18 +216,18 @@ def test_overview_blocks_and_weights_carry_the_analysis_colours(analysed_graph):
 def test_tooltips_carry_the_dla_line_and_the_lens_of_a_head_output(analysed_graph, page):
     (tool,) = [t for t in page.select({"type": HoverTool}) if "@dla_text" in str(t.tooltips)]
     assert "{safe}" not in tool.tooltips
-    meta = _meta(page)
+    lens = _model(page, "lens").data
     lay = layout(analysed_graph.topology)
     node = lay.index(Key("head_out", 1, 2, 3))
     entry = analysed_graph.lens.entry("blocks.1.attn.hook_result[3,2]")
-    text = meta["lens_texts"][list(meta["lens_nodes"]).index(node)]
+    text = lens["text"][list(lens["node"]).index(node)]
     assert text.startswith(", ".join(f"{t.token} {percent(t.prob)}" for t in entry.top[:3]) + " · ")
     following = analysed_graph.decode_token(analysed_graph.tokenization.token_ids[4])
     assert f"next token {following}: rank {entry.next_token_rank:,} ({percent(entry.next_token_prob)})" in text
     assert f"target Ġthe: rank {entry.target_rank:,}" in text
     mlp = lay.index(Key("mlp_out", 0, None, 1))
     mlp_entry = analysed_graph.lens.entry("blocks.0.hook_mlp_out[1]")
-    assert meta["lens_texts"][list(meta["lens_nodes"]).index(mlp)].startswith(mlp_entry.top[0].token + " ")
+    assert lens["text"][list(lens["node"]).index(mlp)].startswith(mlp_entry.top[0].token + " ")
 
 
 def test_a_saved_analysis_reads_back_the_same_lens(analysed_graph, tmp_path, monkeypatch):
@@ -343,7 +343,8 @@ def test_tokens_in_the_analysis_are_escaped(markup_vocab_graph, tmp_path):
     assert f"next token {a.decoding.chosen.token}" in shown
     assert f"it raises: {a.circuits.heads[0].boosted[0].token} " in shown
     # tooltip fields are data Bokeh inserts as text: the payload is kept as is there, never marked safe
-    assert all(t.split(" ")[0] in ("<img", "<script>alert(1)</script>") for t in meta["lens_texts"])
+    lens = _model(root, "lens").data["text"]
+    assert all(t.split(" ")[0] in ("<img", "<script>alert(1)</script>") for t in lens)
     assert all("{safe}" not in str(t.tooltips) for t in root.select({"type": HoverTool}))
     page = gpt2graph_bokeh.write_html(markup_vocab_graph, tmp_path / "markup.html").read_text(encoding="utf-8")
     for payload in (SCRIPT, IMG):

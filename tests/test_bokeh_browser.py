@@ -381,3 +381,71 @@ def test_markup_tokens_in_the_analysis_stay_text(driver, tiny_checkpoint, tmp_pa
     )
     assert injected == 0
     assert page.severe_logs() == []
+
+
+# ---- a long run: block aggregates, and a window of vectors the page moves -----------------------------------
+@pytest.fixture(scope="module")
+def long_run(tiny_checkpoint):
+    """40 positions drawn 8 at a time: the page opens on the last 8 and moves its window over the rest."""
+    import gpt2graph
+
+    graph = gpt2graph.build(" one two three four five" * 8, model=str(tiny_checkpoint))
+    assert graph.n_tokens == 40
+    graph.analyze(target=" the")
+    return graph
+
+
+def test_the_window_moves_and_fills_as_python_would(driver, long_run, tmp_path):
+    """Moving the window slider makes the page put the vectors of those positions on the canvas: the same
+    rows, geometry, ids, statistics (float16), colours and analysis columns as the page Python would write
+    for that window, and the same-position edges of its lanes."""
+    from gpt2graph_bokeh.document import build_explorer
+
+    page = _open(driver, gpt2graph_bokeh.write_html(long_run, tmp_path / "long.html", max_positions=8))
+    assert page.severe_logs() == []
+    assert page.js(f"return {page.model('overview-blocks')}.visible") is True  # zoomed out: blocks
+    assert page.js(f"return {page.model('node-glyphs')}.visible") is False
+    page.js(f"{page.model('window')}.value = 10")
+    page.wait_idle()
+    assert page.until(f"{page.model('node-glyphs')}.visible")  # zoomed in to the window: its vectors
+    assert page.js(f"return {page.model('overview-blocks')}.visible") is False
+    got = page.js(f"""
+        const d = {page.model("nodes")}.data, out = {{}}
+        for (const [k, v] of Object.entries(d)) out[k] = Array.from(v)
+        return out""")
+    want = _model_data(build_explorer(long_run, max_positions=8, window=10), "nodes")
+    assert sorted(got) == sorted(want)
+    for name, column in want.items():
+        if np.asarray(column).dtype.kind in "fc":
+            np.testing.assert_allclose(np.asarray(got[name], dtype=np.float64), column, rtol=1e-6, err_msg=name)
+        else:
+            assert list(got[name]) == list(column), name
+    edges = page.js(f"return {page.model('edges')}.data.x0.length")
+    assert edges == len(_model_data(build_explorer(long_run, max_positions=8, window=10), "edges")["x0"])
+
+
+def test_a_click_in_a_moved_window_traces_inside_it(driver, long_run, tmp_path):
+    page = _open(driver, gpt2graph_bokeh.write_html(long_run, tmp_path / "long.html", max_positions=8))
+    page.js(f"{page.model('window')}.value = 20")
+    page.wait_idle()
+    page.until(f"{page.model('node-glyphs')}.visible")
+    ids = page.js(f"return Array.from({page.model('nodes')}.data.id)")
+    node = "blocks.1.hook_resid_post[24]"
+    row = ids.index(node)
+    page.pointer(row, click=True)
+    page.until(f"{page.model('panel')}.text.includes('g2g-id')")
+    ancestors = {ids[i] for i in page.js(f"return Array.from({page.model('ancestors')}.indices)")}
+    lay = layout(long_run.topology)
+    expected = {
+        long_run.topology.node_id(lay.key_of(i))
+        for i in _ancestors(long_run, _index(long_run, node))
+        if i >= lay.n_vectors or 20 <= lay.key_of(i).position < 28
+    }
+    assert ancestors == expected
+    assert "blocks.1.hook_resid_post[24]" in page.shown_text("panel")
+    assert page.severe_logs() == []
+
+
+def _model_data(root, name: str) -> dict:
+    (model,) = root.select({"name": name})
+    return dict(model.data)

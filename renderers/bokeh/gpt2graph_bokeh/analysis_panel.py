@@ -105,7 +105,8 @@ def metrics(analysis: Analysis, lay: Layout) -> Metrics:
     for a in analysis.dla.contributions:
         if a.kind == "head_out":
             head_dla[a.layer, a.head] = a.contribution
-        raw[lay.id_index[a.component]] = a.contribution  # every component is a node (b_O, ln_final.b: weights)
+        # every component is a node (b_O, ln_final.b: weights)
+        raw[lay.index(lay.topology.parse(a.component)[1])] = a.contribution
     dla = per_head(head_dla)
     own = ~np.isnan(raw)
     dla[own] = raw[own]  # a component's own contribution over its head's

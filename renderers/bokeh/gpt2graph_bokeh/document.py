@@ -60,28 +60,20 @@ from bokeh.models.layouts import LayoutDOM
 from bokeh.palettes import Oranges256, RdBu11, Viridis256
 from bokeh.plotting import figure
 
-from gpt2graph.plugin import (
-    CATEGORY_COLOURS,
-    DECODE_KINDS,
-    VECTOR_SPECS,
-    Category,
-    Key,
-    RendererError,
-    VectorKind,
-    decode_next,
-)
+from gpt2graph.plugin import CATEGORY_COLOURS, VECTOR_SPECS, Category, Key, RendererError, VectorKind
 
 from .analysis_panel import ANALYSIS_MODES, Metrics, analysis_panel, head_panels, metrics
-from .ancestry import Rules, input_rules, lane_edges, output_rules
+from .ancestry import input_rules, lane_edges, output_rules
 from .knowledge import Knowledge, knowledge
 from .layout import BLOCK_WIDTH, Layout, layout
 from .sanitize import escape
 from .stats import lens_text, node_stats, relative
+from .window import Window, by_unit, compact, quantized, templates, window_for
 
 if TYPE_CHECKING:
     from gpt2graph import Graph
 
-__all__ = ["COLOR_MODES", "DecodingUpdate", "Explorer", "build_explorer", "decoding_rows", "make_explorer"]
+__all__ = ["COLOR_MODES", "build_explorer"]
 
 COLOR_MODES = ("category", "norm", "mean")
 HIGHLIGHT = {"ancestor": "#d62728", "descendant": "#1f77b4", "selected": "#111111"}
@@ -167,52 +159,99 @@ def _unit_tables(graph: Graph, lay: Layout) -> dict[str, np.ndarray]:
     }
 
 
-def _node_source(graph: Graph, lay: Layout, metric: Metrics | None) -> ColumnDataSource:
-    """One row per vector and parameter, in layout order, with numpy columns wherever possible."""
+@dataclass(frozen=True)
+class _Values:
+    """What colours and describes every node of the run (layout order): statistics, the colour columns of
+    the value modes, and the analysis's columns."""
+
+    stats: dict[str, np.ndarray]
+    colours: dict[str, np.ndarray]  # c_<mode> in [0, 1]
+    metric: Metrics | None
+
+
+def _values(graph: Graph, lay: Layout, metric: Metrics | None) -> _Values:
+    stats = node_stats(graph, lay)
+    unit_kind = np.array([str(k.kind) for k in [*lay.groups, *lay.params]])
     n, G = graph.n_tokens, len(lay.groups)
+    kind = unit_kind[np.concatenate([np.repeat(np.arange(G), n), np.arange(G, G + len(lay.params))])]
+    colours = {
+        "c_norm": relative(stats["norm"], kind, signed=False),
+        "c_mean": relative(stats["mean"], kind, signed=True),
+    }
+    return _Values(stats, colours, metric)
+
+
+def _node_source(graph: Graph, lay: Layout, window: Window, values: _Values) -> ColumnDataSource:
+    """One row per vector of the window and per parameter (:meth:`Window.rows` order), numpy columns
+    wherever possible. A window of a long run shows its statistics and colours as the page carries them for
+    every position (:func:`~.window.compact`), so that it looks like any window the page moves to."""
+    rows = window.rows(lay)
+    G, W = len(lay.groups), window.size
     categories = list(CATEGORY_COLOURS)
-    unit = np.concatenate(
-        [np.repeat(np.arange(G, dtype=np.int32), n), np.arange(G, G + len(lay.params), dtype=np.int32)]
-    )
     unit_cat = np.array(
         [categories.index(VECTOR_SPECS[k.kind].category) for k in lay.groups]
         + [categories.index(Category.parameter)] * len(lay.params),
         dtype=np.int8,
     )
-    unit_kind = np.array([str(k.kind) for k in [*lay.groups, *lay.params]])
-    stats = node_stats(graph, lay)
+    unit = np.concatenate(
+        [np.repeat(np.arange(G, dtype=np.int32), W), np.arange(G, G + len(lay.params), dtype=np.int32)]
+    )
+    top = lay.topology
+    positions = np.tile(np.arange(window.start, window.start + W, dtype=np.int32), G)
+    stats = {name: column[rows] for name, column in values.stats.items()}
+    colours = {name: column[rows] for name, column in values.colours.items()}
+    if not window.whole:
+        vector = rows < lay.n_vectors
+        for column in stats.values():
+            column[vector] = column[vector].astype(np.float16).astype(np.float32)
+        for name, column in colours.items():
+            colours[name] = np.where(vector, quantized(column), column)
     data = {
-        "x": lay.x,
-        "y": lay.y,
-        "w": lay.width,
-        "h": lay.height,
+        "x": lay.x[rows],
+        "y": lay.y[rows],
+        "w": lay.width[rows],
+        "h": lay.height[rows],
         "unit": unit,
-        "pos": np.concatenate([np.tile(np.arange(n, dtype=np.int32), G), np.full(len(lay.params), -1, np.int32)]),
+        "pos": np.concatenate([positions, np.full(len(lay.params), -1, np.int32)]),
         "cat": unit_cat[unit],
-        "id": lay.ids,
+        "id": np.array([top.node_id(lay.key_of(int(i))) for i in rows]),
         **stats,
-        "c_norm": relative(stats["norm"], unit_kind[unit], signed=False),
-        "c_mean": relative(stats["mean"], unit_kind[unit], signed=True),
+        **colours,
     }
-    if metric is not None:
-        data.update(metric.columns)
+    if values.metric is not None:
+        data.update({name: column[rows] for name, column in values.metric.columns.items()})
     return ColumnDataSource(data, name="nodes")
 
 
-def _pattern_data(graph: Graph) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+def _pattern_data(graph: Graph, bins: int) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """Lower triangles of every head's pattern packed as (layer, head, query, key<=query) float32, and the
-    heat-map source columns for one head."""
+    heat-map source columns for one head. A run longer than ``bins`` positions has its patterns pooled into
+    bins of consecutive positions (the attention a bin's queries pay, on average, to each bin of keys), or
+    every head's n x n would dwarf the page."""
     n, d = graph.n_tokens, graph.dims
-    q, k = np.tril_indices(n)
+    size = -(-n // bins)  # positions per bin
+    m = -(-n // size)  # bins
+    q, k = np.tril_indices(m)
     pattern = VectorKind.attn_pattern
-    packed = np.concatenate([graph.hook(pattern, L).numpy()[:, q, k].reshape(-1) for L in range(d.n_layer)])
-    tokens = np.array(graph.tokenization.tokens_visible)
+    tokens = graph.tokenization.tokens_visible
+    layers = []
+    for L in range(d.n_layer):
+        p = graph.hook(pattern, L).numpy()
+        if size > 1:
+            padded = np.zeros((d.n_head, m * size, m * size), dtype=np.float32)
+            padded[:, :n, :n] = p
+            queries = np.minimum(size, n - np.arange(m) * size)  # per bin (the last may be short)
+            # summed over a bin's keys, averaged over its queries: every row still sums to one
+            p = padded.reshape(d.n_head, m, size, m, size).sum(axis=(2, 4)) / queries[None, :, None]
+        layers.append(p[:, q, k].reshape(-1))
+    packed = np.concatenate(layers)
+    labels = np.array([tokens[i * size] if size == 1 else f"{i * size}-{min(n, (i + 1) * size) - 1}" for i in range(m)])
     heat = {
         "q": q.astype(np.int32),
         "k": k.astype(np.int32),
         "prob": packed[: len(q)].astype(np.float32),
-        "qtok": tokens[q],
-        "ktok": tokens[k],
+        "qtok": labels[q],
+        "ktok": labels[k],
     }
     return packed.astype(np.float32), heat
 
@@ -255,11 +294,11 @@ _INTRO = (
 )
 
 
-def _overview(lay: Layout, nodes: dict, graph: Graph) -> ColumnDataSource:
+def _overview(lay: Layout, colours: dict[str, np.ndarray], graph: Graph) -> ColumnDataSource:
     """Level-of-detail rectangles: per position, the embedding, each block's attention and MLP, the
     unembedding and the decoding, coloured by the vector they write (attention and MLP output, the embedding
-    sum, the logits, the probabilities);
-    the weights (a few per block, whatever the prompt length) stay as they are."""
+    sum, the logits, the probabilities); the weights (a few per block, whatever the prompt length) stay as they
+    are. ``colours``: every colour mode's column (``cat``, ``c_<mode>``) for every node, in layout order."""
     n, H = graph.n_tokens, graph.dims.n_head
     xs, ws, reps, labels = [], [], [], []
 
@@ -284,16 +323,15 @@ def _overview(lay: Layout, nodes: dict, graph: Graph) -> ColumnDataSource:
         "y": np.concatenate([np.repeat(lay.lane_y.astype(np.float32), len(xs)), lay.y[weights]]),
         "w": np.concatenate([np.tile(np.array(ws, np.float32), n), lay.width[weights]]),
         "h": np.concatenate([np.full(blocks.shape, H - 0.4, np.float32), lay.height[weights]]),
-        "label": np.array(labels * n + [str(i) for i in nodes["id"][weights]]),
+        "label": np.array(labels * n + [lay.topology.param_id(k) for k in lay.params]),
         "where": np.array(
             [f"position {p}: {tokens[p]}" for p in range(n) for _ in xs]
             + ["a weight, shared by every position"] * len(weights)
         ),
     }
     index = np.concatenate([blocks, weights])
-    data["node"] = index.astype(np.int32)  # the node each rectangle takes its colours from
-    for col in [c for c in nodes if c == "cat" or c.startswith("c_")]:  # every colour mode's column
-        data[col] = np.asarray(nodes[col])[index]
+    for name, values in colours.items():  # every colour mode's column, in layout order
+        data[name] = values[index]
     return ColumnDataSource(data, name="overview")
 
 
@@ -303,6 +341,7 @@ class _Canvas:
 
     fig: Any
     nodes: ColumnDataSource
+    edges: ColumnDataSource
     node_r: GlyphRenderer
     overlays: list[GlyphRenderer]  # ancestors, descendants
     links: ColumnDataSource
@@ -311,8 +350,9 @@ class _Canvas:
     tap: TapTool
 
 
-def _canvas(graph: Graph, lay: Layout, nodes: ColumnDataSource, fill: dict, ins: Rules) -> _Canvas:
-    """The figure with its background, the stream, the edges, the nodes and the highlight overlays."""
+def _canvas(graph: Graph, lay: Layout, nodes: ColumnDataSource, fill: dict, window: Window) -> _Canvas:
+    """The figure with its background, the stream, the edges (the window's), the nodes and the highlight
+    overlays."""
     d = graph.dims
     x0, x1 = lay.x_range
     y0, y1 = lay.y_range
@@ -359,7 +399,9 @@ def _canvas(graph: Graph, lay: Layout, nodes: ColumnDataSource, fill: dict, ins:
         source=ColumnDataSource({"y": lay.lane_y.astype(np.float32)}),
     )
 
-    src, dst = lane_edges(ins, lay)
+    src, dst = lane_edges(input_rules(lay), lay)
+    inside = (src % graph.n_tokens >= window.start) & (src % graph.n_tokens < window.start + window.size)
+    src, dst = src[inside], dst[inside]  # the window's lanes: the page draws the others' when it moves there
     x, y, w = lay.x, lay.y, lay.width
     edges = ColumnDataSource(
         {"x0": x[src] + w[src] / 2, "y0": y[src], "x1": x[dst] - w[dst] / 2, "y1": y[dst]}, name="edges"
@@ -395,32 +437,34 @@ def _canvas(graph: Graph, lay: Layout, nodes: ColumnDataSource, fill: dict, ins:
     link_r = fig.segment("x0", "y0", "x1", "y1", source=links, line_color="color", line_width=1.6, line_alpha=0.8)
     tap = TapTool(renderers=[node_r])
     fig.add_tools(tap)
-    return _Canvas(fig, nodes, node_r, overlays, links, [node_r, edge_r, *overlays, link_r], glyphs, tap)
+    return _Canvas(fig, nodes, edges, node_r, overlays, links, [node_r, edge_r, *overlays, link_r], glyphs, tap)
 
 
-def _hover(canvas: _Canvas, graph: Graph, know: Knowledge, units: dict[str, list], lens: dict[int, str]) -> None:
+def _hover(canvas: _Canvas, graph: Graph, know: Knowledge, units: dict[str, list], lens: ColumnDataSource) -> None:
     """Tooltips: data fields are escaped by Bokeh (no ``{safe}``), the markup around them is ours."""
-    lens_nodes = np.array(sorted(lens), dtype=np.int32)
     unit_hover = CustomJSHover(
         args={
             "u": units,
             "tips": know.tips,
             "unit_tip": know.unit_tip,
-            "lens_nodes": lens_nodes,
-            "lens_texts": [lens[int(i)] for i in lens_nodes],
+            "lens": lens,
+            "nodes": canvas.nodes,
+            "n": graph.n_tokens,
+            "G": len(units["unit_kind"]) - graph.topology.count_params(),
         },
         code="""
         const k = value
         if (format == "kind") return u.unit_kind[k]
         if (format == "shape") return u.unit_shape[k]
         if (format == "gloss") return tips[unit_tip[k]]
-        if (format == "lens") {  // few nodes have a lens: binary search by node index
-            const i = special_vars.index
-            let lo = 0, hi = lens_nodes.length - 1
+        if (format == "lens") {  // few nodes have a lens: binary search by the node's index in the whole run
+            const p = nodes.data.pos[special_vars.index], i = k < G ? k * n + p : G * n + (k - G)
+            const ids = lens.data.node
+            let lo = 0, hi = ids.length - 1
             while (lo <= hi) {
                 const mid = (lo + hi) >> 1
-                if (lens_nodes[mid] == i) return u.lens_label[k] + ": " + lens_texts[mid]
-                if (lens_nodes[mid] < i) lo = mid + 1; else hi = mid - 1
+                if (ids[mid] == i) return u.lens_label[k] + ": " + lens.data.text[mid]
+                if (ids[mid] < i) lo = mid + 1; else hi = mid - 1
             }
             return ""
         }
@@ -519,10 +563,12 @@ def _legends(
     return legend, bars
 
 
-def _heatmap(graph: Graph) -> tuple[Any, ColumnDataSource, Title, ColumnDataSource, np.ndarray]:
-    """(figure, pattern source, title, focus-row source, every head's packed pattern) of the attention panel."""
-    n = graph.n_tokens
-    patterns, heat_data = _pattern_data(graph)
+def _heatmap(graph: Graph, bins: int) -> tuple[Any, ColumnDataSource, Title, ColumnDataSource, np.ndarray, int]:
+    """(figure, pattern source, title, focus-row source, every head's packed pattern, positions per cell) of
+    the attention panel."""
+    patterns, heat_data = _pattern_data(graph, bins)
+    n = int(heat_data["q"].max()) + 1  # cells per side
+    size = -(-graph.n_tokens // n)
     heat = ColumnDataSource(heat_data, name="heat")
     focus = ColumnDataSource({"x": [], "y": [], "w": []}, name="heat-focus")
     fig = figure(
@@ -560,123 +606,34 @@ def _heatmap(graph: Graph) -> tuple[Any, ColumnDataSource, Title, ColumnDataSour
             renderers=[cells], tooltips=[("query", "@q: @qtok"), ("key", "@k: @ktok"), ("weight", "@prob{0.000}")]
         )
     )
-    labels = {float(p): f"{t} ({p})" for p, t in enumerate(graph.tokenization.tokens_visible)}
+    if size == 1:
+        labels = {float(p): f"{t} ({p})" for p, t in enumerate(graph.tokenization.tokens_visible)}
+    else:
+        labels = {float(b): f"{b * size}-{min(graph.n_tokens, (b + 1) * size) - 1}" for b in range(n)}
+        fig.xaxis.axis_label = f"key positions (attended to), {size} per cell: attention summed over a cell's keys"
+        fig.yaxis.axis_label = f"query positions (attending), {size} per cell: averaged over a cell's queries"
     for axis in (fig.xaxis, fig.yaxis):
         axis.ticker = FixedTicker(ticks=list(labels))
         axis.major_label_overrides = labels
         axis.major_label_policy = NoOverlap()
     fig.xaxis.major_label_orientation = 1.2
-    return fig, heat, title, focus, patterns
+    return fig, heat, title, focus, patterns, size
 
 
-@dataclass(frozen=True)
-class DecodingUpdate:
-    """New numbers of the decoding stage for other decoding settings, computed apart from the document (a
-    worker thread may make it) and applied to it with :meth:`Explorer.apply`."""
-
-    rows: np.ndarray  # node indices whose statistics change
-    stats: dict[str, np.ndarray]  # float32 per summary field, aligned with rows
-    analysis: str | None  # the analysis panel with its decoding table redone
-
-
-@dataclass
-class Explorer:
-    """The explorer's layout and the models a live page drives from Python (``gpt2graph serve``): the canvas,
-    its node source, the node layout, the level-of-detail overview and the analysis panel."""
-
-    root: LayoutDOM
-    layout: Layout
-    figure: Any  # the canvas
-    nodes: ColumnDataSource
-    overview: ColumnDataSource | None
-    analysis: Div | None
-
-    def decoding_update(self, graph: Graph, positions: list[int] | None = None) -> DecodingUpdate:
-        """What the decoding settings of ``graph`` (a ``with_decoding`` view of the same run) change, at these
-        positions (all: None): the decoding vectors' statistics and the analysis panel's decoding table. No
-        forward pass: the decoding stage is derived from the stored logits, in one pass."""
-        n = graph.n_tokens
-        positions = list(range(n)) if positions is None else positions
-        summaries = graph.decoding_summaries(positions)
-        first = decoding_rows(self.layout).start
-        rows = np.concatenate([first + g * n + np.array(positions) for g in range(len(DECODE_KINDS))])
-        stats = {
-            name: np.concatenate([summaries[k][name].reshape(-1).numpy() for k in DECODE_KINDS]).astype(np.float32)
-            for name in summaries[DECODE_KINDS[0]]
-        }
-        analysis = None
-        if self.analysis is not None and graph.analysis is not None:
-            a, dec = graph.analysis, graph.decoding
-            again = decode_next(
-                graph,
-                position=a.decoding.position,
-                temperature=dec.temperature,
-                top_k=dec.top_k,
-                top_p=dec.top_p,
-                seed=dec.seed,
-                candidates=a.options.top_tokens,
-            )
-            analysis = analysis_panel(a.model_copy(update={"decoding": again}))
-        return DecodingUpdate(rows, stats, analysis)
-
-    def apply(self, update: DecodingUpdate) -> None:
-        """Show a :class:`DecodingUpdate` (on the document's thread): the nodes' statistics, their colours
-        (scaled within each decoding kind, so over every position), the overview and the analysis panel."""
-        lay, nodes = self.layout, self.nodes
-        block = decoding_rows(lay)
-        whole = update.rows.size == block.stop - block.start
-        patch = {
-            name: [(block, values)] if whole else [(int(r), float(v)) for r, v in zip(update.rows, values)]
-            for name, values in update.stats.items()
-        }
-        columns = {}
-        for name in ("norm", "mean"):
-            column = np.array(nodes.data[name][block], dtype=np.float32)
-            column[update.rows - block.start] = update.stats[name]
-            columns[name] = column
-        kinds = np.repeat(np.array([str(k) for k in DECODE_KINDS]), lay.topology.n_tokens)
-        patch["c_norm"] = [(block, relative(columns["norm"], kinds, signed=False))]
-        patch["c_mean"] = [(block, relative(columns["mean"], kinds, signed=True))]
-        nodes.patch(patch)
-        if self.overview is not None:
-            index = np.asarray(self.overview.data["node"])
-            self.overview.data = {
-                **self.overview.data,
-                **{c: np.asarray(nodes.data[c])[index] for c in ("c_norm", "c_mean")},
-            }
-        if update.analysis is not None:
-            self.analysis.text = update.analysis
-
-    def follow_decoding(self, graph: Graph, positions: list[int] | None = None) -> None:
-        """Redraw what depends on the decoding settings, for ``graph``'s (see :meth:`decoding_update`)."""
-        self.apply(self.decoding_update(graph, positions))
-
-
-def decoding_rows(lay: Layout) -> slice:
-    """Rows of the node source holding the decoding stage (its groups come last among the vectors)."""
-    n = lay.topology.n_tokens
-    first = min(lay.group_index[Key(kind)] for kind in DECODE_KINDS)
-    return slice(first * n, (first + len(DECODE_KINDS)) * n)
-
-
-def build_explorer(graph: Graph, **options: Any) -> LayoutDOM:
-    """The whole explorer page as a Bokeh layout (pure: reads the graph, writes nothing); options as for
-    :func:`make_explorer`."""
-    return make_explorer(graph, **options).root
-
-
-def make_explorer(
+def build_explorer(
     graph: Graph,
     *,
     title: str | None = None,
     color_by: str = "category",
     max_positions: int = 32,
+    window: int | None = None,
     logit_lens: bool = True,
-) -> Explorer:
-    """The explorer of ``graph`` with handles on the models a live page updates.
+) -> LayoutDOM:
+    """The whole explorer page as a Bokeh layout (pure: reads the graph, writes nothing).
 
     The explorer always shows the whole run, also for a subgraph view (its level of detail is what keeps a long
-    run manageable), so a view is widened to the full graph first."""
+    run manageable), so a view is widened to the full graph first. A run longer than ``max_positions`` opens
+    on the window of positions starting at ``window`` (default: the last ones), see :mod:`.window`."""
     if color_by in ANALYSIS_MODES and graph.analysis is None:
         raise RendererError(
             f"color_by={color_by!r} needs the interpretability results on the graph: build with "
@@ -689,12 +646,15 @@ def make_explorer(
     n, d = graph.n_tokens, graph.dims
     title = title or default_title(graph)
     lay = layout(graph.topology)
+    win = window_for(n, max_positions, window)
     ins = input_rules(lay)
     outs = output_rules(ins)
     know = knowledge(graph, lay)
     units = _unit_tables(graph, lay)
-    lens = lens_text(graph, lay) if logit_lens else {}
-    metric = None if graph.analysis is None else metrics(graph.analysis, lay)
+    lens_lines = lens_text(graph, lay, range(win.start, win.start + win.size)) if logit_lens else {}
+    lens_nodes = np.array(sorted(lens_lines), dtype=np.int32)
+    lens = ColumnDataSource({"node": lens_nodes, "text": [lens_lines[int(i)] for i in lens_nodes]}, name="lens")
+    values = _values(graph, lay, None if graph.analysis is None else metrics(graph.analysis, lay))
 
     mappers = {
         "category": LinearColorMapper(
@@ -712,14 +672,15 @@ def make_explorer(
             }
         )
     fill = {"field": "cat" if color_by == "category" else f"c_{color_by}", "transform": mappers[color_by]}
-    canvas = _canvas(graph, lay, _node_source(graph, lay, metric), fill, ins)
+    canvas = _canvas(graph, lay, _node_source(graph, lay, win, values), fill, win)
     _hover(canvas, graph, know, units, lens)
     _axes(canvas.fig, graph, lay)
-    legend, colorbars = _legends(canvas, mappers, color_by, metric)
+    legend, colorbars = _legends(canvas, mappers, color_by, values.metric)
 
-    overview = overview_r = None
-    if n > max_positions:  # level of detail: blocks while more than max_positions lanes are in view
-        overview = _overview(lay, canvas.nodes.data, graph)
+    overview = overview_r = window_w = None
+    long_run = not win.whole
+    if long_run:  # level of detail: blocks while more than max_positions lanes are in view
+        overview = _overview(lay, _colour_columns(lay, values), graph)
         glyph = Rect(x="x", y="y", width="w", height="h", fill_color=fill, line_color="#ffffff", line_width=0.5)
         overview_r = canvas.fig.add_glyph(overview, glyph, name="overview-blocks")
         canvas.glyphs.append(glyph)
@@ -727,8 +688,17 @@ def make_explorer(
         canvas.tap.renderers = [canvas.node_r, overview_r]
         for r in canvas.detail:
             r.visible = False
+        window_w = Slider(
+            start=0,
+            end=n - win.size,
+            value=win.start,
+            step=1,
+            title=f"vectors of {win.size} positions from",
+            width=400,
+            name="window",
+        )
 
-    heat_fig, heat, heat_title, focus, patterns = _heatmap(graph)
+    heat_fig, heat, heat_title, focus, patterns, cell = _heatmap(graph, max_positions)
     layer_w = Slider(
         start=0,
         end=max(d.n_layer - 1, 1),
@@ -759,12 +729,12 @@ def make_explorer(
         styles={"overflow-y": "auto", "border": "1px solid #ddd", "padding": "6px", "background": "#fff"},
     )
 
-    lens_nodes = np.array(sorted(lens), dtype=np.int32)
     meta = {
         "n_tokens": n,
         "n_vectors": lay.n_vectors,
         "n_groups": len(lay.groups),
         "n_head": d.n_head,
+        "window": [win.start, win.size],
         "in_ptr": ins.ptr,
         "in_src": ins.src,
         "in_mode": ins.mode,
@@ -773,27 +743,31 @@ def make_explorer(
         "out_mode": outs.mode,
         **units,
         "tokens": graph.tokenization.tokens_visible,
-        "lens_nodes": lens_nodes,
-        "lens_texts": [lens[int(i)] for i in lens_nodes],
         "panels": know.panels,
         "unit_panel": know.unit_panel,
-        "node_panel_keys": list(know.node_panel),
-        "node_panel_values": list(know.node_panel.values()),
+        "node_panel_keys": np.array(list(know.node_panel), dtype=np.int32),
+        "node_panel_values": np.array(list(know.node_panel.values()), dtype=np.int32),
         "intro": _INTRO,
         "colors": HIGHLIGHT,
         "color_modes": list(modes),
         "max_positions": max_positions,
+        "heat_cell": cell,
         "lane_pitch": lay.lane_pitch,
         "block_width": BLOCK_WIDTH,
         "head_panels": [] if graph.analysis is None else head_panels(graph.analysis),
     }
+    if long_run:  # what the page fills any window from
+        meta |= _window_data(lay, values, canvas)
     explorer = CustomJS(
         code=_script(),
         args={
             "meta": meta,
             "nodes": canvas.nodes,
+            "edges": canvas.edges,
+            "lens": lens,
             "overview": overview,
             "overview_r": overview_r,
+            "window_w": window_w,
             "anc_filter": canvas.overlays[0].view.filter,
             "desc_filter": canvas.overlays[1].view.filter,
             "link_source": canvas.links,
@@ -815,28 +789,60 @@ def make_explorer(
         },
     )
     canvas.nodes.selected.js_on_change("indices", explorer)
-    if overview is not None:
+    if long_run:
         overview.selected.js_on_change("indices", explorer)
         canvas.fig.y_range.js_on_change("start", explorer)
         canvas.fig.y_range.js_on_change("end", explorer)
+        window_w.js_on_change("value", explorer)
     for widget in (layer_w, head_w):
         widget.js_on_change("value", explorer)
     color_w.js_on_change("active", explorer)
 
     controls = row(
-        Div(text='<span class="g2g-label">colour by</span>', stylesheets=[InlineStyleSheet(css=_CSS)]), color_w
+        Div(text='<span class="g2g-label">colour by</span>', stylesheets=[InlineStyleSheet(css=_CSS)]),
+        color_w,
+        *([window_w] if long_run else []),
     )
     main = column(canvas.fig)
-    analysis = None
     if graph.analysis is not None:  # under the canvas, its three parts side by side
-        analysis = Div(
-            text=analysis_panel(graph.analysis),
-            width=1160,
-            name="analysis",
-            stylesheets=[InlineStyleSheet(css=_CSS)],
-            styles={"border": "1px solid #ddd", "padding": "6px", "background": "#fff"},
+        main.children.append(
+            Div(
+                text=analysis_panel(graph.analysis),
+                width=1160,
+                name="analysis",
+                stylesheets=[InlineStyleSheet(css=_CSS)],
+                styles={"border": "1px solid #ddd", "padding": "6px", "background": "#fff"},
+            )
         )
-        main.children.append(analysis)
     side = column(panel, row(layer_w, head_w), heat_fig)
-    root = column(_header(graph, title), controls, row(main, side), name="explorer")
-    return Explorer(root, lay, canvas.fig, canvas.nodes, overview, analysis)
+    return column(_header(graph, title), controls, row(main, side), name="explorer")
+
+
+def _colour_columns(lay: Layout, values: _Values) -> dict[str, np.ndarray]:
+    """Every colour mode's column for every node, in layout order: ``cat`` and ``c_<mode>``."""
+    categories = list(CATEGORY_COLOURS)
+    unit_cat = np.array(
+        [categories.index(VECTOR_SPECS[k.kind].category) for k in lay.groups]
+        + [categories.index(Category.parameter)] * len(lay.params),
+        dtype=np.int8,
+    )
+    n, G = lay.topology.n_tokens, len(lay.groups)
+    unit = np.concatenate([np.repeat(np.arange(G), n), np.arange(G, G + len(lay.params))])
+    columns = {"cat": unit_cat[unit], **values.colours}
+    if values.metric is not None:
+        columns |= {name: c for name, c in values.metric.columns.items() if name.startswith("c_")}
+    return columns
+
+
+def _window_data(lay: Layout, values: _Values, canvas: _Canvas) -> dict[str, Any]:
+    """What the page needs to put any window of a long run on the canvas (see :mod:`.window`)."""
+    data: dict[str, Any] = templates(lay, lane_edges(input_rules(lay), lay))
+    data |= compact(values.stats, values.colours, lay)
+    if values.metric is not None:
+        for name, column in values.metric.columns.items():
+            if name.startswith("c_"):
+                data |= {f"{name}_{part}": v for part, v in by_unit(column, lay).items()}
+        texts = values.metric.columns["dla_text"]
+        nonempty = np.nonzero(texts != "")[0]
+        data |= {"dla_nodes": nonempty.astype(np.int32), "dla_texts": texts[nonempty]}
+    return data

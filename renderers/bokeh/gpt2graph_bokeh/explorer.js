@@ -1,23 +1,35 @@
 // Behaviour of the gpt2graph explorer page: the body of one CustomJS attached to every event, so the
 // ancestry rules, panels and attention patterns are shipped once. `cb_obj` says which model changed: the
-// node selection, the overview selection, a head widget, the colour widget, or a range of the main plot.
-// Every string that reaches HTML goes through esc(); panels[] and head_panels[] are HTML sanitised in Python.
+// node selection, the overview selection, a head widget, the colour widget, the window slider, or a range of
+// the main plot. Every string that reaches HTML goes through esc(); panels[] and head_panels[] are HTML
+// sanitised in Python.
+//
+// The node source holds a *window* of W positions (all of a short run): each vector group's W nodes, one
+// group after another, then the parameters. A node is also known by its index in the whole run (group * n +
+// position, then the parameters), which the lens lines, DLA texts and per-node panels are keyed by. A long
+// run's page carries what any window needs (window.py): per group, its geometry and id around the position;
+// per vector of the run, its statistics (float16) and colours; it fills the source when the window moves.
 
 const n = meta.n_tokens, NV = meta.n_vectors, G = meta.n_groups, H = meta.n_head
 const SAME = 0, UPTO = 1, FROM = 2
-const N = nodes.data.x.length
+const W = meta.window[1]
+const start = () => meta.window[0]
+const rows = () => nodes.data.x.length
 
 function esc(s) {
   return String(s).replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;")
     .replace(/"/g, "&quot;").replace(/'/g, "&#39;")
 }
-const unit_of = (i) => i < NV ? Math.floor(i / n) : G + (i - NV)
-const pos_of = (i) => i < NV ? i % n : -1
-const node_of = (u, p) => u < G ? u * n + p : NV + (u - G)
+const unit_of = (i) => i < G * W ? Math.floor(i / W) : G + (i - G * W)
+const pos_of = (i) => i < G * W ? start() + i % W : -1
+// the row of unit u at position p, or -1 outside the window
+const row_of = (u, p) => u >= G ? G * W + (u - G) : (p >= start() && p < start() + W ? u * W + (p - start()) : -1)
+const global_of = (i) => i < G * W ? unit_of(i) * n + pos_of(i) : NV + (i - G * W)
 
-// Nodes one step away from node i under CSR rules (ptr, src, mode); with `all`, everything reachable.
+// Nodes one step away from node i under CSR rules (ptr, src, mode); with `all`, everything reachable; only
+// nodes in the window (the canvas has no others).
 function walk(i, ptr, src, mode, all) {
-  const seen = new Uint8Array(N)
+  const seen = new Uint8Array(rows())
   const out = [], stack = [i]
   seen[i] = 1
   while (stack.length > 0) {
@@ -30,10 +42,11 @@ function walk(i, ptr, src, mode, all) {
         else if (m == UPTO) { lo = 0; hi = p }
         else if (m == FROM) { lo = p; hi = n - 1 }
         else { lo = 0; hi = n - 1 }
+        lo = Math.max(lo, start()); hi = Math.min(hi, start() + W - 1)
       }
       for (let q = lo; q <= hi; q++) {
-        const k = node_of(v, q)
-        if (!seen[k]) {
+        const k = row_of(v, q)
+        if (k >= 0 && !seen[k]) {
           seen[k] = 1
           out.push(k)
           if (all) stack.push(k)
@@ -45,16 +58,18 @@ function walk(i, ptr, src, mode, all) {
 }
 
 function fmt(x) {
+  if (meta.s_norm !== undefined) return Number(x).toPrecision(3)  // float16 statistics: 3 digits are all there is
   const a = Math.abs(x)
   return a != 0 && (a < 1e-3 || a >= 1e4) ? x.toExponential(2) : x.toFixed(3)
 }
 
 function lens_of(i) {
-  let lo = 0, hi = meta.lens_nodes.length - 1
+  const g = global_of(i), ids = lens.data.node
+  let lo = 0, hi = ids.length - 1
   while (lo <= hi) {
     const mid = (lo + hi) >> 1
-    if (meta.lens_nodes[mid] == i) return meta.lens_texts[mid]
-    if (meta.lens_nodes[mid] < i) lo = mid + 1; else hi = mid - 1
+    if (ids[mid] == g) return lens.data.text[mid]
+    if (ids[mid] < g) lo = mid + 1; else hi = mid - 1
   }
   return ""
 }
@@ -68,32 +83,32 @@ function header(i, n_anc, n_desc) {
   const stats = ["norm", "mean", "std", "min", "max"].map((s) => `<td>${s}</td><td>${fmt(d[s][i])}</td>`)
   const top = lens_of(i)
   const label = `<span class="g2g-label">${esc(meta.lens_label[u])}</span>`
-  const lens = top ? `<div class="g2g-lens">${label} ${esc(top)}</div>` : ""
+  const lens_line = top ? `<div class="g2g-lens">${label} ${esc(top)}</div>` : ""
   const effect = d.dla_text && d.dla_text[i] ? `<div class="g2g-lens">${esc(d.dla_text[i])}</div>` : ""
   const table = `<tr>${stats.slice(0, 3).join("")}</tr><tr>${stats.slice(3).join("")}</tr>`
   return `<div class="g2g-node"><div class="g2g-id">${esc(d.id[i])}</div>` +
     `<div>${esc(meta.unit_kind[u])} · shape ${esc(meta.unit_shape[u])} · ${where.join(" · ")}</div>` +
-    `<table class="g2g-stats">${table}</table>${lens}${effect}` +
+    `<table class="g2g-stats">${table}</table>${lens_line}${effect}` +
     `<div class="g2g-trace"><span class="g2g-swatch" style="border-color:${meta.colors.ancestor}"></span>` +
     `${n_anc} nodes it is computed from · <span class="g2g-swatch" style="border-color:${meta.colors.descendant}">` +
     `</span>${n_desc} nodes computed from it</div></div>`
 }
 
 function panel_index(i) {
-  const k = meta.node_panel_keys.indexOf(i)
+  const k = meta.node_panel_keys.indexOf(global_of(i))
   return k >= 0 ? meta.node_panel_values[k] : meta.unit_panel[unit_of(i)]
 }
 
 function show_head(L, h) {
-  const T = n * (n + 1) / 2, off = (L * H + h) * T
-  // a copy, not a view: on a Bokeh server the change is sent back, and a view would carry its whole buffer
-  const prob = new Float32Array(patterns.buffer, patterns.byteOffset + 4 * off, T).slice()
+  const m = heat.data.q.length, off = (L * H + h) * m
+  const prob = new Float32Array(patterns.buffer, patterns.byteOffset + 4 * off, m)
   heat.data = {...heat.data, prob: prob}
   heat_title.text = `Attention pattern · layer ${L}, head ${h}`
 }
 
 function focus_row(p) {
-  focus.data = p < 0 ? {x: [], y: [], w: []} : {x: [p / 2], y: [p], w: [p + 1]}
+  const c = Math.floor(p / meta.heat_cell)  // the cell holding position p (one position per cell when short)
+  focus.data = p < 0 ? {x: [], y: [], w: []} : {x: [c / 2], y: [c], w: [c + 1]}
 }
 
 function links(i) {
@@ -107,14 +122,18 @@ function links(i) {
   link_source.data = {x0: xs0, y0: ys0, x1: xs1, y1: ys1, color: color}
 }
 
+function clear_selection() {
+  anc_filter.indices = []
+  desc_filter.indices = []
+  link_source.data = {x0: [], y0: [], x1: [], y1: [], color: []}
+  panel.text = meta.intro
+  focus_row(-1)
+}
+
 function select_node() {
   const sel = nodes.selected.indices
   if (sel.length == 0) {
-    anc_filter.indices = []
-    desc_filter.indices = []
-    link_source.data = {x0: [], y0: [], x1: [], y1: [], color: []}
-    panel.text = meta.intro
-    focus_row(-1)
+    clear_selection()
     return
   }
   const i = sel[sel.length - 1]
@@ -140,6 +159,80 @@ function select_node() {
   focus_row(meta.unit_head[u] >= 0 ? pos_of(i) : -1)
 }
 
+// ---- the window ----------------------------------------------------------------------------------------
+function float16(bits) {
+  const e = (bits >> 10) & 31, f = bits & 1023, s = bits >> 15 ? -1 : 1
+  if (e == 0) return s * f * 2 ** -24
+  if (e == 31) return f ? NaN : s * Infinity
+  return s * (1 + f / 1024) * 2 ** (e - 15)
+}
+
+// per-unit colour with per-node exceptions (window.by_unit), for the node at index g of the whole run
+function by_unit(name, u, g) {
+  const exceptions = meta[`${name}_index`]
+  let lo = 0, hi = exceptions.length - 1
+  while (lo <= hi) {
+    const mid = (lo + hi) >> 1
+    if (exceptions[mid] == g) return meta[`${name}_value`][mid]
+    if (exceptions[mid] < g) lo = mid + 1; else hi = mid - 1
+  }
+  return meta[`${name}_unit`][u]
+}
+
+function dla_text_of(g) {
+  const k = meta.dla_nodes ? meta.dla_nodes.indexOf(g) : -1
+  return k >= 0 ? meta.dla_texts[k] : ""
+}
+
+function set_window(first) {
+  first = Math.max(0, Math.min(n - W, first))
+  if (first == start()) return
+  meta.window[0] = first
+  const old = nodes.data, P = old.x.length - G * W  // parameters: their rows stay as they are
+  const data = {}
+  for (const [name, column] of Object.entries(old)) {
+    data[name] = new column.constructor(column.length)
+    for (let r = G * W; r < G * W + P; r++) data[name][r] = column[r]
+  }
+  const stats = ["norm", "mean", "std", "min", "max"]
+  const analysis = Object.keys(old).filter((c) => c.startsWith("c_") && c != "c_norm" && c != "c_mean")
+  for (let u = 0; u < G; u++) {
+    for (let k = 0; k < W; k++) {
+      const r = u * W + k, p = first + k, g = u * n + p
+      data.x[r] = meta.gx[u]; data.w[r] = meta.gw[u]; data.h[r] = meta.gh[u]
+      data.y[r] = meta.lane_y[p] + meta.gdy[u]
+      data.unit[r] = u; data.pos[r] = p; data.cat[r] = old.cat[u * W]
+      data.id[r] = meta.id_head[u] + p + meta.id_tail[u]
+      for (const s of stats) data[s][r] = float16(meta[`s_${s}`][g])
+      data.c_norm[r] = meta.q_c_norm[g] / 255
+      data.c_mean[r] = meta.q_c_mean[g] / 255
+      for (const c of analysis) data[c][r] = by_unit(c, u, g)
+      if (data.dla_text) data.dla_text[r] = dla_text_of(g)
+    }
+  }
+  // the same-position edges of every lane of the window, from one lane's pairs of groups
+  const e = {x0: [], y0: [], x1: [], y1: []}
+  for (let k = 0; k < W; k++) {
+    const y = meta.lane_y[first + k]
+    for (let j = 0; j < meta.edge_src.length; j++) {
+      const a = meta.edge_src[j], b = meta.edge_dst[j]
+      e.x0.push(meta.gx[a] + meta.gw[a] / 2); e.y0.push(y + meta.gdy[a])
+      e.x1.push(meta.gx[b] - meta.gw[b] / 2); e.y1.push(y + meta.gdy[b])
+    }
+  }
+  nodes.selected.indices = []
+  clear_selection()
+  nodes.data = data
+  edges.data = e
+  if (window_w.value != first) window_w.value = first
+}
+
+function zoom_to_window(first) {
+  // the lanes of the window in view (lane p at y = lane_y[p], descending), the x range as it is
+  const pad = meta.lane_pitch / 2
+  y_range.setv({start: meta.lane_y[first + W - 1] - pad, end: meta.lane_y[first] + pad})
+}
+
 function zoom_to_overview() {
   const sel = overview.selected.indices
   if (sel.length == 0) return
@@ -162,6 +255,10 @@ function recolor() {
 function level_of_detail() {
   if (overview_r == null) return
   const detail = (y_range.end - y_range.start) / meta.lane_pitch <= meta.max_positions
+  if (detail) {  // the window follows the view: its first lane is the top one in view
+    const top = Math.ceil(-(y_range.end - meta.lane_pitch / 2) / meta.lane_pitch)
+    set_window(top)
+  }
   for (const r of detail_renderers) r.visible = detail
   overview_r.visible = !detail
 }
@@ -170,4 +267,5 @@ if (cb_obj === nodes.selected) select_node()
 else if (overview != null && cb_obj === overview.selected) zoom_to_overview()
 else if (cb_obj === layer_w || cb_obj === head_w) show_head(layer_w.value, head_w.value)
 else if (cb_obj === color_w) recolor()
+else if (window_w != null && cb_obj === window_w) { set_window(window_w.value); zoom_to_window(start()) }
 else level_of_detail()

@@ -123,15 +123,16 @@ def _lines(graph: Graph, logits: Tensor, following: Tensor, k: int) -> list[str]
 _LENS_ROWS = 512
 
 
-def lens_text(graph: Graph, lay: Layout, top_tokens: int = 3) -> dict[int, str]:
+def lens_text(graph: Graph, lay: Layout, positions: range | None = None) -> dict[int, str]:
     """Node index -> its logit lens as text (see :func:`_line`), and for the logits the model's own prediction.
 
-    The graph's logit lens (``graph.lens``) is read as is, for every vector it reads (head and MLP outputs,
-    read on demand, and b_O too); the residual-stream kinds it does not read (or all of them, without one)
-    are computed here, all groups in a few large products (each reads W_U once, the expensive part)."""
-    n = graph.n_tokens
+    The graph's logit lens (``graph.lens``) is read as is: the residual stream and b_O at every position, head
+    and MLP outputs (which it reads on demand, a vocabulary row each) at ``positions`` only (default: all);
+    the residual-stream kinds it does not read (or all of them, without one) are computed here, all groups in
+    a few large products (each reads W_U once, the expensive part)."""
+    n, top_tokens = graph.n_tokens, 3
     lens = graph.lens
-    out = {} if lens is None else _stored_lines(graph, lay, lens, top_tokens)
+    out = {} if lens is None else _stored_lines(graph, lay, lens, top_tokens, positions or range(n))
     stored = set() if lens is None else {str(kind) for kind in lens.kinds}
     following = torch.tensor([*graph.tokenization.token_ids[1:], -1])
     rows, vectors = [], []
@@ -152,16 +153,20 @@ def lens_text(graph: Graph, lay: Layout, top_tokens: int = 3) -> dict[int, str]:
     return out
 
 
-def _stored_lines(graph: Graph, lay: Layout, lens: LensTable, top_tokens: int) -> dict[int, str]:
-    """Node index -> :func:`_line` of every vector the graph's lens reads, straight from its arrays block by
-    block, without making an entry object per vector."""
+def _stored_lines(graph: Graph, lay: Layout, lens: LensTable, top_tokens: int, positions: range) -> dict[int, str]:
+    """Node index -> :func:`_line` of the vectors the graph's lens reads (its lazy kinds at ``positions``
+    only), straight from its arrays block by block, without making an entry object per vector."""
     k = min(top_tokens, lens.header.top_tokens)
+    top = lay.topology
     out = {}
     for i, block in enumerate(lens.blocks):
-        a = {name: t.tolist() for name, t in lens.block_arrays(i).items()}
-        following = block.following.tolist()
-        for r, node in enumerate(block.node_ids):
+        per = len(block.node_ids) // graph.n_tokens if block.kind in lens.lazy_kinds else 0
+        lo, hi = (positions.start * per, positions.stop * per) if per else (0, len(block.node_ids))
+        a = {name: t.tolist() for name, t in lens.block_rows(i, lo, hi).items()}
+        following = block.following[lo:hi].tolist()
+        for r, node in enumerate(block.node_ids[lo:hi]):
             target = None if lens.target is None else (lens.target, a["target_rank"][r], a["target_prob"][r])
-            top = list(zip(a["top_ids"][r][:k], a["top_probs"][r][:k], strict=True))
-            out[lay.id_index[node]] = _line(graph, top, following[r], a["next_rank"][r], a["next_prob"][r], target)
+            top_ = list(zip(a["top_ids"][r][:k], a["top_probs"][r][:k], strict=True))
+            index = lay.index(top.parse(node)[1])
+            out[index] = _line(graph, top_, following[r], a["next_rank"][r], a["next_prob"][r], target)
     return out
