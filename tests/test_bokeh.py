@@ -87,6 +87,15 @@ def xss_graph(tiny_checkpoint, tmp_path_factory):
     return graph.annotate(notes)
 
 
+def node_ids(root) -> list[str]:
+    """Every row's node id, as the page makes it: its unit's id around its position (the ``ids`` source)."""
+    ids, nodes = _model(root, "ids").data, _model(root, "nodes").data
+    return [
+        ids["head"][u] if p < 0 else f"{ids['head'][u]}{p}{ids['tail'][u]}"
+        for u, p in zip(nodes["unit"].tolist(), nodes["pos"].tolist(), strict=True)
+    ]
+
+
 # ---- the canvas holds exactly the graph -------------------------------------------------------------------
 def test_one_glyph_per_vector_and_parameter_in_graph_order(tiny_graph, explorer):
     nodes = _model(explorer, "nodes")
@@ -94,7 +103,7 @@ def test_one_glyph_per_vector_and_parameter_in_graph_order(tiny_graph, explorer)
     expected = [n.id for n in tiny_graph.iter_nodes(node_type="vector")]
     expected += [n.id for n in tiny_graph.iter_nodes(node_type="parameter")]
     assert len(expected) == top.count_vectors() + top.count_params()
-    assert list(nodes.data["id"]) == expected
+    assert node_ids(explorer) == expected
     for column in ("x", "y", "w", "h", "unit", "pos", "norm", "cat", "c_norm", "c_mean"):
         assert len(nodes.data[column]) == len(expected)
         assert isinstance(nodes.data[column], np.ndarray)  # binary columns, not JSON lists of numbers
@@ -123,7 +132,7 @@ def test_statistics_match_node_summaries(tiny_graph, explorer):
 
 
 def test_logit_lens_on_the_stream_only(tiny_graph, explorer):
-    ids = _model(explorer, "nodes").data["id"]
+    ids = node_ids(explorer)
     source = _model(explorer, "lens").data  # one row per node with a lens line, by its index in the run
     lens = dict(zip((int(i) for i in source["node"]), source["text"], strict=True))
     stream = {"input_embedding", "resid_pre", "resid_mid", "resid_post", "logits"}

@@ -180,7 +180,9 @@ def test_role_colour_bars_mark_the_uniform_head(analysed_graph, page):
 
 def test_dla_colours_follow_the_sign_of_each_contribution(analysed_graph, page):
     lay = layout(analysed_graph.topology)
-    colour, text = _column(page, "c_dla"), _column(page, "dla_text")
+    colour = _column(page, "c_dla")
+    lines = _model(page, "dla").data  # a DLA line per attributed node, by its index in the run
+    text = dict.fromkeys(range(len(colour)), "") | dict(zip(lines["node"].tolist(), lines["text"], strict=True))
     dla = analysed_graph.analysis.dla
     largest = max(abs(a.contribution) for a in dla.contributions)
     assert {a.kind for a in dla.contributions} >= {"head_out", "mlp_out", "b_O", "token_embedding", "ln_final_b"}
@@ -214,7 +216,7 @@ def test_overview_blocks_and_weights_carry_the_analysis_colours(analysed_graph):
 
 # ---- tooltips and the node panel -------------------------------------------------------------------------------
 def test_tooltips_carry_the_dla_line_and_the_lens_of_a_head_output(analysed_graph, page):
-    (tool,) = [t for t in page.select({"type": HoverTool}) if "@dla_text" in str(t.tooltips)]
+    (tool,) = [t for t in page.select({"type": HoverTool}) if "@unit{dla}" in str(t.tooltips)]
     assert "{safe}" not in tool.tooltips
     lens = _model(page, "lens").data
     lay = layout(analysed_graph.topology)

@@ -286,13 +286,15 @@ def test_markup_in_prompt_and_notes_stays_text(driver, tiny_checkpoint, tmp_path
         const has_meta = (m) => m.args instanceof Map ? m.args.has('meta') : 'meta' in m.args
         const cb = [...Bokeh.documents[0].all_models].find(m => m.constructor.__name__ == 'CustomJS' && has_meta(m))
         const meta = cb.args instanceof Map ? cb.args.get('meta') : cb.args.meta
-        meta.tokens[0] = arguments[0]
-        {page.model("nodes")}.data.id[arguments[1]] = arguments[0]""",
+        meta.tokens[0] = arguments[0]""",
         IMG,
-        token1,
     )
     page.pointer(token0, click=True)
     page.until(f"{page.model('panel')}.text.includes('tokens[0]')")
+    panel = page.shown_text("panel")
+    page.js(  # ids are made from each unit's id around the position: plant the tag in the tokens' one
+        f"{page.model('ids')}.data.head[{page.model('nodes')}.data.unit[arguments[1]]] = arguments[0]", IMG, token1
+    )
     page.pointer(token1)
     assert IMG in page.tooltip_text()
     with pytest.raises(NoAlertPresentException):
@@ -303,7 +305,6 @@ def test_markup_in_prompt_and_notes_stays_text(driver, tiny_checkpoint, tmp_path
         ".map(e => e.outerHTML.slice(0, 200))"
     )
     assert injected == []  # the document's JSON holds the payload (escaped), but no element is made of it
-    panel = page.shown_text("panel")
     assert IMG in panel and SCRIPT in panel and "first " + IMG in panel  # shown as text
     assert f"Say {SCRIPT} and {IMG}" in page.shown_text("header")
     assert page.severe_logs() == []
@@ -429,7 +430,9 @@ def test_a_click_in_a_moved_window_traces_inside_it(driver, long_run, tmp_path):
     page.js(f"{page.model('window')}.value = 20")
     page.wait_idle()
     page.until(f"{page.model('node-glyphs')}.visible")
-    ids = page.js(f"return Array.from({page.model('nodes')}.data.id)")
+    ids = page.js(f"""
+        const d = {page.model("nodes")}.data, ids = {page.model("ids")}.data
+        return Array.from(d.unit, (u, i) => d.pos[i] < 0 ? ids.head[u] : ids.head[u] + d.pos[i] + ids.tail[u])""")
     node = "blocks.1.hook_resid_post[24]"
     row = ids.index(node)
     page.pointer(row, click=True)

@@ -67,8 +67,8 @@ from .ancestry import input_rules, lane_edges, output_rules
 from .knowledge import Knowledge, knowledge
 from .layout import BLOCK_WIDTH, Layout, layout
 from .sanitize import escape
-from .stats import lens_text, node_stats, relative
-from .window import Window, by_unit, compact, quantized, templates, window_for
+from .stats import lens_text, levels, node_stats, relative
+from .window import Window, by_unit, compact, id_pieces, templates, window_for
 
 if TYPE_CHECKING:
     from gpt2graph import Graph
@@ -116,14 +116,14 @@ code { background: #f0f0f0; padding: 0 2px; border-radius: 2px; }
 
 _TOOLTIP = """
 <div style="max-width: 380px; font-size: 12px">
-  <div style="font-family: monospace; font-weight: bold">@id</div>
+  <div style="font-family: monospace; font-weight: bold">@unit{id}</div>
   <div>@unit{kind} · shape @unit{shape} · @unit{where}@pos{token}</div>
   <div>norm @norm{0.000} · mean @mean{0.000} · std @std{0.000} · min @min{0.000} · max @max{0.000}</div>
   <div style="color: #444">@unit{lens}</div>
   DLA_LINE<div style="color: #555; margin-top: 3px">@unit{gloss}</div>
 </div>
 """
-_DLA_LINE = '<div style="color: #7a2048">@dla_text</div>\n  '
+_DLA_LINE = '<div style="color: #7a2048">@unit{dla}</div>\n  '
 
 _OVERVIEW_TOOLTIP = """
 <div style="font-size: 12px">
@@ -175,16 +175,16 @@ def _values(graph: Graph, lay: Layout, metric: Metrics | None) -> _Values:
     n, G = graph.n_tokens, len(lay.groups)
     kind = unit_kind[np.concatenate([np.repeat(np.arange(G), n), np.arange(G, G + len(lay.params))])]
     colours = {
-        "c_norm": relative(stats["norm"], kind, signed=False),
-        "c_mean": relative(stats["mean"], kind, signed=True),
+        "c_norm": levels(relative(stats["norm"], kind, signed=False)),
+        "c_mean": levels(relative(stats["mean"], kind, signed=True)),
     }
     return _Values(stats, colours, metric)
 
 
 def _node_source(graph: Graph, lay: Layout, window: Window, values: _Values) -> ColumnDataSource:
     """One row per vector of the window and per parameter (:meth:`Window.rows` order), numpy columns
-    wherever possible. A window of a long run shows its statistics and colours as the page carries them for
-    every position (:func:`~.window.compact`), so that it looks like any window the page moves to."""
+    wherever possible. A window of a long run shows its statistics as the page carries them for every
+    position (float16, :func:`~.window.compact`), so that it reads like any window the page moves to."""
     rows = window.rows(lay)
     G, W = len(lay.groups), window.size
     categories = list(CATEGORY_COLOURS)
@@ -196,7 +196,6 @@ def _node_source(graph: Graph, lay: Layout, window: Window, values: _Values) -> 
     unit = np.concatenate(
         [np.repeat(np.arange(G, dtype=np.int32), W), np.arange(G, G + len(lay.params), dtype=np.int32)]
     )
-    top = lay.topology
     positions = np.tile(np.arange(window.start, window.start + W, dtype=np.int32), G)
     stats = {name: column[rows] for name, column in values.stats.items()}
     colours = {name: column[rows] for name, column in values.colours.items()}
@@ -204,8 +203,6 @@ def _node_source(graph: Graph, lay: Layout, window: Window, values: _Values) -> 
         vector = rows < lay.n_vectors
         for column in stats.values():
             column[vector] = column[vector].astype(np.float16).astype(np.float32)
-        for name, column in colours.items():
-            colours[name] = np.where(vector, quantized(column), column)
     data = {
         "x": lay.x[rows],
         "y": lay.y[rows],
@@ -214,12 +211,11 @@ def _node_source(graph: Graph, lay: Layout, window: Window, values: _Values) -> 
         "unit": unit,
         "pos": np.concatenate([positions, np.full(len(lay.params), -1, np.int32)]),
         "cat": unit_cat[unit],
-        "id": np.array([top.node_id(lay.key_of(int(i))) for i in rows]),
         **stats,
         **colours,
     }
     if values.metric is not None:
-        data.update({name: column[rows] for name, column in values.metric.columns.items()})
+        data.update({name: c[rows] for name, c in values.metric.columns.items() if name.startswith("c_")})
     return ColumnDataSource(data, name="nodes")
 
 
@@ -440,31 +436,33 @@ def _canvas(graph: Graph, lay: Layout, nodes: ColumnDataSource, fill: dict, wind
     return _Canvas(fig, nodes, edges, node_r, overlays, links, [node_r, edge_r, *overlays, link_r], glyphs, tap)
 
 
-def _hover(canvas: _Canvas, graph: Graph, know: Knowledge, units: dict[str, list], lens: ColumnDataSource) -> None:
-    """Tooltips: data fields are escaped by Bokeh (no ``{safe}``), the markup around them is ours."""
+def _hover(canvas: _Canvas, graph: Graph, know: Knowledge, shared: dict[str, ColumnDataSource]) -> None:
+    """Tooltips: data fields are escaped by Bokeh (no ``{safe}``), the markup around them is ours. ``shared``:
+    the sources the page's script reads too (units, ids, lens lines, DLA lines), carried once."""
     unit_hover = CustomJSHover(
         args={
-            "u": units,
+            **shared,
             "tips": know.tips,
             "unit_tip": know.unit_tip,
-            "lens": lens,
             "nodes": canvas.nodes,
             "n": graph.n_tokens,
-            "G": len(units["unit_kind"]) - graph.topology.count_params(),
+            "G": len(shared["units"].data["unit_kind"]) - graph.topology.count_params(),
         },
         code="""
-        const k = value
+        const k = value, u = units.data, p = nodes.data.pos[special_vars.index]
+        if (format == "id") return p < 0 ? ids.data.head[k] : ids.data.head[k] + p + ids.data.tail[k]  // see window.py
         if (format == "kind") return u.unit_kind[k]
         if (format == "shape") return u.unit_shape[k]
         if (format == "gloss") return tips[unit_tip[k]]
-        if (format == "lens") {  // few nodes have a lens: binary search by the node's index in the whole run
-            const p = nodes.data.pos[special_vars.index], i = k < G ? k * n + p : G * n + (k - G)
-            const ids = lens.data.node
-            let lo = 0, hi = ids.length - 1
+        if (format == "lens" || format == "dla") {  // few nodes have one: binary search by index in the run
+            const source = format == "lens" ? lens : dla, i = k < G ? k * n + p : G * n + (k - G)
+            const nodes_with = source.data.node
+            let lo = 0, hi = nodes_with.length - 1
             while (lo <= hi) {
                 const mid = (lo + hi) >> 1
-                if (ids[mid] == i) return u.lens_label[k] + ": " + lens.data.text[mid]
-                if (ids[mid] < i) lo = mid + 1; else hi = mid - 1
+                const label = format == "lens" ? u.lens_label[k] + ": " : ""
+                if (nodes_with[mid] == i) return label + source.data.text[mid]
+                if (nodes_with[mid] < i) lo = mid + 1; else hi = mid - 1
             }
             return ""
         }
@@ -538,7 +536,10 @@ def _legends(
         location="top_left",
     )
     canvas.fig.add_layout(legend, "below")
-    bar_labels = {"norm": {0: "smallest", 1: "largest"}, "mean": {0: "most negative", 0.5: "0", 1: "most positive"}}
+    bar_labels = {  # in colour levels (0..255)
+        "norm": {0: "smallest", 255: "largest"},
+        "mean": {0: "most negative", 127.5: "0", 255: "most positive"},
+    }
     titles = {"norm": "norm, scaled within each kind", "mean": "mean, scaled within each kind"}
     if metric is not None:
         bar_labels.update(metric.ticks)
@@ -660,8 +661,8 @@ def build_explorer(
         "category": LinearColorMapper(
             palette=list(CATEGORY_COLOURS.values()), low=-0.5, high=len(CATEGORY_COLOURS) - 0.5
         ),
-        "norm": LinearColorMapper(palette=list(_SEQUENTIAL), low=0, high=1),
-        "mean": LinearColorMapper(palette=list(_DIVERGING), low=0, high=1),
+        "norm": LinearColorMapper(palette=list(_SEQUENTIAL), low=0, high=255),  # colour levels (stats.levels)
+        "mean": LinearColorMapper(palette=list(_DIVERGING), low=0, high=255),
     }
     if graph.analysis is not None:  # nodes a metric says nothing about stay a light grey
         mappers["dla"] = LinearColorMapper(palette=list(_DIVERGING), low=0, high=1, nan_color=_NO_METRIC)
@@ -673,7 +674,16 @@ def build_explorer(
         )
     fill = {"field": "cat" if color_by == "category" else f"c_{color_by}", "transform": mappers[color_by]}
     canvas = _canvas(graph, lay, _node_source(graph, lay, win, values), fill, win)
-    _hover(canvas, graph, know, units, lens)
+    heads, tails = id_pieces(lay)
+    texts = np.array([]) if values.metric is None else values.metric.columns["dla_text"]
+    with_dla = np.nonzero(texts != "")[0]
+    shared = {
+        "units": ColumnDataSource(units, name="units"),
+        "ids": ColumnDataSource({"head": heads, "tail": tails}, name="ids"),
+        "lens": lens,
+        "dla": ColumnDataSource({"node": with_dla.astype(np.int32), "text": texts[with_dla]}, name="dla"),
+    }
+    _hover(canvas, graph, know, shared)
     _axes(canvas.fig, graph, lay)
     legend, colorbars = _legends(canvas, mappers, color_by, values.metric)
 
@@ -741,7 +751,6 @@ def build_explorer(
         "out_ptr": outs.ptr,
         "out_src": outs.src,
         "out_mode": outs.mode,
-        **units,
         "tokens": graph.tokenization.tokens_visible,
         "panels": know.panels,
         "unit_panel": know.unit_panel,
@@ -764,7 +773,7 @@ def build_explorer(
             "meta": meta,
             "nodes": canvas.nodes,
             "edges": canvas.edges,
-            "lens": lens,
+            **shared,
             "overview": overview,
             "overview_r": overview_r,
             "window_w": window_w,
@@ -842,7 +851,4 @@ def _window_data(lay: Layout, values: _Values, canvas: _Canvas) -> dict[str, Any
         for name, column in values.metric.columns.items():
             if name.startswith("c_"):
                 data |= {f"{name}_{part}": v for part, v in by_unit(column, lay).items()}
-        texts = values.metric.columns["dla_text"]
-        nonempty = np.nonzero(texts != "")[0]
-        data |= {"dla_nodes": nonempty.astype(np.int32), "dla_texts": texts[nonempty]}
     return data

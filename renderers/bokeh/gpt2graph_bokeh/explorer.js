@@ -7,8 +7,9 @@
 // The node source holds a *window* of W positions (all of a short run): each vector group's W nodes, one
 // group after another, then the parameters. A node is also known by its index in the whole run (group * n +
 // position, then the parameters), which the lens lines, DLA texts and per-node panels are keyed by. A long
-// run's page carries what any window needs (window.py): per group, its geometry and id around the position;
-// per vector of the run, its statistics (float16) and colours; it fills the source when the window moves.
+// run's page carries what any window needs (window.py): per group, its geometry; per vector of the run, its
+// statistics (float16) and colours; it fills the source when the window moves. Ids are made from each unit's
+// id around the position (the `ids` source), never carried per node.
 
 const n = meta.n_tokens, NV = meta.n_vectors, G = meta.n_groups, H = meta.n_head
 const SAME = 0, UPTO = 1, FROM = 2
@@ -25,6 +26,9 @@ const pos_of = (i) => i < G * W ? start() + i % W : -1
 // the row of unit u at position p, or -1 outside the window
 const row_of = (u, p) => u >= G ? G * W + (u - G) : (p >= start() && p < start() + W ? u * W + (p - start()) : -1)
 const global_of = (i) => i < G * W ? unit_of(i) * n + pos_of(i) : NV + (i - G * W)
+// a node's id, from its unit's id around the position (window.id_pieces)
+const id_of = (i) => i < G * W ? ids.data.head[unit_of(i)] + pos_of(i) + ids.data.tail[unit_of(i)]
+  : ids.data.head[unit_of(i)]
 
 // Nodes one step away from node i under CSR rules (ptr, src, mode); with `all`, everything reachable; only
 // nodes in the window (the canvas has no others).
@@ -63,13 +67,14 @@ function fmt(x) {
   return a != 0 && (a < 1e-3 || a >= 1e4) ? x.toExponential(2) : x.toFixed(3)
 }
 
-function lens_of(i) {
-  const g = global_of(i), ids = lens.data.node
-  let lo = 0, hi = ids.length - 1
+// the text a source of (node, text) rows sorted by node (lens lines, DLA lines) has for node i, or ""
+function text_of(source, i) {
+  const g = global_of(i), with_text = source.data.node
+  let lo = 0, hi = with_text.length - 1
   while (lo <= hi) {
     const mid = (lo + hi) >> 1
-    if (ids[mid] == g) return lens.data.text[mid]
-    if (ids[mid] < g) lo = mid + 1; else hi = mid - 1
+    if (with_text[mid] == g) return source.data.text[mid]
+    if (with_text[mid] < g) lo = mid + 1; else hi = mid - 1
   }
   return ""
 }
@@ -77,17 +82,17 @@ function lens_of(i) {
 function header(i, n_anc, n_desc) {
   const d = nodes.data, u = unit_of(i), p = pos_of(i)
   const where = []
-  if (meta.unit_layer[u] >= 0) where.push(`layer ${meta.unit_layer[u]}`)
-  if (meta.unit_head[u] >= 0) where.push(`head ${meta.unit_head[u]}`)
+  if (units.data.unit_layer[u] >= 0) where.push(`layer ${units.data.unit_layer[u]}`)
+  if (units.data.unit_head[u] >= 0) where.push(`head ${units.data.unit_head[u]}`)
   where.push(p >= 0 ? `position ${p} (${esc(meta.tokens[p])})` : "every position (a parameter)")
   const stats = ["norm", "mean", "std", "min", "max"].map((s) => `<td>${s}</td><td>${fmt(d[s][i])}</td>`)
-  const top = lens_of(i)
-  const label = `<span class="g2g-label">${esc(meta.lens_label[u])}</span>`
+  const top = text_of(lens, i), direct = text_of(dla, i)
+  const label = `<span class="g2g-label">${esc(units.data.lens_label[u])}</span>`
   const lens_line = top ? `<div class="g2g-lens">${label} ${esc(top)}</div>` : ""
-  const effect = d.dla_text && d.dla_text[i] ? `<div class="g2g-lens">${esc(d.dla_text[i])}</div>` : ""
+  const effect = direct ? `<div class="g2g-lens">${esc(direct)}</div>` : ""
   const table = `<tr>${stats.slice(0, 3).join("")}</tr><tr>${stats.slice(3).join("")}</tr>`
-  return `<div class="g2g-node"><div class="g2g-id">${esc(d.id[i])}</div>` +
-    `<div>${esc(meta.unit_kind[u])} · shape ${esc(meta.unit_shape[u])} · ${where.join(" · ")}</div>` +
+  return `<div class="g2g-node"><div class="g2g-id">${esc(id_of(i))}</div>` +
+    `<div>${esc(units.data.unit_kind[u])} · shape ${esc(units.data.unit_shape[u])} · ${where.join(" · ")}</div>` +
     `<table class="g2g-stats">${table}</table>${lens_line}${effect}` +
     `<div class="g2g-trace"><span class="g2g-swatch" style="border-color:${meta.colors.ancestor}"></span>` +
     `${n_anc} nodes it is computed from · <span class="g2g-swatch" style="border-color:${meta.colors.descendant}">` +
@@ -148,15 +153,15 @@ function select_node() {
   links(i)
   const u = unit_of(i)
   // a head's node: its role scores and circuits (from the analysis, sanitised in Python) before the glossary
-  const head = meta.head_panels.length && meta.unit_head[u] >= 0 ?
-    meta.head_panels[meta.unit_layer[u] * H + meta.unit_head[u]] : ""
+  const head = meta.head_panels.length && units.data.unit_head[u] >= 0 ?
+    meta.head_panels[units.data.unit_layer[u] * H + units.data.unit_head[u]] : ""
   panel.text = header(i, anc.length, desc.length) + head + meta.panels[panel_index(i)]
-  if (meta.unit_head[u] >= 0) {  // a head's vector or weight: open its attention pattern
-    layer_w.value = meta.unit_layer[u]
-    head_w.value = meta.unit_head[u]
+  if (units.data.unit_head[u] >= 0) {  // a head's vector or weight: open its attention pattern
+    layer_w.value = units.data.unit_layer[u]
+    head_w.value = units.data.unit_head[u]
     show_head(layer_w.value, head_w.value)
   }
-  focus_row(meta.unit_head[u] >= 0 ? pos_of(i) : -1)
+  focus_row(units.data.unit_head[u] >= 0 ? pos_of(i) : -1)
 }
 
 // ---- the window ----------------------------------------------------------------------------------------
@@ -179,11 +184,6 @@ function by_unit(name, u, g) {
   return meta[`${name}_unit`][u]
 }
 
-function dla_text_of(g) {
-  const k = meta.dla_nodes ? meta.dla_nodes.indexOf(g) : -1
-  return k >= 0 ? meta.dla_texts[k] : ""
-}
-
 function set_window(first) {
   first = Math.max(0, Math.min(n - W, first))
   if (first == start()) return
@@ -202,12 +202,10 @@ function set_window(first) {
       data.x[r] = meta.gx[u]; data.w[r] = meta.gw[u]; data.h[r] = meta.gh[u]
       data.y[r] = meta.lane_y[p] + meta.gdy[u]
       data.unit[r] = u; data.pos[r] = p; data.cat[r] = old.cat[u * W]
-      data.id[r] = meta.id_head[u] + p + meta.id_tail[u]
       for (const s of stats) data[s][r] = float16(meta[`s_${s}`][g])
-      data.c_norm[r] = meta.q_c_norm[g] / 255
-      data.c_mean[r] = meta.q_c_mean[g] / 255
+      data.c_norm[r] = meta.q_c_norm[g]  // colour levels 0..255
+      data.c_mean[r] = meta.q_c_mean[g]
       for (const c of analysis) data[c][r] = by_unit(c, u, g)
-      if (data.dla_text) data.dla_text[r] = dla_text_of(g)
     }
   }
   // the same-position edges of every lane of the window, from one lane's pairs of groups

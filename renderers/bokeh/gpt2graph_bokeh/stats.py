@@ -30,7 +30,7 @@ from .layout import Layout
 if TYPE_CHECKING:
     from gpt2graph import Graph
 
-__all__ = ["LENS_KINDS", "lens_text", "node_stats", "relative"]
+__all__ = ["LENS_KINDS", "levels", "lens_text", "node_stats", "relative"]
 
 V = VectorKind
 #: residual-stream vectors, whose logit lens the page computes when the graph carries none
@@ -91,6 +91,12 @@ def relative(values: np.ndarray, unit_kind: np.ndarray, signed: bool) -> np.ndar
             lo, hi = v.min(), v.max()
             out[sel] = (v - lo) / (hi - lo) if hi > lo else 0.5
     return out
+
+
+def levels(values: np.ndarray) -> np.ndarray:
+    """Values in [0, 1] as colour levels 0..255 (uint8): a byte per node rather than four, and no coarser than
+    the palettes (256 colours at most)."""
+    return np.round(np.clip(values, 0, 1) * 255).astype(np.uint8)
 
 
 def _line(

@@ -22,10 +22,7 @@ import numpy as np
 
 from .layout import Layout
 
-__all__ = ["Window", "window_for", "templates", "compact", "by_unit", "STAT_BITS"]
-
-#: statistics of a long run travel as float16 (3 significant digits): a tenth of the page's float32
-STAT_BITS = 16
+__all__ = ["Window", "window_for", "id_pieces", "templates", "compact", "by_unit"]
 
 
 @dataclass(frozen=True)
@@ -55,18 +52,24 @@ def window_for(n: int, max_positions: int, start: int | None = None) -> Window:
     return Window(first, size, n)
 
 
-def templates(lay: Layout, edges: tuple[np.ndarray, np.ndarray]) -> dict[str, np.ndarray | list[str]]:
-    """Per vector group, its node at position 0: x, width, height, y relative to the lane, and its id split
-    around the position; every lane's y; and the same-position edges as pairs of groups."""
-    top, n = lay.topology, lay.topology.n_tokens
-    first = np.arange(len(lay.groups)) * n
+def id_pieces(lay: Layout) -> tuple[list[str], list[str]]:
+    """Every unit's id split around the position: node ``(g, p)`` is ``head[g] + p + tail[g]``; a parameter's
+    id is its ``head`` (``tail`` empty). The page makes ids from these rather than carry one per node."""
+    top = lay.topology
     marker = 10**9 + 7  # a position no run has, located in the id to split it
     heads, tails = [], []
     for key in lay.groups:
-        node_id = top.vector_id(key._replace(position=marker))
-        head, _, tail = node_id.partition(str(marker))
+        head, _, tail = top.vector_id(key._replace(position=marker)).partition(str(marker))
         heads.append(head)
         tails.append(tail)
+    return heads + [top.param_id(k) for k in lay.params], tails + [""] * len(lay.params)
+
+
+def templates(lay: Layout, edges: tuple[np.ndarray, np.ndarray]) -> dict[str, np.ndarray]:
+    """Per vector group, its node at position 0: x, width, height and y relative to the lane; every lane's
+    y; and the same-position edges as pairs of groups."""
+    n = lay.topology.n_tokens
+    first = np.arange(len(lay.groups)) * n
     src, dst = edges
     at_first = src % n == 0
     return {
@@ -75,8 +78,6 @@ def templates(lay: Layout, edges: tuple[np.ndarray, np.ndarray]) -> dict[str, np
         "gh": lay.height[first],
         "gdy": (lay.y[first] - lay.lane_y[0]).astype(np.float32),
         "lane_y": lay.lane_y.astype(np.float32),
-        "id_head": heads,
-        "id_tail": tails,
         "edge_src": (src[at_first] // n).astype(np.int32),
         "edge_dst": (dst[at_first] // n).astype(np.int32),
     }
@@ -88,15 +89,7 @@ def compact(stats: dict[str, np.ndarray], colours: dict[str, np.ndarray], lay: L
     score) travel as :func:`by_unit` instead."""
     NV = lay.n_vectors
     out = {f"s_{name}": column[:NV].astype(np.float16).view(np.uint16) for name, column in stats.items()}
-    for name, column in colours.items():
-        out[f"q_{name}"] = np.round(np.clip(column[:NV], 0, 1) * 255).astype(np.uint8)
-    return out
-
-
-def quantized(column: np.ndarray) -> np.ndarray:
-    """A colour column as the page rebuilds it from :func:`compact` (centre of its 1/255 step), so that the
-    window it opens on and the windows it moves to look alike."""
-    return (np.round(np.clip(column, 0, 1) * 255) / 255).astype(np.float32)
+    return out | {f"q_{name}": column[:NV] for name, column in colours.items()}
 
 
 def by_unit(column: np.ndarray, lay: Layout) -> dict[str, np.ndarray]:
