@@ -52,7 +52,7 @@ def child(n: int) -> dict:
     assert graph.n_tokens == n, graph.n_tokens
     repeats = 3 if n <= 16 else 1
     out = {"build": _time(lambda: gpt2graph.build(prompt, model=loaded.model, tokenizer=loaded.tokenizer), 5)}
-    out["lens"] = _time(lambda: logit_lens(graph), repeats)
+    out["lens"] = _time(lambda: logit_lens(graph, eager=True), repeats)  # every write too, as analyze did before
     out["dla"] = _time(lambda: direct_logit_attribution(graph), 3)
     out["roles"] = _time(lambda: head_roles(graph), 3)
     out["roles+probe"] = _time(lambda: head_roles(graph, induction_probe=50), 3)

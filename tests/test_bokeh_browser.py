@@ -282,7 +282,7 @@ def test_markup_in_prompt_and_notes_stays_text(driver, tiny_checkpoint, tmp_path
     # GPT-2's vocabulary has no token that is a whole tag, so plant one (as another tokenizer's vocabulary might
     # have) where the page's script inserts token strings (panel header) and in a data field (tooltip)
     page.js(
-        f"""
+        """
         const has_meta = (m) => m.args instanceof Map ? m.args.has('meta') : 'meta' in m.args
         const cb = [...Bokeh.documents[0].all_models].find(m => m.constructor.__name__ == 'CustomJS' && has_meta(m))
         const meta = cb.args instanceof Map ? cb.args.get('meta') : cb.args.meta

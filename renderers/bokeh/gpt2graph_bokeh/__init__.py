@@ -70,6 +70,12 @@ class BokehRenderer:
         "max_positions": Option(
             int, 32, "level of detail: above this many positions in view, blocks are drawn instead of single vectors"
         ),
+        "window": Option(
+            int,
+            None,
+            "a run longer than max_positions opens on the vectors of max_positions positions from this one "
+            "(default: the last); the page moves the window, the lens of head and MLP outputs is read for this one",
+        ),
         "logit_lens": Option(
             bool,
             True,

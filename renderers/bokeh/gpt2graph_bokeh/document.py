@@ -16,11 +16,14 @@ What is on the page:
   logit attribution, a head role score or the OV copying score (:mod:`.analysis_panel`), and the analysis panel
   (DLA, head roles, decoding) under the canvas, and each head's summary in the panel of its nodes;
 * above a ``max_positions`` prompt length, an overview of blocks replaces the vectors until the view is
-  zoomed in to that many positions (level of detail).
+  zoomed in to that many positions; then the vectors of a window of that many positions are drawn, the
+  window following the view or its slider (level of detail, :mod:`.window`); attention patterns are pooled
+  into cells of consecutive positions.
 
-Models the tests and the page's script look up by name: ``nodes`` (node source), ``edges``, ``ancestors``
-and ``descendants`` (index filters), ``links``, ``heat`` (pattern source), ``attn-layer`` and ``attn-head``
-(sliders), ``color-by``, ``panel``, ``overview``, ``analysis``.
+Models the tests and the page's script look up by name: ``nodes`` (node source: the window's rows),
+``edges``, ``ids``, ``units``, ``lens`` and ``dla`` (shared sources), ``ancestors`` and ``descendants`` (index
+filters), ``links``, ``heat`` (pattern source), ``attn-layer`` and ``attn-head`` (sliders), ``window``,
+``color-by``, ``panel``, ``overview``, ``analysis``.
 """
 
 from __future__ import annotations

@@ -946,14 +946,14 @@ class _Layout(Panels):
         self.end_band("unembedding")
         self.begin_band()
         self.connector("unembed: x · W_U, with W_U = W_Eᵀ (tied)", [Key("W_U")])
-        top_ids = self.g.logits.argmax(dim=-1)
+        top = {p: int(self.g.vector_value(Key("logits", None, None, p)).argmax()) for p in self.positions}  # drawn only
         self.vector_row(
             "logits",
             None,
             "logits (a score for every token)",
             self.caption("vocab"),
             "unembedding",
-            below={p: f"top: {self.g.decode_token(int(top_ids[p]))}" for p in self.positions},
+            below={p: f"top: {self.g.decode_token(t)}" for p, t in top.items()},
         )
         self.end_band("unembedding")
         self.close_panel()

@@ -1,8 +1,9 @@
 """What the graph's interpretability results say, worded for the page: the decoding to draw, the tooltip notes
 of each node (logit lens, direct logit attribution), and one value per head for the head map.
 
-Every number comes from the core: the stored ``graph.analysis``, or :func:`gpt2graph.decoding.decode_next`
-when the decoding options ask for something else. The renderer never computes a lens or an attribution."""
+Every number comes from the core: the stored ``graph.analysis`` and the run's lens (``graph.lens``, which reads
+the lens of head and MLP outputs for the nodes drawn only), or :func:`gpt2graph.decoding.decode_next` when the
+decoding options ask for something else. The renderer never computes a lens or an attribution itself."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from gpt2graph.plugin import (
     Attribution,
     DecodingResult,
     InterpretError,
+    Key,
     LensEntry,
     RendererError,
     decode_next,
@@ -101,7 +103,7 @@ def decoding_rows(graph: Any, result: DecodingResult) -> list[Row]:
         for c in step.candidates:
             order.setdefault(c.id, c.token)
     first = {c.id: r for r, c in enumerate(result.steps[0].candidates, 1)}
-    logits = graph.logits[result.position]
+    logits = graph.vector_value(Key("logits", None, None, result.position))  # that position's only
 
     def probs(token_id: int) -> tuple[float | None, ...]:
         # a token missing from a step that lists all its survivors was filtered out: probability exactly 0
