@@ -34,7 +34,7 @@ import gpt2graph
 import gpt2graph.registry as reg
 from gpt2graph.cli import main
 from gpt2graph.decoding import decode_next
-from gpt2graph.errors import PromptError
+from gpt2graph.errors import PromptError, RendererError
 from gpt2graph.loading import load_model
 from gpt2graph.topology import VECTOR_SPECS
 
@@ -245,9 +245,9 @@ def test_a_users_callouts_join_the_walkthrough_where_their_nodes_sit(pool, tmp_p
 @pytest.mark.parametrize("max_positions", [32, 2])  # vectors, and the overview of blocks
 def test_live_decoding_update_equals_a_fresh_explorer(analysed_graph, max_positions):
     graph = analysed_graph
-    ex = make_explorer(graph, max_positions=max_positions)
+    ex = make_explorer(graph, max_positions=max_positions, every_position=True)  # as the app makes it
     view = graph.with_decoding(temperature=0.6, top_k=7, top_p=0.8, seed=3)
-    fresh = make_explorer(view, max_positions=max_positions)
+    fresh = make_explorer(view, max_positions=max_positions, every_position=True)
     rows = decoding_rows(ex.layout)
     assert rows.stop - rows.start == 5 * graph.n_tokens
     n = graph.n_tokens
@@ -270,6 +270,13 @@ def test_live_decoding_update_equals_a_fresh_explorer(analysed_graph, max_positi
                         candidates=a.options.top_tokens)  # fmt: skip
     assert ex.analysis.text == analysis_panel(a.model_copy(update={"decoding": again}))
     assert "temperature 0.6, top-k 7, top-p 0.8, sampled with seed 3" in ex.analysis.text
+
+
+def test_a_windowed_explorer_refuses_decoding_updates(analysed_graph):
+    ex = make_explorer(analysed_graph, max_positions=2)  # the window's vectors only: rows are not node indices
+    assert len(ex.nodes.data["x"]) < ex.layout.n_nodes
+    with pytest.raises(RendererError, match="every_position=True"):
+        ex.follow_decoding(analysed_graph.with_decoding(temperature=0.6))
 
 
 # ---- views --------------------------------------------------------------------------------------------
@@ -308,8 +315,8 @@ def test_analysis_figures_read_the_stored_analysis(analysed_graph):
     assert len(lens["x"]) == (2 * L + 1) * n
     last = f"blocks.{L - 1}.hook_resid_post[{n - 1}]"  # the last column, last position: the model's own
     i = len(lens["x"]) - 1
-    assert lens["top"][i] == a.lens.entry(last).top[0].token == graph.decode_token(int(graph.logits[-1].argmax()))
-    mid = a.lens.entry("blocks.0.hook_resid_mid[2]")
+    assert lens["top"][i] == graph.lens.entry(last).top[0].token == graph.decode_token(int(graph.logits[-1].argmax()))
+    mid = graph.lens.entry("blocks.0.hook_resid_mid[2]")
     j = next(k for k in range(len(lens["x"])) if lens["label"][k] == "0 attn" and lens["y"][k] == 2)
     assert (lens["top"][j], lens["prob"][j]) == (mid.top[0].token, mid.top[0].prob)
     bars = figures.dla.renderers[0].data_source.data

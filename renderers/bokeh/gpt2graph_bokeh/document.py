@@ -63,10 +63,19 @@ from bokeh.models.layouts import LayoutDOM
 from bokeh.palettes import Oranges256, RdBu11, Viridis256
 from bokeh.plotting import figure
 
-from gpt2graph.plugin import CATEGORY_COLOURS, VECTOR_SPECS, Category, Key, RendererError, VectorKind
+from gpt2graph.plugin import (
+    CATEGORY_COLOURS,
+    DECODE_KINDS,
+    VECTOR_SPECS,
+    Category,
+    Key,
+    RendererError,
+    VectorKind,
+    decode_next,
+)
 
 from .analysis_panel import ANALYSIS_MODES, Metrics, analysis_panel, head_panels, metrics
-from .ancestry import input_rules, lane_edges, output_rules
+from .ancestry import Rules, input_rules, lane_edges, output_rules
 from .knowledge import Knowledge, knowledge
 from .layout import BLOCK_WIDTH, Layout, layout
 from .sanitize import escape
@@ -76,7 +85,7 @@ from .window import Window, by_unit, compact, id_pieces, templates, window_for
 if TYPE_CHECKING:
     from gpt2graph import Graph
 
-__all__ = ["COLOR_MODES", "build_explorer"]
+__all__ = ["COLOR_MODES", "DecodingUpdate", "Explorer", "build_explorer", "decoding_rows", "make_explorer"]
 
 COLOR_MODES = ("category", "norm", "mean")
 HIGHLIGHT = {"ancestor": "#d62728", "descendant": "#1f77b4", "selected": "#111111"}
@@ -329,6 +338,7 @@ def _overview(lay: Layout, colours: dict[str, np.ndarray], graph: Graph) -> Colu
         ),
     }
     index = np.concatenate([blocks, weights])
+    data["node"] = index.astype(np.int32)  # the node each rectangle takes its colours from
     for name, values in colours.items():  # every colour mode's column, in layout order
         data[name] = values[index]
     return ColumnDataSource(data, name="overview")
@@ -349,7 +359,7 @@ class _Canvas:
     tap: TapTool
 
 
-def _canvas(graph: Graph, lay: Layout, nodes: ColumnDataSource, fill: dict, window: Window) -> _Canvas:
+def _canvas(graph: Graph, lay: Layout, nodes: ColumnDataSource, fill: dict, ins: Rules, window: Window) -> _Canvas:
     """The figure with its background, the stream, the edges (the window's), the nodes and the highlight
     overlays."""
     d = graph.dims
@@ -398,7 +408,7 @@ def _canvas(graph: Graph, lay: Layout, nodes: ColumnDataSource, fill: dict, wind
         source=ColumnDataSource({"y": lay.lane_y.astype(np.float32)}),
     )
 
-    src, dst = lane_edges(input_rules(lay), lay)
+    src, dst = lane_edges(ins, lay)
     inside = (src % graph.n_tokens >= window.start) & (src % graph.n_tokens < window.start + window.size)
     src, dst = src[inside], dst[inside]  # the window's lanes: the page draws the others' when it moves there
     x, y, w = lay.x, lay.y, lay.width
@@ -624,20 +634,123 @@ def _heatmap(graph: Graph, bins: int) -> tuple[Any, ColumnDataSource, Title, Col
     return fig, heat, title, focus, patterns, size
 
 
-def build_explorer(
+@dataclass(frozen=True)
+class DecodingUpdate:
+    """New numbers of the decoding stage for other decoding settings, computed apart from the document (a
+    worker thread may make it) and applied to it with :meth:`Explorer.apply`."""
+
+    rows: np.ndarray  # node indices whose statistics change
+    stats: dict[str, np.ndarray]  # float32 per summary field, aligned with rows
+    analysis: str | None  # the analysis panel with its decoding table redone
+
+
+@dataclass
+class Explorer:
+    """The explorer's layout and the models a live page drives from Python (``gpt2graph serve``): the canvas,
+    its node source, the node layout, the level-of-detail overview and the analysis panel. A live page makes
+    it with ``every_position=True``, so that the node source's rows are the layout's nodes."""
+
+    root: LayoutDOM
+    layout: Layout
+    figure: Any  # the canvas
+    nodes: ColumnDataSource
+    overview: ColumnDataSource | None
+    analysis: Div | None
+
+    def decoding_update(self, graph: Graph, positions: list[int] | None = None) -> DecodingUpdate:
+        """What the decoding settings of ``graph`` (a ``with_decoding`` view of the same run) change, at these
+        positions (all: None): the decoding vectors' statistics and the analysis panel's decoding table. No
+        forward pass: the decoding stage is derived from the stored logits, in one pass."""
+        n = graph.n_tokens
+        positions = list(range(n)) if positions is None else positions
+        summaries = graph.decoding_summaries(positions)
+        first = decoding_rows(self.layout).start
+        rows = np.concatenate([first + g * n + np.array(positions) for g in range(len(DECODE_KINDS))])
+        stats = {
+            name: np.concatenate([summaries[k][name].reshape(-1).numpy() for k in DECODE_KINDS]).astype(np.float32)
+            for name in summaries[DECODE_KINDS[0]]
+        }
+        analysis = None
+        if self.analysis is not None and graph.analysis is not None:
+            a, dec = graph.analysis, graph.decoding
+            again = decode_next(
+                graph,
+                position=a.decoding.position,
+                temperature=dec.temperature,
+                top_k=dec.top_k,
+                top_p=dec.top_p,
+                seed=dec.seed,
+                candidates=a.options.top_tokens,
+            )
+            analysis = analysis_panel(a.model_copy(update={"decoding": again}))
+        return DecodingUpdate(rows, stats, analysis)
+
+    def apply(self, update: DecodingUpdate) -> None:
+        """Show a :class:`DecodingUpdate` (on the document's thread): the nodes' statistics, their colours
+        (scaled within each decoding kind, so over every position), the overview and the analysis panel."""
+        lay, nodes = self.layout, self.nodes
+        if len(nodes.data["x"]) != lay.n_nodes:
+            raise RendererError("a decoding update needs the explorer of every position (every_position=True)")
+        block = decoding_rows(lay)
+        whole = update.rows.size == block.stop - block.start
+        patch = {
+            name: [(block, values)] if whole else [(int(r), float(v)) for r, v in zip(update.rows, values)]
+            for name, values in update.stats.items()
+        }
+        columns = {}
+        for name in ("norm", "mean"):
+            column = np.array(nodes.data[name][block], dtype=np.float32)
+            column[update.rows - block.start] = update.stats[name]
+            columns[name] = column
+        kinds = np.repeat(np.array([str(k) for k in DECODE_KINDS]), lay.topology.n_tokens)
+        patch["c_norm"] = [(block, levels(relative(columns["norm"], kinds, signed=False)))]
+        patch["c_mean"] = [(block, levels(relative(columns["mean"], kinds, signed=True)))]
+        nodes.patch(patch)
+        if self.overview is not None:
+            index = np.asarray(self.overview.data["node"])
+            self.overview.data = {
+                **self.overview.data,
+                **{c: np.asarray(nodes.data[c])[index] for c in ("c_norm", "c_mean")},
+            }
+        if update.analysis is not None and self.analysis is not None:
+            self.analysis.text = update.analysis
+
+    def follow_decoding(self, graph: Graph, positions: list[int] | None = None) -> None:
+        """Redraw what depends on the decoding settings, for ``graph``'s (see :meth:`decoding_update`)."""
+        self.apply(self.decoding_update(graph, positions))
+
+
+def decoding_rows(lay: Layout) -> slice:
+    """Rows of the node source of every position holding the decoding stage (its groups come last among the
+    vectors)."""
+    n = lay.topology.n_tokens
+    first = min(lay.group_index[Key(kind)] for kind in DECODE_KINDS)
+    return slice(first * n, (first + len(DECODE_KINDS)) * n)
+
+
+def build_explorer(graph: Graph, **options: Any) -> LayoutDOM:
+    """The whole explorer page as a Bokeh layout (pure: reads the graph, writes nothing); options as for
+    :func:`make_explorer`."""
+    return make_explorer(graph, **options).root
+
+
+def make_explorer(
     graph: Graph,
     *,
     title: str | None = None,
     color_by: str = "category",
     max_positions: int = 32,
     window: int | None = None,
+    every_position: bool = False,
     logit_lens: bool = True,
-) -> LayoutDOM:
-    """The whole explorer page as a Bokeh layout (pure: reads the graph, writes nothing).
+) -> Explorer:
+    """The explorer of ``graph`` with handles on the models a live page updates.
 
     The explorer always shows the whole run, also for a subgraph view (its level of detail is what keeps a long
     run manageable), so a view is widened to the full graph first. A run longer than ``max_positions`` opens
-    on the window of positions starting at ``window`` (default: the last ones), see :mod:`.window`."""
+    on the window of positions starting at ``window`` (default: the last ones), see :mod:`.window`;
+    ``every_position`` puts every position's vectors in the node source instead (a live page that patches
+    rows by node index, on prompts it keeps short)."""
     if color_by in ANALYSIS_MODES and graph.analysis is None:
         raise RendererError(
             f"color_by={color_by!r} needs the interpretability results on the graph: build with "
@@ -650,7 +763,7 @@ def build_explorer(
     n, d = graph.n_tokens, graph.dims
     title = title or default_title(graph)
     lay = layout(graph.topology)
-    win = window_for(n, max_positions, window)
+    win = Window(0, n, n) if every_position else window_for(n, max_positions, window)
     ins = input_rules(lay)
     outs = output_rules(ins)
     know = knowledge(graph, lay)
@@ -676,7 +789,7 @@ def build_explorer(
             }
         )
     fill = {"field": "cat" if color_by == "category" else f"c_{color_by}", "transform": mappers[color_by]}
-    canvas = _canvas(graph, lay, _node_source(graph, lay, win, values), fill, win)
+    canvas = _canvas(graph, lay, _node_source(graph, lay, win, values), fill, ins, win)
     heads, tails = id_pieces(lay)
     texts = np.array([]) if values.metric is None else values.metric.columns["dla_text"]
     with_dla = np.nonzero(texts != "")[0]
@@ -691,7 +804,7 @@ def build_explorer(
     legend, colorbars = _legends(canvas, mappers, color_by, values.metric)
 
     overview = overview_r = window_w = None
-    long_run = not win.whole
+    long_run = n > max_positions
     if long_run:  # level of detail: blocks while more than max_positions lanes are in view
         overview = _overview(lay, _colour_columns(lay, values), graph)
         glyph = Rect(x="x", y="y", width="w", height="h", fill_color=fill, line_color="#ffffff", line_width=0.5)
@@ -701,6 +814,7 @@ def build_explorer(
         canvas.tap.renderers = [canvas.node_r, overview_r]
         for r in canvas.detail:
             r.visible = False
+    if not win.whole:
         window_w = Slider(
             start=0,
             end=n - win.size,
@@ -768,8 +882,8 @@ def build_explorer(
         "block_width": BLOCK_WIDTH,
         "head_panels": [] if graph.analysis is None else head_panels(graph.analysis),
     }
-    if long_run:  # what the page fills any window from
-        meta |= _window_data(lay, values, canvas)
+    if not win.whole:  # what the page fills any window from
+        meta |= _window_data(lay, values, ins)
     explorer = CustomJS(
         code=_script(),
         args={
@@ -805,6 +919,7 @@ def build_explorer(
         overview.selected.js_on_change("indices", explorer)
         canvas.fig.y_range.js_on_change("start", explorer)
         canvas.fig.y_range.js_on_change("end", explorer)
+    if window_w is not None:
         window_w.js_on_change("value", explorer)
     for widget in (layer_w, head_w):
         widget.js_on_change("value", explorer)
@@ -813,21 +928,22 @@ def build_explorer(
     controls = row(
         Div(text='<span class="g2g-label">colour by</span>', stylesheets=[InlineStyleSheet(css=_CSS)]),
         color_w,
-        *([window_w] if long_run else []),
+        *([window_w] if window_w is not None else []),
     )
     main = column(canvas.fig)
+    analysis = None
     if graph.analysis is not None:  # under the canvas, its three parts side by side
-        main.children.append(
-            Div(
-                text=analysis_panel(graph.analysis),
-                width=1160,
-                name="analysis",
-                stylesheets=[InlineStyleSheet(css=_CSS)],
-                styles={"border": "1px solid #ddd", "padding": "6px", "background": "#fff"},
-            )
+        analysis = Div(
+            text=analysis_panel(graph.analysis),
+            width=1160,
+            name="analysis",
+            stylesheets=[InlineStyleSheet(css=_CSS)],
+            styles={"border": "1px solid #ddd", "padding": "6px", "background": "#fff"},
         )
+        main.children.append(analysis)
     side = column(panel, row(layer_w, head_w), heat_fig)
-    return column(_header(graph, title), controls, row(main, side), name="explorer")
+    root = column(_header(graph, title), controls, row(main, side), name="explorer")
+    return Explorer(root, lay, canvas.fig, canvas.nodes, overview, analysis)
 
 
 def _colour_columns(lay: Layout, values: _Values) -> dict[str, np.ndarray]:
@@ -846,9 +962,9 @@ def _colour_columns(lay: Layout, values: _Values) -> dict[str, np.ndarray]:
     return columns
 
 
-def _window_data(lay: Layout, values: _Values, canvas: _Canvas) -> dict[str, Any]:
+def _window_data(lay: Layout, values: _Values, ins: Rules) -> dict[str, Any]:
     """What the page needs to put any window of a long run on the canvas (see :mod:`.window`)."""
-    data: dict[str, Any] = templates(lay, lane_edges(input_rules(lay), lay))
+    data: dict[str, Any] = templates(lay, lane_edges(ins, lay))
     data |= compact(values.stats, values.colours, lay)
     if values.metric is not None:
         for name, column in values.metric.columns.items():

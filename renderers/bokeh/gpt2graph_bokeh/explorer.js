@@ -106,7 +106,8 @@ function panel_index(i) {
 
 function show_head(L, h) {
   const m = heat.data.q.length, off = (L * H + h) * m
-  const prob = new Float32Array(patterns.buffer, patterns.byteOffset + 4 * off, m)
+  // a copy, not a view: on a Bokeh server the change is sent back, and a view would carry its whole buffer
+  const prob = new Float32Array(patterns.buffer, patterns.byteOffset + 4 * off, m).slice()
   heat.data = {...heat.data, prob: prob}
   heat_title.text = `Attention pattern · layer ${L}, head ${h}`
 }

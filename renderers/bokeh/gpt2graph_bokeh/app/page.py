@@ -460,7 +460,7 @@ class Page:
         """Everything the page shows of a step (worker thread: these models join the document later)."""
         view = self.session.view(graph)
         report("drawing the explorer: statistics and the logit lens of every vector", 0.3)
-        explorer = make_explorer(view)
+        explorer = make_explorer(view, every_position=True)  # rows are node indices: patched, tour, clicks
         tour_filter = IndexFilter(indices=[], name="tour-filter")
         glyph = Rect(x="x", y="y", width="w", height="h", fill_color=None, line_color=TOUR_COLOR, line_width=3)
         explorer.figure.renderers.append(

@@ -88,7 +88,7 @@ def heads_view(graph: Graph) -> HeadsView:
     """Every head's attention pattern as a tile in a layers x heads grid (click one for its full pattern with
     token labels, in the explorer's heat map)."""
     d, n = graph.dims, graph.n_tokens
-    pattern, heat, title, _focus, packed = _heatmap(graph)
+    pattern, heat, title, _focus, packed, _cell = _heatmap(graph, n)  # every position: a tile pools its own
     pattern.name, heat.name = "head-pattern", "head-heat"
     side = min(n, TILE)
     pitch = side + 1
@@ -254,7 +254,7 @@ def analysis_figures(graph: Graph) -> AnalysisFigures:
 def _lens(graph: Graph) -> Any | None:
     """Logit lens of the residual stream: for each position (row) and point of the stream (column: after the
     embeddings, after each attention and each MLP), the most probable token, shaded by its probability."""
-    lens = graph.analysis.lens
+    lens = graph.lens
     kinds = set() if lens is None else {str(k) for k in lens.kinds}
     if not {"input_embedding", "resid_mid", "resid_post"} <= kinds:
         return None
