@@ -60,20 +60,20 @@ def node_stats(graph: Graph, lay: Layout) -> dict[str, np.ndarray]:
                 column = column.T if spec.per_head and not spec.head_first else column  # heads first, as the groups
                 out[name][g * n : g * n + column.numel()] = column.reshape(-1).numpy()
             g += column.numel() // n
-        # parameters likewise by kind and layer, the heads' slices stacked
+        # parameters likewise by kind and layer, every head at once
         i = 0
         while i < len(lay.params):
             kind, layer = lay.params[i].kind, lay.params[i].layer
-            run = [k for k in lay.params[i : i + graph.dims.n_head] if (k.kind, k.layer) == (kind, layer)]
+            heads = graph.dims.n_head if lay.params[i].head is not None else 1
             if kind in TIED:  # the same numbers as the parameter it is tied to, transposed
                 tied = lay.n_vectors + lay.param_index[Key(TIED[kind])]
                 stats = {name: out[name][tied] for name in SUMMARY_FIELDS}
-            else:  # float32: W_E alone has 38M entries
-                flat = torch.stack([graph.param(*k[:3]).reshape(-1) for k in run])
-                stats = {name: v.numpy() for name, v in summaries(flat, dtype=torch.float32).items()}
+            else:  # in float32: W_E alone has 38M entries
+                stacked = graph.store.stacked(kind, layer).reshape(heads, -1)
+                stats = {name: v.numpy() for name, v in summaries(stacked, dtype=torch.float32).items()}
             for name in SUMMARY_FIELDS:
-                out[name][lay.n_vectors + i : lay.n_vectors + i + len(run)] = stats[name]
-            i += len(run)
+                out[name][lay.n_vectors + i : lay.n_vectors + i + heads] = stats[name]
+            i += heads
     return out
 
 
