@@ -10,6 +10,11 @@ view, taken before or after. A view's own choices stay its own: its selection of
 positions (which ``node``, ``nodes``, ``values``, ``edges`` and the renderers honour), and decoding
 settings given with ``with_decoding``. An operation that makes a different run returns a new graph with a
 run of its own.
+
+**A renderer draws the view it is given.** Nodes outside a view's selection are not drawn. On each axis
+(layers, heads, positions) the view restricts, the view decides; a renderer's own options (``layers=``,
+``positions=``, ...) choose only on the axes the view leaves whole (:meth:`Selection.filled`), so a default
+never empties a view and a whole graph renders as its options say.
 """
 
 from __future__ import annotations
@@ -66,6 +71,17 @@ class Selection:
             sel is None or val is None or val in sel
             for sel, val in ((self.layers, layer), (self.heads, head), (self.positions, position))
         )
+
+    def filled(self, layers=None, heads=None, positions=None) -> Selection:
+        """This selection, with the given values (each an int, a collection, or None for all) on the axes it
+        leaves whole: what a renderer draws of a view given its own options."""
+
+        def axis(own: frozenset[int] | None, given) -> frozenset[int] | None:
+            if own is not None or given is None:
+                return own
+            return frozenset([given] if isinstance(given, int) else given)
+
+        return Selection(axis(self.layers, layers), axis(self.heads, heads), axis(self.positions, positions))
 
 
 def _narrow(requested, selected):
@@ -175,6 +191,17 @@ class Graph:
         )
 
     # ---- nodes --------------------------------------------------------------------------------------
+    def __contains__(self, node_id: object) -> bool:
+        """True when ``node_id`` names a node of this view (an id of the run outside the view's selection, or
+        of no node at all, is not in it)."""
+        if not isinstance(node_id, str):
+            return False
+        try:
+            node_type, key = self.topology.parse(node_id)
+        except NodeNotFoundError:
+            return False
+        return self._admits_key(node_type, key)
+
     def node(self, node_id: str) -> AnyNode:
         """The node with this id (TransformerLens aliases such as blocks.2.hook_resid_post[0] resolve too)."""
         node_type, key = self.topology.parse(node_id)

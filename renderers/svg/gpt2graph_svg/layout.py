@@ -87,14 +87,14 @@ class _Layout(Panels):
         self.decoding_stored = decoding_stored
         self.readout = Readout(graph)
         self.head_color = head_color
+        # the view's layers and heads (a whole graph: every one), for what is drawn per head
+        sel = graph.selection
+        self.view_layers = sorted(sel.layers) if sel.layers is not None else list(range(self.d.n_layer))
+        self.view_heads = sorted(sel.heads) if sel.heads is not None else list(range(self.d.n_head))
         self.head_values = (
             {}
             if head_color is None
-            else {
-                (L, h): self.readout.head_value(head_color, L, h)
-                for L in range(self.d.n_layer)
-                for h in range(self.d.n_head)
-            }
+            else {(L, h): self.readout.head_value(head_color, L, h) for L in self.view_layers for h in self.view_heads}
         )
         self.head_scale = max((abs(v) for v in self.head_values.values() if v is not None), default=0.0) or 1.0
         self.tokens = list(graph.tokenization.tokens_visible)
@@ -367,7 +367,10 @@ class _Layout(Panels):
         self.y = max(bottom, strip_bottom) + 6
 
     def op_marker(self, out: Key, x: float, y: float) -> None:
+        """The operation producing ``out``, left of its strip (when the operation is in the view)."""
         op_id = self.top.op_id(out)
+        if op_id not in self.g:
+            return
         colour = CATEGORY_COLOURS["operation"]
         d = f"M{x + 1},{y + 2} L{x + MARKER_W - 1},{y + CELL_H / 2} L{x + 1},{y + CELL_H - 2} Z"
         self.add(Group([Path(d, colour, 1, fill=colour)], node=op_id, tip=self.op_tip(op_id), cls="node operation"))
@@ -693,17 +696,18 @@ class _Layout(Panels):
         self.end_band("residual")
         self.close_panel()
 
-    def stream_row(self, layer: int | None) -> None:
-        """The residual stream entering block ``layer`` (None: leaving the last block)."""
-        last = self.d.n_layer - 1
-        if layer is None:
-            kind, lyr, name = "resid_post", last, f"residual stream after block {last} (resid_post)"
-        elif layer == 0:
-            kind, lyr, name = "input_embedding", None, "input embedding = residual stream into block 0"
-        else:
-            kind, lyr, name = "resid_pre", layer, f"residual stream into block {layer} (resid_pre)"
+    def stream_row(self, block: int) -> None:
+        """The residual stream entering ``block`` (``n_layer``: leaving the last block), when it is in the view."""
+        kind, layer, _, _ = self.top.stream(block, 0)
+        if self.top.vector_id(Key(kind, layer, None, self.positions[0])) not in self.g:
+            return
+        name = {
+            "input_embedding": "input embedding = residual stream into block 0",
+            "resid_pre": f"residual stream into block {block} (resid_pre)",
+            "resid_post": f"residual stream after block {block - 1} (resid_post)",
+        }[kind]
         mark_y = self.y + CELL_H / 2 + 2
-        self.vector_row(kind, lyr, name, self.caption("residual"), "residual")
+        self.vector_row(kind, layer, name, self.caption("residual"), "residual")
         self.lane_mark(mark_y, "add")
 
     def layernorm(self, which: str, layer: int | None, category: str) -> None:
@@ -795,7 +799,7 @@ class _Layout(Panels):
         self.close_panel()
         self.begin_band()
         self.connector("add to the stream: resid_mid + mlp_out")
-        self.stream_row(L + 1 if d.n_layer > L + 1 else None)
+        self.stream_row(L + 1)
         self.end_band("residual")
         self.close_panel()
 
@@ -1011,7 +1015,7 @@ class _Layout(Panels):
                 run.append(run[-1] + 1)
             self.elided(run)
             self.begin_band()
-            self.stream_row(run[-1] + 1 if run[-1] + 1 < n else None)
+            self.stream_row(run[-1] + 1)
             self.end_band("residual")
             L = run[-1] + 1
         self.unembed_section()

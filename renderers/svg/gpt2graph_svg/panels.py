@@ -327,17 +327,15 @@ class Panels:
     # ---- logit lens ---------------------------------------------------------------------------------
     def lens_panel(self) -> None:
         """The most probable next token of every residual stream vector, read through ln_final and W_U."""
-        last = self.d.n_layer - 1
         rows = [("input_embedding", None, "embeddings")]
         for L in range(self.d.n_layer):
+            after_mlp = self.top.stream(L + 1, 0)
             rows += [
                 ("resid_mid", L, f"block {L}, after attention"),
-                ("resid_pre", L + 1, f"block {L}, after the MLP")
-                if last > L
-                else ("resid_post", L, f"block {L}, after the MLP"),
+                (after_mlp.kind, after_mlp.layer, f"block {L}, after the MLP"),
             ]
         ids = [[self.top.vector_id(Key(kind, layer, None, p)) for p in self.positions] for kind, layer, _ in rows]
-        shown = [(r, i) for r, i in zip(rows, ids, strict=True) if all(self.readout.lens(n) for n in i)]
+        shown = [(r, i) for r, i in zip(rows, ids, strict=True) if all(n in self.g and self.readout.lens(n) for n in i)]
         if not shown:
             return
         self.open_panel(
@@ -412,7 +410,7 @@ class Panels:
         )
         self.label(check)
         y = check.box.bottom + 10
-        top = dla.top(DLA_ROWS)
+        top = [a for a in dla.top(n) if a.component in self.g][:DLA_ROWS]  # the view's largest
         scale = max(abs(a.contribution) for a in top) or 1.0
         value_w = 64
         half = (self.diagram_w - value_w - 8) / 2
@@ -480,42 +478,42 @@ class Panels:
 
     def head_map_panel(self) -> None:
         """Layers × heads, one cell per head coloured by the chosen metric, with its scale."""
-        d, metric = self.d, self.head_color
+        metric, layers, heads = self.head_color, self.view_layers, self.view_heads
         self.open_panel(
-            "attention", "Heads", f"{d.n_layer} layers × {d.n_head} heads, coloured by {HEAD_METRIC[metric]}"
+            "attention", "Heads", f"{len(layers)} layers × {len(heads)} heads, coloured by {HEAD_METRIC[metric]}"
         )
         self.begin_band()
         top = self.y + 4
         gutter = self.wrapped(
             self.gutter_x,
             top,
-            f"rows: layers L0–L{d.n_layer - 1} · columns: heads "
-            f"H0–H{d.n_head - 1} · outlined: the head drawn in full above; hover a cell for "
+            f"rows: layers L{layers[0]}–L{layers[-1]} · columns: heads "
+            f"H{heads[0]}–H{heads[-1]} · outlined: the head drawn in full above; hover a cell for "
             "all its scores",
             self.gutter_w,
             FS["small"],
             colour=C.MUTED,
         )
         self.label(gutter)
-        label_w = width(f"L{d.n_layer - 1}", FS["small"]) + 8
-        cell = max(14.0, min(36.0, (self.diagram_w - label_w) / d.n_head))
+        label_w = width(f"L{layers[-1]}", FS["small"]) + 8
+        cell = max(14.0, min(36.0, (self.diagram_w - label_w) / len(heads)))
         x0 = self.dx + label_w
         self.label(
             *[
                 text_at(
-                    x0 + cell * (h + 0.5),
+                    x0 + cell * (i + 0.5),
                     top,
                     [f"H{h}" if width(f"H{h}", FS["tiny"]) < cell - 2 else str(h)],
                     FS["tiny"],
                     anchor="middle",
                     colour=C.MUTED,
                 )
-                for h in range(d.n_head)
+                for i, h in enumerate(heads)
             ]
         )
         y0 = top + line_height(FS["tiny"]) + 2
-        for L in range(d.n_layer):
-            y = y0 + L * cell
+        for row, L in enumerate(layers):
+            y = y0 + row * cell
             self.label(
                 text_at(
                     x0 - 6,
@@ -526,10 +524,10 @@ class Panels:
                     colour=C.MUTED,
                 )
             )
-            for h in range(d.n_head):
+            for col, h in enumerate(heads):
                 v = self.head_values[L, h]
                 fill = self.head_fill(v)
-                box = Box(x0 + h * cell, y, cell, cell)
+                box = Box(x0 + col * cell, y, cell, cell)
                 g = Group(
                     [Rect(box, fill, "#ffffff", 1)],
                     tip=self.readout.head_tip(L, h),
@@ -551,8 +549,8 @@ class Panels:
                 if L in self.layers and h == self.head:
                     g.parts.append(Rect(Box(box.x + 1, y + 1, cell - 2, cell - 2), "none", C.TEXT, 1.6))
                 self.front.append(g)
-        self.y = max(gutter.box.bottom, y0 + d.n_layer * cell) + 10
-        self.head_scale_legend(x0, min(cell * d.n_head, self.diagram_right - x0))
+        self.y = max(gutter.box.bottom, y0 + len(layers) * cell) + 10
+        self.head_scale_legend(x0, min(cell * len(heads), self.diagram_right - x0))
         self.end_band("attention", self.content.glossary_callout(HEAD_GLOSSARY[metric]))
         self.close_panel()
 
