@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
+import textwrap
 import warnings
 from pathlib import Path
 
@@ -261,15 +263,98 @@ def cmd_serve(args) -> int:
 
 
 def cmd_glossary(args) -> int:
-    from .glossary import cli_glossary
+    """``gpt2graph glossary [TERM]``: list every term, or print one entry (exit 1 for an unknown term)."""
+    from .glossary import builtin_glossary
 
-    return cli_glossary(args.term)
+    glossary = builtin_glossary()
+    if args.term is None:
+        id_w = max(map(len, glossary))
+        term_w = min(24, max(len(e.term) for e in glossary.values()))
+        room = max(20, _columns() - id_w - term_w - 4)
+        for e in glossary.values():
+            print(f"{e.id:<{id_w}}  {_clip(e.term, term_w):<{term_w}}  {_clip(' '.join(e.summary.split()), room)}")
+        print(f"\n{len(glossary)} entries; `gpt2graph glossary TERM` prints one (by id, term or alias)")
+        return 0
+    entry = glossary.lookup(args.term)
+    if entry is None:
+        close = glossary.suggest(args.term)
+        print(
+            f"no glossary entry {args.term!r}"
+            + (f"; did you mean: {', '.join(close)}?" if close else "; `gpt2graph glossary` lists every term")
+        )
+        return 1
+    print(format_entry(entry, min(_columns(), 100)))
+    return 0
+
+
+def format_entry(entry, width: int = 88) -> str:
+    """A glossary entry as plain text for a terminal."""
+    lines = [entry.term, "=" * len(entry.term), f"id: {entry.id}"]
+    if entry.aliases:
+        lines += textwrap.wrap("also: " + ", ".join(entry.aliases), width, subsequent_indent="      ")
+    lines += ["", *textwrap.wrap(" ".join(entry.summary.split()), width), "", *_markdown_lines(entry.body, width)]
+    if entry.see_also:
+        lines += ["", *textwrap.wrap("See also: " + ", ".join(entry.see_also), width, subsequent_indent="  ")]
+    if entry.sources:
+        lines += ["", "Sources:"]
+        for src in entry.sources:
+            lines += [
+                *textwrap.wrap(src.title, width, initial_indent="  - ", subsequent_indent="    "),
+                f"    {src.url}",
+            ]
+    if entry.applies_to:
+        lines += ["", "Applies to:", *(f"  - {sel.describe()}" for sel in entry.applies_to)]
+    return "\n".join(lines)
+
+
+def _markdown_lines(text: str, width: int) -> list[str]:
+    """Markdown (as every renderer reads it, :func:`gpt2graph.presentation.parse_markdown`) wrapped for a
+    terminal: paragraphs re-wrapped, each list item on lines of its own, the marks kept as written."""
+    from .presentation import parse_markdown
+
+    def marked(s) -> str:
+        if s.code:
+            return f"`{s.text}`"
+        text = s.text if s.url is None else f"[{s.text}]({s.url})"
+        text = f"*{text}*" if s.em else text
+        return f"**{text}**" if s.strong else text
+
+    def plain(spans) -> str:
+        return "".join(marked(s) for s in spans)
+
+    out: list[str] = []
+    for block in parse_markdown(text):
+        if block.is_list:
+            for i, item in enumerate(block.items, 1):
+                mark = f"{i}. " if block.ordered else "- "
+                out += textwrap.wrap(mark + plain(item), width, subsequent_indent="  ")
+        else:
+            out += textwrap.wrap(plain(block.items[0]), width)
+        out.append("")
+    return out[:-1]
+
+
+def _columns() -> int:
+    return max(60, shutil.get_terminal_size((100, 24)).columns)
+
+
+def _clip(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 3].rstrip() + "..."
 
 
 def cmd_validate(args) -> int:
-    from .glossary import cli_validate
+    """``gpt2graph validate FILE... [--graph RUN]``: print every problem, one per line; exit 1 if any."""
+    from .glossary import validate_files
 
-    return cli_validate(args.files, _load(args.graph) if args.graph else None)
+    graph = _load(args.graph) if args.graph else None
+    problems = validate_files(args.files, graph)
+    for problem in problems:
+        print(problem)
+    if problems:
+        return 1
+    n = len(args.files)
+    print(f"ok: {n} file{'s' if n != 1 else ''} valid" + (" against the graph" if graph else ""))
+    return 0
 
 
 def cmd_schema(args) -> int:
