@@ -47,6 +47,7 @@ __all__ = [
     "PARAM_CONSUMER",
     "TIED",
     "DECODE_KINDS",
+    "EMBED_KINDS",
     "BLOCK_KINDS",
     "FINAL_KINDS",
     "LAYERNORMS",
@@ -193,6 +194,8 @@ PARAM_SPECS: dict[str, ParamSpec] = {
 #: parameters that are another one transposed: GPT-2 unembeds with its token embedding table
 TIED = {P.W_U: P.W_E}
 
+#: before the first block: the tokens, their two embeddings and the stream entering block 0
+EMBED_KINDS = (V.token, V.token_embedding, V.pos_embedding, V.input_embedding)
 #: the vectors one block computes from the stream entering it, in forward order
 BLOCK_KINDS = (
     V.ln1_scale, V.ln1_normalized, V.ln1, V.q, V.k, V.v, V.attn_scores, V.attn_pattern, V.z, V.head_out, V.attn_out,
@@ -558,7 +561,7 @@ def _stream(block: int, n_layer: int) -> Key:
 def _forward_groups(n_layer: int) -> Iterator[list[tuple[str, int | None]]]:
     """(kind, layer) of every vector group, in forward order, in one list per stage (embedding, each block,
     the end)."""
-    yield [(V.token, None), (V.token_embedding, None), (V.pos_embedding, None), (V.input_embedding, None)]
+    yield [(k, None) for k in EMBED_KINDS]
     for L in range(n_layer):
         yield [(V.resid_pre, L)] * bool(L) + [(k, L) for k in BLOCK_KINDS]
     yield [(V.resid_post, n_layer - 1), *((k, None) for k in FINAL_KINDS), *((k, None) for k in DECODE_KINDS)]
