@@ -65,7 +65,7 @@ class Panels:
             f"write next; in detail for position {p} ({self.tokens[p]})",
         ):
             self.forward.decoding_stage()
-            with self.page.band("unembedding", self.page.content.decoding_callouts):
+            with self.page.band("unembedding"):
                 self.decoding_steps(self.page.y + 4)
                 how = ", ".join(
                     [
