@@ -683,6 +683,20 @@ def decoding_rows(lay: Layout) -> slice:
     return slice(first * n, (first + len(DECODE_KINDS)) * n)
 
 
+def _slider(what: str, values: list[int]) -> Slider:
+    """The slider choosing the heat map's layer or head among ``values`` (a lone value: disabled)."""
+    return Slider(
+        start=values[0],
+        end=max(values[-1], values[0] + 1),
+        value=values[0],
+        step=1,
+        title=what,
+        width=200,
+        name=f"attn-{what}",
+        disabled=len(values) == 1,
+    )
+
+
 def build_explorer(graph: Graph, **options: Any) -> LayoutDOM:
     """The whole explorer page as a Bokeh layout (pure: reads the graph, writes nothing); options as for
     :func:`make_explorer`."""
@@ -754,26 +768,7 @@ def make_explorer(
 
     heat_fig, heat, heat_title, focus, patterns = _heatmap(graph, lay)
     layers, heads = _heads_shown(graph)
-    layer_w = Slider(
-        start=layers[0],
-        end=max(layers[-1], layers[0] + 1),
-        value=layers[0],
-        step=1,
-        title="layer",
-        width=200,
-        name="attn-layer",
-        disabled=len(layers) == 1,
-    )
-    head_w = Slider(
-        start=heads[0],
-        end=max(heads[-1], heads[0] + 1),
-        value=heads[0],
-        step=1,
-        title="head",
-        width=200,
-        name="attn-head",
-        disabled=len(heads) == 1,
-    )
+    layer_w, head_w = _slider("layer", layers), _slider("head", heads)
     color_w = RadioButtonGroup(labels=list(modes), active=modes.index(color_by), name="color-by")
     panel = Div(
         text=_INTRO,

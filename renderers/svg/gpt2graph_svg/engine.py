@@ -111,6 +111,13 @@ class Page:
         """``text`` wrapped to width ``w``, its box's top at ``y``."""
         return text_at(x, y, wrap(text, w, size, style.get("bold", False)), size, **style)
 
+    def note(self, x: float, y: float, text: str, w: float, size: float, gap: float = 8) -> Text:
+        """A muted note (the key to what is drawn above it) at ``y``; the page continues ``gap`` below it."""
+        t = self.wrapped(x, y, text, w, size, colour=C.MUTED)
+        self.label(t)
+        self.y = t.box.bottom + gap
+        return t
+
     @property
     def depth(self) -> int:
         """How many panels are open."""

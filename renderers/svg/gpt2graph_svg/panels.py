@@ -76,16 +76,14 @@ class Panels:
                     ]
                 )
                 source = "from the analysis stored with the graph" if self.stored else "computed for this picture"
-                note = self.page.wrapped(
+                self.page.note(
                     self.frame.diagram_x,
                     self.page.y + 6,
                     f"settings: {how} ({source}); change them with --option temperature=… top_k=… top_p=… seed=…",
                     self.frame.diagram_w,
                     FS["small"],
-                    colour=C.MUTED,
+                    gap=10,
                 )
-                self.page.label(note)
-                self.page.y = note.box.bottom + 10
                 self.decoding_table()
             self.next_token()
 
@@ -235,17 +233,14 @@ class Panels:
                     )
                 self.page.front.append(cell)
             y += rh
-        key = self.page.wrapped(
+        self.page.note(
             x0,
             y + 2,
             "each column: the distribution after that step (rank, logit: before any "
             "step) · 0 (cut): filtered out · —: kept, but not among the step's listed candidates",
             self.frame.diagram_w,
             FS["tiny"],
-            colour=C.MUTED,
         )
-        self.page.label(key)
-        self.page.y = key.box.bottom + 8
 
     def next_token(self) -> None:
         """The chosen token, as the pass's output."""
@@ -339,7 +334,7 @@ class Panels:
                         )
                     )
                 y += rh
-            key = self.page.wrapped(
+            self.page.note(
                 self.frame.diagram_x,
                 y + 4,
                 "each cell: the most probable token under the lens, shaded by its "
@@ -348,10 +343,7 @@ class Panels:
                 "the next token's rank.",
                 self.frame.diagram_w,
                 FS["tiny"],
-                colour=C.MUTED,
             )
-            self.page.label(key)
-            self.page.y = key.box.bottom + 8
 
     # ---- direct logit attribution -------------------------------------------------------------------
     def dla(self) -> None:
@@ -410,14 +402,11 @@ class Panels:
                 y += rh
             self.page.under(Group([Path(f"M{zero},{axis_top - 2} V{y + 2}", C.MUTED, 1)]))
             rest = dla.total - sum(a.contribution for a in top)
-            key = self.page.wrapped(
+            self.page.note(
                 self.frame.diagram_x,
                 y + 6,
                 f"the other {n - len(top)} components sum to {signed(rest)} · red "
                 "raises the logit, blue lowers it; bars to the scale of the largest |contribution|",
                 self.frame.diagram_w,
                 FS["tiny"],
-                colour=C.MUTED,
             )
-            self.page.label(key)
-            self.page.y = key.box.bottom + 8
