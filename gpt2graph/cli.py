@@ -14,20 +14,28 @@ import sys
 import textwrap
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from . import __version__
 from .errors import Gpt2GraphError
 
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    from .glossary import GlossaryEntry
+    from .graph import Graph
+    from .presentation import Span
+
 __all__ = ["main"]
 
 
-def _load(path: str):
+def _load(path: str) -> Graph:
     from .storage import load
 
     return load(path)
 
 
-def cmd_build(args) -> int:
+def cmd_build(args: argparse.Namespace) -> int:
     from .builder import build
     from .storage import check_target
     from .summary import format_summary
@@ -69,7 +77,7 @@ def _token(text: str | None, token_id: int | None) -> int | str | None:
     return token_id if token_id is not None else text
 
 
-def _analysis_options(args) -> dict:
+def _analysis_options(args: argparse.Namespace) -> dict[str, Any]:
     """The analysis options given on the command line; the rest keep :func:`gpt2graph.analyze.analyze`'s defaults."""
     given = dict(
         position=args.position,
@@ -86,13 +94,13 @@ def _analysis_options(args) -> dict:
     return {k: v for k, v in given.items() if v is not None}
 
 
-def _build_analysis(args) -> dict | bool:
+def _build_analysis(args: argparse.Namespace) -> dict[str, Any] | bool:
     """``build`` analyses when asked to with --analyze or implicitly by any analysis option."""
     options = _analysis_options(args)
     return options if args.analyze or options else False
 
 
-def cmd_analyze(args) -> int:
+def cmd_analyze(args: argparse.Namespace) -> int:
     from .summary import format_summary
 
     graph = _load(args.graph)
@@ -136,7 +144,7 @@ def _suffix(renderer: str) -> str:
     return registry.resolve(renderer).suffixes[0]
 
 
-def cmd_info(args) -> int:
+def cmd_info(args: argparse.Namespace) -> int:
     from .corpus import describe, format_description, is_corpus, load_corpus
     from .summary import format_summary, summarize_graph
 
@@ -150,13 +158,13 @@ def cmd_info(args) -> int:
     return 0
 
 
-def cmd_verify(args) -> int:
+def cmd_verify(args: argparse.Namespace) -> int:
     report = _load(args.graph).verify(mode=args.mode)
     print(json.dumps(report.as_dict(), indent=2) if args.json else report.format())
     return 0 if report.ok else 1
 
 
-def cmd_render(args) -> int:
+def cmd_render(args: argparse.Namespace) -> int:
     from .corpus import is_corpus, load_corpus
     from .registry import parse_cli_options, render
 
@@ -166,7 +174,7 @@ def cmd_render(args) -> int:
     return 0
 
 
-def cmd_corpus(args) -> int:
+def cmd_corpus(args: argparse.Namespace) -> int:
     from .corpus import ACTIVATION_KINDS, describe, format_description
     from .engine import run_corpus
 
@@ -206,10 +214,10 @@ def cmd_corpus(args) -> int:
     return 0
 
 
-def cmd_renderers(args) -> int:
+def cmd_renderers(args: argparse.Namespace) -> int:
     from .registry import draws_corpus, registry
 
-    rows = []
+    rows: list[dict[str, Any]] = []
     for name in registry.names():
         info = registry.info(name)
         r = info.load()
@@ -241,7 +249,7 @@ def cmd_renderers(args) -> int:
     return 0
 
 
-def cmd_serve(args) -> int:
+def cmd_serve(args: argparse.Namespace) -> int:
     from .glossary import read_user_file
     from .registry import serve
 
@@ -262,7 +270,7 @@ def cmd_serve(args) -> int:
     )
 
 
-def cmd_glossary(args) -> int:
+def cmd_glossary(args: argparse.Namespace) -> int:
     """``gpt2graph glossary [TERM]``: list every term, or print one entry (exit 1 for an unknown term)."""
     from .glossary import builtin_glossary
 
@@ -287,7 +295,7 @@ def cmd_glossary(args) -> int:
     return 0
 
 
-def format_entry(entry, width: int = 88) -> str:
+def format_entry(entry: GlossaryEntry, width: int = 88) -> str:
     """A glossary entry as plain text for a terminal."""
     lines = [entry.term, "=" * len(entry.term), f"id: {entry.id}"]
     if entry.aliases:
@@ -312,14 +320,14 @@ def _markdown_lines(text: str, width: int) -> list[str]:
     terminal: paragraphs re-wrapped, each list item on lines of its own, the marks kept as written."""
     from .presentation import parse_markdown
 
-    def marked(s) -> str:
+    def marked(s: Span) -> str:
         if s.code:
             return f"`{s.text}`"
         text = s.text if s.url is None else f"[{s.text}]({s.url})"
         text = f"*{text}*" if s.em else text
         return f"**{text}**" if s.strong else text
 
-    def plain(spans) -> str:
+    def plain(spans: Iterable[Span]) -> str:
         return "".join(marked(s) for s in spans)
 
     out: list[str] = []
@@ -342,7 +350,7 @@ def _clip(text: str, width: int) -> str:
     return text if len(text) <= width else text[: width - 3].rstrip() + "..."
 
 
-def cmd_validate(args) -> int:
+def cmd_validate(args: argparse.Namespace) -> int:
     """``gpt2graph validate FILE... [--graph RUN]``: print every problem, one per line; exit 1 if any."""
     from .glossary import validate_files
 
@@ -357,7 +365,7 @@ def cmd_validate(args) -> int:
     return 0
 
 
-def cmd_schema(args) -> int:
+def cmd_schema(args: argparse.Namespace) -> int:
     from .schemagen import cli_schema
 
     return cli_schema(check=args.check)
@@ -536,7 +544,8 @@ def main(argv: list[str] | None = None) -> int:
 
     hf_logging.disable_progress_bar()  # one clear line per event, not progress bars
     try:
-        return args.func(args)
+        code: int = args.func(args)
+        return code
     except Gpt2GraphError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

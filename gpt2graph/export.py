@@ -8,17 +8,18 @@ if TYPE_CHECKING:
     import networkx
 
     from .graph import Graph
+    from .results import Analysis
 
 __all__ = ["to_networkx"]
 
 
-def to_networkx(graph: Graph) -> networkx.DiGraph:
+def to_networkx(graph: Graph) -> networkx.DiGraph[str]:
     """A ``DiGraph`` with one node per graph node (attributes: the node's schema fields, with ``summary``
     flattened to ``norm``/``mean``/``std``/``min``/``max``) and one edge per typed edge (``role``, ``slot``).
     Graph-level attributes carry the model name, weights status, dims and tokens."""
     import networkx as nx
 
-    g = nx.DiGraph(
+    g: networkx.DiGraph[str] = nx.DiGraph(
         model=graph.model.name,
         weights=graph.model.weights.status,
         dims=graph.dims.model_dump(),
@@ -38,7 +39,7 @@ def to_networkx(graph: Graph) -> networkx.DiGraph:
     return g
 
 
-def _add_analysis(g, analysis) -> None:
+def _add_analysis(g: networkx.DiGraph[str], analysis: Analysis) -> None:
     """Logit lens and DLA on the nodes they describe; head roles and circuit scores on every node of that
     head (q, k, v, scores, pattern, z, head_out and its parameters); decoding as a graph attribute."""
     if analysis.lens is not None:

@@ -38,10 +38,11 @@ live instrument of ``gpt2graph serve``) is an *app*, found the same way in the `
 from __future__ import annotations
 
 import inspect
+import os
 from dataclasses import dataclass, field
 from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
-from typing import Any, Protocol, get_args, get_origin, runtime_checkable
+from typing import Any, Protocol, cast, get_args, get_origin, runtime_checkable
 
 from .errors import RendererError
 
@@ -81,7 +82,7 @@ class Option:
 
     @property
     def type_name(self) -> str:
-        return getattr(self.type, "__name__", None) if get_origin(self.type) is None else str(self.type)
+        return str(getattr(self.type, "__name__", self.type)) if get_origin(self.type) is None else str(self.type)
 
     def check(self, name: str, value: Any, renderer: str) -> Any:
         """Validate (and for CLI strings, convert) one value; raise RendererError saying what was expected."""
@@ -187,7 +188,7 @@ class RendererInfo:
                     f"{self.noun} {self.name!r} from {self.distribution} does not implement the "
                     f"{self.noun} protocol: missing {', '.join(missing)}"
                 )
-            self._loaded = obj
+            self._loaded = cast(Renderer, obj)
         return self._loaded
 
 
@@ -254,7 +255,7 @@ registry = Registry()
 apps = Registry(APP_ENTRY_POINT_GROUP, "app", APP_PROTOCOL)
 
 
-def render(graph: Any, name: str, path: str | Path, **options: Any) -> Path:
+def render(graph: Any, name: str, path: str | os.PathLike[str], **options: Any) -> Path:
     """Render ``graph`` with the renderer ``name`` to ``path`` after validating the options. Corpus statistics
     (:class:`~gpt2graph.corpus.CorpusStats`) go to the renderer's ``render_corpus``, which takes no options."""
     from .corpus import CorpusStats
@@ -287,13 +288,13 @@ def render_corpus(stats: Any, name: str, path: str | Path, **options: Any) -> Pa
 def show(graph: Any, name: str, **options: Any) -> None:
     """Display ``graph`` inline (Jupyter) with renderer ``name``; only renderers that define ``show`` can."""
     checked = registry.check_options(name, options)
-    renderer = registry.resolve(name)
-    if not callable(getattr(renderer, "show", None)):
+    display = getattr(registry.resolve(name), "show", None)
+    if not callable(display):
         raise RendererError(
             f"renderer {name!r} cannot display inline (it has no show()); write a file with "
             f"graph.render({name!r}, path) instead"
         )
-    renderer.show(graph, **checked)
+    display(graph, **checked)
 
 
 def serve(app: str | None = None, **options: Any) -> int:

@@ -39,7 +39,7 @@ __all__ = [
 ]
 
 V, P = VectorKind, ParamKind
-_QKV_OFFSET = {P.W_Q: 0, P.W_K: 1, P.W_V: 2, P.b_Q: 0, P.b_K: 1, P.b_V: 2}
+_QKV_OFFSET: dict[str, int] = {P.W_Q: 0, P.W_K: 1, P.W_V: 2, P.b_Q: 0, P.b_K: 1, P.b_V: 2}
 #: the vector kinds captured from the model and stored; all others are derived from these
 STORED_KINDS = (
     V.token_embedding, V.pos_embedding, V.input_embedding, V.resid_pre, V.ln1, V.q, V.k, V.v, V.z, V.attn_out,
@@ -49,9 +49,9 @@ STORED_KINDS = (
 SUMMARY_FIELDS = ("norm", "mean", "std", "min", "max")
 #: the name the token ids are stored under (no TransformerLens hook holds them)
 TOKENS = "tokens"
-_LN_OF = {kind: kinds for kinds in LAYERNORMS.values() for kind in kinds}
+_LN_OF: dict[str, tuple[str, str, str]] = {kind: kinds for kinds in LAYERNORMS.values() for kind in kinds}
 #: parameter kind -> HF state-dict name ({L} = layer)
-_HF_PARAM = {
+_HF_PARAM: dict[str, str] = {
     P.W_E: "transformer.wte.weight",
     P.W_pos: "transformer.wpe.weight",
     P.ln1_w: "transformer.h.{L}.ln_1.weight",
@@ -85,7 +85,7 @@ def activation_shapes(dims: Dims, n: int) -> dict[str, tuple[int, ...]]:
         for layer in top.layers_of(kind):
             key = Key(kind, layer, None, 0)
             width = tuple(top.vector_shape(key))
-            shapes[top.hook(key)] = (n, dims.n_head, *width) if VECTOR_SPECS[kind].per_head else (n, *width)
+            shapes[top.hook_name(key)] = (n, dims.n_head, *width) if VECTOR_SPECS[kind].per_head else (n, *width)
     return shapes
 
 
@@ -188,7 +188,7 @@ class Values:
             x = self.hook(*self._ln_input(kind, layer))
             scale = ops.ln_scale(x, self.dims.layer_norm_eps)
             return scale if kind == scale_kind else ops.ln_normalize(x, scale)
-        return self.activations[self.topology.hook(Key(kind, layer, None, 0))]
+        return self.activations[self.topology.hook_name(Key(kind, layer, None, 0))]
 
     def _ln_input(self, kind: str, layer: int | None) -> tuple[str, int | None]:
         key = self.topology.ln_input(kind, layer, 0)
@@ -202,6 +202,7 @@ class Values:
     def vector(self, key: Key) -> Tensor:
         """The value of one vector node."""
         kind, L, h, p = key
+        assert p is not None, "a vector key has a position"
         if kind in (V.attn_scores, V.attn_pattern):
             q = self.hook(V.q, L)[p, h]
             keys = self.hook(V.k, L)[: p + 1, h]
@@ -221,4 +222,4 @@ class Values:
         return self.hook(kind, L)[p]
 
     def logits(self) -> Tensor:
-        return self.activations[self.topology.hook(Key(V.logits, None, None, 0))]
+        return self.activations[self.topology.hook_name(Key(V.logits, None, None, 0))]

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
@@ -22,6 +22,9 @@ if TYPE_CHECKING:
     from ..graph import Graph
 
 __all__ = ["MAX_BYTES", "parse", "extend"]
+
+_Item = TypeVar("_Item", bound=GlossaryEntry | Annotation)
+_Kind = TypeVar("_Kind", GlossaryEntry, Annotation)
 
 MAX_BYTES = 1 << 20  # one data file; the largest built-in is about 22 kB
 
@@ -74,24 +77,24 @@ def parse(source: str, text: str) -> tuple[_ParsedFile, tuple[str, ...]]:
         return located, tuple(problems)
     try:
         data = DataFile.model_validate(raw)
-        items = {"glossary": data.glossary, "annotations": data.annotations}
+        found_entries: list[GlossaryEntry | None] = list(data.glossary)
+        found_notes: list[Annotation | None] = list(data.annotations)
     except ValidationError as exc:
         errors = exc.errors(include_url=False)
         problems += [located.problem(e["loc"], _message(e)) for e in errors]
         bad = {tuple(e["loc"][:2]) for e in errors}
-        raw_items = {section: raw.get(section) if isinstance(raw, dict) else None for section in _ITEM_MODELS}
-        items = {
-            section: [
-                None if (section, i) in bad else _ITEM_MODELS[section].model_validate(item)
-                for i, item in enumerate(value if isinstance(value, list) else [])
-            ]
-            for section, value in raw_items.items()
-        }
-    entries, annotations = (
-        tuple(((section, i), item) for i, item in enumerate(items[section]) if item is not None)
-        for section in ("glossary", "annotations")
-    )
+        sections = raw if isinstance(raw, dict) else {}
+        found_entries = _valid(sections.get("glossary"), "glossary", GlossaryEntry, bad)
+        found_notes = _valid(sections.get("annotations"), "annotations", Annotation, bad)
+    entries = tuple((("glossary", i), e) for i, e in enumerate(found_entries) if e is not None)
+    annotations = tuple((("annotations", i), a) for i, a in enumerate(found_notes) if a is not None)
     return replace(located, entries=entries, annotations=annotations), tuple(problems)
+
+
+def _valid(value: object, section: str, model: type[_Kind], bad: set[tuple[Any, ...]]) -> list[_Kind | None]:
+    """The items of a section that validate on their own (None where one has a problem)."""
+    items = value if isinstance(value, list) else []
+    return [None if (section, i) in bad else model.model_validate(item) for i, item in enumerate(items)]
 
 
 def _message(error: Mapping[str, Any]) -> str:
@@ -108,7 +111,7 @@ def _message(error: Mapping[str, Any]) -> str:
         return str(error["ctx"]["error"])
     if kind == "model_type":
         return "expected a mapping of fields"
-    return error["msg"]
+    return str(error["msg"])
 
 
 # ---- several files on top of a glossary: cross-checks and merge ---------------------------------------
@@ -120,24 +123,16 @@ def extend(
     """``base`` plus the (source, text) ``files``, and every problem found in them (the result is only
     meaningful when there are none). A given graph also has every selector checked against it."""
     problems: list[str] = []
-    parsed = []
+    parsed: list[_ParsedFile] = []
     for source, text in files:
         p, found = parse(source, text)
         parsed.append(p)
         problems += found
-    entries, annotations, origins = dict(base), {a.id: a for a in base.annotations}, dict(base.origins)
-    for section, table in (("glossary", entries), ("annotations", annotations)):
-        first_here: dict[str, str] = {}
-        for f in parsed:
-            for path, item in f.entries if section == "glossary" else f.annotations:
-                where = f.at((*path, "id"))
-                problem = _id_problem(section, item, first_here, table, origins)
-                if problem:
-                    problems.append(f.problem((*path, "id"), problem))
-                else:
-                    table[item.id] = item
-                    origins[(section, item.id)] = where
-                first_here.setdefault(item.id, where)
+    origins = dict(base.origins)
+    entries: dict[str, GlossaryEntry] = dict(base)
+    annotations = {a.id: a for a in base.annotations}
+    problems += _merge("glossary", [(f, at, e) for f in parsed for at, e in f.entries], entries, origins)
+    problems += _merge("annotations", [(f, at, a) for f in parsed for at, a in f.annotations], annotations, origins)
     for f in parsed:
         for path, entry in f.entries:
             problems += [
@@ -154,6 +149,29 @@ def extend(
         if graph is not None:
             problems += _selector_problems(f, graph)
     return Glossary(entries.values(), annotations.values(), origins), problems
+
+
+def _merge(
+    section: str,
+    found: list[tuple[_ParsedFile, KeyPath, _Item]],
+    table: dict[str, _Item],
+    origins: dict[tuple[str, str], str],
+) -> list[str]:
+    """Add the items ``found`` in one section of the files to ``table`` by id, in order; the problems with
+    their ids (duplicates, overrides of nothing, redefinitions without override)."""
+    problems = []
+    first_here: dict[str, str] = {}
+    for f, path, item in found:
+        at_id = (*path, "id")
+        where = f.at(at_id)
+        problem = _id_problem(section, item, first_here, table, origins)
+        if problem:
+            problems.append(f.problem(at_id, problem))
+        else:
+            table[item.id] = item
+            origins[(section, item.id)] = where
+        first_here.setdefault(item.id, where)
+    return problems
 
 
 def _id_problem(
@@ -195,7 +213,8 @@ _PLACES = _kind_places()
 
 def _selector_problems(f: _ParsedFile, graph: Graph) -> list[str]:
     problems = []
-    for path, item in (*f.entries, *f.annotations):
+    items: list[tuple[KeyPath, GlossaryEntry | Annotation]] = [*f.entries, *f.annotations]
+    for path, item in items:
         field = selector_field(item)
         for i, sel in enumerate(getattr(item, field)):
             found = _selector_problem(sel, graph)

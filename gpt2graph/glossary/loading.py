@@ -47,7 +47,7 @@ def _builtin_source(root: Path, path: Path) -> str:
     return str(Path(root.name) / path.relative_to(root))
 
 
-def _read_text(path: str | os.PathLike) -> str:
+def _read_text(path: str | os.PathLike[str]) -> str:
     """A data file's text, or a DataValidationError that says why it cannot be read."""
     path = Path(path)
     try:
@@ -87,7 +87,7 @@ def load_glossary(user_data: Sequence[UserDataFile] = ()) -> Glossary:
     return glossary
 
 
-def read_user_file(path: str | os.PathLike, graph: Graph | None = None) -> UserDataFile:
+def read_user_file(path: str | os.PathLike[str], graph: Graph | None = None) -> UserDataFile:
     """Read and validate a user's glossary/annotation file on top of ``graph``'s glossary (or the built-in
     one); raise DataValidationError listing every problem, else return the file to store with the graph."""
     text = _read_text(path)
@@ -98,7 +98,7 @@ def read_user_file(path: str | os.PathLike, graph: Graph | None = None) -> UserD
     return UserDataFile(source=str(path), text=text)
 
 
-def validate_files(paths: Sequence[str | os.PathLike], graph: Graph | None = None) -> list[str]:
+def validate_files(paths: Sequence[str | os.PathLike[str]], graph: Graph | None = None) -> list[str]:
     """Every problem in these files, validated together on top of the built-in data. A built-in file named
     here is checked as part of the built-in set as it now is on disk (with ``graph``, so is that whole set),
     so contributors can check their edits, including links other built-in files make into them."""

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Iterable, Iterator, Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar, overload
 
 from ..schema import OperationNode, ParameterNode, VectorNode
-from .models import Annotation, GlossaryEntry, ResolvedAnnotation, selector_field, template_values
+from .models import Annotation, GlossaryEntry, ResolvedAnnotation, template_values
 
 if TYPE_CHECKING:
     from ..graph import Graph
 
 __all__ = ["Glossary"]
+
+_T = TypeVar("_T")
+_Item = TypeVar("_Item", bound=GlossaryEntry | Annotation)
 
 
 class Glossary(Mapping[str, GlossaryEntry]):
@@ -33,7 +36,7 @@ class Glossary(Mapping[str, GlossaryEntry]):
         #: ("glossary" | "annotations", id) -> FILE:LINE:COL where it was defined
         self.origins: dict[tuple[str, str], str] = dict(origins or {})
         self._names: dict[str, str] | None = None
-        self._by_kind: dict[tuple[str, str], tuple] = {}
+        self._by_kind: dict[str, tuple[tuple[GlossaryEntry, ...], tuple[Annotation, ...]]] = {}
 
     def __getitem__(self, key: str) -> GlossaryEntry:
         try:
@@ -44,7 +47,12 @@ class Glossary(Mapping[str, GlossaryEntry]):
     def __contains__(self, key: object) -> bool:  # Mapping's default would build a suggestion for every miss
         return key in self._entries
 
-    def get(self, key: str, default: GlossaryEntry | None = None) -> GlossaryEntry | None:
+    @overload
+    def get(self, key: str, /) -> GlossaryEntry | None: ...
+    @overload
+    def get(self, key: str, default: GlossaryEntry | _T, /) -> GlossaryEntry | _T: ...
+    def get(self, key: str, default: object = None, /) -> object:
+        """The entry ``key``, or ``default`` (without the suggestions a failed ``glossary[key]`` looks for)."""
         return self._entries.get(key, default)
 
     def __iter__(self) -> Iterator[str]:
@@ -72,7 +80,7 @@ class Glossary(Mapping[str, GlossaryEntry]):
 
     def entries_for(self, node: VectorNode | ParameterNode | OperationNode) -> list[GlossaryEntry]:
         """Entries with a selector in ``applies_to`` that matches ``node``, in glossary order."""
-        return [e for e in self._candidates("glossary", node.kind) if any(s.matches(node) for s in e.applies_to)]
+        return [e for e in self._naming(node.kind)[0] if any(s.matches(node) for s in e.applies_to)]
 
     def annotations_for(
         self,
@@ -80,20 +88,16 @@ class Glossary(Mapping[str, GlossaryEntry]):
         graph: Graph,
     ) -> list[ResolvedAnnotation]:
         """Annotations with a target matching ``node``, their template fields filled in from ``graph``."""
-        hits = [a for a in self._candidates("annotations", node.kind) if any(s.matches(node) for s in a.targets)]
+        hits = [a for a in self._naming(node.kind)[1] if any(s.matches(node) for s in a.targets)]
         values = template_values(graph) if hits else {}
         return [a.resolve(values) for a in hits]
 
-    def _candidates(self, section: str, kind: str) -> tuple:
-        """Entries or annotations with a selector that names ``kind`` or names no kind (cached per kind),
-        so asking about each of many nodes does not test every selector of every entry."""
-        key = (section, kind)
-        if key not in self._by_kind:
-            items = self._entries.values() if section == "glossary" else self.annotations
-            self._by_kind[key] = tuple(
-                it for it in items if any(s.kind is None or kind in s.kind for s in getattr(it, selector_field(it)))
-            )
-        return self._by_kind[key]
+    def _naming(self, kind: str) -> tuple[tuple[GlossaryEntry, ...], tuple[Annotation, ...]]:
+        """The entries and the annotations with a selector that names ``kind`` or names no kind (cached per
+        kind), so asking about each of many nodes does not test every selector of every item."""
+        if kind not in self._by_kind:
+            self._by_kind[kind] = (_naming(self._entries.values(), kind), _naming(self.annotations, kind))
+        return self._by_kind[kind]
 
     def _name_index(self) -> dict[str, str]:
         """Casefolded id, term and alias -> entry id; ids are entered first, so they win, then terms."""
@@ -109,3 +113,7 @@ class Glossary(Mapping[str, GlossaryEntry]):
     def _suggestion(self, term: str) -> str:
         close = self.suggest(term, n=3)
         return f" (did you mean {' or '.join(map(repr, close))}?)" if close else ""
+
+
+def _naming(items: Iterable[_Item], kind: str) -> tuple[_Item, ...]:
+    return tuple(it for it in items if any(s.kind is None or kind in s.kind for s in it.selectors))

@@ -160,6 +160,11 @@ class GlossaryEntry(_Model):
         "example a built-in one) instead of being reported as a duplicate.",
     )
 
+    @property
+    def selectors(self) -> list[Selector]:
+        """The nodes the entry explains (``applies_to``)."""
+        return self.applies_to
+
 
 class Annotation(_Model):
     """A callout on parts of the graph; title, body and caption may use template fields like {n_tokens}."""
@@ -182,6 +187,11 @@ class Annotation(_Model):
         if text is not None:
             _check_template(text)
         return text
+
+    @property
+    def selectors(self) -> list[Selector]:
+        """The nodes the callout is attached to (``targets``)."""
+        return self.targets
 
     def resolve(self, values: Mapping[str, str]) -> ResolvedAnnotation:
         """This annotation with its template fields filled in from :func:`template_values` of a graph."""
