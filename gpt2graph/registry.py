@@ -271,10 +271,10 @@ def draws_corpus(renderer: Renderer) -> bool:
     return callable(getattr(renderer, "render_corpus", None))
 
 
-def render_corpus(stats: Any, name: str, path: str | Path, **options: Any) -> Path:
+def render_corpus(stats: Any, name: str, path: str | os.PathLike[str], **options: Any) -> Path:
     """Draw corpus statistics with renderer ``name``: a renderer that can has ``render_corpus(stats, path)``."""
-    renderer = registry.resolve(name)
-    if not draws_corpus(renderer):
+    draw = getattr(registry.resolve(name), "render_corpus", None)
+    if not callable(draw):
         able = [n for n in registry.names() if draws_corpus(registry.resolve(n))]
         raise RendererError(
             f"renderer {name!r} cannot draw corpus statistics (it has no render_corpus); renderers that can: "
@@ -282,7 +282,8 @@ def render_corpus(stats: Any, name: str, path: str | Path, **options: Any) -> Pa
         )
     if options:
         raise RendererError(f"renderer {name!r} takes no options for corpus statistics; got {', '.join(options)}")
-    return renderer.render_corpus(stats, Path(path))
+    written: Path = draw(stats, Path(path))
+    return written
 
 
 def show(graph: Any, name: str, **options: Any) -> None:
