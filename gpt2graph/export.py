@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from .results import Role
+
 if TYPE_CHECKING:
     import networkx
 
@@ -57,10 +59,7 @@ def _add_analysis(g: networkx.DiGraph[str], analysis: Analysis) -> None:
         if a.component in g:
             g.nodes[a.component]["dla"] = a.contribution
     per_head = {
-        (h.layer, h.head): {
-            f"role_{r}": getattr(h, r) for r in ("previous_token", "first_token", "current_token", "induction")
-        }
-        | {"role_label": h.label}
+        (h.layer, h.head): {f"role_{r}": getattr(h, r) for r in Role} | {"role_label": h.label}
         for h in analysis.roles.heads
     }
     for c in analysis.circuits.heads:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from gpt2graph.plugin import Analysis, DecodingResult, DLAResult, Selection, percent, signed
+from gpt2graph.plugin import Analysis, DecodingResult, DLAResult, Role, Selection, percent, signed
 
 if TYPE_CHECKING:
     from gpt2graph import Graph
@@ -24,7 +24,7 @@ from .sanitize import escape
 
 __all__ = ["ANALYSIS_MODES", "ROLE_MODES", "Metrics", "analysis_panel", "decoding_panel", "head_panels", "metrics"]
 
-ROLE_MODES = ("previous_token", "first_token", "current_token", "induction")
+ROLE_MODES = tuple(map(str, Role))
 #: colour modes an analysed graph adds: signed DLA, then scores in [0, 1]
 ANALYSIS_MODES = ("dla", *ROLE_MODES, "copying")
 #: how the colour bar names each score
@@ -105,10 +105,10 @@ def metrics(analysis: Analysis, lay: Layout) -> Metrics:
     titles["copying"], ticks["copying"] = _score_bar(_SCORE_NAME["copying"], None)
 
     head_dla = np.full((d.n_layer, d.n_head), np.nan)
+    for (L, h), contribution in analysis.dla.by_head().items():
+        head_dla[L, h] = contribution
     raw = np.full(layer.shape, np.nan, dtype=np.float32)
     for a in analysis.dla.contributions:
-        if a.kind == "head_out":
-            head_dla[a.layer, a.head] = a.contribution
         if a.component in lay.id_index:  # every component is a node (b_O, ln_final.b: weights), maybe outside the view
             raw[lay.id_index[a.component]] = a.contribution
     dla = per_head(head_dla)
@@ -143,7 +143,7 @@ def head_panels(analysis: Analysis) -> list[str]:
     scores against a uniform head and its label, its direct effect (DLA attributes every head's output at
     its position), and its circuits (OV copying score, leading singular values, the tokens it boosts). Every
     token is escaped."""
-    dla = {(a.layer, a.head): a.contribution for a in analysis.dla.contributions if a.kind == "head_out"}
+    dla = analysis.dla.by_head()
     c = analysis.circuits
     chance = analysis.roles.chance
     out = []
