@@ -19,6 +19,7 @@ decoding stage depends on the graph's decoding settings, not only on the run, so
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -107,25 +108,28 @@ def param_names(dims: Dims) -> list[str]:
 def summaries(x: Tensor, keep: Tensor | None = None, dtype: torch.dtype = torch.float64) -> dict[str, Tensor]:
     """The statistics of :data:`SUMMARY_FIELDS` of every vector along the last dimension of ``x`` at once,
     counting only the entries where ``keep`` (broadcast against ``x``) is true; computed in ``dtype`` (float64,
-    as node summaries are; float32 halves the time and memory of a whole weight matrix)."""
-    x = x.to(dtype)
-    if keep is not None and bool(keep.all()):
-        keep = None
-    if keep is None:
-        count: Tensor | int = x.shape[-1]
-        mean = x.mean(-1)
-        centred = x - mean[..., None]
-        low, high = x.amin(-1), x.amax(-1)
+    as node summaries are; float32 halves the time and memory of a whole weight matrix).
+
+    The arithmetic is numpy's, on the tensors' own memory: a renderer asks for hundreds of these, and torch's
+    thread pool makes each small reduction take milliseconds whenever the machine is busy."""
+    a = x.detach().numpy().astype(torch.empty(0, dtype=dtype).numpy().dtype, copy=False)
+    k = None if keep is None else np.broadcast_to(keep.numpy(), a.shape)
+    if k is not None and k.all():
+        k = None
+    if k is None:
+        count: np.ndarray | int = a.shape[-1]
+        mean = a.mean(-1)
+        centred = a - mean[..., None]
+        low, high = a.min(-1), a.max(-1)
     else:
-        count = keep.sum(-1)
-        mean = torch.where(keep, x, 0.0).sum(-1) / count
-        centred = torch.where(keep, x - mean[..., None], 0.0)
-        low, high = torch.where(keep, x, torch.inf).amin(-1), torch.where(keep, x, -torch.inf).amax(-1)
-    # two passes rather than Tensor.std, which is many times slower on rows of this length
-    std = (centred.square().sum(-1) / count).sqrt()
-    # sum of squares = count * (variance + mean^2): the L2 norm without another pass over x
-    norm = (count * (std.square() + mean.square())).sqrt()
-    return {"norm": norm, "mean": mean, "std": std, "min": low, "max": high}
+        count = k.sum(-1)
+        mean = np.where(k, a, 0.0).sum(-1) / count
+        centred = np.where(k, a - mean[..., None], 0.0)
+        low, high = np.where(k, a, np.inf).min(-1), np.where(k, a, -np.inf).max(-1)
+    std = np.sqrt((centred * centred).sum(-1) / count)  # two passes, as a population std
+    norm = np.sqrt(count * (std * std + mean * mean))  # sum of squares = count (variance + mean^2)
+    stats = {"norm": norm, "mean": mean, "std": std, "min": low, "max": high}
+    return {name: torch.from_numpy(np.asarray(v, dtype=a.dtype)) for name, v in stats.items()}
 
 
 def summarize(x: Tensor) -> ValueSummary:
