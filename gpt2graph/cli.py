@@ -13,6 +13,7 @@ import shutil
 import sys
 import textwrap
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -141,7 +142,8 @@ def _add_analysis_options(p: argparse.ArgumentParser) -> None:
 def _suffix(renderer: str) -> str:
     from .registry import registry
 
-    return registry.resolve(renderer).suffixes[0]
+    suffix: str = registry.resolve(renderer).suffixes[0]
+    return suffix
 
 
 def cmd_info(args: argparse.Namespace) -> int:
@@ -371,7 +373,7 @@ def cmd_schema(args: argparse.Namespace) -> int:
     return cli_schema(check=args.check)
 
 
-def _int_in(low: int, high: int | None = None):
+def _int_in(low: int, high: int | None = None) -> Callable[[str], int]:
     """An argparse type: an integer in [low, high]."""
 
     def parse(text: str) -> int:

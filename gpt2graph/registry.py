@@ -42,7 +42,7 @@ import os
 from dataclasses import dataclass, field
 from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
-from typing import Any, Protocol, cast, get_args, get_origin, runtime_checkable
+from typing import Any, Protocol, get_args, get_origin, runtime_checkable
 
 from .errors import RendererError
 
@@ -188,7 +188,7 @@ class RendererInfo:
                     f"{self.noun} {self.name!r} from {self.distribution} does not implement the "
                     f"{self.noun} protocol: missing {', '.join(missing)}"
                 )
-            self._loaded = cast(Renderer, obj)
+            self._loaded = obj
         return self._loaded
 
 
@@ -196,7 +196,9 @@ class Registry:
     """The single source of truth for installed plugins of one group (renderers by default, or apps);
     entry points are read on first use."""
 
-    def __init__(self, group: str = ENTRY_POINT_GROUP, noun: str = "renderer", protocol=RENDERER_PROTOCOL):
+    def __init__(
+        self, group: str = ENTRY_POINT_GROUP, noun: str = "renderer", protocol: tuple[str, ...] = RENDERER_PROTOCOL
+    ):
         self.group = group
         self.noun = noun
         self.protocol = tuple(protocol)
@@ -263,7 +265,8 @@ def render(graph: Any, name: str, path: str | os.PathLike[str], **options: Any) 
     if isinstance(graph, CorpusStats):
         return render_corpus(graph, name, path, **options)
     checked = registry.check_options(name, options)
-    return registry.resolve(name).render(graph, Path(path), **checked)
+    written: Path = registry.resolve(name).render(graph, Path(path), **checked)
+    return written
 
 
 def draws_corpus(renderer: Renderer) -> bool:
@@ -310,7 +313,8 @@ def serve(app: str | None = None, **options: Any) -> int:
         if len(names) > 1:
             raise RendererError(f"several apps can serve ({', '.join(names)}): choose one with --app")
         app = names[0]
-    return apps.resolve(app).serve(**options)
+    code: int = apps.resolve(app).serve(**options)
+    return code
 
 
 def parse_cli_options(pairs: list[str]) -> dict[str, str]:

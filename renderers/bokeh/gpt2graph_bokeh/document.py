@@ -619,11 +619,12 @@ class Explorer:
         """What the decoding settings of ``graph`` (a ``with_decoding`` view of the same run) change, at these
         positions (all: None): the decoding vectors' statistics and the analysis panel's decoding table. No
         forward pass: the decoding stage is derived from the stored logits, in one pass."""
-        n = graph.n_tokens
-        positions = list(range(n)) if positions is None else positions
+        lay, n = self.layout, self.layout.n
+        positions = [int(p) for p in lay.positions] if positions is None else [p for p in positions if p in lay.lane]
         summaries = graph.decoding_summaries(positions)
-        first = decoding_rows(self.layout).start
-        rows = np.concatenate([first + g * n + np.array(positions) for g in range(len(DECODE_KINDS))])
+        first = decoding_rows(lay).start
+        lanes = np.array([lay.lane[p] for p in positions], dtype=np.int64)
+        rows = np.concatenate([first + g * n + lanes for g in range(len(DECODE_KINDS))])
         stats = {
             name: np.concatenate([summaries[k][name].reshape(-1).numpy() for k in DECODE_KINDS]).astype(np.float32)
             for name in summaries[DECODE_KINDS[0]]
@@ -658,7 +659,7 @@ class Explorer:
             column = np.array(nodes.data[name][block], dtype=np.float32)
             column[update.rows - block.start] = update.stats[name]
             columns[name] = column
-        kinds = np.repeat(np.array([str(k) for k in DECODE_KINDS]), lay.topology.n_tokens)
+        kinds = np.repeat(np.array([str(k) for k in DECODE_KINDS]), lay.n)
         patch["c_norm"] = [(block, relative(columns["norm"], kinds, signed=False))]
         patch["c_mean"] = [(block, relative(columns["mean"], kinds, signed=True))]
         nodes.patch(patch)
@@ -678,7 +679,7 @@ class Explorer:
 
 def decoding_rows(lay: Layout) -> slice:
     """Rows of the node source holding the decoding stage (its groups come last among the vectors)."""
-    n = lay.topology.n_tokens
+    n = lay.n
     first = min(lay.group_index[Key(kind)] for kind in DECODE_KINDS)
     return slice(first * n, (first + len(DECODE_KINDS)) * n)
 
