@@ -8,8 +8,8 @@ the run.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
 
 from . import progress
 from .circuits import head_circuits
@@ -39,7 +39,7 @@ def _lens_kinds(lens: bool | Iterable[str]) -> list[LensKind]:
     return [k for k in LensKind if k in kinds]
 
 
-def analyze(graph: Graph, **options) -> Analysis:
+def analyze(graph: Graph, **options: Any) -> Analysis:
     """Compute every result (see :func:`compute` for the options) and store it on ``graph``'s run, with the
     logit lens's table (``graph.lens``): the same as ``graph.analyze(**options)``."""
     return graph.analyze(**options)
@@ -111,7 +111,7 @@ def compute(
         lens_kinds=kinds,
         eager_lens=eager_lens,
     )
-    steps = [
+    steps: list[tuple[str, str, Callable[[], object]]] = [
         ("roles", "head roles", lambda: head_roles(graph, induction_probe=induction_probe, probe_seed=probe_seed)),
         (
             "dla",
@@ -140,11 +140,11 @@ def compute(
             ),
         ),
     ]
-    results = {}
+    results: dict[str, Any] = {}  # each part's result, by its field of Analysis
     with progress.task("analyze", total=len(steps), unit="part") as bar:  # one step per part
         for name, description, run in steps:
             bar.describe(f"analyze: {description}")
             results[name] = run()
             bar.update()
-    table = results.pop("lens")
+    table: LensTable | None = results.pop("lens")
     return Analysis(options=options, lens=None if table is None else table.header, **results), table

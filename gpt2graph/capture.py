@@ -53,7 +53,8 @@ SOURCES: dict[str, tuple[str, str]] = {
 _QKV = (V.q, V.k, V.v)
 
 
-def _first(x: Any) -> torch.Tensor:
+def _first(x: torch.Tensor | tuple[torch.Tensor, ...] | list[torch.Tensor]) -> torch.Tensor:
+    """A module's output tensor (HF blocks return a tuple whose first item it is)."""
     return x[0] if isinstance(x, (tuple, list)) else x
 
 
@@ -76,7 +77,7 @@ def _hooks(model: Any, topology: Topology, store: dict[str, torch.Tensor]) -> It
     for kind in CAPTURED_KINDS:
         module, direction = SOURCES[kind]
         for layer in topology.layers_of(kind):
-            name = topology.hook(Key(kind, layer, None, 0))
+            name = topology.hook_name(Key(kind, layer, None, 0))
             readers.setdefault((module.replace("{L}", str(layer or 0)), direction), []).append((kind, name))
 
     def writer(kinds: list[tuple[str, str]]) -> Callable[[torch.Tensor], None]:
@@ -146,12 +147,11 @@ def replay(values: Values, kind: str, layer: int | None) -> dict[str, torch.Tens
     top, dims, params = values.topology, values.dims, values.params
     module, reads = REPLAY[kind]
     module = module.replace("{L}", str(layer or 0))
-    weight = params.get(f"{module}.weight")
-    bias = params.get(f"{module}.bias")
+    weight, bias = params.get(f"{module}.weight"), params.get(f"{module}.bias")  # an activation has neither
     if kind == V.token_embedding:
-        out = torch.nn.functional.embedding(values.hook(V.token), weight)
+        out = torch.nn.functional.embedding(values.hook(V.token), params[f"{module}.weight"])
     elif kind == V.pos_embedding:
-        out = torch.nn.functional.embedding(torch.arange(top.n_tokens), weight)
+        out = torch.nn.functional.embedding(torch.arange(top.n_tokens), params[f"{module}.weight"])
     else:
         source = top.ln_input(kind, layer, 0) if kind in (V.ln1, V.ln2, V.ln_final) else Key(reads, layer)
         x = values.hook(source.kind, source.layer)
@@ -164,6 +164,6 @@ def replay(values: Values, kind: str, layer: int | None) -> dict[str, torch.Tens
 
                 out = ACT2FN[dims.activation_function](x)
             else:  # Conv1D
-                out = torch.addmm(bias, x, weight)
+                out = torch.addmm(params[f"{module}.bias"], x, params[f"{module}.weight"])
     produced = _QKV if kind in _QKV else (kind,)
-    return {top.hook(Key(k, layer, None, 0)): _layout(k, out[None], top) for k in produced}
+    return {top.hook_name(Key(k, layer, None, 0)): _layout(k, out[None], top) for k in produced}

@@ -45,7 +45,8 @@ def factored_singular_values(A: Tensor, B: Tensor) -> Tensor:
     """Singular values of A @ B, largest first, for A (..., m, r) and B (..., r, m) with r << m: the square
     roots of the eigenvalues of M^T M for the r x r matrix M = R_A R_B^T."""
     M = _gram_root(A) @ _gram_root(B.transpose(-1, -2)).transpose(-1, -2)
-    return torch.linalg.eigvalsh(M.transpose(-1, -2) @ M).clamp(min=0).sqrt().flip(-1)
+    values: Tensor = torch.linalg.eigvalsh(M.transpose(-1, -2) @ M).clamp(min=0).sqrt().flip(-1)
+    return values
 
 
 def _gram_root(X: Tensor) -> Tensor:
@@ -53,7 +54,7 @@ def _gram_root(X: Tensor) -> Tensor:
     matrix, or diag(sqrt(eigenvalues)) V^T where that is singular."""
     gram = X.transpose(-1, -2) @ X
     L, info = torch.linalg.cholesky_ex(gram)
-    root = L.transpose(-1, -2)
+    root: Tensor = L.transpose(-1, -2)
     singular = info != 0
     if bool(singular.any()):  # a rank-deficient head (W_Q = 0, say): the eigendecomposition copes
         eigenvalues, V = torch.linalg.eigh(gram[singular])
@@ -71,7 +72,7 @@ def _centre_after_gain(W: Tensor, gain: Tensor) -> Tensor:
 def head_factors(graph: Graph, layer: int, fold_ln: bool = True) -> dict[str, Tensor]:
     """W_Q, W_K, W_V (n_head, d_model, d_head) and W_O (n_head, d_head, d_model) of one layer, float64,
     with ln1 folded into the first three when ``fold_ln``."""
-    out = {kind: graph.store.stacked(kind, layer).double() for kind in (P.W_Q, P.W_K, P.W_V, P.W_O)}
+    out: dict[str, Tensor] = {kind: graph.store.stacked(kind, layer).double() for kind in (P.W_Q, P.W_K, P.W_V, P.W_O)}
     if fold_ln:
         gain = graph.param(P.ln1_w, layer).double()
         for kind in (P.W_Q, P.W_K, P.W_V):
@@ -130,15 +131,15 @@ def head_circuits(
             )
         qk, ov, copying, written = (torch.cat(column) for column in zip(*parts))  # (n_layer * n_head, ...)
         boosted = torch.topk(_readout(graph, written, fold_ln), k, dim=-1)  # every head in one pass over W_U
-    qk, ov, copying = qk.tolist(), ov.tolist(), copying.tolist()
+    qk_values, ov_values, copying_values = qk.tolist(), ov.tolist(), copying.tolist()
     ids, values = boosted.indices.tolist(), boosted.values.tolist()
     heads = [
         HeadCircuit(
             layer=i // H,
             head=i % H,
-            qk_singular_values=qk[i],
-            ov_singular_values=ov[i],
-            ov_copying_score=copying[i],
+            qk_singular_values=qk_values[i],
+            ov_singular_values=ov_values[i],
+            ov_copying_score=copying_values[i],
             boosted=[TokenScore(id=j, token=graph.decode_token(j), value=v) for j, v in zip(ids[i], values[i])],
         )
         for i in range(L * H)

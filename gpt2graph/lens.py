@@ -164,7 +164,7 @@ class LensTable:
     either way. ``next_rank`` is 0 and ``next_prob`` NaN where no token follows; the target arrays exist only
     when a target was chosen. Saved arrays hold the stored spaces' rows, space after space."""
 
-    __hash__ = None  # compared by value, so not hashable
+    __hash__ = None  # type: ignore[assignment]  # compared by value, so not hashable
 
     ARRAYS = ARRAYS
 

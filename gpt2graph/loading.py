@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, get_args
+from typing import TYPE_CHECKING, Any, get_args
 from urllib.parse import urlparse
 
 import torch
@@ -22,6 +22,9 @@ from . import progress
 from .errors import ModelLoadError, NotGpt2Error
 from .schema import Checkpoint, Dims, ModelInfo, Weights
 from .tokenizer import gpt2_bpe_tokenizer
+
+if TYPE_CHECKING:
+    from transformers import GPT2LMHeadModel, PreTrainedTokenizerBase
 
 __all__ = [
     "LoadedModel",
@@ -194,7 +197,7 @@ def _origin(name: str, config: Any, revision: str | None = None) -> Checkpoint |
     return Checkpoint(hub_id=name, revision=getattr(config, "_commit_hash", None) or revision)
 
 
-def _hub_kwargs(source: str) -> dict:
+def _hub_kwargs(source: str) -> dict[str, Any]:
     """Read only local files (directory, HF cache) in offline mode or when the hub's host does not resolve:
     a cache miss then fails at once instead of after a minute of retries."""
     offline = any(os.environ.get(v, "") not in ("", "0") for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
@@ -234,13 +237,14 @@ def _embedded_default(seed: int, tokenizer: Any) -> LoadedModel:
     return _embedded("gpt2", seed, tokenizer)
 
 
-def _random_model(config: Any, seed: int):
+def _random_model(config: Any, seed: int) -> GPT2LMHeadModel:
     from transformers import GPT2LMHeadModel
 
     cpu_state = torch.random.get_rng_state()
     torch.manual_seed(seed)
     try:
-        return GPT2LMHeadModel(config).eval()
+        model: GPT2LMHeadModel = GPT2LMHeadModel(config).eval()
+        return model
     finally:
         torch.random.set_rng_state(cpu_state)
 
@@ -248,7 +252,7 @@ def _random_model(config: Any, seed: int):
 _TOKENIZER_FILES = ("tokenizer.json", "vocab.json")
 
 
-def _tokenizer_for(name: str, local_only: bool = False):
+def _tokenizer_for(name: str, local_only: bool = False) -> PreTrainedTokenizerBase:
     """The model directory's (or hub repo's) tokenizer when it has one, else GPT-2's own BPE. Loaded once per
     model and kept (loading one costs more than a short forward pass); a directory's tokenizer is read again
     when its files change."""
@@ -264,7 +268,7 @@ def _tokenizer_for(name: str, local_only: bool = False):
 
 
 @lru_cache(maxsize=8)
-def _cached_tokenizer(name: str, local_only: bool, _stamp: tuple):
+def _cached_tokenizer(name: str, local_only: bool, _stamp: tuple[tuple[str, int, int], ...]) -> PreTrainedTokenizerBase:
     from transformers import AutoTokenizer
 
     kwargs = {"local_files_only": True} if local_only else _hub_kwargs("hub")

@@ -190,7 +190,11 @@ class DLAResult(_Result):
 
     def by_head(self) -> dict[tuple[int, int], float]:
         """Each head's contribution (its output at the attributed position), by ``(layer, head)``."""
-        return {(a.layer, a.head): a.contribution for a in self.contributions if a.kind == "head_out"}
+        return {
+            (a.layer, a.head): a.contribution
+            for a in self.contributions
+            if a.kind == "head_out" and a.layer is not None and a.head is not None
+        }
 
 
 # ---- head roles ---------------------------------------------------------------------------------------------

@@ -26,14 +26,16 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from pydantic import ValidationError
+from torch import Tensor
 
 from . import progress, weightstore
 from .errors import GraphFileError
 from .graph import Graph
 from .lens import LensTable, lens_blocks, stored_order
-from .schema import FORMAT_VERSION, GraphHeader, StoredWeights
+from .schema import FORMAT_VERSION, Dims, GraphHeader, StoredWeights
 from .schema import VectorKind as V
 from .topology import LAYERNORMS, Key, Topology
 from .values import CAPTURED_KINDS, TOKENS, Values, activation_shapes, param_names
@@ -58,7 +60,7 @@ _QKV = (V.q, V.k, V.v)
 _LN_NORMALIZED = {out: normalized for _, normalized, out in LAYERNORMS.values()}
 
 
-def _v1_names(dims, n: int) -> dict[Key, str]:
+def _v1_names(dims: Dims, n: int) -> dict[Key, str]:
     """Format 1's name of every stored activation (one key per kind and layer): q, k and v fused as one
     ``attn.qkv`` tensor, and each LayerNorm's output under the hook name of its normalized vector."""
     top = Topology(dims, n)
@@ -67,22 +69,22 @@ def _v1_names(dims, n: int) -> dict[Key, str]:
         for layer in top.layers_of(kind):
             key = Key(kind, layer, None, 0)
             if kind in _QKV:
-                names[key] = top.hook(key._replace(kind=V.q)).rpartition(".")[0] + ".qkv"
+                names[key] = top.hook_name(key._replace(kind=V.q)).rpartition(".")[0] + ".qkv"
             else:
-                names[key] = top.hook(key._replace(kind=_LN_NORMALIZED.get(kind, kind)))
+                names[key] = top.hook_name(key._replace(kind=_LN_NORMALIZED.get(kind, kind)))
     return names
 
 
-def _stored_shapes(version: int, dims, n: int) -> dict[str, tuple[int, ...]]:
+def _stored_shapes(version: int, dims: Dims, n: int) -> dict[str, tuple[int, ...]]:
     """Activation names and shapes a values file of this format version holds: formats 1 and 2 stored every
     captured kind and the logits, format 3 the residual stream and z."""
     if version == FORMAT_VERSION:
         return activation_shapes(dims, n)
-    logits = {Topology(dims, n).hook(Key(V.logits, None, None, 0)): (n, dims.n_vocab)}
+    logits = {Topology(dims, n).hook_name(Key(V.logits, None, None, 0)): (n, dims.n_vocab)}
     return (activation_shapes(dims, n, CAPTURED_KINDS) if version == 2 else _V1_SHAPES(dims, n)) | logits
 
 
-def _V1_SHAPES(dims, n: int) -> dict[str, tuple[int, ...]]:
+def _V1_SHAPES(dims: Dims, n: int) -> dict[str, tuple[int, ...]]:
     """Activation names and shapes of format 1 (see :func:`_v1_names`; z is flat, (n, d_model))."""
     shapes, top = activation_shapes(dims, n, CAPTURED_KINDS), Topology(dims, n)
     out = {TOKENS: shapes[TOKENS]}
@@ -92,11 +94,11 @@ def _V1_SHAPES(dims, n: int) -> dict[str, tuple[int, ...]]:
         elif key.kind == V.z:
             out[name] = (n, dims.d_model)
         else:
-            out[name] = shapes[top.hook(key)]
+            out[name] = shapes[top.hook_name(key)]
     return out
 
 
-def _upgrade_v1_header(raw: dict) -> dict:
+def _upgrade_v1_header(raw: dict[str, Any]) -> dict[str, Any]:
     """A format-1 header under format-2 names: analysis options ``top_k`` (rows kept) became ``top_tokens`` and
     ``top_k_sampling`` (the decoding filter) became ``top_k``, so that each name means one thing."""
     raw = {**raw, "format_version": FORMAT_VERSION}
@@ -114,7 +116,7 @@ def _upgrade_v1_header(raw: dict) -> dict:
     return raw
 
 
-def _upgrade_v2_header(raw) -> dict:
+def _upgrade_v2_header(raw: Any) -> Any:
     """A format-1 or 2 header as format 3: it stored the lens of every kind it read."""
     if not isinstance(raw, dict):
         return raw
@@ -126,7 +128,7 @@ def _upgrade_v2_header(raw) -> dict:
     return raw
 
 
-def _upgrade_v1(acts: dict, dims) -> dict:
+def _upgrade_v1(acts: dict[str, Tensor], dims: Dims) -> dict[str, Tensor]:
     """Format-1 activations under format-2 names and layouts (the tensors are the same numbers)."""
     H, dh, d = dims.n_head, dims.d_head, dims.d_model
     n = len(acts[TOKENS])
@@ -139,7 +141,7 @@ def _upgrade_v1(acts: dict, dims) -> dict:
             t = t[:, i * d : (i + 1) * d].reshape(-1, H, dh)
         elif key.kind == V.z:
             t = t.reshape(-1, H, dh)
-        out[top.hook(key)] = t
+        out[top.hook_name(key)] = t
     return out
 
 
@@ -158,7 +160,7 @@ def _umask() -> int:
     return mask
 
 
-def atomic_write(path: str | os.PathLike, data: bytes) -> None:
+def atomic_write(path: str | os.PathLike[str], data: bytes) -> None:
     """Write ``data`` to ``path`` via a temporary file in the same directory and a rename."""
     path = Path(path)
     try:
@@ -179,7 +181,7 @@ def atomic_write(path: str | os.PathLike, data: bytes) -> None:
         raise
 
 
-def save(graph: Graph, path: str | os.PathLike, *, embed_weights: bool = False) -> Path:
+def save(graph: Graph, path: str | os.PathLike[str], *, embed_weights: bool = False) -> Path:
     """Save ``graph`` (the whole run, even when called on a subgraph view) to the directory ``path``.
 
     The parameters go to the weight store (written once per model) unless ``embed_weights`` puts them in the
@@ -237,7 +239,7 @@ def atomic_directory(path: Path) -> Iterator[Path]:
         raise
 
 
-def check_target(path: str | os.PathLike) -> Path:
+def check_target(path: str | os.PathLike[str]) -> Path:
     """Refuse early a path a graph cannot be saved to (checked again, for real, when writing)."""
     path = Path(path)
     if path.exists() and not (path.is_dir() and (path / HEADER_FILE).exists()):
@@ -262,7 +264,7 @@ def _swap_in(tmp: Path, path: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
-def load(path: str | os.PathLike) -> Graph:
+def load(path: str | os.PathLike[str]) -> Graph:
     """Load a graph saved with :func:`save`; refuse anything missing, corrupted, truncated or mismatched."""
     from safetensors import safe_open
 
@@ -305,7 +307,9 @@ def load(path: str | os.PathLike) -> Graph:
         )
     dims, n = header.model.dims, len(header.tokenization.token_ids)
     lens = header.analysis.lens if header.analysis is not None else None
-    acts, params, lens_arrays = {}, {}, {}
+    acts: dict[str, Tensor] = {}
+    params: dict[str, Tensor] = {}
+    lens_arrays: dict[str, Tensor] = {}
     try:
         with safe_open(str(values_path), framework="pt") as f:
             names = set(f.keys())
@@ -315,7 +319,9 @@ def load(path: str | os.PathLike) -> Graph:
                     f"{values_path}: the vocabulary is missing or does not have n_vocab = {dims.n_vocab} entries"
                 )
             shapes = _stored_shapes(version, dims, n)
-            embedded = version < FORMAT_VERSION or header.stored_weights.embedded
+            embedded = version < FORMAT_VERSION or (
+                header.stored_weights is not None and header.stored_weights.embedded
+            )
             expected = {_ACT + a for a in shapes} | ({_PARAM + p for p in param_names(dims)} if embedded else set())
             if lens is not None:
                 expected |= {n for n in names if n.startswith(_LENS)}  # checked against the lens header below
@@ -342,9 +348,10 @@ def load(path: str | os.PathLike) -> Graph:
     if version == 1:
         acts = _upgrade_v1(acts, dims)
     topology = Topology(dims, n)
-    acts.pop(topology.hook(Key(V.logits, None, None, 0)), None)  # formats 1 and 2: derived now
+    acts.pop(topology.hook_name(Key(V.logits, None, None, 0)), None)  # formats 1 and 2: derived now
     params, header = _weights(path, header, params, embedded, dims)
     values = Values(acts, params, topology)
+    assert header.stored_weights is not None, "_weights records the hash"
     values.know_digest(header.stored_weights.sha256)
     table = None
     if lens is not None:
@@ -358,7 +365,9 @@ def load(path: str | os.PathLike) -> Graph:
     return Graph(header, values, vocab, table)
 
 
-def _weights(path: Path, header: GraphHeader, embedded_params: dict, embedded: bool, dims) -> tuple[dict, GraphHeader]:
+def _weights(
+    path: Path, header: GraphHeader, embedded_params: dict[str, Tensor], embedded: bool, dims: Dims
+) -> tuple[dict[str, Tensor], GraphHeader]:
     """The parameters of a graph being loaded, checked against the hash its header records: its own (embedded)
     or the weight store's. A graph of format 1 or 2 carries them without a recorded hash: it is computed."""
     recorded = header.stored_weights

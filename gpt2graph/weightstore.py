@@ -92,7 +92,7 @@ def digest(params: dict[str, Tensor]) -> str:
     h = hashlib.sha256(struct.pack("<Q", len(head)) + head)
     for name in names:
         t = params[name].detach()
-        h.update(t.cpu().contiguous().reshape(-1).view(torch.uint8).numpy())
+        h.update(t.cpu().contiguous().reshape(-1).view(torch.uint8).numpy().data)
     return h.hexdigest()
 
 
@@ -132,7 +132,7 @@ def put(params: dict[str, Tensor], sha256: str, checkpoint: Checkpoint | None = 
     return path
 
 
-class _Params(dict):
+class _Params(dict[str, Tensor]):
     """The parameters read from one store file; shared (weakly) by every graph loaded on them while none of
     them is edited in place."""
 
@@ -145,12 +145,12 @@ class _Params(dict):
 
 
 #: store files whose content was hashed in this process: (path, size, mtime, inode) -> sha256
-_VERIFIED: dict[tuple, str] = {}
+_VERIFIED: dict[tuple[str, int, int, int], str] = {}
 #: parameters read in this process and still held by a graph, by store file: shared, not read twice
 _LOADED: weakref.WeakValueDictionary[str, _Params] = weakref.WeakValueDictionary()
 
 
-def _stamp(path: Path) -> tuple:
+def _stamp(path: Path) -> tuple[str, int, int, int]:
     st = path.stat()
     return (str(path), st.st_size, st.st_mtime_ns, st.st_ino)
 
@@ -220,7 +220,7 @@ def how_to_get(model: ModelInfo) -> str:
             "rebuild the graph from its model and save it with --embed-weights (save(..., embed_weights=True))"
         )
     args = [_quote(origin)]
-    if c.revision and not c.path:
+    if c is not None and c.revision and not c.path:
         args += ["--revision", c.revision]
     if w.status == "random":
         args += ["--random-weights", "--seed", str(w.seed)]

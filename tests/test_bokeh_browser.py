@@ -169,9 +169,10 @@ def page(driver, tiny_graph, tmp_path_factory) -> Page:
     return page
 
 
-def _ancestors(graph, index: int) -> set[int]:
-    """Every node the node ``index`` is computed from, by walking ``op_inputs`` in Python."""
-    top, lay = graph.topology, layout(graph.topology)
+def _ancestors(graph, index: int, lay=None) -> set[int]:
+    """Every node the node ``index`` is computed from, by walking ``op_inputs`` in Python (within the nodes of
+    ``lay``, a view's layout, when given)."""
+    top, lay = graph.topology, lay or layout(graph.topology)
     seen: set[int] = set()
     stack = [lay.key_of(index)]
     while stack:
@@ -180,6 +181,8 @@ def _ancestors(graph, index: int) -> set[int]:
             continue
         vectors, params = top.op_inputs(key)
         for k in [*vectors, *params]:
+            if top.node_id(k) not in lay.id_index:  # outside the view
+                continue
             i = lay.index(k)
             if i not in seen:
                 seen.add(i)
@@ -396,12 +399,15 @@ def long_run(tiny_checkpoint):
     return graph
 
 
-def test_the_window_moves_and_fills_as_python_would(driver, long_run, tmp_path):
-    """Moving the window slider makes the page put the vectors of those positions on the canvas: the same
-    rows, geometry, ids, statistics (float16), colours and analysis columns as the page Python would write
-    for that window, and the same-position edges of its lanes."""
+@pytest.mark.parametrize("view", [None, {"positions": list(range(0, 40, 2)), "heads": [1, 2]}])
+def test_the_window_moves_and_fills_as_python_would(driver, long_run, tmp_path, view):
+    """Moving the window slider makes the page put the vectors of those lanes on the canvas: the same rows,
+    geometry, ids, statistics (float16), colours and analysis columns as the page Python would write for
+    that window, and the same-position edges of its lanes; for a view too, whose lanes are the positions it
+    shows."""
     from gpt2graph_bokeh.document import build_explorer
 
+    long_run = long_run if view is None else long_run.subgraph(**view)
     page = _open(driver, gpt2graph_bokeh.write_html(long_run, tmp_path / "long.html", max_positions=8))
     assert page.severe_logs() == []
     assert page.js(f"return {page.model('overview-blocks')}.visible") is True  # zoomed out: blocks
@@ -452,3 +458,28 @@ def test_a_click_in_a_moved_window_traces_inside_it(driver, long_run, tmp_path):
 def _model_data(root, name: str) -> dict:
     (model,) = root.select({"name": name})
     return dict(model.data)
+
+
+def test_a_view_is_drawn_as_it_is(driver, tiny_graph, tmp_path):
+    """A subgraph view: only its nodes are on the page, ancestry is traced within it, the heat map shows its
+    heads and says so for another; the page runs without errors."""
+    view = tiny_graph.subgraph(layers=[1], heads=[2, 3], positions=[1, 3, 4])
+    page = _open(driver, gpt2graph_bokeh.write_html(view, tmp_path / "view.html"))
+    lay = layout(view.topology, view.selection)
+    ids = page.js(f"""
+        const d = {page.model("nodes")}.data, ids = {page.model("ids")}.data
+        return Array.from(d.unit, (u, i) => d.pos[i] < 0 ? ids.head[u] : ids.head[u] + d.pos[i] + ids.tail[u])""")
+    assert list(ids) == [str(i) for i in lay.ids] and all(node in view for node in ids)
+    node_id = "blocks.1.attn.hook_z[3,2]"
+    index = lay.id_index[node_id]
+    page.pointer(index, click=True)
+    ancestors, panel, title = page.js(f"""
+        return [{page.model("ancestors")}.indices, {page.model("panel")}.text,
+                {page.model("heatmap")}.above.map(t => t.text).join(' ')]""")
+    assert set(ancestors) == _ancestors(tiny_graph, index, lay)
+    assert lay.id_index["blocks.1.attn.hook_v[3,2]"] in ancestors
+    assert node_id in panel and "position 3" in panel
+    assert "layer 1, head 2" in title
+    page.js(f"{page.model('attn-head')}.value = 1")
+    assert page.until(f"{page.model('heatmap')}.above.map(t => t.text).join(' ').includes('not in this view')")
+    assert page.severe_logs() == []

@@ -7,6 +7,8 @@ import gpt2graph
 from gpt2graph.loading import parameter_groups
 from gpt2graph.values import CAPTURED_KINDS
 
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def full_graph():

@@ -50,3 +50,46 @@ def test_unwritable_path_is_a_clear_error_and_leaves_nothing(renderer, tiny_grap
         tiny_graph.render(name, path)
     assert str(path) in str(err.value)  # says which path
     assert sorted(tmp_path.rglob("*")) == before
+
+
+#: a view restricted on every axis (the tiny model has 2 layers, 4 heads, 5 positions)
+VIEW = dict(layers=[1], heads=[1], positions=[1, 2])
+
+
+def _outside(graph, view) -> list[str]:
+    """Ids of nodes the view leaves out, of kinds whose ids no node inside the view contains."""
+    top = graph.topology
+    keys = [
+        *top.vector_keys(kind=["q", "attn_pattern", "z", "mlp_post", "resid_mid"]),
+        *top.param_keys(kind=["W_Q", "W_in", "b_O"]),
+    ]
+    return [top.node_id(k) for k in keys if top.node_id(k) not in view]
+
+
+def _drawn(name: str, graph, path) -> str:
+    """The text of what a renderer draws of ``graph``: its file, and for the Bokeh page the vector ids it makes
+    from each unit's id around the position (gpt2graph_bokeh.window.id_pieces) in the document it writes."""
+    text = graph.render(name, path).read_bytes().decode("utf-8", "replace")
+    if name == "bokeh":
+        from gpt2graph_bokeh.document import build_explorer
+
+        root = build_explorer(graph)
+        ((nodes,), (ids,)) = root.select({"name": "nodes"}), root.select({"name": "ids"})
+        head, tail = ids.data["head"], ids.data["tail"]
+        text += "\n".join(
+            head[u] if p < 0 else f"{head[u]}{p}{tail[u]}" for u, p in zip(nodes.data["unit"], nodes.data["pos"])
+        )
+    return text
+
+
+def test_draws_the_view_it_is_given(renderer, tiny_graph, tmp_path):
+    """The rule of graph.py: nodes outside a view are not drawn; the options choose only on the axes the view
+    leaves whole, so the defaults still draw the view."""
+    name, r = renderer
+    view = tiny_graph.subgraph(**VIEW)
+    outside = _outside(tiny_graph, view)
+    whole = _drawn(name, tiny_graph, tmp_path / f"whole{r.suffixes[0]}")
+    assert any(node in whole for node in outside)  # the check can fail: these ids are drawn for a whole graph
+    part = _drawn(name, view, tmp_path / f"view{r.suffixes[0]}")
+    assert [node for node in outside if node in part] == []
+    assert "blocks.1.attn.hook_q[1,1]" in part and "blocks.1.hook_mlp_out[2]" in part  # the view itself is drawn

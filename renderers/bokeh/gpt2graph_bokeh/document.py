@@ -184,7 +184,7 @@ class _Values:
 def _values(graph: Graph, lay: Layout, metric: Metrics | None) -> _Values:
     stats = node_stats(graph, lay)
     unit_kind = np.array([str(k.kind) for k in [*lay.groups, *lay.params]])
-    n, G = graph.n_tokens, len(lay.groups)
+    n, G = lay.n, len(lay.groups)
     kind = unit_kind[np.concatenate([np.repeat(np.arange(G), n), np.arange(G, G + len(lay.params))])]
     colours = {
         "c_norm": levels(relative(stats["norm"], kind, signed=False)),
@@ -208,7 +208,7 @@ def _node_source(graph: Graph, lay: Layout, window: Window, values: _Values) -> 
     unit = np.concatenate(
         [np.repeat(np.arange(G, dtype=np.int32), W), np.arange(G, G + len(lay.params), dtype=np.int32)]
     )
-    positions = np.tile(np.arange(window.start, window.start + W, dtype=np.int32), G)
+    positions = np.tile(lay.positions[window.start : window.start + W].astype(np.int32), G)
     stats = {name: column[rows] for name, column in values.stats.items()}
     colours = {name: column[rows] for name, column in values.colours.items()}
     if not window.whole:
@@ -231,32 +231,57 @@ def _node_source(graph: Graph, lay: Layout, window: Window, values: _Values) -> 
     return ColumnDataSource(data, name="nodes")
 
 
-def _pattern_data(graph: Graph, bins: int) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """Lower triangles of every head's pattern packed as (layer, head, query, key<=query) float32, and the
-    heat-map source columns for one head. A run longer than ``bins`` positions has its patterns pooled into
-    bins of consecutive positions (the attention a bin's queries pay, on average, to each bin of keys), or
-    every head's n x n would dwarf the page."""
-    n, d = graph.n_tokens, graph.dims
-    size = -(-n // bins)  # positions per bin
-    m = -(-n // size)  # bins
+def _heads_shown(graph: Graph) -> tuple[list[int], list[int]]:
+    """The layers and heads of the view, whose attention patterns the page carries."""
+    sel, d = graph.selection, graph.dims
+    layers = sorted(sel.layers) if sel.layers is not None else list(range(d.n_layer))
+    return layers, sorted(sel.heads) if sel.heads is not None else list(range(d.n_head))
+
+
+def _cells(graph: Graph, lay: Layout, bins: int) -> tuple[int, np.ndarray]:
+    """(lanes per cell, each cell's label) of the heat map: a lane per cell, labelled by its token, for a view
+    of at most ``bins`` lanes; else cells of consecutive lanes, labelled by their first and last position."""
+    n, tokens = lay.n, graph.tokenization.tokens_visible
+    size = -(-n // bins)
+    first = lay.positions[::size]
+    if size == 1:
+        return 1, np.array([tokens[p] for p in first])
+    last = lay.positions[np.minimum(np.arange(len(first)) * size + size, n) - 1]
+    return size, np.array([f"{a}-{b}" for a, b in zip(first, last, strict=True)])
+
+
+def _pattern_data(graph: Graph, lay: Layout, bins: int) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Lower triangles of every shown head's pattern between the shown positions (lanes), packed as (layer,
+    head, query, key<=query) float32, and the heat-map source columns for one head (``qpos`` and ``kpos``:
+    the cells' first positions). A view of more than ``bins`` lanes has its patterns pooled into cells of
+    consecutive lanes (the attention a cell's queries pay, on average, to each cell of keys), or every head's
+    n x n would dwarf the page."""
+    n = lay.n
+    size, labels = _cells(graph, lay, bins)
+    m = len(labels)  # cells per side
     q, k = np.tril_indices(m)
+    layers, heads = _heads_shown(graph)
+    shown = None if n == graph.n_tokens else lay.positions
     pattern = VectorKind.attn_pattern
-    tokens = graph.tokenization.tokens_visible
-    layers = []
-    for L in range(d.n_layer):
+    per_layer = []
+    for L in layers:
         p = graph.hook(pattern, L).numpy()
+        p = p if len(heads) == graph.dims.n_head else p[heads]
+        p = p if shown is None else p[:, shown[:, None], shown[None, :]]
         if size > 1:
-            padded = np.zeros((d.n_head, m * size, m * size), dtype=np.float32)
+            padded = np.zeros((len(heads), m * size, m * size), dtype=np.float32)
             padded[:, :n, :n] = p
-            queries = np.minimum(size, n - np.arange(m) * size)  # per bin (the last may be short)
-            # summed over a bin's keys, averaged over its queries: every row still sums to one
-            p = padded.reshape(d.n_head, m, size, m, size).sum(axis=(2, 4)) / queries[None, :, None]
-        layers.append(p[:, q, k].reshape(-1))
-    packed = np.concatenate(layers)
-    labels = np.array([tokens[i * size] if size == 1 else f"{i * size}-{min(n, (i + 1) * size) - 1}" for i in range(m)])
+            queries = np.minimum(size, n - np.arange(m) * size)  # per cell (the last may be short)
+            # summed over a cell's keys, averaged over its queries: a row of the whole run still sums to one
+            p = padded.reshape(len(heads), m, size, m, size).sum(axis=(2, 4)) / queries[None, :, None]
+        per_layer.append(p[:, q, k].reshape(-1))
+    packed = np.concatenate(per_layer)
+    first = lay.positions[::size]
     heat = {
         "q": q.astype(np.int32),
         "k": k.astype(np.int32),
+        "qpos": first[q].astype(np.int32),
+        "kpos": first[k].astype(np.int32),
         "prob": packed[: len(q)].astype(np.float32),
         "qtok": labels[q],
         "ktok": labels[k],
@@ -264,18 +289,27 @@ def _pattern_data(graph: Graph, bins: int) -> tuple[np.ndarray, dict[str, np.nda
     return packed.astype(np.float32), heat
 
 
-def _token_labels(graph: Graph) -> list[str]:
-    return [f"{p}: {t}" for p, t in enumerate(graph.tokenization.tokens_visible)]
+def _token_labels(graph: Graph, lay: Layout) -> list[str]:
+    """A label per lane: its position and token."""
+    tokens = graph.tokenization.tokens_visible
+    return [f"{p}: {tokens[p]}" for p in lay.positions]
 
 
-def _header(graph: Graph, title: str) -> Div:
-    model, d = graph.model, graph.dims
+def _header(graph: Graph, lay: Layout, title: str) -> Div:
+    model, d, top = graph.model, graph.dims, graph.topology
+    counts = f"{top.count_vectors():,} vectors, {top.count_params():,} parameter tensors"
+    if lay.n_nodes < top.count_vectors() + top.count_params():  # a view: what of the run it shows
+        layers, heads = _heads_shown(graph)
+        counts = (
+            f"a view of layers {', '.join(map(str, layers))}, heads {', '.join(map(str, heads))}, "
+            f"positions {', '.join(map(str, lay.positions))}: {lay.n_vectors:,} of {top.count_vectors():,} vectors, "
+            f"{len(lay.params):,} of {top.count_params():,} parameter tensors"
+        )
     parts = [
         f'<div class="g2g-title">{escape(title)}</div>',
         (
             f"<div>{escape(model.name)} · {d.n_layer} layers × {d.n_head} heads · d_model {d.d_model} · "
-            f"{graph.n_tokens} tokens · {graph.topology.count_vectors():,} vectors, "
-            f"{graph.topology.count_params():,} parameter tensors · prompt "
+            f"{graph.n_tokens} tokens · {counts} · prompt "
             f'<span class="g2g-prompt">{escape(graph.tokenization.text)}</span></div>'
         ),
     ]
@@ -307,7 +341,7 @@ def _overview(lay: Layout, colours: dict[str, np.ndarray], graph: Graph) -> Colu
     unembedding and the decoding, coloured by the vector they write (attention and MLP output, the embedding
     sum, the logits, the probabilities); the weights (a few per block, whatever the prompt length) stay as they
     are. ``colours``: every colour mode's column (``cat``, ``c_<mode>``) for every node, in layout order."""
-    n, H = graph.n_tokens, graph.dims.n_head
+    n, H = lay.n, graph.dims.n_head
     xs, ws, reps, labels = [], [], [], []
 
     def add(x0: float, x1: float, rep_kind: str, layer: int | None, label: str) -> None:
@@ -317,7 +351,7 @@ def _overview(lay: Layout, colours: dict[str, np.ndarray], graph: Graph) -> Colu
         labels.append(label)
 
     add(lay.block_x[0] - 3.6, lay.block_x[0] + 0.5, "input_embedding", None, "embedding")
-    for L in range(graph.dims.n_layer):
+    for L in _heads_shown(graph)[0]:
         left, middle, right = lay.block_span(L)
         add(left, middle - 0.2, "attn_out", L, f"block {L}: attention")
         add(middle + 0.2, right, "mlp_out", L, f"block {L}: MLP")
@@ -333,7 +367,7 @@ def _overview(lay: Layout, colours: dict[str, np.ndarray], graph: Graph) -> Colu
         "h": np.concatenate([np.full(blocks.shape, H - 0.4, np.float32), lay.height[weights]]),
         "label": np.array(labels * n + [lay.topology.param_id(k) for k in lay.params]),
         "where": np.array(
-            [f"position {p}: {tokens[p]}" for p in range(n) for _ in xs]
+            [f"position {p}: {tokens[p]}" for p in lay.positions for _ in xs]
             + ["a weight, shared by every position"] * len(weights)
         ),
     }
@@ -409,7 +443,7 @@ def _canvas(graph: Graph, lay: Layout, nodes: ColumnDataSource, fill: dict, ins:
     )
 
     src, dst = lane_edges(ins, lay)
-    inside = (src % graph.n_tokens >= window.start) & (src % graph.n_tokens < window.start + window.size)
+    inside = (src % lay.n >= window.start) & (src % lay.n < window.start + window.size)
     src, dst = src[inside], dst[inside]  # the window's lanes: the page draws the others' when it moves there
     x, y, w = lay.x, lay.y, lay.width
     edges = ColumnDataSource(
@@ -449,17 +483,20 @@ def _canvas(graph: Graph, lay: Layout, nodes: ColumnDataSource, fill: dict, ins:
     return _Canvas(fig, nodes, edges, node_r, overlays, links, [node_r, edge_r, *overlays, link_r], glyphs, tap)
 
 
-def _hover(canvas: _Canvas, graph: Graph, know: Knowledge, shared: dict[str, ColumnDataSource]) -> None:
+def _hover(canvas: _Canvas, graph: Graph, lay: Layout, know: Knowledge, shared: dict[str, ColumnDataSource]) -> None:
     """Tooltips: data fields are escaped by Bokeh (no ``{safe}``), the markup around them is ours. ``shared``:
     the sources the page's script reads too (units, ids, lens lines, DLA lines), carried once."""
+    lane = np.full(graph.n_tokens, -1, np.int32)  # the lane of each position (-1: not in the view)
+    lane[lay.positions] = np.arange(lay.n, dtype=np.int32)
     unit_hover = CustomJSHover(
         args={
             **shared,
             "tips": know.tips,
             "unit_tip": know.unit_tip,
             "nodes": canvas.nodes,
-            "n": graph.n_tokens,
-            "G": len(shared["units"].data["unit_kind"]) - graph.topology.count_params(),
+            "n": len(lane),
+            "lane": lane,
+            "G": len(shared["units"].data["unit_kind"]) - len(lay.params),
         },
         code="""
         const k = value, u = units.data, p = nodes.data.pos[special_vars.index]
@@ -468,7 +505,7 @@ def _hover(canvas: _Canvas, graph: Graph, know: Knowledge, shared: dict[str, Col
         if (format == "shape") return u.unit_shape[k]
         if (format == "gloss") return tips[unit_tip[k]]
         if (format == "lens" || format == "dla") {  // few nodes have one: binary search by index in the run
-            const source = format == "lens" ? lens : dla, i = k < G ? k * n + p : G * n + (k - G)
+            const source = format == "lens" ? lens : dla, i = k < G ? k * n + lane[p] : G * n + (k - G)
             const nodes_with = source.data.node
             let lo = 0, hi = nodes_with.length - 1
             while (lo <= hi) {
@@ -503,7 +540,7 @@ def _axes(fig: Any, graph: Graph, lay: Layout) -> None:
     lanes = [float(y) for y in lay.lane_y]
     strip = float(sum(lay.param_strip) / 2)
     fig.yaxis.ticker = FixedTicker(ticks=sorted([strip, *lanes]))  # NoOverlap expects ascending ticks
-    fig.yaxis.major_label_overrides = {strip: "weights", **dict(zip(lanes, _token_labels(graph), strict=True))}
+    fig.yaxis.major_label_overrides = {strip: "weights", **dict(zip(lanes, _token_labels(graph, lay), strict=True))}
     fig.yaxis.major_label_policy = NoOverlap()
     fig.yaxis.axis_label = "position: token"
     blocks = [
@@ -577,12 +614,14 @@ def _legends(
     return legend, bars
 
 
-def _heatmap(graph: Graph, bins: int) -> tuple[Any, ColumnDataSource, Title, ColumnDataSource, np.ndarray, int]:
-    """(figure, pattern source, title, focus-row source, every head's packed pattern, positions per cell) of
-    the attention panel."""
-    patterns, heat_data = _pattern_data(graph, bins)
-    n = int(heat_data["q"].max()) + 1  # cells per side
-    size = -(-graph.n_tokens // n)
+def _heatmap(
+    graph: Graph, lay: Layout, bins: int
+) -> tuple[Any, ColumnDataSource, Title, ColumnDataSource, np.ndarray, int]:
+    """(figure, pattern source, title, focus-row source, every shown head's packed pattern, lanes per cell) of
+    the attention panel: a row and a column per cell (a lane each unless the view has more than ``bins``)."""
+    patterns, heat_data = _pattern_data(graph, lay, bins)
+    size, cell_labels = _cells(graph, lay, bins)
+    n = len(cell_labels)  # cells per side
     heat = ColumnDataSource(heat_data, name="heat")
     focus = ColumnDataSource({"x": [], "y": [], "w": []}, name="heat-focus")
     fig = figure(
@@ -595,7 +634,8 @@ def _heatmap(graph: Graph, bins: int) -> tuple[Any, ColumnDataSource, Title, Col
         x_axis_label="key position (attended to)",
         y_axis_label="query position (attending)",
     )
-    title = Title(text="Attention pattern · layer 0, head 0", text_font_size="13px")
+    layers, heads = _heads_shown(graph)
+    title = Title(text=f"Attention pattern · layer {layers[0]}, head {heads[0]}", text_font_size="13px")
     fig.add_layout(title, "above")
     fig.grid.visible = False
     mapper = LogColorMapper(palette=list(_HEAT), low=1e-3, high=1)
@@ -617,13 +657,18 @@ def _heatmap(graph: Graph, bins: int) -> tuple[Any, ColumnDataSource, Title, Col
     )
     fig.add_tools(
         HoverTool(
-            renderers=[cells], tooltips=[("query", "@q: @qtok"), ("key", "@k: @ktok"), ("weight", "@prob{0.000}")]
+            renderers=[cells],
+            tooltips=[
+                ("query", "@qpos: @qtok" if size == 1 else "positions @qtok"),
+                ("key", "@kpos: @ktok" if size == 1 else "positions @ktok"),
+                ("weight", "@prob{0.000}"),
+            ],
         )
     )
     if size == 1:
-        labels = {float(p): f"{t} ({p})" for p, t in enumerate(graph.tokenization.tokens_visible)}
+        labels = {float(c): f"{t} ({p})" for c, (p, t) in enumerate(zip(lay.positions, cell_labels, strict=True))}
     else:
-        labels = {float(b): f"{b * size}-{min(graph.n_tokens, (b + 1) * size) - 1}" for b in range(n)}
+        labels = {float(c): str(t) for c, t in enumerate(cell_labels)}
         fig.xaxis.axis_label = f"key positions (attended to), {size} per cell: attention summed over a cell's keys"
         fig.yaxis.axis_label = f"query positions (attending), {size} per cell: averaged over a cell's queries"
     for axis in (fig.xaxis, fig.yaxis):
@@ -661,11 +706,12 @@ class Explorer:
         """What the decoding settings of ``graph`` (a ``with_decoding`` view of the same run) change, at these
         positions (all: None): the decoding vectors' statistics and the analysis panel's decoding table. No
         forward pass: the decoding stage is derived from the stored logits, in one pass."""
-        n = graph.n_tokens
-        positions = list(range(n)) if positions is None else positions
+        lay, n = self.layout, self.layout.n
+        positions = [int(p) for p in lay.positions] if positions is None else [p for p in positions if p in lay.lane]
         summaries = graph.decoding_summaries(positions)
-        first = decoding_rows(self.layout).start
-        rows = np.concatenate([first + g * n + np.array(positions) for g in range(len(DECODE_KINDS))])
+        first = decoding_rows(lay).start
+        lanes = np.array([lay.lane[p] for p in positions], dtype=np.int64)
+        rows = np.concatenate([first + g * n + lanes for g in range(len(DECODE_KINDS))])
         stats = {
             name: np.concatenate([summaries[k][name].reshape(-1).numpy() for k in DECODE_KINDS]).astype(np.float32)
             for name in summaries[DECODE_KINDS[0]]
@@ -702,7 +748,7 @@ class Explorer:
             column = np.array(nodes.data[name][block], dtype=np.float32)
             column[update.rows - block.start] = update.stats[name]
             columns[name] = column
-        kinds = np.repeat(np.array([str(k) for k in DECODE_KINDS]), lay.topology.n_tokens)
+        kinds = np.repeat(np.array([str(k) for k in DECODE_KINDS]), lay.n)
         patch["c_norm"] = [(block, levels(relative(columns["norm"], kinds, signed=False)))]
         patch["c_mean"] = [(block, levels(relative(columns["mean"], kinds, signed=True)))]
         nodes.patch(patch)
@@ -721,11 +767,25 @@ class Explorer:
 
 
 def decoding_rows(lay: Layout) -> slice:
-    """Rows of the node source of every position holding the decoding stage (its groups come last among the
-    vectors)."""
-    n = lay.topology.n_tokens
+    """Rows of the node source of every lane (``every_position=True``) holding the decoding stage (its groups
+    come last among the vectors)."""
+    n = lay.n
     first = min(lay.group_index[Key(kind)] for kind in DECODE_KINDS)
     return slice(first * n, (first + len(DECODE_KINDS)) * n)
+
+
+def _slider(what: str, values: list[int]) -> Slider:
+    """The slider choosing the heat map's layer or head among ``values`` (a lone value: disabled)."""
+    return Slider(
+        start=values[0],
+        end=max(values[-1], values[0] + 1),
+        value=values[0],
+        step=1,
+        title=what,
+        width=200,
+        name=f"attn-{what}",
+        disabled=len(values) == 1,
+    )
 
 
 def build_explorer(graph: Graph, **options: Any) -> LayoutDOM:
@@ -746,11 +806,11 @@ def make_explorer(
 ) -> Explorer:
     """The explorer of ``graph`` with handles on the models a live page updates.
 
-    The explorer always shows the whole run, also for a subgraph view (its level of detail is what keeps a long
-    run manageable), so a view is widened to the full graph first. A run longer than ``max_positions`` opens
-    on the window of positions starting at ``window`` (default: the last ones), see :mod:`.window`;
-    ``every_position`` puts every position's vectors in the node source instead (a live page that patches
-    rows by node index, on prompts it keeps short)."""
+    A view (``graph.subgraph(...)``) is drawn as it is: only its nodes are on the page, and what a node is
+    computed from or feeds is traced within it. A view of more than ``max_positions`` lanes (positions shown)
+    opens on the window of lanes starting at ``window`` (default: the last ones), see :mod:`.window`;
+    ``every_position`` puts every lane's vectors in the node source instead (a live page that patches rows by
+    node index, on prompts it keeps short)."""
     if color_by in ANALYSIS_MODES and graph.analysis is None:
         raise RendererError(
             f"color_by={color_by!r} needs the interpretability results on the graph: build with "
@@ -759,16 +819,16 @@ def make_explorer(
     if color_by not in COLOR_MODES + ANALYSIS_MODES:
         raise ValueError(f"color_by must be one of {', '.join(COLOR_MODES + ANALYSIS_MODES)}, got {color_by!r}")
     modes = COLOR_MODES + (ANALYSIS_MODES if graph.analysis is not None else ())
-    graph = graph.subgraph()  # the full view of the same run
-    n, d = graph.n_tokens, graph.dims
+    d = graph.dims
     title = title or default_title(graph)
-    lay = layout(graph.topology)
+    lay = layout(graph.topology, graph.selection)
+    n = lay.n
     win = Window(0, n, n) if every_position else window_for(n, max_positions, window)
     ins = input_rules(lay)
     outs = output_rules(ins)
     know = knowledge(graph, lay)
     units = _unit_tables(graph, lay)
-    lens_lines = lens_text(graph, lay, range(win.start, win.start + win.size)) if logit_lens else {}
+    lens_lines = lens_text(graph, lay, lay.positions[win.start : win.start + win.size]) if logit_lens else {}
     lens_nodes = np.array(sorted(lens_lines), dtype=np.int32)
     lens = ColumnDataSource({"node": lens_nodes, "text": [lens_lines[int(i)] for i in lens_nodes]}, name="lens")
     values = _values(graph, lay, None if graph.analysis is None else metrics(graph.analysis, lay))
@@ -799,7 +859,7 @@ def make_explorer(
         "lens": lens,
         "dla": ColumnDataSource({"node": with_dla.astype(np.int32), "text": texts[with_dla]}, name="dla"),
     }
-    _hover(canvas, graph, know, shared)
+    _hover(canvas, graph, lay, know, shared)
     _axes(canvas.fig, graph, lay)
     legend, colorbars = _legends(canvas, mappers, color_by, values.metric)
 
@@ -825,27 +885,9 @@ def make_explorer(
             name="window",
         )
 
-    heat_fig, heat, heat_title, focus, patterns, cell = _heatmap(graph, max_positions)
-    layer_w = Slider(
-        start=0,
-        end=max(d.n_layer - 1, 1),
-        value=0,
-        step=1,
-        title="layer",
-        width=200,
-        name="attn-layer",
-        disabled=d.n_layer == 1,
-    )
-    head_w = Slider(
-        start=0,
-        end=max(d.n_head - 1, 1),
-        value=0,
-        step=1,
-        title="head",
-        width=200,
-        name="attn-head",
-        disabled=d.n_head == 1,
-    )
+    heat_fig, heat, heat_title, focus, patterns, cell = _heatmap(graph, lay, max_positions)
+    layers, heads = _heads_shown(graph)
+    layer_w, head_w = _slider("layer", layers), _slider("head", heads)
     color_w = RadioButtonGroup(labels=list(modes), active=modes.index(color_by), name="color-by")
     panel = Div(
         text=_INTRO,
@@ -862,6 +904,9 @@ def make_explorer(
         "n_groups": len(lay.groups),
         "n_head": d.n_head,
         "window": [win.start, win.size],
+        "positions": lay.positions.astype(np.int32),
+        "heat_layers": layers,
+        "heat_heads": heads,
         "in_ptr": ins.ptr,
         "in_src": ins.src,
         "in_mode": ins.mode,
@@ -934,7 +979,7 @@ def make_explorer(
     analysis = None
     if graph.analysis is not None:  # under the canvas, its three parts side by side
         analysis = Div(
-            text=analysis_panel(graph.analysis),
+            text=analysis_panel(graph.analysis, view=graph),
             width=1160,
             name="analysis",
             stylesheets=[InlineStyleSheet(css=_CSS)],
@@ -942,7 +987,7 @@ def make_explorer(
         )
         main.children.append(analysis)
     side = column(panel, row(layer_w, head_w), heat_fig)
-    root = column(_header(graph, title), controls, row(main, side), name="explorer")
+    root = column(_header(graph, lay, title), controls, row(main, side), name="explorer")
     return Explorer(root, lay, canvas.fig, canvas.nodes, overview, analysis)
 
 
@@ -954,7 +999,7 @@ def _colour_columns(lay: Layout, values: _Values) -> dict[str, np.ndarray]:
         + [categories.index(Category.parameter)] * len(lay.params),
         dtype=np.int8,
     )
-    n, G = lay.topology.n_tokens, len(lay.groups)
+    n, G = lay.n, len(lay.groups)
     unit = np.concatenate([np.repeat(np.arange(G), n), np.arange(G, G + len(lay.params))])
     columns = {"cat": unit_cat[unit], **values.colours}
     if values.metric is not None:

@@ -4,13 +4,13 @@
 // the main plot. Every string that reaches HTML goes through esc(); panels[] and head_panels[] are HTML
 // sanitised in Python.
 //
-// The node source holds a *window* of W positions (all of a short run): each vector group's W nodes, one
-// group after another, then the parameters. A node is also known by its index in the whole run (group * n +
-// position, then the parameters), which the lens lines, DLA texts and per-node panels are keyed by. A long
-// run's page carries what any window needs (window.py): per group, its geometry; per vector of the run, its
-// statistics (float16) and colours; it fills the source when the window moves. Ids are made from each unit's
-// id around the position (the `ids` source), never carried per node.
-
+// The page draws the view it is given: n lanes, the positions it shows (every position of a whole run). The
+// node source holds a *window* of W lanes (all of a short view): each vector group's W nodes, one group after
+// another, then the parameters. A node is also known by its index in the view (group * n + lane, then the
+// parameters), which the lens lines, DLA texts and per-node panels are keyed by. A long view's page carries
+// what any window needs (window.py): per group, its geometry; per vector of the view, its statistics
+// (float16) and colours; it fills the source when the window moves. A node's position is nodes.data.pos; ids
+// are made from each unit's id around the position (the `ids` source), never carried per node.
 const n = meta.n_tokens, NV = meta.n_vectors, G = meta.n_groups, H = meta.n_head
 const SAME = 0, UPTO = 1, FROM = 2
 const W = meta.window[1]
@@ -22,12 +22,12 @@ function esc(s) {
     .replace(/"/g, "&quot;").replace(/'/g, "&#39;")
 }
 const unit_of = (i) => i < G * W ? Math.floor(i / W) : G + (i - G * W)
-const pos_of = (i) => i < G * W ? start() + i % W : -1
-// the row of unit u at position p, or -1 outside the window
+const pos_of = (i) => i < G * W ? start() + i % W : -1  // the lane
+// the row of unit u on lane p, or -1 outside the window
 const row_of = (u, p) => u >= G ? G * W + (u - G) : (p >= start() && p < start() + W ? u * W + (p - start()) : -1)
 const global_of = (i) => i < G * W ? unit_of(i) * n + pos_of(i) : NV + (i - G * W)
 // a node's id, from its unit's id around the position (window.id_pieces)
-const id_of = (i) => i < G * W ? ids.data.head[unit_of(i)] + pos_of(i) + ids.data.tail[unit_of(i)]
+const id_of = (i) => i < G * W ? ids.data.head[unit_of(i)] + nodes.data.pos[i] + ids.data.tail[unit_of(i)]
   : ids.data.head[unit_of(i)]
 
 // Nodes one step away from node i under CSR rules (ptr, src, mode); with `all`, everything reachable; only
@@ -80,7 +80,7 @@ function text_of(source, i) {
 }
 
 function header(i, n_anc, n_desc) {
-  const d = nodes.data, u = unit_of(i), p = pos_of(i)
+  const d = nodes.data, u = unit_of(i), p = d.pos[i]
   const where = []
   if (units.data.unit_layer[u] >= 0) where.push(`layer ${units.data.unit_layer[u]}`)
   if (units.data.unit_head[u] >= 0) where.push(`head ${units.data.unit_head[u]}`)
@@ -105,7 +105,14 @@ function panel_index(i) {
 }
 
 function show_head(L, h) {
-  const m = heat.data.q.length, off = (L * H + h) * m
+  // the patterns of the view's heads only (m cells each): another head shows empty
+  const m = heat.data.q.length, li = meta.heat_layers.indexOf(L), hi = meta.heat_heads.indexOf(h)
+  if (li < 0 || hi < 0) {
+    heat.data = {...heat.data, prob: new Float32Array(m).fill(NaN)}
+    heat_title.text = `Attention pattern · layer ${L}, head ${h}: not in this view`
+    return
+  }
+  const off = (li * meta.heat_heads.length + hi) * m
   // a copy, not a view: on a Bokeh server the change is sent back, and a view would carry its whole buffer
   const prob = new Float32Array(patterns.buffer, patterns.byteOffset + 4 * off, m).slice()
   heat.data = {...heat.data, prob: prob}
@@ -113,7 +120,7 @@ function show_head(L, h) {
 }
 
 function focus_row(p) {
-  const c = Math.floor(p / meta.heat_cell)  // the cell holding position p (one position per cell when short)
+  const c = Math.floor(p / meta.heat_cell)  // the cell holding lane p (one lane per cell when short)
   focus.data = p < 0 ? {x: [], y: [], w: []} : {x: [c / 2], y: [c], w: [c + 1]}
 }
 
@@ -202,7 +209,7 @@ function set_window(first) {
       const r = u * W + k, p = first + k, g = u * n + p
       data.x[r] = meta.gx[u]; data.w[r] = meta.gw[u]; data.h[r] = meta.gh[u]
       data.y[r] = meta.lane_y[p] + meta.gdy[u]
-      data.unit[r] = u; data.pos[r] = p; data.cat[r] = old.cat[u * W]
+      data.unit[r] = u; data.pos[r] = meta.positions[p]; data.cat[r] = old.cat[u * W]
       for (const s of stats) data[s][r] = float16(meta[`s_${s}`][g])
       data.c_norm[r] = meta.q_c_norm[g]  // colour levels 0..255
       data.c_mean[r] = meta.q_c_mean[g]

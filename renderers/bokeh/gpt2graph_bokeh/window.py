@@ -1,17 +1,17 @@
-"""Level of detail along the positions: the canvas holds the vectors of a *window* of positions, and the page
-moves the window over the run.
+"""Level of detail along the positions: the canvas holds the vectors of a *window* of lanes (the positions a
+view shows, every position of a whole run), and the page moves the window over them.
 
-A short run is one window (every position). A run longer than ``max_positions`` is drawn as block aggregates
-(the document's overview) while zoomed out; zoomed in, the vectors of ``max_positions`` consecutive positions
-are on the canvas, and the window follows the view (or the page's window slider). The page can put any
-window on the canvas because it carries, for every position, what the rectangles need in compact binary
-form: each node's statistics and colours (:func:`compact`), and per vector group the geometry and id of its
-node at any position (:func:`templates`), since a group's node at position ``p`` is its node at position 0
-moved to lane ``p``. What costs a full vocabulary row per vector (the logit lens of head and MLP outputs) is
-read for the window the page opens on only.
+A short run is one window (every lane). A view of more than ``max_positions`` lanes is drawn as block
+aggregates (the document's overview) while zoomed out; zoomed in, the vectors of ``max_positions``
+consecutive lanes are on the canvas, and the window follows the view (or the page's window slider). The page
+can put any window on the canvas because it carries, for every lane, what the rectangles need in compact
+binary form: each node's statistics and colours (:func:`compact`), and per vector group the geometry and id
+of its node on any lane (:func:`templates`), since a group's node on lane ``i`` is its node on lane 0 moved
+to lane ``i``. What costs a full vocabulary row per vector (the logit lens of head and MLP outputs) is read
+for the window the page opens on only.
 
 The window's rows are in :class:`Window` order: vector groups one after another, each with one row per
-window position, then the parameters (:meth:`Window.rows` maps them to layout node indices).
+window lane, then the parameters (:meth:`Window.rows` maps them to layout node indices).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ __all__ = ["Window", "window_for", "id_pieces", "templates", "compact", "by_unit
 
 @dataclass(frozen=True)
 class Window:
-    """Positions ``start .. start + size - 1`` of an ``n``-token run."""
+    """Lanes ``start .. start + size - 1`` of a view of ``n`` lanes (the positions it shows)."""
 
     start: int
     size: int
@@ -45,7 +45,7 @@ class Window:
 
 
 def window_for(n: int, max_positions: int, start: int | None = None) -> Window:
-    """The window a page opens on: every position of a short run, else ``max_positions`` of them from
+    """The window a page opens on: every lane of a short view, else ``max_positions`` of them from lane
     ``start`` (default: the last ones, where the prediction is)."""
     size = min(n, max(1, max_positions))
     first = n - size if start is None else min(max(0, start), n - size)
@@ -66,9 +66,9 @@ def id_pieces(lay: Layout) -> tuple[list[str], list[str]]:
 
 
 def templates(lay: Layout, edges: tuple[np.ndarray, np.ndarray]) -> dict[str, np.ndarray]:
-    """Per vector group, its node at position 0: x, width, height and y relative to the lane; every lane's
-    y; and the same-position edges as pairs of groups."""
-    n = lay.topology.n_tokens
+    """Per vector group, its node on lane 0: x, width, height and y relative to the lane; every lane's y; and
+    the same-position edges as pairs of groups."""
+    n = lay.n
     first = np.arange(len(lay.groups)) * n
     src, dst = edges
     at_first = src % n == 0
@@ -96,7 +96,7 @@ def by_unit(column: np.ndarray, lay: Layout) -> dict[str, np.ndarray]:
     """A per-node column as its most common value per unit (NaN counts as a value) plus the nodes that differ
     from it: direct logit attribution colours a head by its contribution, and its output at the attributed
     position by its own."""
-    n, G = lay.topology.n_tokens, len(lay.groups)
+    n, G = lay.n, len(lay.groups)
 
     def most_common(values: np.ndarray) -> float:
         nan = np.isnan(values)
