@@ -470,3 +470,22 @@ def test_patterns_are_float32_lower_triangles(tiny_graph, explorer):
     n, d = tiny_graph.n_tokens, tiny_graph.dims
     assert patterns.dtype == np.float32 and patterns.shape == (d.n_layer * d.n_head * n * (n + 1) // 2,)
     assert torch.allclose(torch.from_numpy(patterns[: n * (n + 1) // 2]).sum(), torch.tensor(float(n)), atol=1e-4)
+
+
+def test_a_views_layout_finds_its_nodes_and_only_them(tiny_graph):
+    """Layout.find: the node index of every key in the view (as index gives it), None for a key outside it."""
+    view = tiny_graph.subgraph(layers=[1], heads=[2], positions=[0, 3])
+    lay = layout(view.topology, view.selection)
+    assert [lay.find(lay.key_of(i)) for i in range(lay.n_nodes)] == list(range(lay.n_nodes))
+    top = tiny_graph.topology
+    outside = [key for key in [*top.vector_keys(), *top.param_keys()] if top.node_id(key) not in view]
+    assert outside and all(lay.find(key) is None for key in outside)
+
+
+def test_a_long_views_window_holds_the_positions_of_its_lanes(tiny_graph):
+    """A view of more lanes than max_positions opens on a window of lanes: the rows carry their positions."""
+    view = tiny_graph.subgraph(positions=[0, 2, 3, 4])
+    root = build_explorer(view, max_positions=2, window=1)  # lanes 1 and 2: positions 2 and 3
+    (nodes,) = root.select({"name": "nodes"})
+    pos = np.asarray(nodes.data["pos"])
+    assert set(pos[pos >= 0]) == {2, 3}
