@@ -111,12 +111,13 @@ def _readers(n_layer: int, n_head: int) -> list[Reader]:
 
 def _outputs(graph: Graph, writers: list[Component]) -> Tensor:
     """What each writer adds to the stream in ``graph``'s run: (n_writers, n, d_model)."""
+    heads = {L: graph.hook(V.head_out, L) for L in {c.layer for c in writers if c.type == ComponentType.head}}
     rows = []
     for c in writers:
         if c.type == ComponentType.embed:
             rows.append(graph.hook(V.input_embedding))
         elif c.type == ComponentType.head:
-            rows.append(graph.hook(V.head_out, c.layer)[:, c.head])
+            rows.append(heads[c.layer][:, c.head])
         else:
             rows.append(graph.hook(V.mlp_out, c.layer))
     return torch.stack(rows)

@@ -28,6 +28,7 @@ may start at any block from the stream entering it.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
@@ -239,6 +240,19 @@ def _apply(edit: Intervention, value: Tensor, dims: Dims) -> Tensor:
     return value
 
 
+def _joins(layers: int | Sequence[int], batch: int, n_layer: int) -> dict[int, tuple[int, int]]:
+    """Block -> (first run, end) of the runs that start there; runs must start in increasing order of block."""
+    per_run = [layers] * batch if isinstance(layers, int) else [int(L) for L in layers]
+    if len(per_run) != batch:
+        raise InterventionError(f"start gives {len(per_run)} layers for a batch of {batch} runs")
+    if any(b < a for a, b in itertools.pairwise(per_run)) or not all(0 <= L < n_layer for L in per_run):
+        raise InterventionError(f"start layers must be in 0..{n_layer - 1} and in increasing order, got {per_run}")
+    joins: dict[int, tuple[int, int]] = {}
+    for i, L in enumerate(per_run):
+        joins[L] = (joins.get(L, (i, i))[0], i + 1)
+    return joins
+
+
 def run(
     param: ParamSource,
     dims: Dims,
@@ -247,7 +261,7 @@ def run(
     observe: Iterable[str | Site] | bool = (),
     interventions: Sequence[Intervention] = (),
     logits: bool | Sequence[int] = True,
-    start: tuple[int, Tensor] | None = None,
+    start: tuple[int | Sequence[int], Tensor] | None = None,
     grad: bool = False,
 ) -> ForwardResult:
     """The forward pass on ``tokens`` (batch, n) or (n,), with our own ops.
@@ -256,7 +270,9 @@ def run(
     ``observe``: kinds (every layer), sites, or True for everything. ``interventions`` are applied where
     the pass computes their site. ``logits``: True (every position), False (stop after the last block's
     stream), or the positions to unembed. ``start=(layer, stream)`` begins at block ``layer`` from the
-    residual stream entering it, (batch, n, d_model), skipping the embedding and the blocks before it.
+    residual stream entering it, (batch, n, d_model), skipping the embedding and the blocks before it. With one
+    layer per run, in increasing order, each run joins the batch at its own block (so runs patched at different
+    blocks share one batch): at block L the batch holds the runs started so far, a prefix of the whole.
     ``grad``: make the observed sites differentiable, so that gradients of the logits (or of anything computed
     from them) can be taken with respect to them (attribution patching).
 
@@ -289,11 +305,17 @@ def run(
         )
         x = hooks(V.input_embedding, None, ops.add(embed, pos))
     else:
-        first, x = start
+        layers, streams = start
+        joins = _joins(layers, streams.shape[0], dims.n_layer)
+        first = min(joins)
+        x = streams[slice(*joins[first])]
         x = hooks(V.resid_pre, first, x) if first else hooks(V.input_embedding, None, x)
+        joins.pop(first)
 
     for L in range(first, dims.n_layer):
         if first < L:
+            if start is not None and L in joins:  # runs that start at this block join the batch
+                x = torch.cat([x, streams[slice(*joins[L])]])
             x = hooks(V.resid_pre, L, x)
         # attention: every head at once, (batch, n, n_head, d_head)
         projections = ((V.q, P.W_Q, P.b_Q), (V.k, P.W_K, P.b_K), (V.v, P.W_V, P.b_V))

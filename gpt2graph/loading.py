@@ -131,7 +131,7 @@ def model_of(graph: Any) -> LoadedModel:
     HF cache, or GPT-2's own BPE), checked against the vocabulary the graph stores.
 
     Raises :class:`ModelLoadError` when no tokenizer with that vocabulary can be found here."""
-    from transformers import GPT2Config
+    from transformers import GPT2Config, GPT2LMHeadModel
 
     d, info = graph.dims, graph.model
     config = GPT2Config(
@@ -143,13 +143,15 @@ def model_of(graph: Any) -> LoadedModel:
         vocab_size=d.n_vocab,
         layer_norm_epsilon=d.layer_norm_eps,
     )
-    hf = _random_model(config, 0)
-    missing, unexpected = hf.load_state_dict(graph.store.params, strict=False)
+    with torch.device("meta"):  # no initialisation: every parameter comes from the graph
+        hf = GPT2LMHeadModel(config)
+    missing, unexpected = hf.load_state_dict(graph.store.params, strict=False, assign=True)
     if set(missing) - {"lm_head.weight"} or unexpected:  # lm_head is tied to the token embedding
         raise ModelLoadError(
             f"the parameters of {info.name} do not fit a GPT-2: missing {missing}, unexpected {unexpected}"
         )
     hf.tie_weights()
+    hf.eval()
     if info.source == "embedded-default":
         tokenizer = gpt2_bpe_tokenizer()
     else:

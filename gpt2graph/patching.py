@@ -7,9 +7,10 @@ each patched run at the last position by the logit difference answer - wrong, or
 need?), ``"denoising"`` the clean run's into the corrupted run (which vectors are enough to restore it?). Scores
 are reported raw and normalised so that 0 is the corrupted run's metric and 1 the clean run's.
 
-Patched runs are batched through the forward executor: the runs patched at layer L start at block L from the
-receiving run's stored stream (nothing before it can change), a batch sets one vector per run with a single
-scatter, only the last position is unembedded, and batches are cut to a bounded number of token rows.
+Patched runs are batched through the forward executor: a run patched at layer L starts at block L from the
+receiving run's stored stream (nothing before it can change), joining a batch of runs patched at other layers,
+each layer's vectors set with a single scatter; only the last position is unembedded, and batches are cut to a
+bounded number of token rows.
 
 Attribution patching (Nanda, https://www.neelnanda.io/mechanistic-interpretability/attribution-patching) is the
 first-order estimate of every score at once: metric(receiving) + (donor - receiving) . d metric / d vector, with
@@ -66,6 +67,8 @@ class Setup:
     answer: int
     wrong: int | None
     positions: list[int]
+    clean_value: float
+    corrupted_value: float
 
     @property
     def receiving(self) -> Graph:
@@ -78,14 +81,6 @@ class Setup:
     def score(self, logits: Tensor) -> Tensor:
         """The metric of next-token logits (..., n_vocab) at the last position."""
         return metric_of(self.metric, logits, self.answer, self.wrong)
-
-    @property
-    def clean_value(self) -> float:
-        return float(self.score(self.clean.logits[-1]))
-
-    @property
-    def corrupted_value(self) -> float:
-        return float(self.score(self.corrupted.logits[-1]))
 
     def normalize(self, raw: Tensor) -> Tensor:
         """0 = the corrupted run's metric, 1 = the clean run's."""
@@ -142,7 +137,8 @@ def setup(
     chosen = sorted({resolve_position(clean, p) for p in positions}) if positions is not None else None
     if chosen == []:
         raise InterpretError("positions is empty: give at least one position, or None for all")
-    s = Setup(clean, corrupted, metric, direction, answer_id, wrong_id, chosen or list(range(clean.n_tokens)))
+    values = (float(metric_of(metric, g.logits[-1], answer_id, wrong_id)) for g in (clean, corrupted))
+    s = Setup(clean, corrupted, metric, direction, answer_id, wrong_id, chosen or list(range(clean.n_tokens)), *values)
     if abs(s.clean_value - s.corrupted_value) < 1e-12:
         raise InterpretError(
             f"the clean and corrupted runs score the same ({s.clean_value:.6g}), so a normalised score is undefined: "
@@ -297,33 +293,30 @@ def patch_sweep(
     n, last = receiving.n_tokens, receiving.n_tokens - 1
     batch = max(1, ROWS_PER_BATCH // n)
     tokens = receiving.store.activations[TOKENS]
-    scores: dict[_Cell, float] = {}
-    by_layer: dict[int, list[_Cell]] = {}
-    for c in cells:
-        by_layer.setdefault(c.layer, []).append(c)
+    streams = {L: receiving.hook(*stream_site(receiving, L)) for L in sorted({c.layer for c in cells})}
+    scores: list[float] = []
     with progress.task(f"patching {kind}", total=len(cells), unit="run") as bar, torch.no_grad():
-        for layer, layer_cells in by_layer.items():
-            stream = receiving.hook(*stream_site(receiving, layer))
-            for i in range(0, len(layer_cells), batch):
-                chunk = layer_cells[i : i + batch]
-                runs, heads, pos, values = _donor_values(s, kind, layer, chunk)
+        for i in range(0, len(cells), batch):  # cells are in layer order: each run joins the batch at its layer
+            chunk = cells[i : i + batch]
+            patches, offset = [], 0
+            for layer in dict.fromkeys(c.layer for c in chunk):
+                group = [c for c in chunk if c.layer == layer]
+                runs, heads, pos, values = _donor_values(s, kind, layer, group)
                 site_kind, site_layer = _site(s, kind, layer)
-                patch = Intervention(
-                    site_kind, site_layer, heads if kind in _PER_HEAD else None, pos, value=values, run=runs
-                )
-                b = len(chunk)
-                out = forward.run(
-                    receiving.store.stacked,
-                    receiving.dims,
-                    tokens.expand(b, n),
-                    interventions=[*edits, patch],
-                    logits=[last],
-                    start=(layer, stream.expand(b, n, -1)),
-                )
-                for c, v in zip(chunk, s.score(out.logits[:, 0]).tolist()):
-                    scores[c] = v
-                bar.update(b)
-    raw = _table(plan[0], plan[1], cells, [scores[c] for c in cells])
+                head = heads if kind in _PER_HEAD else None
+                patches.append(Intervention(site_kind, site_layer, head, pos, value=values, run=runs + offset))
+                offset += len(group)
+            out = forward.run(
+                receiving.store.stacked,
+                receiving.dims,
+                tokens.expand(len(chunk), n),
+                interventions=[*edits, *patches],
+                logits=[last],
+                start=([c.layer for c in chunk], torch.stack([streams[c.layer] for c in chunk])),
+            )
+            scores += s.score(out.logits[:, 0]).tolist()
+            bar.update(len(chunk))
+    raw = _table(plan[0], plan[1], cells, scores)
     return _result(s, PatchMethod.activation, kind, per_position, plan, raw, len(cells))
 
 
@@ -380,20 +373,23 @@ def attribution_patch(
         value = s.score(out.logits[0, 0])
         grads = dict(zip(sites, torch.autograd.grad(value, [out[site] for site in sites], allow_unused=True)))
     base = float(s.score(receiving.logits[-1]))
+    positions = torch.tensor(s.positions)
     results = []
     for kind in chosen:
-        plan = _plan(s, kind, per_position)
-        per_layer = {}
+        per_layer = []  # (n,) or, per head, (n, n_head) scores of each layer
         for L in range(receiving.dims.n_layer):
             site = _site(s, kind, L)
             mine = out[site][0].detach()
             grad = grads[site]
             grad = torch.zeros_like(mine) if grad is None else grad[0]
-            per_layer[L] = _per_position_scores(kind, s.donor.hook(*site) - mine, grad)
-        estimates = []
-        for c in plan[2]:
-            rows = per_layer[c.layer][list(c.positions)]  # (k,) or, per head, (k, n_head)
-            estimates.append(base + float(rows.sum() if c.head is None else rows[:, c.head].sum()))
-        raw = _table(plan[0], plan[1], plan[2], estimates)
-        results.append(_result(s, PatchMethod.attribution, kind, per_position, plan, raw, 0))
+            per_layer.append(_per_position_scores(kind, s.donor.hook(*site) - mine, grad))
+        chosen_positions = torch.stack(per_layer)[:, positions].double()  # (layers, positions[, heads])
+        if kind not in _PER_HEAD:
+            table = chosen_positions
+        elif per_position:
+            table = chosen_positions.permute(0, 2, 1).flatten(0, 1)  # (layer, head) rows, positions columns
+        else:
+            table = chosen_positions.sum(1)  # a head patched at every chosen position at once
+        plan = _plan(s, kind, per_position)
+        results.append(_result(s, PatchMethod.attribution, kind, per_position, plan, base + table, 0))
     return results

@@ -35,11 +35,16 @@ def check_same_model(graph: Graph, other: Graph, what: str) -> None:
         )
     mine, theirs = graph.store.params, other.store.params
     for name, tensor in mine.items():
-        if not (theirs[name] is tensor or torch.equal(theirs[name], tensor)):
+        if not (_same_memory(theirs[name], tensor) or torch.equal(theirs[name], tensor)):
             raise RunMismatchError(
                 f"{what} is a run of another model: {_describe(other)} vs {_describe(graph)}; the dims agree but "
                 f"parameter {name} differs"
             )
+
+
+def _same_memory(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """Two views of the same numbers (runs built from one loaded model share its parameters)."""
+    return a.data_ptr() == b.data_ptr() and a.shape == b.shape and a.stride() == b.stride() and a.dtype == b.dtype
 
 
 def check_same_length(graph: Graph, other: Graph, what: str) -> None:

@@ -178,3 +178,17 @@ def test_ln1_cannot_be_asked_for_where_the_heads_read_their_own_copies(tiny_grap
         _run(tiny_graph, interventions=[Intervention("z", 0, torch.tensor([0, 1]), torch.tensor([0, 9]), value=0.0)])
     with pytest.raises(InterventionError, match="cannot observe or intervene on"):
         _run(tiny_graph, interventions=[Intervention("q_inputs", 0, value=0.0)])
+
+
+def test_runs_of_one_batch_may_start_at_different_blocks(tiny_graph):
+    """Each run joins the batch at its own block (in increasing order), as if it had run alone."""
+    entering = [tiny_graph.hook("input_embedding"), tiny_graph.hook("resid_pre", 1)]
+    streams = torch.stack([entering[0], entering[1] * 0.5, entering[1]])
+    tokens = torch.tensor(tiny_graph.tokenization.token_ids).expand(3, -1)
+    with torch.no_grad():
+        together = forward.run(tiny_graph.store.stacked, tiny_graph.dims, tokens, start=([0, 1, 1], streams)).logits
+    for run, layer in enumerate([0, 1, 1]):
+        alone = _run(tiny_graph, start=(layer, streams[run : run + 1])).logits[0]
+        torch.testing.assert_close(together[run], alone, rtol=0, atol=1e-5)
+    with pytest.raises(InterventionError, match="increasing order"):
+        _run(tiny_graph, start=([1, 0, 1], streams))
