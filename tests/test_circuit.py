@@ -16,6 +16,7 @@ import gpt2graph
 from gpt2graph.circuit import _outputs, _select, edge_attribution, faithfulness_runs
 from gpt2graph.cli import main
 from gpt2graph.errors import InterpretError
+from gpt2graph.summary import format_summary
 
 OTHER_PROMPT = "Transformer tokens are numbers"
 ANSWER, WRONG = " the", " a"
@@ -138,6 +139,7 @@ def test_the_circuit_is_stored_and_saved(pair, tmp_path):
     assert clean.header.circuit == circuit
     clean.save(tmp_path / "c.gg")
     assert gpt2graph.load(tmp_path / "c.gg").header.circuit == circuit
+    assert "circuit      5 edges against 'Transformer tokens are numbers'" in format_summary(clean.summary())
 
 
 @pytest.mark.parametrize(

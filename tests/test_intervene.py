@@ -15,6 +15,7 @@ from gpt2graph import forward
 from gpt2graph.baselines import GraphMeans
 from gpt2graph.errors import NodeNotFoundError, RunMismatchError
 from gpt2graph.forward import Intervention, InterventionError
+from gpt2graph.summary import format_summary
 
 HEAD = "blocks.1.attn.hook_result[4,0]"  # head 0 of layer 1 at the last position
 OTHER_PROMPT = "Transformer tokens are numbers"
@@ -71,6 +72,8 @@ def test_the_header_records_what_was_changed(tiny_graph, ablated):
     assert head.norm_before == pytest.approx(float(tiny_graph.values(HEAD).norm()), rel=1e-6) and head.norm_after == 0
     assert (mlp.baseline, mlp.position) == ("mean", 2)
     assert ablated.analysis is None and ablated.header.patching == []
+    text = format_summary(ablated.summary())
+    assert "replaced     2 vectors: a counterfactual run" in text and f"{HEAD}" in text
 
 
 def test_a_counterfactual_verifies_in_both_modes_and_says_against_what(ablated):
