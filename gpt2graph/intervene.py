@@ -54,15 +54,16 @@ def node_key(graph: Graph, node_id: str) -> Key:
         raise InterventionError(f"{node_id!r} is a parameter: interventions replace vectors of a run, not weights")
     if node_type == "operation":
         raise InterventionError(f"{node_id!r} is an operation; intervene on the vector it produces: {node_id[3:]!r}")
+    instead = graph.topology.vector_id
     if key.kind == V.token:
         raise InterventionError(
             f"{node_id!r} is a token id, which no vector operation reads as a number: intervene on its embedding "
-            f"hook_embed[{key.position}], or build the other prompt and patch from it"
+            f"{instead(Key(V.token_embedding, None, None, key.position))}, or build the other prompt and patch from it"
         )
     if key.kind in DECODE_KINDS:
         raise InterventionError(
             f"{node_id!r} belongs to the decoding stage, derived from the logits by the decoding settings: "
-            f"intervene on hook_unembed[{key.position}], or choose settings with with_decoding()"
+            f"intervene on {instead(Key(V.logits, None, None, key.position))}, or choose settings with with_decoding()"
         )
     return key
 
