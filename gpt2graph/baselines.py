@@ -26,7 +26,7 @@ from .topology import VECTOR_SPECS
 if TYPE_CHECKING:
     from .graph import Graph
 
-__all__ = ["MeanSource", "GraphMeans", "position_mean", "mean_source", "source_mean", "describe"]
+__all__ = ["MeanSource", "GraphMeans", "position_mean", "mean_source", "describe"]
 
 V = VectorKind
 
@@ -104,32 +104,28 @@ class GraphMeans:
         check_same_model(graph, self.graphs[0], "the graphs of this mean")
 
 
-def mean_source(spec: object) -> MeanSource | None:
-    """``spec`` as a mean source: itself when it has a ``mean`` method, corpus statistics loaded from a ``*.ggc``
-    path, or None when it is neither."""
-    if isinstance(spec, MeanSource):
-        return spec
+def mean_source(spec: object, graph: Graph) -> MeanSource | None:
+    """``spec`` as a mean source for ``graph``'s vectors: itself when it has a ``mean`` method, corpus statistics
+    loaded from a ``*.ggc`` path, or None when it is neither. A source that can tell (``check_model``) first
+    refuses a run of another model."""
     if isinstance(spec, os.PathLike) or (isinstance(spec, str) and spec.endswith(".ggc")):
         try:
-            from .corpus import load_corpus  # type: ignore[import-not-found]
+            from .corpus import load_corpus
         except ImportError:
             raise InterpretError(
                 f"{spec}: corpus statistics (*.ggc) are read by gpt2graph.load_corpus, which this installation "
                 "lacks; give a GraphMeans of graphs instead"
             ) from None
-        return load_corpus(Path(spec))
-    return None
+        spec = load_corpus(Path(spec))
+    if isinstance(spec, Tensor) or not isinstance(spec, MeanSource):  # a tensor has a .mean, of another kind
+        return None
+    check = getattr(spec, "check_model", None)
+    if callable(check):
+        check(graph)
+    return spec
 
 
 def describe(source: MeanSource) -> str:
     """A short text naming a mean source, for the record of a counterfactual run."""
     text = repr(source)
     return text if len(text) <= 200 else text[:197] + "..."
-
-
-def source_mean(source: MeanSource, graph: Graph, kind: str, layer: int | None, head: int | None, position: int | None):
-    """``source.mean(...)`` for a vector of ``graph``, after the source has checked the model when it can."""
-    check = getattr(source, "check_model", None)
-    if callable(check):
-        check(graph)
-    return source.mean(kind, layer, head, position)

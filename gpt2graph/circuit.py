@@ -29,7 +29,7 @@ import torch
 from torch import Tensor
 
 from . import forward
-from .baselines import mean_source, source_mean
+from .baselines import mean_source
 from .causal import (
     Ablation,
     CircuitEdge,
@@ -131,17 +131,14 @@ def _ablated_outputs(s: Setup, ablation: Any, writers: list[Component]) -> tuple
     clean = _outputs(s.clean, writers)
     if isinstance(ablation, str) and ablation == "mean":
         return clean.mean(1, keepdim=True).expand_as(clean), Ablation.mean
-    source = mean_source(ablation)
+    source = mean_source(ablation, s.clean)
     if source is None:
         raise InterpretError(
             f"unknown ablation {ablation!r}: give 'corrupted', 'mean', a mean source or a *.ggc path of corpus means"
         )
     n = s.clean.n_tokens
     kinds = {ComponentType.embed: V.input_embedding, ComponentType.head: V.head_out, ComponentType.mlp: V.mlp_out}
-    rows = [
-        torch.stack([source_mean(source, s.clean, kinds[c.type], c.layer, c.head, p) for p in range(n)])
-        for c in writers
-    ]
+    rows = [torch.stack([source.mean(kinds[c.type], c.layer, c.head, p) for p in range(n)]) for c in writers]
     return torch.stack(rows).to(clean.dtype), Ablation.prompts
 
 

@@ -28,7 +28,7 @@ import torch
 from torch import Tensor
 
 from . import forward
-from .baselines import describe, mean_source, position_mean, source_mean
+from .baselines import describe, mean_source, position_mean
 from .causal import Baseline, Counterfactual, InterventionRecord
 from .errors import InterpretError
 from .forward import Intervention, InterventionError, Site
@@ -83,9 +83,9 @@ def _value(graph: Graph, key: Key, spec: Any) -> tuple[Tensor, Baseline, str | N
         check_same_model(graph, spec, "the other run")
         check_same_length(graph, spec, "the other run")
         return spec.vector_value(key), Baseline.graph, f"{spec.model.name}: {spec.tokenization.text!r}"
-    source = mean_source(spec)
+    source = mean_source(spec, graph)
     if source is not None:
-        return source_mean(source, graph, kind, layer, head, position), Baseline.prompts, describe(source)
+        return source.mean(kind, layer, head, position), Baseline.prompts, describe(source)
     raise InterventionError(
         f"cannot intervene with {type(spec).__name__} {spec!r}: give a tensor of the node's shape, 'zero', 'mean', "
         "another graph, a mean source (an object with .mean(kind, layer, head, position)) or a *.ggc path"

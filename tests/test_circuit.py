@@ -133,6 +133,15 @@ def test_a_mean_source_ablates_like_the_positional_mean_it_returns(pair):
     assert by_source.faithfulness.circuit_value == pytest.approx(by_mean.faithfulness.circuit_value, abs=1e-6)
 
 
+def test_corpus_means_ablate_the_edges_outside_the_circuit(pair, corpus_path):
+    clean, corrupted = pair
+    circuit = clean.circuit(corrupted, answer=ANSWER, wrong=WRONG, top=6, ablation=str(corpus_path))
+    assert circuit.faithfulness.ablation == "prompts" and len(circuit.edges) == 6
+    stats = gpt2graph.load_corpus(corpus_path)
+    e = edge_attribution(clean, corrupted, answer=ANSWER, wrong=WRONG, ablation=stats)
+    torch.testing.assert_close(e.ablated[0, 2], stats.mean("input_embedding", None, None, 2))  # the embedding's mean
+
+
 def test_the_circuit_is_stored_and_saved(pair, tmp_path):
     clean, corrupted = pair
     circuit = clean.circuit(corrupted, answer=ANSWER, wrong=WRONG, top=5)

@@ -3,7 +3,6 @@ what it changed; baselines (zero, positional mean, another run, means over promp
 
 from __future__ import annotations
 
-import importlib.util
 import json
 
 import pytest
@@ -202,10 +201,17 @@ def test_a_run_of_another_model_or_length_is_refused(tiny_graph, tmp_path, tiny_
         GraphMeans([tiny_graph, reseeded])
 
 
-def test_a_corpus_file_without_the_corpus_module_is_a_clear_error(tiny_graph, tmp_path):
-    if importlib.util.find_spec("gpt2graph.corpus") is None:
-        with pytest.raises(InterventionError, match="gpt2graph.load_corpus"):
-            tiny_graph.intervene({HEAD: str(tmp_path / "means.ggc")})
-    else:  # the corpus module is here: a missing file is its error to report
-        with pytest.raises(gpt2graph.Gpt2GraphError):
-            tiny_graph.intervene({HEAD: str(tmp_path / "means.ggc")})
+def test_corpus_statistics_are_a_mean_over_prompts(tiny_graph, corpus_path, tmp_path):
+    from gpt2graph.corpus import CorpusError
+
+    stats = gpt2graph.load_corpus(corpus_path)
+    node = "blocks.1.attn.hook_z[3,2]"
+    for source in (stats, str(corpus_path), corpus_path):
+        cf = tiny_graph.intervene({node: source})
+        torch.testing.assert_close(cf.values(node), stats.mean("z", 1, 2, 3))
+        assert cf.counterfactual.interventions[0].baseline == "prompts"
+        assert "CorpusStats" in cf.counterfactual.interventions[0].source
+        assert cf.verify().ok
+    reseeded = gpt2graph.build(PROMPT, model=str(make_checkpoint(tmp_path / "seed1", seed=1)))
+    with pytest.raises(CorpusError, match="another model"):
+        reseeded.intervene({node: stats})
