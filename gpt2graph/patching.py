@@ -157,7 +157,7 @@ def receiving_edits(graph: Graph) -> list[Intervention]:
 
 def stream_site(graph: Graph, layer: int) -> Site:
     """The site of the residual stream entering block ``layer`` (the input embedding for block 0)."""
-    key = graph.topology.stream_in(layer, 0)
+    key = graph.topology.stream(layer, 0)
     return (key.kind, key.layer)
 
 
