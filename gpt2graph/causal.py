@@ -259,7 +259,7 @@ class PredictionCircuit(_Result):
     n_scored: int = Field(description="Edges scored (every edge of the model).", ge=0)
     n_selected: int = Field(
         description="Edges selected before pruning: grown greedily from the logits, each the edge of largest |score| "
-        "into a component already in the circuit, until top of them survive pruning (or every edge above the "
+        "into a component already in the circuit, until at least top of them survive pruning (or every edge above the "
         "threshold that leads to the logits through such edges).",
         ge=0,
     )

@@ -11,8 +11,9 @@ the edge is that writer's term in it.
   one forward and one backward pass of the clean run in which every head reads its own copy of the stream
   (the executor's ``q_input``, ``k_input``, ``v_input`` and ``mlp_in`` sites).
 * **The circuit** is grown from the logits, adding the edge of largest |score| into a component already in it
-  until ``top`` edges are chosen (or every edge above a ``threshold`` that leads to the logits), then pruned of
-  what cannot affect the metric (see :class:`~gpt2graph.causal.PredictionCircuit`).
+  until at least ``top`` edges survive pruning what cannot affect the metric (or every edge above a ``threshold``
+  that leads to the logits; see :class:`~gpt2graph.causal.PredictionCircuit`). The last edge added can give
+  several earlier ones a path at once, so a circuit may have a few more than ``top`` edges.
 * **Faithfulness** is measured, not assumed: the model runs with every edge outside the circuit carrying its
   ablated value (each reader's input is its stream plus, for each such edge, ablated minus actual output of the
   writer in this very run), and the share of the clean metric recovered is reported.
@@ -44,6 +45,7 @@ from .errors import InterpretError
 from .forward import MLP_IN, SPLIT_INPUTS, Intervention, Site
 from .patching import Setup, receiving_edits, setup
 from .schema import VectorKind
+from .topology import Key
 from .values import TOKENS
 
 if TYPE_CHECKING:
@@ -51,11 +53,29 @@ if TYPE_CHECKING:
 
 __all__ = [
     "EdgeScores", "edge_attribution", "find_circuit", "faithfulness", "faithfulness_runs", "components", "Reader",
+    "WRITES", "writer_key", "reader_key",
 ]  # fmt: skip
 
 V = VectorKind
 _INPUTS = (HeadInput.q, HeadInput.k, HeadInput.v)
 _SITE_OF_INPUT = {HeadInput.q: SPLIT_INPUTS[V.q], HeadInput.k: SPLIT_INPUTS[V.k], HeadInput.v: SPLIT_INPUTS[V.v]}
+
+
+#: the vector each kind of writer adds to the residual stream (one per position)
+WRITES = {ComponentType.embed: V.input_embedding, ComponentType.head: V.head_out, ComponentType.mlp: V.mlp_out}
+
+
+def writer_key(c: Component, position: int) -> Key:
+    """The graph's vector through which component ``c`` writes into the stream at ``position``."""
+    return Key(WRITES[c.type], c.layer, c.head, position)
+
+
+def reader_key(c: Component, input: HeadInput | str | None, position: int) -> Key:
+    """The graph's vector through which component ``c`` reads the stream at ``position``: a head's query, key or
+    value, the MLP's LayerNorm output (what W_in reads), the final LayerNorm's output for the logits."""
+    if c.type == ComponentType.head:
+        return Key(str(input), c.layer, c.head, position)
+    return Key(V.ln2, c.layer, None, position) if c.type == ComponentType.mlp else Key(V.ln_final, None, None, position)
 
 
 def _component(type_: ComponentType, layer: int | None = None, head: int | None = None) -> Component:
@@ -111,16 +131,13 @@ def _readers(n_layer: int, n_head: int) -> list[Reader]:
 
 def _outputs(graph: Graph, writers: list[Component]) -> Tensor:
     """What each writer adds to the stream in ``graph``'s run: (n_writers, n, d_model)."""
-    heads = {L: graph.hook(V.head_out, L) for L in {c.layer for c in writers if c.type == ComponentType.head}}
-    rows = []
-    for c in writers:
-        if c.type == ComponentType.embed:
-            rows.append(graph.hook(V.input_embedding))
-        elif c.type == ComponentType.head:
-            rows.append(heads[c.layer][:, c.head])
-        else:
-            rows.append(graph.hook(V.mlp_out, c.layer))
-    return torch.stack(rows)
+    whole = {(WRITES[c.type], c.layer): graph.hook(WRITES[c.type], c.layer) for c in writers}
+    return torch.stack([_of(whole[(WRITES[c.type], c.layer)], c) for c in writers])
+
+
+def _of(whole: Tensor, c: Component) -> Tensor:
+    """One writer's output from its whole site, (..., n, d_model) or per head (..., n, n_head, d_model)."""
+    return whole[..., c.head, :] if c.type == ComponentType.head else whole
 
 
 def _ablated_outputs(s: Setup, ablation: Any, writers: list[Component]) -> tuple[Tensor, Ablation]:
@@ -231,7 +248,8 @@ def _reaching(kept: list[tuple[int, int]], e: EdgeScores) -> set[str]:
 
 def _select(e: EdgeScores, top: int | None, threshold: float | None) -> list[tuple[int, int]]:
     """Edges by decreasing |score| that lead to the logits through selected edges: grown greedily from the logits,
-    each the best edge into a component already in the circuit, until ``top`` of them survive :func:`_prune` (or
+    each the best edge into a component already in the circuit, until at least ``top`` of them survive
+    :func:`_prune` (the last edge added can make several earlier ones effective, so there may be more; or
     none is left); or every edge above ``threshold`` whose reader reaches the logits through such edges. An edge
     that leads nowhere could not change the metric."""
     into: dict[str, list[tuple[float, int, int]]] = {}
@@ -289,15 +307,7 @@ def faithfulness_runs(e: EdgeScores, keeps: list[Tensor]) -> Tensor:
 
     def actual(observed: dict, count: int) -> Tensor:
         """The first ``count`` writers' outputs in this run: (B, count, n, d_model)."""
-        rows = []
-        for c in e.writers[:count]:
-            if c.type == ComponentType.embed:
-                rows.append(observed[(V.input_embedding, None)])
-            elif c.type == ComponentType.head:
-                rows.append(observed[(V.head_out, c.layer)][:, :, c.head])
-            else:
-                rows.append(observed[(V.mlp_out, c.layer)])
-        return torch.stack(rows, 1)
+        return torch.stack([_of(observed[(WRITES[c.type], c.layer)], c) for c in e.writers[:count]], 1)
 
     def patch(site: Site, readers: list[int]):
         stage = _stage(e.readers[readers[0]].component, d.n_layer)
@@ -311,7 +321,7 @@ def faithfulness_runs(e: EdgeScores, keeps: list[Tensor]) -> Tensor:
         return Intervention(site[0], site[1], mode="apply", value=apply)
 
     edits = [*receiving_edits(clean), *(patch(site, js) for site, js in columns.items())]
-    observe = [(V.input_embedding, None), *((k, L) for L in range(d.n_layer) for k in (V.head_out, V.mlp_out))]
+    observe = list(dict.fromkeys((WRITES[c.type], c.layer) for c in e.writers))
     with torch.no_grad():
         out = forward.run(
             clean.store.stacked,

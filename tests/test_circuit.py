@@ -92,7 +92,7 @@ def test_edges_run_forward_only(scores, pair):
 def test_the_circuit_leads_to_the_logits_and_pruning_keeps_its_measured_faithfulness(pair, scores, top):
     clean, corrupted = pair
     circuit = clean.circuit(corrupted, answer=ANSWER, wrong=WRONG, top=top)
-    assert len(circuit.edges) == top <= circuit.n_selected
+    assert top <= len(circuit.edges) <= circuit.n_selected
     for edge in circuit.edges:  # every kept edge leads to the logits, and its writer is fed by the circuit
         assert edge.target == "logits" or any(x.source == edge.target for x in circuit.edges)
         assert edge.source == "embed" or any(x.target == edge.source for x in circuit.edges)
@@ -136,7 +136,7 @@ def test_a_mean_source_ablates_like_the_positional_mean_it_returns(pair):
 def test_corpus_means_ablate_the_edges_outside_the_circuit(pair, corpus_path):
     clean, corrupted = pair
     circuit = clean.circuit(corrupted, answer=ANSWER, wrong=WRONG, top=6, ablation=str(corpus_path))
-    assert circuit.faithfulness.ablation == "prompts" and len(circuit.edges) == 6
+    assert circuit.faithfulness.ablation == "prompts" and len(circuit.edges) >= 6
     stats = gpt2graph.load_corpus(corpus_path)
     e = edge_attribution(clean, corrupted, answer=ANSWER, wrong=WRONG, ablation=stats)
     torch.testing.assert_close(e.ablated[0, 2], stats.mean("input_embedding", None, None, 2))  # the embedding's mean

