@@ -16,7 +16,7 @@ BLOCK = re.compile(r"^```(\w+)\n(.*?)^```", re.MULTILINE | re.DOTALL)
 
 def _walkthrough() -> list[tuple[str, str]]:
     text = DOC.read_text(encoding="utf-8")
-    section = text.split("## 5. Walkthrough", 1)[1].split("\n## ", 1)[0]
+    section = text.split("## 6. Walkthrough", 1)[1].split("\n## ", 1)[0]
     return BLOCK.findall(section)
 
 
@@ -41,5 +41,7 @@ def test_the_walkthrough_runs_as_written(tmp_path, monkeypatch, capsys):
     assert "14 14" in out
     assert "9 ĠJohn / ĠMary 1.0" in out  # the patched stream at the differing position restores the clean run
     assert (tmp_path / "ioi.gg").is_dir() and '"top": 20' in out
+    assert b"patch-cell" in (tmp_path / "ioi-patching.svg").read_bytes()
+    assert b"circuit-edge" in (tmp_path / "ioi-circuit.svg").read_bytes()
     circuit = namespace["circuit"]
     assert len(circuit.edges) >= 20 and circuit.faithfulness.ablation == "corrupted"

@@ -73,7 +73,10 @@ def circuit_scene(graph: Any, *, callouts: bool = True, title: str = "") -> Scen
         ],
         980,
     )
-    boxes = _place(circuit, graph.dims.n_layer, page.y + 30)
+    boxes = _place(circuit, graph.dims.n_layer, 0.0)
+    headroom = max((0.75 * _lift(boxes[e.source], boxes[e.target]) for e in circuit.edges), default=0.0)
+    top = page.y + 30 + headroom  # room for the arcs of edges that pass over columns
+    boxes = {k: Box(b.x, b.y + top, b.w, b.h) for k, b in boxes.items()}
     bottom = max((b.bottom for b in boxes.values()), default=page.y)
     scale = max((abs(e.score) for e in circuit.edges), default=1.0) or 1.0
     last = graph.n_tokens - 1
@@ -183,7 +186,8 @@ def _edge(edge: CircuitEdge, boxes: dict[str, Box], scale: float, taken: list[Bo
     a, b = boxes[edge.source], boxes[edge.target]
     p0, p3 = (a.right + 3, a.y + a.h / 2), (b.x - 5, _port_y(b, edge.input))
     bend = max(40.0, (p3[0] - p0[0]) / 2)
-    p1, p2 = (p0[0] + bend, p0[1]), (p3[0] - bend, p3[1])
+    lift = _lift(a, b)
+    p1, p2 = (p0[0] + bend, p0[1] - lift), (p3[0] - bend, p3[1] - lift)
     colour = _LOWERS if edge.score < 0 else _RAISES
     stroke = 1.0 + (MAX_EDGE - 1.0) * abs(edge.score) / scale
     label = signed(edge.score, 3)
@@ -208,6 +212,13 @@ def _edge(edge: CircuitEdge, boxes: dict[str, Box], scale: float, taken: list[Bo
     return curve, Group(
         [Rect(label_box, "#ffffff", colour, 0.6, 3)], [text], tip=tip, cls="circuit-edge-label", data=data
     )
+
+
+def _lift(a: Box, b: Box) -> float:
+    """How far an edge from box ``a`` to box ``b`` arcs up: not at all between neighbouring columns, above the
+    components of the columns it passes over otherwise (the curve's top is 3/4 of this above its ends)."""
+    skipped = round((b.x - a.x) / COLUMN) - 1
+    return 0.0 if skipped < 1 else 36.0 + 22.0 * skipped
 
 
 def _label_box(p0, p1, p2, p3, w: float, taken: list[Box]) -> Box:
