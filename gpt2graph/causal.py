@@ -9,7 +9,7 @@ of the package, so the graph header's schema can include them without a cycle. N
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -172,7 +172,7 @@ class PatchSweep(_Result):
     )
     runs: int = Field(description="Patched forward passes computed (0 for attribution).", ge=0)
 
-    def as_json(self) -> dict:
+    def as_json(self) -> dict[str, Any]:
         """The object ``gpt2graph patch --json`` prints; scripts rely on exactly these keys."""
         keys = ("kind", "metric", "rows", "cols", "clean_value", "corrupted_value", "raw", "normalized")
         return self.model_dump(mode="json", include=set(keys))
@@ -272,13 +272,13 @@ class PredictionCircuit(_Result):
     )
     faithfulness: Faithfulness = Field(description="Measured share of the clean metric the circuit recovers.")
 
-    def to_networkx(self) -> networkx.DiGraph:
+    def to_networkx(self) -> networkx.DiGraph[str]:
         """A ``DiGraph`` of the components (attributes ``type``, ``layer``, ``head``); an edge into a head is
         drawn to a node of that head's input (``L3H5.q``), which leads to the head, so that q, k and v edges stay
         apart. Edge attributes: ``score`` and ``input``. Graph attributes: the metric and the faithfulness."""
         import networkx as nx
 
-        g = nx.DiGraph(
+        g: networkx.DiGraph[str] = nx.DiGraph(
             metric=self.metric,
             answer=self.answer,
             wrong=self.wrong,

@@ -104,6 +104,7 @@ def _stage(c: Component, n_layer: int) -> int:
         return -1
     if c.type == ComponentType.logits:
         return 2 * n_layer
+    assert c.layer is not None, "a head or an MLP is in a layer"
     return 2 * c.layer + (c.type == ComponentType.mlp)
 
 
@@ -161,6 +162,7 @@ def _ablated_outputs(s: Setup, ablation: Any, writers: list[Component]) -> tuple
 
 def _reader_site(r: Reader, n_layer: int) -> Site:
     if r.component.type == ComponentType.head:
+        assert r.input is not None, "a head is read through its q, k or v input"
         return (_SITE_OF_INPUT[r.input], r.component.layer)
     if r.component.type == ComponentType.mlp:
         return (MLP_IN, r.component.layer)
@@ -220,6 +222,7 @@ def edge_attribution(
             logits=[clean.n_tokens - 1],
             grad=True,
         )
+        assert out.logits is not None, "logits were asked for"
         value = s.score(out.logits[0, 0])
         grads = dict(zip(sites, torch.autograd.grad(value, [out[site] for site in sites], allow_unused=True)))
     columns = []  # the gradient each reader sees, (n, d_model)
@@ -262,9 +265,11 @@ def _select(e: EdgeScores, top: int | None, threshold: float | None) -> list[tup
             ((i, j) for i, j in candidates if e.readers[j].component.id in reaching),
             key=lambda ij: -abs(float(e.scores[ij])),
         )
+    assert top is not None, "a circuit is chosen by top or by threshold"
     heap = list(into.get("logits", []))
     heapq.heapify(heap)
-    chosen, joined = [], {"logits"}
+    chosen: list[tuple[int, int]] = []
+    joined = {"logits"}
     while heap and (len(chosen) < top or len(_prune(chosen, e)) < top):  # until top edges survive pruning
         _, i, j = heapq.heappop(heap)
         chosen.append((i, j))
@@ -305,15 +310,15 @@ def faithfulness_runs(e: EdgeScores, keeps: list[Tensor]) -> Tensor:
     for j, r in enumerate(e.readers):
         columns.setdefault(_reader_site(r, d.n_layer), []).append(j)
 
-    def actual(observed: dict, count: int) -> Tensor:
+    def actual(observed: dict[Site, Tensor], count: int) -> Tensor:
         """The first ``count`` writers' outputs in this run: (B, count, n, d_model)."""
         return torch.stack([_of(observed[(WRITES[c.type], c.layer)], c) for c in e.writers[:count]], 1)
 
-    def patch(site: Site, readers: list[int]):
+    def patch(site: Site, readers: list[int]) -> Intervention:
         stage = _stage(e.readers[readers[0]].component, d.n_layer)
         count = sum(1 for c in e.writers if _stage(c, d.n_layer) < stage)  # writers are in forward order
 
-        def apply(value: Tensor, observed: dict) -> Tensor:
+        def apply(value: Tensor, observed: dict[Site, Tensor]) -> Tensor:
             diff = e.ablated[:count] - actual(observed, count)  # (B, writers, n, d)
             shift = torch.einsum("bsnd,bsr->bnrd", diff, ablate[:, :count, readers])  # (B, n, readers, d)
             return value + (shift if value.ndim == 4 else shift[:, :, 0])
@@ -331,6 +336,7 @@ def faithfulness_runs(e: EdgeScores, keeps: list[Tensor]) -> Tensor:
             interventions=edits,
             logits=[n - 1],
         )
+    assert out.logits is not None, "logits were asked for"
     return s.score(out.logits[:, 0]).double()
 
 

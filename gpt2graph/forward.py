@@ -54,7 +54,7 @@ ParamSource = Callable[[str, int | None], Tensor]
 _ATTENTION_ROWS = (V.attn_scores, V.attn_pattern)
 _FUSED_ATTENTION = {V.attn_scores, V.attn_pattern}  # skipped (fused kernel) unless wanted
 #: the residual stream copied per head for its query, key and value (sites of the executor only)
-SPLIT_INPUTS = {V.q: "q_input", V.k: "k_input", V.v: "v_input"}
+SPLIT_INPUTS: dict[str, str] = {V.q: "q_input", V.k: "k_input", V.v: "v_input"}
 #: the residual stream as the MLP reads it, apart from the residual connection (a site of the executor only)
 MLP_IN = "mlp_in"
 Index = int | Sequence[int] | Tensor | None
@@ -84,7 +84,7 @@ class Intervention:
     head: Index = None
     position: Index = None
     mode: Literal["replace", "add", "scale", "apply"] = "replace"
-    value: Tensor | float | Callable[[Tensor, dict], Tensor] = 0.0
+    value: Tensor | float | Callable[[Tensor, dict[Site, Tensor]], Tensor] = 0.0
     run: Index = None
 
     @property
@@ -117,7 +117,7 @@ MODEL_KINDS = {V.token_embedding, V.pos_embedding, V.input_embedding, V.resid_pr
                 *FINAL_KINDS}  # fmt: skip
 _EDGE_SITES = {*SPLIT_INPUTS.values(), MLP_IN}
 #: (per head, head before position) of every site's layout after the batch dimension
-_LAYOUT = {
+_LAYOUT: dict[str, tuple[bool, bool]] = {
     **{k: (VECTOR_SPECS[k].per_head, VECTOR_SPECS[k].head_first) for k in MODEL_KINDS},
     **dict.fromkeys(SPLIT_INPUTS.values(), (True, False)),
     MLP_IN: (False, False),
@@ -181,7 +181,12 @@ class _Sites:
     def __call__(self, kind: str, layer: int | None, value: Tensor) -> Tensor:
         site = (kind, layer)
         for edit in self.edits.get(site, ()):
-            value = edit.value(value, self.observed) if edit.mode == "apply" else _apply(edit, value, self.dims)
+            if edit.mode != "apply":
+                value = _apply(edit, value, self.dims)
+            elif callable(edit.value):
+                value = edit.value(value, self.observed)
+            else:
+                raise InterventionError("mode 'apply' takes a function value(site_value, observed)")
         if self.all or kind in self.kinds or site in self.sites:
             if self.grad and not value.requires_grad:
                 value = value.detach().requires_grad_(True)  # a leaf: what follows is differentiable in it
@@ -207,13 +212,15 @@ def _apply(edit: Intervention, value: Tensor, dims: Dims) -> Tensor:
     pos = _selector(edit.position, "position", value.shape[2 if head_first else 1])
     head = _selector(edit.head if per_head else None, "head", dims.n_head)
     if head_first:  # attention rows: (batch, head, query, key)
-        index: tuple = (runs, head, pos)
+        index: tuple[int | slice | Tensor, ...] = (runs, head, pos)
     elif per_head:
         index = (runs, pos, head)
     else:
         index = (runs, pos)
     target = value[index]
     new = edit.value
+    if callable(new):
+        raise InterventionError(f"a function is a value only for mode 'apply', not {edit.mode!r}")
     if isinstance(new, Tensor):
         new = new.to(dtype=value.dtype, device=value.device)
         if head_first and isinstance(edit.position, int) and new.shape[-1] == edit.position + 1:

@@ -190,7 +190,7 @@ def execute(store: Values, topology: Topology, tokens: Tensor, interventions: li
     with torch.no_grad():
         result = forward.run(store.stacked, dims, tokens, observe=observe, interventions=interventions)
     activations = {
-        topology.hook(Key(kind, layer, None, 0)): value[0].contiguous()
+        topology.hook_name(Key(kind, layer, None, 0)): value[0].contiguous()
         for (kind, layer), value in result.observed.items()
     }
     activations[TOKENS] = tokens

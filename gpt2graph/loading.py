@@ -11,7 +11,7 @@ import warnings
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
 import torch
@@ -19,6 +19,11 @@ import torch
 from .errors import ModelLoadError, NotGpt2Error
 from .schema import Dims, ModelInfo, Weights
 from .tokenizer import gpt2_bpe_tokenizer
+
+if TYPE_CHECKING:
+    from transformers import GPT2LMHeadModel, PreTrainedTokenizerBase
+
+    from .graph import Graph
 
 __all__ = [
     "LoadedModel",
@@ -125,7 +130,7 @@ def load_model(model: Any = None, *, tokenizer: Any = None, random_weights: bool
     return LoadedModel(hf, tokenizer or _tokenizer_for(name), _info(hf, name, source, weights))
 
 
-def model_of(graph: Any) -> LoadedModel:
+def model_of(graph: Graph) -> LoadedModel:
     """The model ``graph`` was captured from, found again: rebuilt exactly from the parameters the graph carries
     (no file or network needed), with its tokenizer from where the graph's model came from (its directory, the
     HF cache, or GPT-2's own BPE), checked against the vocabulary the graph stores.
@@ -152,6 +157,7 @@ def model_of(graph: Any) -> LoadedModel:
         )
     hf.tie_weights()
     hf.eval()
+    tokenizer: PreTrainedTokenizerBase
     if info.source == "embedded-default":
         tokenizer = gpt2_bpe_tokenizer()
     else:
@@ -168,7 +174,7 @@ def model_of(graph: Any) -> LoadedModel:
     return loaded
 
 
-def _hub_kwargs(source: str) -> dict:
+def _hub_kwargs(source: str) -> dict[str, Any]:
     """Read only local files (directory, HF cache) in offline mode or when the hub's host does not resolve:
     a cache miss then fails at once instead of after a minute of retries."""
     offline = any(os.environ.get(v, "") not in ("", "0") for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
@@ -208,18 +214,19 @@ def _embedded_default(seed: int, tokenizer: Any) -> LoadedModel:
     return _embedded("gpt2", seed, tokenizer)
 
 
-def _random_model(config: Any, seed: int):
+def _random_model(config: Any, seed: int) -> GPT2LMHeadModel:
     from transformers import GPT2LMHeadModel
 
     cpu_state = torch.random.get_rng_state()
     torch.manual_seed(seed)
     try:
-        return GPT2LMHeadModel(config).eval()
+        model: GPT2LMHeadModel = GPT2LMHeadModel(config).eval()
+        return model
     finally:
         torch.random.set_rng_state(cpu_state)
 
 
-def _tokenizer_for(name: str, local_only: bool = False):
+def _tokenizer_for(name: str, local_only: bool = False) -> PreTrainedTokenizerBase:
     """The model directory's (or hub repo's) tokenizer when it has one, else GPT-2's own BPE."""
     from transformers import AutoTokenizer
 

@@ -22,7 +22,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from enum import StrEnum
+from typing import TYPE_CHECKING, TypeVar
 
 import torch
 from torch import Tensor
@@ -53,6 +54,8 @@ __all__ = [
 V = VectorKind
 #: token rows (runs x positions) one batch of patched runs holds: bounds the memory of a sweep whatever its size
 ROWS_PER_BATCH = 4096
+#: a StrEnum of the settings of an experiment
+E = TypeVar("E", bound=StrEnum)
 _PER_HEAD = {PatchKind.head_out, PatchKind.z, PatchKind.attn_pattern}
 
 
@@ -94,7 +97,7 @@ def metric_of(metric: PatchMetric | str, logits: Tensor, answer: int, wrong: int
     return torch.softmax(logits.double(), dim=-1)[..., answer]
 
 
-def _enum(enum: type, value: Any, what: str):
+def _enum(enum: type[E], value: str, what: str) -> E:
     try:
         return enum(value)
     except ValueError:
@@ -107,14 +110,14 @@ def setup(
     *,
     answer: int | str,
     wrong: int | str | None,
-    metric: str,
-    direction: str,
+    metric: PatchMetric | str,
+    direction: PatchDirection | str,
     positions: Iterable[int] | None,
 ) -> Setup:
     """Check every argument of a patching experiment before any run (a prompt in place of the corrupted graph
     is run through the clean graph's model, found again from the graph)."""
-    metric = _enum(PatchMetric, metric, "metric")
-    direction = _enum(PatchDirection, direction, "direction")
+    scored_by = _enum(PatchMetric, metric, "metric")
+    way = _enum(PatchDirection, direction, "direction")
     from .graph import Graph
 
     if not isinstance(corrupted, Graph):
@@ -124,7 +127,7 @@ def setup(
     check_same_model(clean, corrupted, "the corrupted run")
     check_same_length(clean, corrupted, "the corrupted run")
     answer_id = resolve_token(clean, answer, "answer")
-    if metric == PatchMetric.logit_diff:
+    if scored_by == PatchMetric.logit_diff:
         if wrong is None:
             raise InterpretError("the logit difference needs a wrong token (answer - wrong); or use metric='prob'")
         wrong_id = resolve_token(clean, wrong, "wrong token")
@@ -137,8 +140,8 @@ def setup(
     chosen = sorted({resolve_position(clean, p) for p in positions}) if positions is not None else None
     if chosen == []:
         raise InterpretError("positions is empty: give at least one position, or None for all")
-    values = (float(metric_of(metric, g.logits[-1], answer_id, wrong_id)) for g in (clean, corrupted))
-    s = Setup(clean, corrupted, metric, direction, answer_id, wrong_id, chosen or list(range(clean.n_tokens)), *values)
+    values = (float(metric_of(scored_by, g.logits[-1], answer_id, wrong_id)) for g in (clean, corrupted))
+    s = Setup(clean, corrupted, scored_by, way, answer_id, wrong_id, chosen or list(range(clean.n_tokens)), *values)
     if abs(s.clean_value - s.corrupted_value) < 1e-12:
         raise InterpretError(
             f"the clean and corrupted runs score the same ({s.clean_value:.6g}), so a normalised score is undefined: "
@@ -171,6 +174,10 @@ class _Cell:
     positions: tuple[int, ...]
 
 
+#: a table's rows, its columns, and its cells
+_Plan = tuple[Axis, Axis, list[_Cell]]
+
+
 def _site(s: Setup, kind: PatchKind, layer: int) -> Site:
     return stream_site(s.clean, layer) if kind == PatchKind.resid_pre else (str(kind), layer)
 
@@ -181,7 +188,7 @@ def _position_axis(s: Setup) -> Axis:
     return Axis(name=AxisName.position, labels=labels, positions=s.positions)
 
 
-def _plan(s: Setup, kind: PatchKind, per_position: bool) -> tuple[Axis, Axis, list[_Cell]]:
+def _plan(s: Setup, kind: PatchKind, per_position: bool) -> _Plan:
     """Rows, columns and the cells of the table (what each patched run replaces)."""
     n_layer, n_head = s.clean.dims.n_layer, s.clean.dims.n_head
     layers = list(range(n_layer))
@@ -231,7 +238,9 @@ def _table(rows: Axis, cols: Axis, cells: list[_Cell], scores: Sequence[float]) 
     return table
 
 
-def _result(s: Setup, method: PatchMethod, kind: PatchKind, per_position: bool, plan, raw: Tensor, runs: int):
+def _result(
+    s: Setup, method: PatchMethod, kind: PatchKind, per_position: bool, plan: _Plan, raw: Tensor, runs: int
+) -> PatchSweep:
     rows, cols, _ = plan
     return PatchSweep(
         method=method,
@@ -314,6 +323,7 @@ def patch_sweep(
                 logits=[last],
                 start=([c.layer for c in chunk], torch.stack([streams[c.layer] for c in chunk])),
             )
+            assert out.logits is not None, "logits were asked for"
             scores += s.score(out.logits[:, 0]).tolist()
             bar.update(len(chunk))
     raw = _table(plan[0], plan[1], cells, scores)
@@ -370,6 +380,7 @@ def attribution_patch(
             logits=[last],
             grad=True,
         )
+        assert out.logits is not None, "logits were asked for"
         value = s.score(out.logits[0, 0])
         grads = dict(zip(sites, torch.autograd.grad(value, [out[site] for site in sites], allow_unused=True)))
     base = float(s.score(receiving.logits[-1]))

@@ -62,6 +62,7 @@ from .storage import atomic_write
 from .topology import (
     BLOCK_KINDS,
     DECODE_KINDS,
+    EMBED_KINDS,
     FINAL_KINDS,
     LAYERNORMS,
     PARAM_CONSUMER,
@@ -99,6 +100,7 @@ __all__ = [
     "UPTO",
     "PARAM_CONSUMER",
     "TIED",
+    "EMBED_KINDS",
     "BLOCK_KINDS",
     "FINAL_KINDS",
     "DECODE_KINDS",

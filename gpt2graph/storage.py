@@ -14,14 +14,16 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from pydantic import ValidationError
+from torch import Tensor
 
 from .errors import GraphFileError
 from .graph import Graph
 from .intervene import stored_derived
 from .lens import attach
-from .schema import FORMAT_VERSION, GraphHeader
+from .schema import FORMAT_VERSION, Dims, GraphHeader
 from .schema import VectorKind as V
 from .topology import LAYERNORMS, Key, Topology
 from .values import STORED_KINDS, TOKENS, Values, activation_shapes, param_names
@@ -46,7 +48,7 @@ _QKV = (V.q, V.k, V.v)
 _LN_NORMALIZED = {out: normalized for _, normalized, out in LAYERNORMS.values()}
 
 
-def _v1_names(dims, n: int) -> dict[Key, str]:
+def _v1_names(dims: Dims, n: int) -> dict[Key, str]:
     """Format 1's name of every stored activation (one key per kind and layer): q, k and v fused as one
     ``attn.qkv`` tensor, and each LayerNorm's output under the hook name of its normalized vector."""
     top = Topology(dims, n)
@@ -55,13 +57,13 @@ def _v1_names(dims, n: int) -> dict[Key, str]:
         for layer in top.layers_of(kind):
             key = Key(kind, layer, None, 0)
             if kind in _QKV:
-                names[key] = top.hook(key._replace(kind=V.q)).rpartition(".")[0] + ".qkv"
+                names[key] = top.hook_name(key._replace(kind=V.q)).rpartition(".")[0] + ".qkv"
             else:
-                names[key] = top.hook(key._replace(kind=_LN_NORMALIZED.get(kind, kind)))
+                names[key] = top.hook_name(key._replace(kind=_LN_NORMALIZED.get(kind, kind)))
     return names
 
 
-def _V1_SHAPES(dims, n: int) -> dict[str, tuple[int, ...]]:
+def _V1_SHAPES(dims: Dims, n: int) -> dict[str, tuple[int, ...]]:
     """Activation names and shapes of format 1 (see :func:`_v1_names`; z is flat, (n, d_model))."""
     shapes, top = activation_shapes(dims, n), Topology(dims, n)
     out = {TOKENS: shapes[TOKENS]}
@@ -71,11 +73,11 @@ def _V1_SHAPES(dims, n: int) -> dict[str, tuple[int, ...]]:
         elif key.kind == V.z:
             out[name] = (n, dims.d_model)
         else:
-            out[name] = shapes[top.hook(key)]
+            out[name] = shapes[top.hook_name(key)]
     return out
 
 
-def _upgrade_v1_header(raw: dict) -> dict:
+def _upgrade_v1_header(raw: dict[str, Any]) -> dict[str, Any]:
     """A format-1 header under format-2 names: analysis options ``top_k`` (rows kept) became ``top_tokens`` and
     ``top_k_sampling`` (the decoding filter) became ``top_k``, so that each name means one thing."""
     raw = {**raw, "format_version": FORMAT_VERSION}
@@ -93,7 +95,7 @@ def _upgrade_v1_header(raw: dict) -> dict:
     return raw
 
 
-def _upgrade_v1(acts: dict, dims) -> dict:
+def _upgrade_v1(acts: dict[str, Tensor], dims: Dims) -> dict[str, Tensor]:
     """Format-1 activations under format-2 names and layouts (the tensors are the same numbers)."""
     H, dh, d = dims.n_head, dims.d_head, dims.d_model
     n = len(acts[TOKENS])
@@ -106,7 +108,7 @@ def _upgrade_v1(acts: dict, dims) -> dict:
             t = t[:, i * d : (i + 1) * d].reshape(-1, H, dh)
         elif key.kind == V.z:
             t = t.reshape(-1, H, dh)
-        out[top.hook(key)] = t
+        out[top.hook_name(key)] = t
     return out
 
 
@@ -125,7 +127,7 @@ def _umask() -> int:
     return mask
 
 
-def atomic_write(path: str | os.PathLike, data: bytes) -> None:
+def atomic_write(path: str | os.PathLike[str], data: bytes) -> None:
     """Write ``data`` to ``path`` via a temporary file in the same directory and a rename."""
     path = Path(path)
     try:
@@ -146,7 +148,7 @@ def atomic_write(path: str | os.PathLike, data: bytes) -> None:
         raise
 
 
-def save(graph: Graph, path: str | os.PathLike) -> Path:
+def save(graph: Graph, path: str | os.PathLike[str]) -> Path:
     """Save ``graph`` (the whole run, even when called on a subgraph view) to the directory ``path``."""
     from safetensors.torch import save_file
 
@@ -189,7 +191,7 @@ def atomic_directory(path: Path) -> Iterator[Path]:
         raise
 
 
-def check_target(path: str | os.PathLike) -> Path:
+def check_target(path: str | os.PathLike[str]) -> Path:
     """Refuse early a path a graph cannot be saved to (checked again, for real, when writing)."""
     path = Path(path)
     if path.exists() and not (path.is_dir() and (path / HEADER_FILE).exists()):
@@ -214,7 +216,7 @@ def _swap_in(tmp: Path, path: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
-def load(path: str | os.PathLike) -> Graph:
+def load(path: str | os.PathLike[str]) -> Graph:
     """Load a graph saved with :func:`save`; refuse anything missing, corrupted, truncated or mismatched."""
     from safetensors import safe_open
 
@@ -255,7 +257,10 @@ def load(path: str | os.PathLike) -> Graph:
     lens = header.analysis.lens if header.analysis is not None else None
     records = header.counterfactual.interventions if header.counterfactual is not None else []
     derived = stored_derived(Topology(dims, n), [(r.kind, r.layer) for r in records])
-    acts, params, lens_arrays, replaced = {}, {}, {}, {}
+    acts: dict[str, Tensor] = {}
+    params: dict[str, Tensor] = {}
+    lens_arrays: dict[str, Tensor] = {}
+    replaced: dict[str, Tensor] = {}
     try:
         with safe_open(str(values_path), framework="pt") as f:
             names = set(f.keys())

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 
+from .results import Analysis, Role
 from .schema import VectorKind as V
 from .topology import Key
 
@@ -15,7 +16,7 @@ if TYPE_CHECKING:
 __all__ = ["summarize_graph", "format_summary", "top_predictions"]
 
 
-def top_predictions(graph: Graph, k: int = 5, position: int = -1) -> list[dict]:
+def top_predictions(graph: Graph, k: int = 5, position: int = -1) -> list[dict[str, Any]]:
     """The k most probable next tokens after ``position`` (default: the last), with probabilities."""
     probs = torch.softmax(graph.logits[position].double(), dim=-1)
     top = torch.topk(probs, k)
@@ -23,7 +24,7 @@ def top_predictions(graph: Graph, k: int = 5, position: int = -1) -> list[dict]:
     return [{"id": int(i), "token": decode(int(i)), "probability": float(p)} for p, i in zip(top.values, top.indices)]
 
 
-def summarize_graph(graph: Graph, k: int = 5) -> dict:
+def summarize_graph(graph: Graph, k: int = 5) -> dict[str, Any]:
     m, tok = graph.model, graph.tokenization
     total = m.total_parameters
     return {
@@ -49,9 +50,10 @@ def summarize_graph(graph: Graph, k: int = 5) -> dict:
     }
 
 
-def causal_summary(graph: Graph) -> dict:
+def causal_summary(graph: Graph) -> dict[str, Any]:
     """What a counterfactual run replaced, and the patching sweeps and circuit stored on the run."""
-    h, out = graph.header, {}
+    h = graph.header
+    out: dict[str, Any] = {}
     if h.counterfactual is not None:
         out["counterfactual"] = [
             {"node": r.node, "baseline": r.baseline, "source": r.source} for r in h.counterfactual.interventions
@@ -67,7 +69,7 @@ def causal_summary(graph: Graph) -> dict:
     return out
 
 
-def decoding_summary(graph: Graph) -> dict:
+def decoding_summary(graph: Graph) -> dict[str, Any]:
     """The decoding settings and the token the decoding stage chooses after the last position."""
     last = graph.n_tokens - 1
     chosen_id, probs_id = (graph.topology.vector_id(Key(kind, None, None, last)) for kind in (V.next_token, V.probs))
@@ -82,12 +84,12 @@ def decoding_summary(graph: Graph) -> dict:
     }
 
 
-def analysis_summary(analysis, k: int = 5) -> dict:
+def analysis_summary(analysis: Analysis, k: int = 5) -> dict[str, Any]:
     """The top DLA contributors and the labelled heads (strongest first per role), as plain data."""
     dla, roles = analysis.dla, analysis.roles
-    labelled: dict[str, list[dict]] = {}
-    for role in ("previous_token", "first_token", "current_token", "induction"):
-        labelled[role] = [
+    labelled: dict[str, list[dict[str, Any]]] = {}
+    for role in Role:
+        labelled[role.value] = [
             {"layer": h.layer, "head": h.head, "score": getattr(h, role)} for h in roles.ranked(role) if h.label == role
         ][:k]
     return {
@@ -104,7 +106,7 @@ def analysis_summary(analysis, k: int = 5) -> dict:
     }
 
 
-def format_summary(s: dict) -> str:
+def format_summary(s: dict[str, Any]) -> str:
     w = s["weights"]
     seed = "unknown seed" if w["seed"] is None else f"seed {w['seed']}"
     weights = "pretrained" if w["status"] == "pretrained" else f"RANDOM ({seed}): predictions are meaningless"

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -46,7 +47,7 @@ __all__ = [
 ]
 
 V, P = VectorKind, ParamKind
-_QKV_OFFSET = {P.W_Q: 0, P.W_K: 1, P.W_V: 2, P.b_Q: 0, P.b_K: 1, P.b_V: 2}
+_QKV_OFFSET: dict[str, int] = {P.W_Q: 0, P.W_K: 1, P.W_V: 2, P.b_Q: 0, P.b_K: 1, P.b_V: 2}
 #: the vector kinds captured from the model and stored; all others are derived from these
 STORED_KINDS = (
     V.token_embedding, V.pos_embedding, V.input_embedding, V.resid_pre, V.ln1, V.q, V.k, V.v, V.z, V.attn_out,
@@ -58,9 +59,9 @@ SUMMARY_FIELDS = ("norm", "mean", "std", "min", "max")
 DERIVED_KINDS = tuple(k for k, spec in VECTOR_SPECS.items() if spec.hook and k not in STORED_KINDS)
 #: the name the token ids are stored under (no TransformerLens hook holds them)
 TOKENS = "tokens"
-_LN_OF = {kind: kinds for kinds in LAYERNORMS.values() for kind in kinds}
+_LN_OF: dict[str, tuple[str, str, str]] = {kind: kinds for kinds in LAYERNORMS.values() for kind in kinds}
 #: parameter kind -> HF state-dict name ({L} = layer)
-_HF_PARAM = {
+_HF_PARAM: dict[str, str] = {
     P.W_E: "transformer.wte.weight",
     P.W_pos: "transformer.wpe.weight",
     P.ln1_w: "transformer.h.{L}.ln_1.weight",
@@ -95,10 +96,10 @@ def activation_shapes(dims: Dims, n: int, derived: Iterable[tuple[str, int | Non
     for kind, layer in [*sites, *derived]:
         spec, key = VECTOR_SPECS[kind], Key(kind, layer, None, 0)
         if spec.head_first:  # attention rows: (n_head, n queries, n keys)
-            shapes[top.hook(key)] = (dims.n_head, n, n)
+            shapes[top.hook_name(key)] = (dims.n_head, n, n)
             continue
         width = tuple(top.vector_shape(key))
-        shapes[top.hook(key)] = (n, dims.n_head, *width) if spec.per_head else (n, *width)
+        shapes[top.hook_name(key)] = (n, dims.n_head, *width) if spec.per_head else (n, *width)
     return shapes
 
 
@@ -119,28 +120,29 @@ def param_names(dims: Dims) -> list[str]:
 
 def summaries(x: Tensor, keep: Tensor | None = None, dtype: torch.dtype = torch.float64) -> dict[str, Tensor]:
     """The statistics of :data:`SUMMARY_FIELDS` of every vector along the last dimension of ``x`` at once,
-    counting only the entries where ``keep`` (broadcast against ``x``) is true; computed in ``dtype``."""
-    x = x.to(dtype)
-    if keep is not None and bool(keep.all()):
-        keep = None
-    if keep is None:
-        return {
-            "norm": torch.linalg.vector_norm(x, dim=-1),
-            "mean": x.mean(-1),
-            "std": x.std(-1, correction=0),
-            "min": x.amin(-1),
-            "max": x.amax(-1),
-        }
-    count = keep.sum(-1)
-    zeroed = torch.where(keep, x, 0.0)
-    mean = zeroed.sum(-1) / count
-    return {
-        "norm": zeroed.square().sum(-1).sqrt(),
-        "mean": mean,
-        "std": (torch.where(keep, x - mean[..., None], 0.0).square().sum(-1) / count).sqrt(),
-        "min": torch.where(keep, x, torch.inf).amin(-1),
-        "max": torch.where(keep, x, -torch.inf).amax(-1),
-    }
+    counting only the entries where ``keep`` (broadcast against ``x``) is true; computed in ``dtype`` (float64,
+    as node summaries are; float32 halves the time and memory of a whole weight matrix).
+
+    The arithmetic is numpy's, on the tensors' own memory: a renderer asks for hundreds of these, and torch's
+    thread pool makes each small reduction take milliseconds whenever the machine is busy."""
+    a = x.detach().numpy().astype(torch.empty(0, dtype=dtype).numpy().dtype, copy=False)
+    k = None if keep is None else np.broadcast_to(keep.numpy(), a.shape)
+    if k is not None and k.all():
+        k = None
+    if k is None:
+        count: np.ndarray | int = a.shape[-1]
+        mean = a.mean(-1)
+        centred = a - mean[..., None]
+        low, high = a.min(-1), a.max(-1)
+    else:
+        count = k.sum(-1)
+        mean = np.where(k, a, 0.0).sum(-1) / count
+        centred = np.where(k, a - mean[..., None], 0.0)
+        low, high = np.where(k, a, np.inf).min(-1), np.where(k, a, -np.inf).max(-1)
+    std = np.sqrt((centred * centred).sum(-1) / count)  # two passes, as a population std
+    norm = np.sqrt(count * (std * std + mean * mean))  # sum of squares = count (variance + mean^2)
+    stats = {"norm": norm, "mean": mean, "std": std, "min": low, "max": high}
+    return {name: torch.from_numpy(np.asarray(v, dtype=a.dtype)) for name, v in stats.items()}
 
 
 def summarize(x: Tensor) -> ValueSummary:
@@ -202,7 +204,7 @@ class Values:
         """
         if kind == V.token:
             return self.activations[TOKENS]
-        stored = self.activations.get(self.topology.hook(Key(kind, layer, None, 0)))
+        stored = self.activations.get(self.topology.hook_name(Key(kind, layer, None, 0)))
         if stored is not None:
             return stored
         if kind == V.head_out:
@@ -215,7 +217,7 @@ class Values:
             x = self.hook(*self._ln_input(kind, layer))
             scale = ops.ln_scale(x, self.dims.layer_norm_eps)
             return scale if kind == scale_kind else ops.ln_normalize(x, scale)
-        return self.activations[self.topology.hook(Key(kind, layer, None, 0))]
+        return self.activations[self.topology.hook_name(Key(kind, layer, None, 0))]
 
     def is_stored(self, kind: str, layer: int | None) -> bool:
         """Is this kind and layer stored (always for :data:`STORED_KINDS`; for a derived kind, in a counterfactual
@@ -236,6 +238,7 @@ class Values:
     def vector(self, key: Key) -> Tensor:
         """The value of one vector node."""
         kind, L, h, p = key
+        assert p is not None, "a vector key has a position"
         if kind in DERIVED_KINDS and self.is_stored(kind, L):
             whole = self.hook(kind, L)
             return whole[h, p, : p + 1] if VECTOR_SPECS[kind].head_first else whole[p, h] if h is not None else whole[p]
@@ -258,4 +261,4 @@ class Values:
         return self.hook(kind, L)[p]
 
     def logits(self) -> Tensor:
-        return self.activations[self.topology.hook(Key(V.logits, None, None, 0))]
+        return self.activations[self.topology.hook_name(Key(V.logits, None, None, 0))]

@@ -64,6 +64,28 @@ def test_every_stored_sweep_is_a_heat_map_of_its_numbers(causal_graph, root):
         assert fig.xaxis[0].major_label_overrides[0] == sweep.cols.labels[0]
 
 
+@pytest.mark.parametrize("restrict", [{"layers": [0]}, {"positions": [0, 1]}, {"heads": [1]}])
+def test_a_view_draws_the_circuit_edges_it_holds_and_says_how_many_it_leaves_out(causal_graph, restrict):
+    """A renderer draws the view it is given: an edge is drawn when the view holds its writer and reader nodes."""
+    view = causal_graph.subgraph(**restrict)
+    circuit, top = causal_graph.header.circuit, causal_graph.topology
+    components = {c.id: c for c in circuit.components}
+    held = [
+        e
+        for e in circuit.edges
+        if top.vector_id(writer_key(components[e.source], circuit.position)) in view
+        and top.vector_id(reader_key(components[e.target], e.input, circuit.position)) in view
+    ]
+    assert len(held) < len(circuit.edges)  # each of these views leaves some edge out
+    page = gpt2graph_bokeh.build_explorer(view)
+    edges = _by_name(page, "circuit-edges")
+    assert list(edges.data["score"]) == [e.score for e in held]
+    assert (
+        f"{len(circuit.edges) - len(held)} of the edges join nodes outside this view"
+        in _by_name(page, "circuit-panel").text
+    )
+
+
 def test_a_run_without_experiments_has_neither(tiny_graph):
     page = gpt2graph_bokeh.build_explorer(tiny_graph)
     assert _by_name(page, "circuit-edges") is None and _by_name(page, "patching-0") is None

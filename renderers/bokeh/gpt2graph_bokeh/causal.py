@@ -71,7 +71,9 @@ def _component_text(circuit: PredictionCircuit, cid: str, node: str) -> str:
 
 
 def circuit_overlay(fig: Any, tap: TapTool, graph: Graph, lay: Layout, css: str) -> Overlay | None:
-    """Draw the stored circuit on the canvas ``fig`` (tapped with ``tap``), or None when the run has none."""
+    """Draw the stored circuit on the canvas ``fig`` (tapped with ``tap``), or None when the run has none. A view
+    (``graph.subgraph(...)``) draws the edges whose writer and reader nodes it holds, and says how many it leaves
+    out."""
     circuit = graph.header.circuit
     if circuit is None or not circuit.edges:
         return None
@@ -79,9 +81,10 @@ def circuit_overlay(fig: Any, tap: TapTool, graph: Graph, lay: Layout, css: str)
     by_id = {c.id: c for c in circuit.components}
     scale = max(abs(e.score) for e in circuit.edges) or 1.0
     cols: dict[str, list] = {k: [] for k in ("x0", "y0", "x1", "y1", "width", "color", "score", "label", "html")}
-    for e in circuit.edges:
-        w = lay.index(writer_key(by_id[e.source], p))
-        r = lay.index(reader_key(by_id[e.target], e.input, p))
+    ends = [(e, writer_key(by_id[e.source], p), reader_key(by_id[e.target], e.input, p)) for e in circuit.edges]
+    shown = [(e, w, r) for e, w, r in ends if top.vector_id(w) in graph and top.vector_id(r) in graph]
+    for e, writer, read in shown:
+        w, r = lay.index(writer), lay.index(read)
         reader = e.target + (f" ({e.input} input)" if e.input else "")
         cols["x0"].append(float(lay.x[w] + lay.width[w] / 2))
         cols["y0"].append(float(lay.y[w]))
@@ -122,6 +125,11 @@ def circuit_overlay(fig: Any, tap: TapTool, graph: Graph, lay: Layout, css: str)
         f"edge {escape(str(f.ablation))}: clean {escape(signed(f.clean_value))}, all ablated "
         f"{escape(signed(f.ablated_value))}, circuit {escape(signed(f.circuit_value))}.</p>{_HINT}"
     )
+    if len(shown) < len(circuit.edges):
+        intro += (
+            f"<p class='g2g-hint'>{len(circuit.edges) - len(shown)} of the edges join nodes outside this view "
+            "and are not drawn.</p>"
+        )
     panel = Div(
         text=intro,
         width=1160,
