@@ -3,6 +3,7 @@ colours, colour scales, how to read it, the terminology note) and the footer."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from gpt2graph.plugin import CATEGORY_COLOURS, CATEGORY_LABELS, tint
@@ -19,8 +20,9 @@ if TYPE_CHECKING:
 __all__ = ["title_block", "legend_block", "footer"]
 
 
-def title_block(page: Page, graph: Graph, title: str) -> None:
-    """The title, the model's facts, the prompt, and a banner that says whether the weights are trained."""
+def title_block(page: Page, graph: Graph, title: str, lines: Sequence[str] = ()) -> None:
+    """The title, the model's facts, the prompt (and ``lines`` about what the page shows of the run), and a
+    banner that says whether the weights are trained."""
     m, tok = graph.model, graph.tokenization
     x, w = MARGIN, page.frame.width - 2 * MARGIN
     t = page.wrapped(x, page.y, title, w, FS["title"], bold=True)
@@ -48,7 +50,10 @@ def title_block(page: Page, graph: Graph, title: str) -> None:
         colour=C.MUTED,
     )
     page.label(f, prompt, date)
-    page.y = date.box.bottom + 10
+    page.y = date.box.bottom + 4
+    for line in lines:
+        page.note(x, page.y, line, w, FS["body"], gap=2)
+    page.y += 6
     if graph.random_weights:
         seed = "unknown seed" if m.weights.seed is None else f"seed {m.weights.seed}"
         msg = (
