@@ -32,7 +32,7 @@ from .content import Callout, Content
 from .scene import CELL_H, FS, PAD, Box, Group, Path, Rect, Scene, Text, text_at
 from .text import line_height, width, wrap
 
-__all__ = ["Frame", "Page", "gradient_bar", "colour_scale", "bottom", "MARGIN", "CALLOUT_W", "MIN_DIAGRAM_W"]
+__all__ = ["Frame", "Page", "colour_scale", "bottom", "MARGIN", "CALLOUT_W", "MIN_DIAGRAM_W"]
 
 # ---- columns (px) ------------------------------------------------------------------------------------------
 MARGIN = 28
@@ -248,7 +248,7 @@ class Page:
         return Scene(self.frame.width, self.y, title, description, panels + self.back + self.front)
 
 
-def gradient_bar(x: float, y: float, w: float, ramp: Callable[[float], str], start: float) -> list[Rect]:
+def _gradient_bar(x: float, y: float, w: float, ramp: Callable[[float], str], start: float) -> list[Rect]:
     """A colour scale as a bar of ``w`` px: ``ramp`` from ``start`` to 1."""
     steps = 40
     return [
@@ -274,11 +274,11 @@ def colour_scale(
         t = text_at(x, y, wrap(title, w, FS["small"], True), FS["small"], bold=True)
         group.texts.append(t)
         y = t.box.bottom + 3
-    group.parts += gradient_bar(x, y, w, ramp, start)
+    group.parts += _gradient_bar(x, y, w, ramp, start)
     y += BAR_H + 4
     for at, label in ticks:
         anchor = "start" if at <= 0 else "end" if at >= 1 else "middle"
-        group.parts.append(Rect(Box(x + w * at - 0.5, y - 4, 1, 3), C.MUTED))
+        group.parts.append(Path(f"M{x + w * at},{y - 4} V{y - 1}", C.MUTED))
         group.texts.append(text_at(x + w * at, y, [label], FS["small"], anchor=anchor, colour=C.MUTED))
     return group
 
