@@ -184,7 +184,7 @@ class Drawing:
         self.metric = _metric(circuit)
         self.scale = max((abs(e.score) for e in circuit.edges), default=1.0) or 1.0
         self.boxes = _place(held.components, graph.dims.n_layer)
-        taken = list(self.boxes.values())
+        taken = [Box(b.x - 6, b.y, b.w + 9, b.h) for b in self.boxes.values()]  # its ports and output included
         self.edges: list[tuple[CircuitEdge, tuple[Point, Point, Point, Point], Box]] = []
         for e in sorted(held.edges, key=lambda e: -abs(e.score)):  # the strongest choose their label's place first
             curve = _curve(self.boxes[e.source], self.boxes[e.target], e.input)
