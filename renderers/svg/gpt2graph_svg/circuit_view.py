@@ -372,8 +372,8 @@ def _key(page: Page, y: float, scale: float, graph: Graph, held: Held, circuit: 
             y,
             f"This view ({view_text(graph.selection)}) holds {len(held.components)} of the circuit's "
             f"{len(circuit.components)} components and {len(held.edges)} of its {len(circuit.edges)} edges; "
-            f"{held.leaving} edge{'s' * (held.leaving != 1)} lead{'s' * (held.leaving == 1)} outside it (each "
-            "component counts its own, its tooltip names them).",
+            f"{held.leaving} edge{'s' * (held.leaving != 1)} lead{'s' * (held.leaving == 1)} outside it"
+            + (" (each component counts its own, its tooltip names them)." if held.leaving else "."),
             w,
             FS["small"],
             bold=True,
