@@ -35,7 +35,7 @@ from gpt2graph.plugin import (
 )
 
 from . import colors as C
-from .content import Content, view_text
+from .content import Callout, Content, view_text
 from .engine import MIN_DIAGRAM_W, Frame, Page
 from .furniture import footer, title_block
 from .scene import FS, Box, Group, Path, Rect, Scene, text_at
@@ -169,7 +169,7 @@ def _metric(circuit: PredictionCircuit) -> str:
     return f"p({circuit.answer})"
 
 
-def _callouts(content: Content, *entries: tuple[str, str]) -> Callable[[], list]:
+def _callouts(content: Content, *entries: tuple[str, str]) -> Callable[[], list[Callout]]:
     return lambda: [c for entry, note in entries for c in content.glossary_callout(entry, note)]
 
 
