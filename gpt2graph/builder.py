@@ -13,12 +13,12 @@ from . import __version__
 from .capture import capture
 from .errors import PromptError
 from .graph import Graph
-from .loading import LoadedModel, load_model
+from .loading import LoadedModel, load_model, model_of
 from .schema import FORMAT_VERSION, GraphHeader, Tokenization
 from .topology import Topology
 from .values import Values
 
-__all__ = ["build", "capture_graph", "parameters", "tokenize", "vocabulary"]
+__all__ = ["build", "build_alike", "capture_graph", "parameters", "tokenize", "vocabulary"]
 
 
 def build(
@@ -85,6 +85,16 @@ def parameters(loaded: LoadedModel) -> dict[str, Tensor]:
     """The model's own parameter tensors by state-dict name (the tied unembedding once, as W_E), on the CPU
     (a no-op there; a copy from another device)."""
     return {name: t.detach().cpu() for name, t in loaded.model.state_dict().items() if name != "lm_head.weight"}
+
+
+def build_alike(graph: Graph, prompt: str | Sequence[int]) -> Graph:
+    """``prompt`` run through the model ``graph`` was captured from, found again from the graph alone
+    (:func:`gpt2graph.loading.model_of`): a captured run of the same model, e.g. the corrupted run of a patching
+    experiment given as text."""
+    loaded = model_of(graph)
+    other = capture_graph(loaded, tokenize(prompt, loaded))
+    other._run.header = other.header.model_copy(update={"model": graph.model})  # the same model, as recorded
+    return other
 
 
 def tokenize(prompt: str | Sequence[int], loaded: LoadedModel) -> Tokenization:

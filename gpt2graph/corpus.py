@@ -25,6 +25,7 @@ tied by the SHA-256 of the arrays and written atomically, like a saved graph.
 from __future__ import annotations
 
 import os
+import weakref
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -146,7 +147,8 @@ class CorpusHeader(_Strict):
     gpt2graph_version: str = Field(description="Version of gpt2graph that wrote the file.")
     model: ModelInfo = Field(description="The model the statistics are of.")
     model_sha256: str = Field(
-        pattern=r"^[0-9a-f]{64}$", description="SHA-256 of the model's parameters: every worker checks it."
+        pattern=r"^[0-9a-f]{64}$",
+        description="SHA-256 of the model's parameters (their weight-store key): every worker checks it.",
     )
     source: SourceInfo = Field(description="The prompts.")
     kinds: list[VectorKind] = Field(description="Vector kinds whose activations are aggregated.")
@@ -266,6 +268,7 @@ class CorpusStats:
         self.moments = moments
         self.weights = weights
         self.topology = Topology(header.model.dims, 1)
+        self._checked: weakref.WeakSet[Values] = weakref.WeakSet()  # the runs check_model found to be of this model
 
     @property
     def dims(self) -> Dims:
@@ -282,6 +285,19 @@ class CorpusStats:
         if name not in self.moments:
             raise CorpusError(f"{what}: not measured on this corpus ({self.header.prompts} prompts counted)")
         return self.moments[name]
+
+    def check_model(self, graph: Graph) -> None:
+        """Refuse a run of another model than the one these statistics are of (the weight-store digest of its
+        parameters, :func:`gpt2graph.weightstore.digest`), e.g. before ablating it with these means
+        (:mod:`gpt2graph.baselines`)."""
+        if graph.store in self._checked:
+            return
+        if graph.store.weights_digest() != self.header.model_sha256:
+            raise CorpusError(
+                f"these corpus statistics are of {self.header.model.name}, and the run of {graph.model.name} is of "
+                "another model (its parameters differ): their means cannot stand in for its vectors"
+            )
+        self._checked.add(graph.store)
 
     # ---- activations --------------------------------------------------------------------------------
     def mean(self, kind: str, layer: int | None, head: int | None = None, position: int | None = None) -> Tensor:

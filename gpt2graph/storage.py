@@ -9,7 +9,9 @@ hash of their content, which the header records with where the weights came from
 writes them into the graph instead, for a self-contained file to share. Either way loading checks the hash.
 
 Only the residual stream and z are stored (:data:`gpt2graph.values.STORED_KINDS`): the other captured
-activations are recomputed from them on load, with the model's own calls, to the same bits.
+activations are recomputed from them on load, with the model's own calls, to the same bits. A counterfactual
+run (:mod:`gpt2graph.intervene`) also stores the values it put in place of the vectors it replaced and the
+layers that cannot be derived because of them (:func:`gpt2graph.intervene.stored_derived`), and nothing else.
 
 Formats: 3 (this one); 2 (every captured activation, the logits and the parameters stored in every graph)
 and 1 (before the LayerNorm split) load upgraded in memory: their logits are dropped (derived now) and their
@@ -33,7 +35,9 @@ from torch import Tensor
 
 from . import progress, weightstore
 from .errors import GraphFileError
+from .forward import Site
 from .graph import Graph
+from .intervene import stored_derived
 from .lens import LensTable, lens_blocks, stored_order
 from .schema import FORMAT_VERSION, Dims, GraphHeader, StoredWeights
 from .schema import VectorKind as V
@@ -53,11 +57,13 @@ __all__ = [
 
 HEADER_FILE = "graph.json"
 VALUES_FILE = "values.safetensors"
-_ACT, _PARAM, _LENS = "act/", "param/", "lens/"
+_ACT, _PARAM, _LENS, _INTERVENTION = "act/", "param/", "lens/", "intervention/"
 #: format versions this gpt2graph reads (older ones are upgraded in memory on load)
 _READABLE = (1, 2, FORMAT_VERSION)
 _QKV = (V.q, V.k, V.v)
 _LN_NORMALIZED = {out: normalized for _, normalized, out in LAYERNORMS.values()}
+#: what format 2 stored of every run: every captured kind and the logits
+_V2_STORED = (*CAPTURED_KINDS, V.logits)
 
 
 def _v1_names(dims: Dims, n: int) -> dict[Key, str]:
@@ -75,13 +81,17 @@ def _v1_names(dims: Dims, n: int) -> dict[Key, str]:
     return names
 
 
-def _stored_shapes(version: int, dims: Dims, n: int) -> dict[str, tuple[int, ...]]:
+def _stored_shapes(version: int, dims: Dims, n: int, replaced: list[Site]) -> dict[str, tuple[int, ...]]:
     """Activation names and shapes a values file of this format version holds: formats 1 and 2 stored every
-    captured kind and the logits, format 3 the residual stream and z."""
+    captured kind and the logits, format 3 the residual stream and z; a counterfactual run that replaced
+    vectors at the sites ``replaced`` also what its format could not derive (:func:`stored_derived`)."""
+    top = Topology(dims, n)
     if version == FORMAT_VERSION:
-        return activation_shapes(dims, n)
-    logits = {Topology(dims, n).hook_name(Key(V.logits, None, None, 0)): (n, dims.n_vocab)}
-    return (activation_shapes(dims, n, CAPTURED_KINDS) if version == 2 else _V1_SHAPES(dims, n)) | logits
+        return activation_shapes(dims, n, derived=stored_derived(top, replaced))
+    logits = {top.hook_name(Key(V.logits, None, None, 0)): (n, dims.n_vocab)}
+    if version == 2:
+        return activation_shapes(dims, n, CAPTURED_KINDS, stored_derived(top, replaced, _V2_STORED)) | logits
+    return _V1_SHAPES(dims, n) | logits  # format 1 predates counterfactual runs
 
 
 def _V1_SHAPES(dims: Dims, n: int) -> dict[str, tuple[int, ...]]:
@@ -195,10 +205,12 @@ def save(graph: Graph, path: str | os.PathLike[str], *, embed_weights: bool = Fa
     if not embed_weights:
         weightstore.put(store.params, sha, graph.model.checkpoint)
     with atomic_directory(path) as tmp:
-        stored = activation_shapes(graph.dims, graph.n_tokens)  # the rest is recomputed on load (capture.replay)
+        # the rest is recomputed on load (capture.replay, Values.hook)
+        stored = _stored_shapes(FORMAT_VERSION, graph.dims, graph.n_tokens, _replaced_sites(graph.header))
         tensors = {_ACT + k: store.activations[k].contiguous() for k in stored}
         if embed_weights:
             tensors.update({_PARAM + k: v.contiguous() for k, v in store.params.items()})
+        tensors.update({f"{_INTERVENTION}{i}": v.contiguous() for i, v in enumerate(store.interventions)})
         if graph.lens is not None:
             tensors.update({_LENS + k: v.contiguous() for k, v in graph.lens.arrays().items()})
         metadata = {"format": "gpt2graph", "vocab": json.dumps(graph.vocab, ensure_ascii=False)}
@@ -307,9 +319,11 @@ def load(path: str | os.PathLike[str]) -> Graph:
         )
     dims, n = header.model.dims, len(header.tokenization.token_ids)
     lens = header.analysis.lens if header.analysis is not None else None
+    records = header.counterfactual.interventions if header.counterfactual is not None else []
     acts: dict[str, Tensor] = {}
     params: dict[str, Tensor] = {}
     lens_arrays: dict[str, Tensor] = {}
+    replaced: dict[str, Tensor] = {}
     try:
         with safe_open(str(values_path), framework="pt") as f:
             names = set(f.keys())
@@ -318,11 +332,12 @@ def load(path: str | os.PathLike[str]) -> Graph:
                 raise GraphFileError(
                     f"{values_path}: the vocabulary is missing or does not have n_vocab = {dims.n_vocab} entries"
                 )
-            shapes = _stored_shapes(version, dims, n)
+            shapes = _stored_shapes(version, dims, n, _replaced_sites(header))
             embedded = version < FORMAT_VERSION or (
                 header.stored_weights is not None and header.stored_weights.embedded
             )
             expected = {_ACT + a for a in shapes} | ({_PARAM + p for p in param_names(dims)} if embedded else set())
+            expected |= {f"{_INTERVENTION}{i}" for i in range(len(records))}
             if lens is not None:
                 expected |= {n for n in names if n.startswith(_LENS)}  # checked against the lens header below
             if names != expected:
@@ -331,11 +346,12 @@ def load(path: str | os.PathLike[str]) -> Graph:
                     f"{values_path}: tensors do not match the header's model: missing {missing}, unexpected {extra}"
                 )
             for name in names:
-                part = acts if name.startswith(_ACT) else params if name.startswith(_PARAM) else lens_arrays
+                prefix, rest = name.split("/", 1)
+                part = {_ACT: acts, _PARAM: params, _LENS: lens_arrays, _INTERVENTION: replaced}[prefix + "/"]
                 # a tensor read in place sits at whatever offset the file gives it; vectorised kernels round
                 # differently on unaligned memory, so derived values (patterns, head outputs) would differ in
                 # their last bit from the ones computed before saving: copy into freshly allocated memory
-                part[name.split("/", 1)[1]] = f.get_tensor(name).clone()
+                part[rest] = f.get_tensor(name).clone()
     except GraphFileError:
         raise
     except Exception as exc:  # safetensors raises its own error types for malformed files
@@ -348,9 +364,14 @@ def load(path: str | os.PathLike[str]) -> Graph:
     if version == 1:
         acts = _upgrade_v1(acts, dims)
     topology = Topology(dims, n)
-    acts.pop(topology.hook_name(Key(V.logits, None, None, 0)), None)  # formats 1 and 2: derived now
+    if (V.logits, None) not in stored_derived(topology, _replaced_sites(header)):
+        acts.pop(topology.hook_name(Key(V.logits, None, None, 0)), None)  # formats 1 and 2: derived now
+    interventions = [replaced[str(i)] for i in range(len(records))]
+    for r, value in zip(records, interventions):
+        if tuple(value.shape) != tuple(topology.vector_shape(Key(r.kind, r.layer, r.head, r.position))):
+            raise GraphFileError(f"{values_path}: the value recorded for {r.node} has shape {tuple(value.shape)}")
     params, header = _weights(path, header, params, embedded, dims)
-    values = Values(acts, params, topology)
+    values = Values(acts, params, topology, interventions)
     assert header.stored_weights is not None, "_weights records the hash"
     values.know_digest(header.stored_weights.sha256)
     table = None
@@ -363,6 +384,12 @@ def load(path: str | os.PathLike[str]) -> Graph:
         except ValueError as exc:
             raise GraphFileError(f"{values_path}: {exc}") from exc
     return Graph(header, values, vocab, table)
+
+
+def _replaced_sites(header: GraphHeader) -> list[Site]:
+    """The sites (kind, layer) at which a counterfactual run replaced vectors (none for a captured run)."""
+    cf = header.counterfactual
+    return [] if cf is None else [(r.kind, r.layer) for r in cf.interventions]
 
 
 def _weights(

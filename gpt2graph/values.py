@@ -20,9 +20,16 @@ logits ``hook_unembed`` (n, n_vocab), ``ln_final @ W_E^T`` as the model's tied `
 (0.2 MB per token at GPT-2's vocabulary: more than all stored kinds), computed once when first read. The
 decoding stage depends on the graph's decoding settings, not only on the run, so
 :class:`~gpt2graph.graph.Graph` derives it.
+
+A counterfactual run (:mod:`gpt2graph.intervene`) follows the same rule: it stores what cannot be derived and
+derives the rest. A vector it replaced cannot be derived again from what it reads, so the whole layer of that
+kind is stored too, under its hook name (and, for :data:`PASSED_OVER_KINDS`, the layers computed past it); a
+held tensor always wins over a derivation.
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 import torch
@@ -36,6 +43,8 @@ __all__ = [
     "Values",
     "CAPTURED_KINDS",
     "STORED_KINDS",
+    "DERIVED_KINDS",
+    "PASSED_OVER_KINDS",
     "TOKENS",
     "SUMMARY_FIELDS",
     "LOGIT_ROWS",
@@ -58,6 +67,16 @@ SUMMARY_FIELDS = ("norm", "mean", "std", "min", "max")
 #: the captured kinds a saved graph stores: the residual stream and what fused attention computes; the others
 #: are one or a few of the model's own calls away from these
 STORED_KINDS = (V.input_embedding, V.resid_pre, V.z, V.resid_mid, V.resid_post)
+#: the vector kinds of the forward pass derived from stored ones when read (decoding aside)
+DERIVED_KINDS = tuple(k for k, spec in VECTOR_SPECS.items() if spec.hook and k not in STORED_KINDS)
+#: derived kinds that no derivation reads: what consumes them is computed past them (a LayerNorm's output from
+#: the stream in one call, the pattern from q and k, ``attn_out`` from z), so a counterfactual run that replaced
+#: one must store its consumers too (:func:`gpt2graph.intervene.stored_derived`)
+PASSED_OVER_KINDS = (
+    *(kind for scale, normalized, _ in LAYERNORMS.values() for kind in (scale, normalized)),
+    V.attn_scores,
+    V.head_out,
+)
 #: the name the token ids are stored under (no TransformerLens hook holds them)
 TOKENS = "tokens"
 #: positions whose logits are derived at once (64 x GPT-2's vocabulary: 13 MB)
@@ -91,17 +110,22 @@ _HF_PARAM: dict[str, str] = {
 }
 
 
-def activation_shapes(dims: Dims, n: int, kinds: tuple[str, ...] = STORED_KINDS) -> dict[str, tuple[int, ...]]:
+def activation_shapes(
+    dims: Dims, n: int, kinds: Iterable[str] = STORED_KINDS, derived: Iterable[tuple[str, int | None]] = ()
+) -> dict[str, tuple[int, ...]]:
     """Name and shape of every stored activation of an ``n``-token run (or of ``kinds``, e.g.
     :data:`CAPTURED_KINDS`): ``tokens`` and, for each kind and layer, its hook name with the hook's layout
-    without the batch dimension."""
+    without the batch dimension; plus the ``derived`` sites (kind, layer) a counterfactual run stores."""
     top = Topology(dims, n)
     shapes: dict[str, tuple[int, ...]] = {TOKENS: (n,)}
-    for kind in kinds:
-        for layer in top.layers_of(kind):
-            key = Key(kind, layer, None, 0)
-            width = tuple(top.vector_shape(key))
-            shapes[top.hook_name(key)] = (n, dims.n_head, *width) if VECTOR_SPECS[kind].per_head else (n, *width)
+    sites = [(kind, layer) for kind in kinds for layer in top.layers_of(kind)]
+    for kind, layer in [*sites, *derived]:
+        spec, key = VECTOR_SPECS[kind], Key(kind, layer, None, 0)
+        if spec.head_first:  # attention rows: (n_head, n queries, n keys)
+            shapes[top.hook_name(key)] = (dims.n_head, n, n)
+            continue
+        width = tuple(top.vector_shape(key))
+        shapes[top.hook_name(key)] = (n, dims.n_head, *width) if spec.per_head else (n, *width)
     return shapes
 
 
@@ -157,11 +181,20 @@ def summarize(x: Tensor) -> ValueSummary:
 class Values:
     """Activations and parameters of one run, addressed by topology keys."""
 
-    def __init__(self, activations: dict[str, Tensor], params: dict[str, Tensor], topology: Topology):
+    def __init__(
+        self,
+        activations: dict[str, Tensor],
+        params: dict[str, Tensor],
+        topology: Topology,
+        interventions: Sequence[Tensor] = (),
+    ):
         self.activations = activations
         self.params = params
         self.topology = topology
         self.dims = topology.dims
+        #: the values a counterfactual run put in place of its replaced vectors, in the order of its header's
+        #: records (empty for a captured run)
+        self.interventions = list(interventions)
         self._logits: tuple[Stamp, Tensor, list[bool]] | None = None  # (derived from, logits, blocks done)
         self._digest: tuple[Stamp, str] | None = None  # (the parameter tensors hashed, their weight-store digest)
 
@@ -199,6 +232,10 @@ class Values:
         """
         if kind == V.token:
             return self.activations[TOKENS]
+        name = self.topology.hook_name(Key(kind, layer, None, 0))
+        held = self.activations.get(name)
+        if held is not None:
+            return held
         if kind == V.logits:
             return self.logits()
         if kind == V.head_out:
@@ -211,12 +248,18 @@ class Values:
             x = self.hook(*self._ln_input(kind, layer))
             scale = ops.ln_scale(x, self.dims.layer_norm_eps)
             return scale if kind == scale_kind else ops.ln_normalize(x, scale)
-        name = self.topology.hook_name(Key(kind, layer, None, 0))
-        if name not in self.activations and kind in CAPTURED_KINDS:  # a loaded graph: recomputed, then kept
+        if kind in CAPTURED_KINDS:  # not held (a loaded graph, a counterfactual run): recomputed, then kept
             from .capture import replay
 
-            self.activations.update(replay(self, kind, layer))
+            for recomputed, value in replay(self, kind, layer).items():  # q, k and v come together
+                self.activations.setdefault(recomputed, value)  # a counterfactual's replaced q stays
         return self.activations[name]
+
+    def is_stored(self, kind: str, layer: int | None) -> bool:
+        """Is this kind and layer held as a tensor (captured, stored, or recomputed and kept) rather than derived
+        each time it is read? Always for :data:`STORED_KINDS`; for a kind derived from q, k, z or a stream, only in
+        a counterfactual run that replaced some of its vectors or what it is computed from."""
+        return kind == V.token or self.topology.hook_name(Key(kind, layer, None, 0)) in self.activations
 
     def _ln_input(self, kind: str, layer: int | None) -> tuple[str, int | None]:
         key = self.topology.ln_input(kind, layer, 0)
@@ -224,6 +267,8 @@ class Values:
 
     def head_matrix(self, kind: str, layer: int, head: int) -> Tensor:
         """Scores or pattern of one head as an (n, n) matrix (masked entries -inf for scores, 0 for patterns)."""
+        if self.is_stored(kind, layer):
+            return self.hook(kind, layer)[head]
         scores = ops.causal_scores(self.hook(V.q, layer)[:, head], self.hook(V.k, layer)[:, head])
         return scores if kind == V.attn_scores else ops.softmax(scores)
 
@@ -231,6 +276,9 @@ class Values:
         """The value of one vector node."""
         kind, L, h, p = key
         assert p is not None, "a vector key has a position"
+        if kind != V.token and self.is_stored(kind, L):
+            whole = self.hook(kind, L)
+            return whole[h, p, : p + 1] if VECTOR_SPECS[kind].head_first else whole[p, h] if h is not None else whole[p]
         if kind in (V.attn_scores, V.attn_pattern):
             q = self.hook(V.q, L)[p, h]
             keys = self.hook(V.k, L)[: p + 1, h]
@@ -256,7 +304,11 @@ class Values:
         ``lm_head`` computes (not our :func:`ops.unembed`, which verification checks against it). Derived in
         blocks of :data:`LOGIT_ROWS` positions, each when first read and then kept while ``ln_final`` and
         W_E are unchanged (in-place edits included): one position costs one block, every position one
-        product, and a row is the same numbers however it was reached."""
+        product, and a row is the same numbers however it was reached. A counterfactual run that replaced logits
+        holds them instead."""
+        held = self.activations.get(self.topology.hook_name(Key(V.logits, None, None, 0)))
+        if held is not None:
+            return held if position is None else held[position]
         ln_final = self.hook(V.ln_final)
         W_E = self.params[_HF_PARAM[P.W_E]]
         stamp = _stamp(ln_final, W_E)

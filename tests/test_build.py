@@ -5,6 +5,7 @@ import torch
 from conftest import PROMPT, TINY
 
 import gpt2graph
+from gpt2graph.errors import PromptError
 from gpt2graph.schema import OperationNode, ParameterNode, VectorKind, VectorNode
 from gpt2graph.summary import format_summary
 
@@ -236,6 +237,23 @@ def test_one_positions_logits_cost_one_block(tiny_checkpoint, monkeypatch):
     assert torch.equal(graph.logits[3], row) and calls == [2, 2, 1]  # the other blocks, once
     graph.logits
     assert calls == [2, 2, 1]
+
+
+def test_a_prompt_of_token_ids_is_taken_as_given(tiny_checkpoint):
+    graph = gpt2graph.build([464, 2068, 7586], model=str(tiny_checkpoint))
+    assert graph.tokenization.token_ids == [464, 2068, 7586]
+    assert graph.tokenization.text == "The quick brown"
+    assert graph.verify().ok
+
+
+@pytest.mark.parametrize(
+    ("prompt", "message"),
+    [([-1], "token ids are >= 0"), ([50257], "outside the model's vocabulary"),
+     ([1.5], "text or a sequence of token ids"), ([], "no tokens"), ([1] * 65, "shorten it by 1 tokens")],
+)  # fmt: skip
+def test_bad_token_id_prompts_are_clear_errors(tiny_checkpoint, prompt, message):
+    with pytest.raises(PromptError, match=message):
+        gpt2graph.build(prompt, model=str(tiny_checkpoint))
 
 
 def test_a_view_holds_only_its_nodes_and_options_fill_only_the_axes_it_leaves_whole(tiny_graph):

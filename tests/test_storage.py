@@ -182,6 +182,50 @@ def test_a_format_2_graph_loads_upgraded_and_verifies():
         assert saved.top[0].prob == pytest.approx(now.top[0].prob, rel=1e-5), node
 
 
+def test_a_format_2_counterfactual_loads_upgraded_verifies_and_resaves_as_format_3(tmp_path):
+    """A counterfactual run saved in format 2 (by the interventions work before format 3) stored every captured
+    kind, its logits and the derived layers it replaced: it loads with every stored value kept where a
+    replacement makes it underivable (its replaced logits row too), verifies against its recorded replacements,
+    and saves again as format 3 with only what format 3 cannot derive."""
+    from safetensors import safe_open
+
+    path = Path(__file__).parent / "data" / "format-v2" / "counterfactual.gg"
+    old = gpt2graph.load(path)
+    assert [r.node for r in old.counterfactual.interventions] == [
+        "blocks.0.ln1.hook_scale[1]",
+        "blocks.1.attn.hook_result[3,2]",
+        "blocks.0.mlp.hook_pre[2]",
+        "hook_unembed[3]",
+    ]
+    with safe_open(str(path / "values.safetensors"), framework="pt") as f:
+        for name in ("hook_unembed", "blocks.0.ln1.hook_out", "blocks.1.hook_attn_out", "blocks.0.mlp.hook_post"):
+            assert torch.equal(old.store.activations[name], f.get_tensor("act/" + name)), name
+    assert torch.equal(old.logits[3], torch.linspace(-1, 1, 1000))
+    for mode in ("batched", "vector"):
+        report = old.verify(mode)
+        assert report.ok and report.reference == "counterfactual", report.format()
+    old.save(tmp_path / "new.gg")
+    with safe_open(str(tmp_path / "new.gg" / "values.safetensors"), framework="pt") as f:
+        beyond = {n.removeprefix("act/") for n in f.keys() if n.startswith("act/")} - set(  # noqa: SIM118
+            activation_shapes(old.dims, old.n_tokens)
+        )
+    assert beyond == {
+        "blocks.0.ln1.hook_scale",
+        "blocks.0.ln1.hook_normalized",
+        "blocks.0.ln1.hook_out",
+        "blocks.1.attn.hook_result",
+        "blocks.1.hook_attn_out",
+        "blocks.0.mlp.hook_pre",
+        "hook_unembed",
+    }
+    again = gpt2graph.load(tmp_path / "new.gg")
+    assert again.counterfactual == old.counterfactual and again.verify().ok
+    for kind in CAPTURED_KINDS:
+        for layer in old.topology.layers_of(kind):
+            torch.testing.assert_close(again.hook(kind, layer), old.hook(kind, layer), rtol=0, atol=1e-6)
+    assert torch.equal(again.logits, old.logits)
+
+
 def test_a_resaved_old_graph_is_format_3(tmp_path):
     old = gpt2graph.load(Path(__file__).parent / "data" / "format-v2" / "run.gg")
     old.save(tmp_path / "new.gg")

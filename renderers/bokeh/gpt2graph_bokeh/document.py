@@ -18,7 +18,10 @@ What is on the page:
 * above a ``max_positions`` prompt length, an overview of blocks replaces the vectors until the view is
   zoomed in to that many positions; then the vectors of a window of that many positions are drawn, the
   window following the view or its slider (level of detail, :mod:`.window`); attention patterns are pooled
-  into cells of consecutive positions.
+  into cells of consecutive positions;
+* with causal experiments stored on the run (:mod:`.causal`), the circuit over the canvas (click an edge for its
+  score and components; drawn from the layout, whichever window is on the canvas) and the patching sweeps as
+  heat maps under it.
 
 Models the tests and the page's script look up by name: ``nodes`` (node source: the window's rows),
 ``edges``, ``ids``, ``units``, ``lens`` and ``dla`` (shared sources), ``ancestors`` and ``descendants`` (index
@@ -76,6 +79,7 @@ from gpt2graph.plugin import (
 
 from .analysis_panel import ANALYSIS_MODES, Metrics, analysis_panel, head_panels, metrics
 from .ancestry import Rules, input_rules, lane_edges, output_rules
+from .causal import causal_panels, circuit_overlay
 from .knowledge import Knowledge, knowledge
 from .layout import BLOCK_WIDTH, Layout, layout
 from .sanitize import escape
@@ -885,6 +889,10 @@ def make_explorer(
             name="window",
         )
 
+    overlay = circuit_overlay(canvas.fig, canvas.tap, graph, lay, _CSS)  # the stored circuit, if any
+    if overlay is not None:  # drawn with the vectors it joins: hidden while blocks stand for them
+        canvas.detail.append(overlay.renderer)
+        overlay.renderer.visible = not long_run
     heat_fig, heat, heat_title, focus, patterns, cell = _heatmap(graph, lay, max_positions)
     layers, heads = _heads_shown(graph)
     layer_w, head_w = _slider("layer", layers), _slider("head", heads)
@@ -986,6 +994,7 @@ def make_explorer(
             styles={"border": "1px solid #ddd", "padding": "6px", "background": "#fff"},
         )
         main.children.append(analysis)
+    main.children += causal_panels(graph, overlay, _CSS)  # the stored circuit's panel and patching heat maps
     side = column(panel, row(layer_w, head_w), heat_fig)
     root = column(_header(graph, lay, title), controls, row(main, side), name="explorer")
     return Explorer(root, lay, canvas.fig, canvas.nodes, overview, analysis)
