@@ -43,7 +43,6 @@ __all__ = [
     "Values",
     "CAPTURED_KINDS",
     "STORED_KINDS",
-    "DERIVED_KINDS",
     "PASSED_OVER_KINDS",
     "TOKENS",
     "SUMMARY_FIELDS",
@@ -67,8 +66,6 @@ SUMMARY_FIELDS = ("norm", "mean", "std", "min", "max")
 #: the captured kinds a saved graph stores: the residual stream and what fused attention computes; the others
 #: are one or a few of the model's own calls away from these
 STORED_KINDS = (V.input_embedding, V.resid_pre, V.z, V.resid_mid, V.resid_post)
-#: the vector kinds of the forward pass derived from stored ones when read (decoding aside)
-DERIVED_KINDS = tuple(k for k, spec in VECTOR_SPECS.items() if spec.hook and k not in STORED_KINDS)
 #: derived kinds that no derivation reads: what consumes them is computed past them (a LayerNorm's output from
 #: the stream in one call, the pattern from q and k, ``attn_out`` from z), so a counterfactual run that replaced
 #: one must store its consumers too (:func:`gpt2graph.intervene.stored_derived`)
