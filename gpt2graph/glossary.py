@@ -31,7 +31,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, WithJsonSchema, field_validator, model_validator
 
-from .errors import DataValidationError, NodeNotFoundError
+from .errors import DataValidationError, InputFileError, NodeNotFoundError
+from .files import read_bounded
 from .schema import (
     Category,
     OperationNode,
@@ -650,14 +651,10 @@ def _builtin_source(root: Path, path: Path) -> str:
 
 def _read_text(path: str | os.PathLike) -> str:
     """A data file's text, or a DataValidationError that says why it cannot be read."""
-    path = Path(path)
     try:
-        size = path.stat().st_size
-        if size > MAX_BYTES:
-            raise DataValidationError([f"{path}: refused: {size:,} bytes, more than the limit of {MAX_BYTES:,}"])
-        data = path.read_bytes()
-    except OSError as exc:
-        raise DataValidationError([f"{path}: cannot read: {exc.strerror or exc}"]) from None
+        data = read_bounded(path, MAX_BYTES)
+    except InputFileError as exc:
+        raise DataValidationError([str(exc)]) from None
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
