@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -470,11 +471,12 @@ class Graph:
 
         return render(self, renderer, path, **options)
 
-    def show(self, renderer: str = "bokeh", **options: Any) -> None:
-        """Display inline in Jupyter with a renderer that can (the Bokeh explorer by default)."""
+    def show(self, renderer: str = "bokeh", **options: Any) -> Path | None:
+        """Display with a renderer (the Bokeh explorer by default): inline in a Jupyter notebook, elsewhere
+        written to a temporary file and opened in the web browser (the file's path is returned)."""
         from .registry import show
 
-        show(self, renderer, **options)
+        return show(self, renderer, **options)
 
     @property
     def analysis(self) -> Analysis | None:

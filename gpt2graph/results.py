@@ -387,6 +387,13 @@ class AnalysisOptions(_Result):
     fold_ln: bool = Field(default=True, description="Fold LayerNorm into the circuits (see Circuits.fold_ln).")
     lens_kinds: list[LensKind] = Field(description="Vector kinds the logit lens was computed for; empty: none.")
 
+    def as_arguments(self) -> dict[str, Any]:
+        """The keyword arguments of :func:`gpt2graph.analyze.analyze` that compute this analysis again."""
+        args = self.model_dump(exclude={"lens_kinds"})
+        kinds = [str(k) for k in self.lens_kinds]
+        args["lens"] = True if set(kinds) == {str(k) for k in LensKind} else kinds or False
+        return args
+
 
 class Analysis(_Result):
     """Every interpretability result of one run."""

@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def test_the_wheel_carries_the_data_and_finds_it(tmp_path):
     source = tmp_path / "src"  # build from a copy: setuptools leaves build/ and *.egg-info behind
-    for name in ("gpt2graph", "data"):
+    for name in ("gpt2graph", "data", "schema"):
         shutil.copytree(ROOT / name, source / name, ignore=shutil.ignore_patterns("__pycache__"))
     for name in ("pyproject.toml", "README.md"):
         shutil.copy(ROOT / name, source / name)
