@@ -10,9 +10,10 @@
 __version__ = "0.1.0"
 
 from .builder import build
+from .cache import from_cache
 from .corpus import CorpusStats, load_corpus
 from .errors import Gpt2GraphError
 from .graph import Graph
 from .storage import load
 
-__all__ = ["build", "load", "load_corpus", "Graph", "CorpusStats", "Gpt2GraphError", "__version__"]
+__all__ = ["build", "load", "load_corpus", "from_cache", "Graph", "CorpusStats", "Gpt2GraphError", "__version__"]

@@ -14,6 +14,7 @@ import warnings
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 from urllib.parse import urlparse
 
@@ -217,6 +218,11 @@ def check_model_directory(path: Path) -> None:
         raise ModelLoadError(f"{config}: not valid JSON ({exc})") from None
     if not isinstance(raw, dict):
         raise ModelLoadError(f"{config}: not a model config (expected a JSON object)")
+    if raw.get("model_type") == "gpt2":  # its dims as written, before transformers reads them its own way
+        from transformers import GPT2Config
+
+        defaults = GPT2Config()
+        _check_dims(SimpleNamespace(**{k: raw.get(k, getattr(defaults, k)) for k in _CONFIG_FIELDS}), str(path))
 
 
 #: config.json of every GPT-2 is under 2 kB
@@ -321,6 +327,9 @@ _DIMS = {
     "n_positions": "the context length",
     "vocab_size": "the vocabulary size",
 }
+
+
+_CONFIG_FIELDS = (*_DIMS, "n_inner", "layer_norm_epsilon")
 
 
 def _check_dims(config: Any, where: str) -> None:

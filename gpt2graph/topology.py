@@ -431,6 +431,27 @@ class Topology:
         head, pos = (index[0], index[1]) if spec.head_first else (index[1], index[0])
         return Key(kind, layer, head, pos)
 
+    def site(self, name: str, layer: int | None = None) -> tuple[str, int | None]:
+        """The (vector kind, layer) of a whole activation, named by its kind and layer (``"q", 3``) or by the
+        TransformerLens hook that holds it (``"blocks.3.attn.hook_q"``; ``blocks.2.hook_resid_post`` is the
+        stream entering block 3, as TransformerLens aliases it; ``decode.probs`` for the decoding stage)."""
+        if name in VECTOR_SPECS:
+            kind = name
+        else:
+            key = self._parse_name(name, [0]) or self._parse_name(name, [0, 0])
+            if key is None or key.kind not in VECTOR_SPECS or layer not in (None, key.layer):
+                raise NodeNotFoundError(
+                    f"no activation {name!r}{'' if layer is None else f' at layer {layer}'} in this graph: name a "
+                    f"TransformerLens hook such as 'blocks.0.attn.hook_pattern', or a vector kind with its layer "
+                    f"(kinds: {', '.join(VECTOR_SPECS)})"
+                )
+            kind, layer = key.kind, key.layer
+        if layer not in self.layers_of(kind):
+            layers = self.layers_of(kind)
+            expected = "no layer" if layers == [None] else f"a layer in {layers[0]}..{layers[-1]}"
+            raise NodeNotFoundError(f"{kind} at layer {layer} is not in this graph: {kind} takes {expected}")
+        return kind, layer
+
     def _shape_hint(self) -> str:
         d = self.dims
         return (

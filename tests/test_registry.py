@@ -8,10 +8,9 @@ from dataclasses import dataclass, field
 from types import SimpleNamespace
 
 import pytest
-
-import gpt2graph.registry as reg
 from conftest import in_a_notebook
 
+import gpt2graph.registry as reg
 from gpt2graph.cli import main
 from gpt2graph.errors import RendererError
 from gpt2graph.registry import Option, Registry, parse_cli_options
