@@ -439,9 +439,12 @@ class Topology:
             kind = name
         else:
             key = self._parse_name(name, [0]) or self._parse_name(name, [0, 0])
-            if key is None or key.kind not in VECTOR_SPECS or layer not in (None, key.layer):
+            if key is not None and key.kind in VECTOR_SPECS and layer not in (None, key.layer):
+                at = "no layer" if key.layer is None else f"layer {key.layer}"
+                raise NodeNotFoundError(f"{name} names its layer ({at}): give no layer with it, not {layer}")
+            if key is None or key.kind not in VECTOR_SPECS:
                 raise NodeNotFoundError(
-                    f"no activation {name!r}{'' if layer is None else f' at layer {layer}'} in this graph: name a "
+                    f"no activation {name!r} in this graph: name a "
                     f"TransformerLens hook such as 'blocks.0.attn.hook_pattern', or a vector kind with its layer "
                     f"(kinds: {', '.join(VECTOR_SPECS)})"
                 )
