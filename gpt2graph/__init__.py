@@ -5,6 +5,7 @@
 >>> g.nodes(kind="q", layer=0, head=3)                 # one node per vector
 >>> g.verify().ok                                       # re-executed vector by vector: equals the model
 >>> g.save("run.gg"); gpt2graph.load("run.gg")
+>>> gpt2graph.from_cache(cache, tokens)                # a TransformerLens ActivationCache, checked, as a graph
 """
 
 __version__ = "0.1.0"

@@ -93,8 +93,8 @@ def _token_ids(prompt: Any) -> list[int]:
         raise PromptError(f"the prompt must be text or a sequence of token ids, got {type(prompt).__name__}")
     if not all(isinstance(i, int) and not isinstance(i, bool) for i in prompt):
         raise PromptError("token ids must be integers")
-    if not prompt:
-        raise PromptError("the prompt is empty: give at least one token id")
+    if any(i < 0 for i in prompt):
+        raise PromptError(f"token ids are >= 0, got {min(prompt)}")
     return list(prompt)
 
 
