@@ -26,7 +26,6 @@ import torch
 from torch import Tensor
 
 from .errors import Gpt2GraphError
-from .topology import VECTOR_SPECS
 
 if TYPE_CHECKING:
     from .graph import Graph
@@ -50,14 +49,7 @@ class Cache(Mapping[str, Tensor]):
 
     def __init__(self, graph: Graph):
         self.graph = graph
-        top = graph.topology
-        names: dict[str, tuple[str, int | None]] = {}
-        for key in top.vector_keys(position=0):
-            if VECTOR_SPECS[key.kind].hook is None:
-                continue  # token ids and the decoding stage: no TransformerLens hook holds them
-            for name in [top.vector_id(key), *top.aliases(key)]:
-                names.setdefault(name.split("[")[0], (key.kind, key.layer))
-        self._sites = names
+        self._sites = graph.topology.hooks()
         self._values: dict[str, Tensor] = {}
 
     def __getitem__(self, name: str) -> Tensor:

@@ -376,9 +376,23 @@ class Topology:
         return f"{name}[{','.join(map(str, self.vector_index(key)))}]"
 
     def aliases(self, key: Key) -> list[str]:
-        if key.kind == V.resid_pre:
-            return [f"blocks.{key.layer - 1}.hook_resid_post[{key.position}]"]
-        return []
+        return [f"{hook}[{key.position}]" for hook in self._alias_hooks(key)]
+
+    def _alias_hooks(self, key: Key) -> list[str]:
+        """Other TransformerLens hooks holding the activation of ``key``'s kind and layer: the stream entering
+        block L is also resid_post of block L - 1."""
+        return [f"blocks.{key.layer - 1}.hook_resid_post"] if key.kind == V.resid_pre else []
+
+    def hooks(self) -> dict[str, tuple[str, int | None]]:
+        """Every TransformerLens hook name of this run, aliases included, with the (vector kind, layer) whose
+        whole activation it holds, in forward order (what ``run_with_cache`` fills)."""
+        out: dict[str, tuple[str, int | None]] = {}
+        for key in self.vector_keys(position=0):
+            hook = self.hook(key)
+            if hook is not None:
+                for name in (hook, *self._alias_hooks(key)):
+                    out.setdefault(name, (key.kind, key.layer))
+        return out
 
     def param_id(self, key: Key) -> str:
         name = PARAM_SPECS[key.kind].name.replace("{L}", str(key.layer))

@@ -17,6 +17,7 @@ from conftest import PROMPT, in_a_notebook
 import gpt2graph
 from gpt2graph.cli import FLAGS, cli_spelling, main, parser
 from gpt2graph.errors import Gpt2GraphError, ModelLoadError
+from gpt2graph.schemagen import SCHEMAS
 
 
 # ---- advice that works, in the interface's own words ------------------------------------------------------------
@@ -141,7 +142,7 @@ def test_schema_writes_into_a_given_directory_and_the_documented_line_works(tmp_
     import yaml
 
     assert main(["schema", str(tmp_path)]) == 0
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["data.schema.json", "graph.schema.json"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(SCHEMAS)
     assert main(["schema", "--check", str(tmp_path)]) == 0
     example = Path(__file__).parent / "data" / "valid" / "induction-head-5-1.yaml"
     text = "# yaml-language-server: $schema=data.schema.json\n" + example.read_text().split("\n", 1)[1]

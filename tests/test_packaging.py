@@ -19,6 +19,8 @@ from pathlib import Path
 
 import pytest
 
+from gpt2graph.schemagen import SCHEMAS
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -56,7 +58,8 @@ def test_the_wheel_carries_the_data_and_the_schemas(wheels, tmp_path):
     shipped = sorted(p.relative_to(site / "gpt2graph" / "data") for p in (site / "gpt2graph" / "data").rglob("*.yaml"))
     assert shipped == sorted(p.relative_to(ROOT / "data") for p in (ROOT / "data").rglob("*.yaml"))
     schemas = site / "gpt2graph" / "schemas"
-    for name in ("graph.schema.json", "data.schema.json"):
+    assert sorted(p.name for p in schemas.iterdir()) == sorted(p.name for p in (ROOT / "schema").glob("*.schema.json"))
+    for name in SCHEMAS:
         assert (schemas / name).read_bytes() == (ROOT / "schema" / name).read_bytes()
 
 
@@ -125,7 +128,7 @@ def test_a_pip_installed_wheel_works_and_writes_nothing_into_itself(wheels, tmp_
     assert "up to date" in run("gpt2graph", "schema", "--check")
     assert "is installed, not run from a checkout" in run("gpt2graph", "schema", code=2)
     run("gpt2graph", "schema", "schemas")
-    assert sorted(p.name for p in (work / "schemas").iterdir()) == ["data.schema.json", "graph.schema.json"]
+    assert sorted(p.name for p in (work / "schemas").iterdir()) == sorted(SCHEMAS)
     assert "residual-stream" in run("gpt2graph", "glossary")
     assert "PASS" in run(
         "gpt2graph", "build", "Hello world", "--model", str(tiny_checkpoint), "-o", "run.gg", "--verify"
