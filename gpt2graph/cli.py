@@ -199,6 +199,13 @@ def _positive_real(text: str) -> float:
     return value
 
 
+def _non_negative_real(text: str) -> float:
+    value = _real(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be a number >= 0, got {text}")
+    return value
+
+
 def _probability(text: str) -> float:
     value = _real(text)
     if not 0 < value <= 1:
@@ -483,10 +490,10 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--chunk-size", type=_positive_int, default=4, help="prompts per task sent to a worker (default 4)")
     c.add_argument(
         "--checkpoint-every",
-        type=_positive_real,
+        type=_non_negative_real,
         default=60.0,
         metavar="SECONDS",
-        help="checkpoint interval (default 60)",
+        help="checkpoint interval; 0: after every task (default 60)",
     )
     c.set_defaults(func=cmd_corpus)
 

@@ -164,6 +164,26 @@ CASES = {
         lambda t, c: _fifo_config(t / "model"),
         hangs_if_careless=True,
     ),
+    "corpus prompts from /dev/zero": Case(
+        ["corpus", "/dev/zero", "--model", "{ckpt}", "-o", "{tmp}/s.ggc"],
+        "refused: a character device",
+        hangs_if_careless=True,
+    ),
+    "corpus prompts from a named pipe": Case(
+        ["corpus", "{x}", "--model", "{ckpt}", "-o", "{tmp}/s.ggc"],
+        "refused: a named pipe",
+        lambda t, c: _fifo(t / "prompts.txt"),
+        hangs_if_careless=True,
+    ),
+    "corpus -o at a directory holding other files": Case(
+        ["corpus", "{x}/../prompts.txt", "--model", "{ckpt}", "-o", "{x}"],
+        "it also holds",
+        lambda t, c: _write(t / "prompts.txt", b"Hello world\n") and _corpus_and_notes(t / "s.ggc"),
+    ),
+    "corpus --workers 0": Case(
+        ["corpus", "p.txt", "--model", "{ckpt}", "-o", "{tmp}/s.ggc", "--workers", "0"],
+        "argument --workers: must be a positive integer",
+    ),
     # ---- saved graphs edited and re-hashed ----
     "d_head that is not d_model / n_head": Case(
         ["verify", "{x}"],
@@ -328,7 +348,7 @@ CASES = {
     ),
     "-o at a directory that only looks like a graph": Case(
         ["build", "Hi", "--model", "{ckpt}", "-o", "{x}"],
-        "graph.json is not a gpt2graph's",
+        "graph.json is not a gpt2graph header",
         lambda t, c: _write(_mkdir(t / "run.gg") / "graph.json", b'{"format": "other"}').parent,
     ),
     "-o at a regular file": Case(
@@ -451,6 +471,14 @@ def _graph_and_notes(src: Path, dest: Path) -> Path:
     return dest
 
 
+def _corpus_and_notes(dest: Path) -> Path:
+    """A directory with a corpus header and a file of the user's: not exactly corpus statistics."""
+    dest.mkdir()
+    (dest / "corpus.json").write_text('{"format": "gpt2graph-corpus"}')
+    (dest / "notes.txt").write_text("mine\n")
+    return dest
+
+
 def _link(src: Path, dest: Path) -> Path:
     dest.symlink_to(src, target_is_directory=True)
     return dest
@@ -522,7 +550,7 @@ def test_refused_in_one_line_leaving_everything_as_it_was(
 def test_the_battery_covers_every_command():
     """Every command that reads user input is in the battery."""
     commands = {case.argv[0] for case in CASES.values()}
-    assert {"build", "analyze", "info", "verify", "render", "validate", "schema"} <= commands
+    assert {"build", "analyze", "info", "verify", "render", "corpus", "validate", "schema"} <= commands
 
 
 def test_an_unexpected_error_is_one_line_too(tiny_graph, saved_graph, capfd, monkeypatch):

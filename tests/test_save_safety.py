@@ -75,10 +75,10 @@ import sys, time
 from pathlib import Path
 import gpt2graph.storage as storage
 real = storage._swap_in
-def slow(tmp, path):
+def slow(*args):
     Path({str(ready)!r}).touch()
     time.sleep(60)
-    real(tmp, path)
+    real(*args)
 storage._swap_in = slow
 from gpt2graph.cli import main
 sys.exit(main(["build", "Hi", "--model", {str(ckpt)!r}, "-o", {str(target)!r}]))
