@@ -513,7 +513,7 @@ def parser() -> argparse.ArgumentParser:
         "pretrained gpt2, falling back to the embedded GPT-2 124M architecture with random weights)",
     )
     se.add_argument("--random-weights", action="store_true", help="seeded random weights, as for build")
-    se.add_argument("--seed", type=int, default=0, help="seed for --random-weights (default 0)")
+    se.add_argument("--seed", type=_seed, default=0, help="seed for --random-weights (default 0)")
     se.add_argument(
         "--annotations",
         nargs="+",

@@ -182,7 +182,7 @@ CASES = {
     ),
     "corpus --workers 0": Case(
         ["corpus", "p.txt", "--model", "{ckpt}", "-o", "{tmp}/s.ggc", "--workers", "0"],
-        "argument --workers: must be a positive integer",
+        "argument --workers: expected an integer >= 1, got 0",
     ),
     # ---- saved graphs edited and re-hashed ----
     "d_head that is not d_model / n_head": Case(
@@ -337,9 +337,12 @@ CASES = {
     "a prompt longer than the context": Case(["build", " a" * 70, "--model", "{ckpt}"], "is 70 tokens long"),
     "an empty prompt": Case(["build", "", "--model", "{ckpt}"], "the prompt is empty"),
     "--seed -1": Case(
-        ["build", "Hi", "--random-weights", "--seed", "-1"], "argument --seed: must be an integer from 0"
+        ["build", "Hi", "--random-weights", "--seed", "-1"],
+        "argument --seed: expected an integer in 0..18446744073709551615, got -1",
     ),
-    "--seed 2**64": Case(["build", "Hi", "--random-weights", "--seed", str(2**64)], "argument --seed: must be"),
+    "--seed 2**64": Case(
+        ["build", "Hi", "--random-weights", "--seed", str(2**64)], "argument --seed: expected an integer in 0.."
+    ),
     # ---- where to write ----
     "-o at a directory that holds a graph and other files": Case(
         ["build", "Hi", "--model", "{ckpt}", "-o", "{x}"],
@@ -368,10 +371,12 @@ CASES = {
     ),
     "schema into a file": Case(["schema", "{x}"], "not a directory", lambda t, c: _write(t / "schemas", b"")),
     # ---- numbers out of range, reported under their own flag ----
-    "info --top -3": Case(["info", "{run}", "--top", "-3"], "argument --top: must be a positive integer, got -3"),
-    "info --top 0": Case(["info", "{run}", "--top", "0"], "argument --top: must be a positive integer"),
-    "--top-tokens -3": Case(["analyze", "{run}", "--top-tokens", "-3"], "argument --top-tokens: must be a positive"),
-    "--top-k 0": Case(["analyze", "{run}", "--top-k", "0"], "argument --top-k: must be a positive integer"),
+    "info --top -3": Case(["info", "{run}", "--top", "-3"], "argument --top: expected an integer >= 1, got -3"),
+    "info --top 0": Case(["info", "{run}", "--top", "0"], "argument --top: expected an integer >= 1, got 0"),
+    "--top-tokens -3": Case(
+        ["analyze", "{run}", "--top-tokens", "-3"], "argument --top-tokens: expected an integer >= 1, got -3"
+    ),
+    "--top-k 0": Case(["analyze", "{run}", "--top-k", "0"], "argument --top-k: expected an integer >= 1"),
     "--top-p 2": Case(["analyze", "{run}", "--top-p", "2"], "argument --top-p: must be in (0, 1]"),
     "--temperature 0": Case(["analyze", "{run}", "--temperature", "0"], "argument --temperature: must be a number > 0"),
     "--temperature nan": Case(["analyze", "{run}", "--temperature", "nan"], "must be a finite number"),
@@ -391,6 +396,15 @@ CASES = {
     ),
     "--target that is two tokens": Case(["analyze", "{run}", "--target", "Transformer"], "is not a single token"),
     "--target-id outside the vocabulary": Case(["analyze", "{run}", "--target-id", "60000"], "outside the vocabulary"),
+    "serve --port 70000": Case(["serve", "--port", "70000"], "argument --port: expected an integer in 0..65535"),
+    "serve --annotations that do not validate": Case(
+        ["serve", "--annotations", "{x}", "--no-browser"],
+        "unknown glossary id",
+        lambda t, c: _write(
+            t / "bad.yaml",
+            b"glossary:\n  - id: mine\n    term: Mine\n    summary: s\n    body: b\n    see_also: [nope]\n",
+        ),
+    ),
     "an unknown command": Case(["bulid", "Hi"], "invalid choice: 'bulid'"),
     "an unknown flag": Case(["info", "{run}", "--colour"], "unrecognized arguments: --colour"),
     # ---- renderer options ----
@@ -550,7 +564,7 @@ def test_refused_in_one_line_leaving_everything_as_it_was(
 def test_the_battery_covers_every_command():
     """Every command that reads user input is in the battery."""
     commands = {case.argv[0] for case in CASES.values()}
-    assert {"build", "analyze", "info", "verify", "render", "corpus", "validate", "schema"} <= commands
+    assert {"build", "analyze", "info", "verify", "render", "corpus", "serve", "validate", "schema"} <= commands
 
 
 def test_an_unexpected_error_is_one_line_too(tiny_graph, saved_graph, capfd, monkeypatch):
