@@ -45,7 +45,8 @@ SOURCES: dict[str, tuple[str, str]] = {
 _QKV = (V.q, V.k, V.v)
 
 
-def _first(x: Any) -> torch.Tensor:
+def _first(x: torch.Tensor | tuple[torch.Tensor, ...] | list[torch.Tensor]) -> torch.Tensor:
+    """A module's output tensor (HF blocks return a tuple whose first item it is)."""
     return x[0] if isinstance(x, (tuple, list)) else x
 
 
@@ -70,7 +71,7 @@ def _hooks(model: Any, topology: Topology, store: dict[str, torch.Tensor]) -> It
             continue  # the logits come from the model's output
         module, direction = SOURCES[kind]
         for layer in topology.layers_of(kind):
-            name = topology.hook(Key(kind, layer, None, 0))
+            name = topology.hook_name(Key(kind, layer, None, 0))
             readers.setdefault((module.replace("{L}", str(layer or 0)), direction), []).append((kind, name))
 
     def writer(kinds: list[tuple[str, str]]) -> Callable[[torch.Tensor], None]:
@@ -101,6 +102,6 @@ def capture(model: Any, token_ids: list[int], topology: Topology) -> dict[str, t
     ids = torch.tensor([token_ids], dtype=torch.long, device=model.device)
     with torch.no_grad(), _hooks(model, topology, store):  # not inference_mode: users may edit values (patching)
         output = model(input_ids=ids, use_cache=False)
-    store[topology.hook(Key(V.logits, None, None, 0))] = output.logits[0].detach()
+    store[topology.hook_name(Key(V.logits, None, None, 0))] = output.logits[0].detach()
     store[TOKENS] = ids[0]
     return store

@@ -42,7 +42,8 @@ def factored_singular_values(A: Tensor, B: Tensor) -> Tensor:
     """Singular values of A @ B, largest first, for A (..., m, r) and B (..., r, m) with r << m."""
     _, R_A = torch.linalg.qr(A)
     _, R_B = torch.linalg.qr(B.transpose(-1, -2))
-    return torch.linalg.svdvals(R_A @ R_B.transpose(-1, -2))
+    values: Tensor = torch.linalg.svdvals(R_A @ R_B.transpose(-1, -2))
+    return values
 
 
 def _centre_after_gain(W: Tensor, gain: Tensor) -> Tensor:
@@ -56,7 +57,7 @@ def head_factors(graph: Graph, layer: int, fold_ln: bool = True) -> dict[str, Te
     """W_Q, W_K, W_V (n_head, d_model, d_head) and W_O (n_head, d_head, d_model) of one layer, float64,
     with ln1 folded into the first three when ``fold_ln``."""
     H = graph.dims.n_head
-    out = {
+    out: dict[str, Tensor] = {
         kind: torch.stack([graph.param(kind, layer, h) for h in range(H)]).double()
         for kind in (P.W_Q, P.W_K, P.W_V, P.W_O)
     }

@@ -16,12 +16,21 @@ import math
 import os
 import shutil
 import sys
+import textwrap
 import warnings
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from . import __version__
 from .errors import DataValidationError, Gpt2GraphError
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    from .glossary import GlossaryEntry
+    from .graph import Graph
+    from .presentation import Span
 
 __all__ = ["main", "parser", "FLAGS"]
 
@@ -52,14 +61,14 @@ def cli_spelling(keyword: str, value: Any) -> str:
     return f"{flag} {value!r}" if isinstance(value, str) else f"{flag} {value}"
 
 
-def _load(path: str):
+def _load(path: str) -> Graph:
     from .storage import load
 
     return load(path)
 
 
 # ---- build and analyze --------------------------------------------------------------------------------------
-def cmd_build(args) -> int:
+def cmd_build(args: argparse.Namespace) -> int:
     from .builder import build
     from .storage import check_target
     from .summary import format_summary
@@ -109,7 +118,7 @@ def _token(text: str | None, token_id: int | None) -> int | str | None:
     return token_id if token_id is not None else text
 
 
-def _analysis_options(args) -> dict:
+def _analysis_options(args: argparse.Namespace) -> dict[str, Any]:
     """The analysis options given on the command line; the rest keep :func:`gpt2graph.analyze.analyze`'s defaults."""
     given = dict(
         position=args.position,
@@ -126,13 +135,13 @@ def _analysis_options(args) -> dict:
     return {k: v for k, v in given.items() if v is not None}
 
 
-def _build_analysis(args) -> dict | bool:
+def _build_analysis(args: argparse.Namespace) -> dict[str, Any] | bool:
     """``build`` analyses when asked to with --analyze or implicitly by any analysis option."""
     options = _analysis_options(args)
     return options if args.analyze or options else False
 
 
-def cmd_analyze(args) -> int:
+def cmd_analyze(args: argparse.Namespace) -> int:
     from .analyze import analyze
     from .summary import format_summary
 
@@ -243,7 +252,7 @@ def _add_analysis_options(p: argparse.ArgumentParser) -> None:
 
 
 # ---- reading saved graphs -------------------------------------------------------------------------------------
-def cmd_info(args) -> int:
+def cmd_info(args: argparse.Namespace) -> int:
     from .corpus import describe, format_description, is_corpus, load_corpus
     from .summary import format_summary, summarize_graph
 
@@ -257,13 +266,13 @@ def cmd_info(args) -> int:
     return 0
 
 
-def cmd_verify(args) -> int:
+def cmd_verify(args: argparse.Namespace) -> int:
     report = _load(args.graph).verify(mode=args.mode)
     print(json.dumps(report.as_dict(), indent=2) if args.json else report.format())
     return 0 if report.ok else 1
 
 
-def cmd_render(args) -> int:
+def cmd_render(args: argparse.Namespace) -> int:
     from .corpus import is_corpus, load_corpus
     from .registry import parse_cli_options, registry, render
 
@@ -274,7 +283,7 @@ def cmd_render(args) -> int:
     return 0
 
 
-def cmd_corpus(args) -> int:
+def cmd_corpus(args: argparse.Namespace) -> int:
     from .corpus import ACTIVATION_KINDS, describe, format_description
     from .engine import run_corpus
 
@@ -314,10 +323,10 @@ def cmd_corpus(args) -> int:
     return 0
 
 
-def cmd_renderers(args) -> int:
+def cmd_renderers(args: argparse.Namespace) -> int:
     from .registry import draws_corpus, registry
 
-    rows = []
+    rows: list[dict[str, Any]] = []
     for name in registry.names():
         info = registry.info(name)
         r = info.load()
@@ -347,7 +356,7 @@ def cmd_renderers(args) -> int:
     return 0
 
 
-def cmd_serve(args) -> int:
+def cmd_serve(args: argparse.Namespace) -> int:
     from .glossary import read_user_file
     from .registry import serve
 
@@ -368,19 +377,102 @@ def cmd_serve(args) -> int:
     )
 
 
-def cmd_glossary(args) -> int:
-    from .glossary import cli_glossary
+def cmd_glossary(args: argparse.Namespace) -> int:
+    """``gpt2graph glossary [TERM]``: list every term, or print one entry (exit 1 for an unknown term)."""
+    from .glossary import builtin_glossary
 
-    return cli_glossary(args.term)
+    glossary = builtin_glossary()
+    if args.term is None:
+        id_w = max(map(len, glossary))
+        term_w = min(24, max(len(e.term) for e in glossary.values()))
+        room = max(20, _columns() - id_w - term_w - 4)
+        for e in glossary.values():
+            print(f"{e.id:<{id_w}}  {_clip(e.term, term_w):<{term_w}}  {_clip(' '.join(e.summary.split()), room)}")
+        print(f"\n{len(glossary)} entries; `gpt2graph glossary TERM` prints one (by id, term or alias)")
+        return 0
+    entry = glossary.lookup(args.term)
+    if entry is None:
+        close = glossary.suggest(args.term)
+        print(
+            f"no glossary entry {args.term!r}"
+            + (f"; did you mean: {', '.join(close)}?" if close else "; `gpt2graph glossary` lists every term")
+        )
+        return 1
+    print(format_entry(entry, min(_columns(), 100)))
+    return 0
 
 
-def cmd_validate(args) -> int:
-    from .glossary import cli_validate
+def format_entry(entry: GlossaryEntry, width: int = 88) -> str:
+    """A glossary entry as plain text for a terminal."""
+    lines = [entry.term, "=" * len(entry.term), f"id: {entry.id}"]
+    if entry.aliases:
+        lines += textwrap.wrap("also: " + ", ".join(entry.aliases), width, subsequent_indent="      ")
+    lines += ["", *textwrap.wrap(" ".join(entry.summary.split()), width), "", *_markdown_lines(entry.body, width)]
+    if entry.see_also:
+        lines += ["", *textwrap.wrap("See also: " + ", ".join(entry.see_also), width, subsequent_indent="  ")]
+    if entry.sources:
+        lines += ["", "Sources:"]
+        for src in entry.sources:
+            lines += [
+                *textwrap.wrap(src.title, width, initial_indent="  - ", subsequent_indent="    "),
+                f"    {src.url}",
+            ]
+    if entry.applies_to:
+        lines += ["", "Applies to:", *(f"  - {sel.describe()}" for sel in entry.applies_to)]
+    return "\n".join(lines)
 
-    return cli_validate(args.files, _load(args.graph) if args.graph else None)
+
+def _markdown_lines(text: str, width: int) -> list[str]:
+    """Markdown (as every renderer reads it, :func:`gpt2graph.presentation.parse_markdown`) wrapped for a
+    terminal: paragraphs re-wrapped, each list item on lines of its own, the marks kept as written."""
+    from .presentation import parse_markdown
+
+    def marked(s: Span) -> str:
+        if s.code:
+            return f"`{s.text}`"
+        text = s.text if s.url is None else f"[{s.text}]({s.url})"
+        text = f"*{text}*" if s.em else text
+        return f"**{text}**" if s.strong else text
+
+    def plain(spans: Iterable[Span]) -> str:
+        return "".join(marked(s) for s in spans)
+
+    out: list[str] = []
+    for block in parse_markdown(text):
+        if block.is_list:
+            for i, item in enumerate(block.items, 1):
+                mark = f"{i}. " if block.ordered else "- "
+                out += textwrap.wrap(mark + plain(item), width, subsequent_indent="  ")
+        else:
+            out += textwrap.wrap(plain(block.items[0]), width)
+        out.append("")
+    return out[:-1]
 
 
-def cmd_schema(args) -> int:
+def _columns() -> int:
+    return max(60, shutil.get_terminal_size((100, 24)).columns)
+
+
+def _clip(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 3].rstrip() + "..."
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    """``gpt2graph validate FILE... [--graph RUN]``: print every problem, one per line; exit 1 if any."""
+    from .glossary import validate_files
+
+    graph = _load(args.graph) if args.graph else None
+    problems = validate_files(args.files, graph)
+    for problem in problems:
+        print(problem)
+    if problems:
+        return 1
+    n = len(args.files)
+    print(f"ok: {n} file{'s' if n != 1 else ''} valid" + (" against the graph" if graph else ""))
+    return 0
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
     from .schemagen import cli_schema
 
     return cli_schema(check=args.check, directory=args.directory)
@@ -583,10 +675,6 @@ def parser() -> argparse.ArgumentParser:
 
 
 # ---- running ------------------------------------------------------------------------------------------------------
-def _columns() -> int:
-    return shutil.get_terminal_size((100, 24)).columns
-
-
 def _one_line(exc: Gpt2GraphError) -> str:
     """The error in one line, with arguments spelt as flags; a list of problems is shortened to its first."""
     if isinstance(exc, DataValidationError) and len(exc.problems) > 1:
@@ -604,7 +692,8 @@ def main(argv: list[str] | None = None) -> int:
         from transformers.utils import logging as hf_logging
 
         hf_logging.disable_progress_bar()  # one clear line per event, not progress bars
-        return args.func(args)
+        code: int = args.func(args)
+        return code
     except Gpt2GraphError as exc:
         print(f"error: {_one_line(exc)}", file=sys.stderr)
         return 2

@@ -28,7 +28,7 @@ import os
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -41,12 +41,13 @@ from .lens import CHUNK_ELEMENTS, lens_blocks, lens_logits, read_logits
 from .moments import Moments
 from .results import ComponentKind, LensKind, Role
 from .roles import head_roles
-from .schema import ModelInfo, ParamKind, Stage, VectorKind
+from .schema import Dims, ModelInfo, ParamKind, Stage, VectorKind
 from .storage import HEADER_FILE, atomic_directory, not_exactly, sha256_file
 from .topology import VECTOR_SPECS, Key, Topology
 
 if TYPE_CHECKING:
     from .graph import Graph
+    from .values import Values
 
 __all__ = [
     "ACTIVATION_KINDS",
@@ -269,7 +270,7 @@ class CorpusStats:
         self.topology = Topology(header.model.dims, 1)
 
     @property
-    def dims(self):
+    def dims(self) -> Dims:
         return self.header.model.dims
 
     def __repr__(self) -> str:
@@ -291,6 +292,7 @@ class CorpusStats:
         model's dtype, shaped like one vector of the graph (or (n_head, width) for all heads)."""
         if kind == V.head_out:  # z^h W_O^h is linear in z: the mean of head outputs is the mean z through W_O
             z = self._activation(V.z, layer, head, position, "mean")
+            assert layer is not None, "head outputs belong to a block"
             W_O = self.weights[_weight_name(self.topology, layer)]
             return ops.output_projection(z, W_O if head is None else W_O[head])
         return self._activation(kind, layer, head, position, "mean")
@@ -372,14 +374,14 @@ class CorpusStats:
         """Mean direct logit attribution of the model's prediction per component (:attr:`header.dla_components`)."""
         return self._get("dla/contribution", "direct logit attribution").mean
 
-    def render(self, renderer: str, path: str | os.PathLike) -> Path:
+    def render(self, renderer: str, path: str | os.PathLike[str]) -> Path:
         """Draw these statistics with an installed renderer that can (``gpt2graph renderers`` says which)."""
         from .registry import render_corpus
 
         return render_corpus(self, renderer, path)
 
     # ---- files --------------------------------------------------------------------------------------
-    def save(self, path: str | os.PathLike) -> Path:
+    def save(self, path: str | os.PathLike[str]) -> Path:
         """Write to the directory ``path`` atomically (replacing a corpus file there, nothing else)."""
         from safetensors.torch import save_file
 
@@ -448,19 +450,19 @@ def _weight_name(top: Topology, layer: int) -> str:
     return f"weights/{top.param_id(Key(P.W_O, layer))}"
 
 
-def corpus_weights(params, dims) -> dict[str, Tensor]:
+def corpus_weights(params: Values, dims: Dims) -> dict[str, Tensor]:
     """The parameters a corpus file carries to derive head outputs (W_O of every block, heads stacked), from a
     parameter source such as :class:`~gpt2graph.values.Values` (``params.stacked(kind, layer)``)."""
     top = Topology(dims, 1)
     return {_weight_name(top, L): params.stacked(P.W_O, L).detach().clone() for L in range(dims.n_layer)}
 
 
-def is_corpus(path: str | os.PathLike) -> bool:
+def is_corpus(path: str | os.PathLike[str]) -> bool:
     """True when ``path`` is a corpus statistics directory (it has corpus.json), as opposed to a saved graph."""
     return (Path(path) / CORPUS_FILE).is_file()
 
 
-def check_corpus_target(path: str | os.PathLike) -> Path:
+def check_corpus_target(path: str | os.PathLike[str]) -> Path:
     """Refuse early a path a corpus file cannot be written to: something that exists and is not one."""
     path = Path(path)
     reason = not_exactly(path, CORPUS_FILES, CORPUS_FILE, "gpt2graph-corpus") if path.exists() else None
@@ -472,7 +474,7 @@ def check_corpus_target(path: str | os.PathLike) -> Path:
     return path
 
 
-def load_corpus(path: str | os.PathLike) -> CorpusStats:
+def load_corpus(path: str | os.PathLike[str]) -> CorpusStats:
     """Load corpus statistics saved by ``gpt2graph corpus``; refuse anything missing, corrupted or mismatched."""
     from safetensors import safe_open
 
@@ -525,10 +527,10 @@ def load_corpus(path: str | os.PathLike) -> CorpusStats:
     return CorpusStats(header, moments, weights)
 
 
-def describe(stats: CorpusStats) -> dict:
+def describe(stats: CorpusStats) -> dict[str, Any]:
     """What ``gpt2graph info`` prints about a corpus file, as plain data."""
     h = stats.header
-    out: dict = {
+    out: dict[str, Any] = {
         "file": "corpus statistics (.ggc)",
         "model": h.model.name,
         "weights": h.model.weights.model_dump(),
@@ -556,7 +558,7 @@ def describe(stats: CorpusStats) -> dict:
     return out
 
 
-def format_description(d: dict) -> str:
+def format_description(d: dict[str, Any]) -> str:
     """The plain-text form of :func:`describe`."""
     w = d["weights"]
     weights = "pretrained" if w["status"] == "pretrained" else f"RANDOM (seed {w['seed']})"

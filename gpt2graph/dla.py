@@ -39,7 +39,7 @@ def _components(graph: Graph, p: int) -> tuple[list[tuple[str, ComponentKind, in
     """Every term of the final residual stream at position ``p``: (id, kind, layer, head) and a
     (n_components, d_model) float64 matrix, in forward order."""
     top, H = graph.topology, graph.dims.n_head
-    labels = [
+    labels: list[tuple[str, ComponentKind, int | None, int | None]] = [
         (top.vector_id(Key(V.token_embedding, None, None, p)), C.token_embedding, None, None),
         (top.vector_id(Key(V.pos_embedding, None, None, p)), C.pos_embedding, None, None),
     ]

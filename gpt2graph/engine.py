@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Protocol, Self
 
 from . import progress
 from .builder import capture_graph, parameters, tokenize
@@ -51,6 +51,12 @@ from .loading import LoadedModel, load_model
 from .prompts import PromptSourceError, fingerprint, records, source_format
 from .topology import Topology
 from .values import Values
+
+if TYPE_CHECKING:
+    from concurrent.futures import Future
+
+#: prompts handed to a worker at once: (record index, text)
+Chunk = list[tuple[int, str]]
 
 __all__ = ["run_corpus", "ModelSpec", "Worker", "CorpusInterrupted", "model_fingerprint", "RAY_OBJECT_STORE"]
 
@@ -82,7 +88,7 @@ def model_fingerprint(loaded: LoadedModel) -> str:
     h = hashlib.sha256()
     for name, t in sorted(parameters(loaded).items()):
         h.update(name.encode() + b"\0")
-        h.update(t.contiguous().view(-1).view(torch.uint8).numpy())
+        h.update(t.contiguous().view(-1).view(torch.uint8).numpy().data)
     return h.hexdigest()
 
 
@@ -112,7 +118,7 @@ class Worker:
                 )
         self.loaded, self.kinds = loaded, kinds
 
-    def work(self, chunk: list[tuple[int, str]]) -> Tally:
+    def work(self, chunk: Chunk) -> Tally:
         import torch
 
         tally = Tally()
@@ -125,21 +131,31 @@ class Worker:
 
 
 # ---- pools: submit chunks, get tallies back in the order they finish ---------------------------------------
+class _Pool(Protocol):
+    """What the run needs of a pool of workers."""
+
+    @property
+    def in_flight(self) -> int: ...
+    def submit(self, chunk: Chunk) -> None: ...
+    def next(self) -> Tally: ...
+
+
 class _InProcess:
     def __init__(self, worker: Worker):
-        self.worker, self.done = worker, []
+        self.worker = worker
+        self.done: list[Tally] = []
 
-    def __enter__(self):
+    def __enter__(self) -> Self:
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         pass
 
     @property
     def in_flight(self) -> int:
         return len(self.done)
 
-    def submit(self, chunk) -> None:
+    def submit(self, chunk: Chunk) -> None:
         self.done.append(self.worker.work(chunk))
 
     def next(self) -> Tally:
@@ -149,37 +165,38 @@ class _InProcess:
 _PROCESS_WORKER: Worker | None = None
 
 
-def _start_process_worker(*args) -> None:
+def _start_process_worker(*args: Any) -> None:
     global _PROCESS_WORKER  # noqa: PLW0603 - one worker per process, built by the pool's initializer
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the driver's: it checkpoints and stops the pool
     _PROCESS_WORKER = Worker(*args)
 
 
-def _process_work(chunk) -> Tally:
+def _process_work(chunk: Chunk) -> Tally:
+    assert _PROCESS_WORKER is not None, "the pool's initializer makes the worker"
     return _PROCESS_WORKER.work(chunk)
 
 
 class _Processes:
-    def __init__(self, n: int, init_args: tuple):
+    def __init__(self, n: int, init_args: tuple[Any, ...]):
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
 
         self.pool = ProcessPoolExecutor(
             n, mp_context=multiprocessing.get_context("spawn"), initializer=_start_process_worker, initargs=init_args
         )
-        self.pending: set = set()
+        self.pending: set[Future[Tally]] = set()
 
-    def __enter__(self):
+    def __enter__(self) -> Self:
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.pool.shutdown(wait=True, cancel_futures=True)  # tasks under way finish; their tallies are dropped
 
     @property
     def in_flight(self) -> int:
         return len(self.pending)
 
-    def submit(self, chunk) -> None:
+    def submit(self, chunk: Chunk) -> None:
         with _died():
             self.pending.add(self.pool.submit(_process_work, chunk))
 
@@ -205,7 +222,7 @@ def _died() -> Iterator[None]:
 
 
 class _Ray:
-    def __init__(self, n: int, init_args: tuple, address: str | None):
+    def __init__(self, n: int, init_args: tuple[Any, ...], address: str | None):
         if not address or address.split(":")[0] in ("127.0.0.1", "localhost"):
             # a Ray instance on this machine only: every Ray process takes 127.0.0.1 as its node address (Ray
             # otherwise uses the machine's network address), read when ray is first imported
@@ -216,7 +233,7 @@ class _Ray:
             import ray
         except ImportError:
             raise CorpusError("the ray engine needs Ray: pip install 'gpt2graph[ray]'") from None
-        self.ray = ray
+        self.ray: Any = ray  # untyped where it matters: actors' methods are made at run time
         if address:
             ray.init(address=address, log_to_driver=False, configure_logging=False)
         else:
@@ -228,17 +245,17 @@ class _Ray:
                 configure_logging=False,
             )
         try:
-            actor = ray.remote(num_cpus=1)(Worker)
-            self.actors = [actor.remote(*init_args) for _ in range(n)]
+            actor: Any = ray.remote(num_cpus=1)(Worker)
+            self.actors: list[Any] = [actor.remote(*init_args) for _ in range(n)]
         except BaseException:
             ray.shutdown()
             raise
         self.pending: dict[Any, int] = {}  # object ref -> index of the actor computing it
 
-    def __enter__(self):
+    def __enter__(self) -> Self:
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         for a in self.actors:
             self.ray.kill(a)
         self.ray.shutdown()
@@ -247,7 +264,7 @@ class _Ray:
     def in_flight(self) -> int:
         return len(self.pending)
 
-    def submit(self, chunk) -> None:
+    def submit(self, chunk: Chunk) -> None:
         busy = list(self.pending.values())
         i = min(range(len(self.actors)), key=busy.count)  # the least loaded actor
         self.pending[self.actors[i].work.remote(chunk)] = i
@@ -258,16 +275,20 @@ class _Ray:
         (ref,), _ = self.ray.wait(list(self.pending), num_returns=1)
         del self.pending[ref]
         try:
-            return self.ray.get(ref)
+            tally: Tally = self.ray.get(ref)
+            return tally
         except (RayActorError, ActorDiedError) as exc:
             raise CorpusInterrupted(f"a Ray worker died ({type(exc).__name__})") from exc
 
 
 # ---- the run ------------------------------------------------------------------------------------------------
-def _check(loaded: LoadedModel, source: str | Path, strict: bool, warn: Callable[[str], None]):
+def _check(
+    loaded: LoadedModel, source: str | Path, strict: bool, warn: Callable[[str], None]
+) -> tuple[list[int], list[SkippedRecord]]:
     """One pass over the source: the records that are prompts (indices) and those that are not (reported)."""
     n_ctx = loaded.info.dims.n_ctx
-    valid, skipped = [], []
+    valid: list[int] = []
+    skipped: list[SkippedRecord] = []
     for r in records(source):
         problem, message = r.problem, r.message
         if problem is None:
@@ -284,10 +305,10 @@ def _check(loaded: LoadedModel, source: str | Path, strict: bool, warn: Callable
     return valid, skipped
 
 
-def _chunks(source, todo: set[int], size: int) -> Iterator[list[tuple[int, str]]]:
-    chunk: list[tuple[int, str]] = []
+def _chunks(source: str | Path, todo: set[int], size: int) -> Iterator[Chunk]:
+    chunk: Chunk = []
     for r in records(source):
-        if r.index in todo:
+        if r.index in todo and r.text is not None:
             chunk.append((r.index, r.text))
             if len(chunk) == size:
                 yield chunk
@@ -406,7 +427,14 @@ def run_corpus(
     return checkpoint(True)
 
 
-def _reduce(pool, tally: Tally, bar, checkpoint, last: float, every: float) -> tuple[Tally, float]:
+def _reduce(
+    pool: _Pool,
+    tally: Tally,
+    bar: progress.Progress,
+    checkpoint: Callable[[bool], CorpusStats],
+    last: float,
+    every: float,
+) -> tuple[Tally, float]:
     part = pool.next()
     tally = tally.merge(part)
     bar.update(len(part.records))

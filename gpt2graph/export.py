@@ -4,21 +4,24 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from .results import Role
+
 if TYPE_CHECKING:
     import networkx
 
     from .graph import Graph
+    from .results import Analysis
 
 __all__ = ["to_networkx"]
 
 
-def to_networkx(graph: Graph) -> networkx.DiGraph:
+def to_networkx(graph: Graph) -> networkx.DiGraph[str]:
     """A ``DiGraph`` with one node per graph node (attributes: the node's schema fields, with ``summary``
     flattened to ``norm``/``mean``/``std``/``min``/``max``) and one edge per typed edge (``role``, ``slot``).
     Graph-level attributes carry the model name, weights status, dims and tokens."""
     import networkx as nx
 
-    g = nx.DiGraph(
+    g: networkx.DiGraph[str] = nx.DiGraph(
         model=graph.model.name,
         weights=graph.model.weights.status,
         dims=graph.dims.model_dump(),
@@ -38,7 +41,7 @@ def to_networkx(graph: Graph) -> networkx.DiGraph:
     return g
 
 
-def _add_analysis(g, analysis) -> None:
+def _add_analysis(g: networkx.DiGraph[str], analysis: Analysis) -> None:
     """Logit lens and DLA on the nodes they describe; head roles and circuit scores on every node of that
     head (q, k, v, scores, pattern, z, head_out and its parameters); decoding as a graph attribute."""
     if analysis.lens is not None:
@@ -56,10 +59,7 @@ def _add_analysis(g, analysis) -> None:
         if a.component in g:
             g.nodes[a.component]["dla"] = a.contribution
     per_head = {
-        (h.layer, h.head): {
-            f"role_{r}": getattr(h, r) for r in ("previous_token", "first_token", "current_token", "induction")
-        }
-        | {"role_label": h.label}
+        (h.layer, h.head): {f"role_{r}": getattr(h, r) for r in Role} | {"role_label": h.label}
         for h in analysis.roles.heads
     }
     for c in analysis.circuits.heads:

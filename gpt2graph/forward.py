@@ -161,7 +161,7 @@ def _apply(edit: Intervention, value: Tensor, dims: Dims) -> Tensor:
     if spec.per_head and edit.head is not None and not 0 <= edit.head < dims.n_head:
         raise InterventionError(f"head {edit.head} out of range 0..{dims.n_head - 1}")
     if spec.head_first:  # attention rows: (batch, head, query, key)
-        index: tuple = (runs, head, pos)
+        index: tuple[int | slice, ...] = (runs, head, pos)
     elif spec.per_head:
         index = (runs, pos, head)
     else:

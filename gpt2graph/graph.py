@@ -10,6 +10,11 @@ view, taken before or after. A view's own choices stay its own: its selection of
 positions (which ``node``, ``nodes``, ``values``, ``edges`` and the renderers honour), and decoding
 settings given with ``with_decoding``. An operation that makes a different run returns a new graph with a
 run of its own.
+
+**A renderer draws the view it is given.** Nodes outside a view's selection are not drawn. On each axis
+(layers, heads, positions) the view restricts, the view decides; a renderer's own options (``layers=``,
+``positions=``, ...) choose only on the axes the view leaves whole (:meth:`Selection.filled`), so a default
+never empties a view and a whole graph renders as its options say.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from .decoding import decode_steps, settings
 from .errors import NodeNotFoundError
 from .schema import (
     DecodingSettings,
+    Dims,
     Edge,
     EdgeRole,
     GraphHeader,
@@ -33,19 +39,23 @@ from .schema import (
     OperationNode,
     OpKind,
     ParameterNode,
+    ParamKind,
     Stage,
     Tokenization,
     VectorKind,
     VectorNode,
 )
-from .topology import DECODE_KINDS, PARAM_SPECS, TIED, TOKENIZE_OP_ID, VECTOR_SPECS, Key, matches
+from .topology import DECODE_KINDS, PARAM_SPECS, TIED, TOKENIZE_OP_ID, VECTOR_SPECS, Filter, Key, KindFilter, matches
 from .values import Values, summaries, summarize
 
 if TYPE_CHECKING:
+    import os
+    from pathlib import Path
+
     import networkx
 
     from .cache import Cache
-    from .glossary import Glossary
+    from .glossary import Glossary, GlossaryEntry, ResolvedAnnotation
     from .results import Analysis
     from .verify import VerifyReport
 
@@ -69,16 +79,27 @@ class Selection:
             for sel, val in ((self.layers, layer), (self.heads, head), (self.positions, position))
         )
 
+    def filled(self, layers: Filter = None, heads: Filter = None, positions: Filter = None) -> Selection:
+        """This selection, with the given values (each an int, a collection, or None for all) on the axes it
+        leaves whole: what a renderer draws of a view given its own options."""
 
-def _narrow(requested, selected):
+        def axis(own: frozenset[int] | None, given: Filter) -> frozenset[int] | None:
+            if own is not None or given is None:
+                return own
+            return frozenset([given] if isinstance(given, int) else (x for x in given if x is not None))
+
+        return Selection(axis(self.layers, layers), axis(self.heads, heads), axis(self.positions, positions))
+
+
+def _narrow(requested: Filter, selected: frozenset[int] | None) -> Filter:
     """Intersect a query filter (value, collection or None) with a selection set (or None). Nodes that have
     no layer (head, position) are inside every selection of layers (heads, positions), hence the None."""
     if selected is None:
         return requested
     if requested is None:
-        return selected | {None}
+        return {*selected, None}
     req = {requested} if isinstance(requested, int) else set(requested)
-    return req & selected
+    return req & set(selected)
 
 
 @dataclass
@@ -139,7 +160,7 @@ class Graph:
         return self.header.tokenization
 
     @property
-    def dims(self):
+    def dims(self) -> Dims:
         return self.header.model.dims
 
     @property
@@ -177,6 +198,17 @@ class Graph:
         )
 
     # ---- nodes --------------------------------------------------------------------------------------
+    def __contains__(self, node_id: object) -> bool:
+        """True when ``node_id`` names a node of this view (an id of the run outside the view's selection, or
+        of no node at all, is not in it)."""
+        if not isinstance(node_id, str):
+            return False
+        try:
+            node_type, key = self.topology.parse(node_id)
+        except NodeNotFoundError:
+            return False
+        return self._admits_key(node_type, key)
+
     def node(self, node_id: str) -> AnyNode:
         """The node with this id (TransformerLens aliases such as blocks.2.hook_resid_post[0] resolve too)."""
         node_type, key = self.topology.parse(node_id)
@@ -186,10 +218,10 @@ class Graph:
 
     def nodes(
         self,
-        kind: str | Iterable[str] | None = None,
-        layer=None,
-        head=None,
-        position=None,
+        kind: KindFilter = None,
+        layer: Filter = None,
+        head: Filter = None,
+        position: Filter = None,
         node_type: str | None = None,
     ) -> list[AnyNode]:
         """Nodes matching every given filter (a value, a collection of values, or None for any), in forward
@@ -197,7 +229,14 @@ class Graph:
         operation or parameter kinds."""
         return list(self.iter_nodes(kind, layer, head, position, node_type))
 
-    def iter_nodes(self, kind=None, layer=None, head=None, position=None, node_type=None) -> Iterator[AnyNode]:
+    def iter_nodes(
+        self,
+        kind: KindFilter = None,
+        layer: Filter = None,
+        head: Filter = None,
+        position: Filter = None,
+        node_type: str | None = None,
+    ) -> Iterator[AnyNode]:
         if node_type is not None and node_type not in NodeTypes:
             raise ValueError(f"unknown node_type {node_type!r}; expected one of {sorted(NodeTypes)}")
         kinds = None if kind is None else ({kind} if isinstance(kind, str) else set(kind))
@@ -219,7 +258,7 @@ class Graph:
                 for key in self.topology.param_keys(pkinds, layer, head):
                     yield self._make("parameter", key)
 
-    def _iter_ops(self, kinds, layer, head, position) -> Iterator[OperationNode]:
+    def _iter_ops(self, kinds: set[str] | None, layer: Filter, head: Filter, position: Filter) -> Iterator[AnyNode]:
         out_kinds = [k for k, s in VECTOR_SPECS.items() if kinds is None or s.op in kinds]
         if OpKind.tokenize in (kinds or {OpKind.tokenize}) and all(matches(f, None) for f in (layer, head, position)):
             yield self._make("operation", Key(OpKind.tokenize))
@@ -245,7 +284,7 @@ class Graph:
         if node_type == "parameter":
             spec = PARAM_SPECS[key.kind]
             shape = top.param_shape(key)
-            tied = top.param_id(Key(TIED[key.kind])) if key.kind in TIED else None
+            tied = top.param_id(Key(TIED[ParamKind(key.kind)])) if key.kind in TIED else None
             n = 0 if tied else _prod(shape)
             return ParameterNode(
                 id=top.param_id(key),
@@ -261,26 +300,26 @@ class Graph:
         if node_type == "operation":
             if key.kind == OpKind.tokenize:
                 return OperationNode(id=TOKENIZE_OP_ID, kind=OpKind.tokenize, stage=Stage.tokenize)
-            spec = VECTOR_SPECS[key.kind]
+            out = VECTOR_SPECS[key.kind]
             return OperationNode(
                 id=top.op_id(key),
-                kind=spec.op,
-                stage=spec.op_stage,
+                kind=out.op,
+                stage=out.op_stage,
                 layer=top.op_layer(key),
                 head=key.head,
                 position=key.position,
             )
-        spec = VECTOR_SPECS[key.kind]
+        vector = VECTOR_SPECS[key.kind]
         value = self.vector_value(key)
         return VectorNode(
             id=top.vector_id(key),
             kind=key.kind,
-            category=spec.category,
-            stage=spec.stage,
+            category=vector.category,
+            stage=vector.stage,
             layer=key.layer,
             head=key.head,
             position=key.position,
-            space=spec.space,
+            space=vector.space,
             shape=list(value.shape),
             hook=top.hook(key),
             index=top.vector_index(key),
@@ -311,7 +350,7 @@ class Graph:
         """The nodes an operation reads (vectors, then parameters), or the operation producing a vector."""
         return [self.node(e.source) for e in self.edges(node_id) if e.target == self.node(node_id).id]
 
-    def _op_output_key(self, op: OperationNode) -> Key:
+    def _op_output_key(self, op: AnyNode) -> Key:
         return self.topology.parse(op.id)[1]
 
     def _op_edges(self, out: Key) -> list[Edge]:
@@ -420,7 +459,7 @@ class Graph:
             self._run.glossary = load_glossary(self.header.user_data)
         return self._run.glossary
 
-    def annotate(self, path) -> Graph:
+    def annotate(self, path: str | os.PathLike[str]) -> Graph:
         """Add the glossary entries and annotations of a user YAML file; every problem (with file, line and
         field) is reported at once and nothing is added when there is any."""
         from .glossary import read_user_file
@@ -430,23 +469,23 @@ class Graph:
         self._run.glossary = None
         return self
 
-    def glossary_for(self, node: AnyNode | str) -> list:
+    def glossary_for(self, node: AnyNode | str) -> list[GlossaryEntry]:
         """Glossary entries whose ``applies_to`` selects this node."""
         return self.glossary.entries_for(self.node(node) if isinstance(node, str) else node)
 
-    def annotations_for(self, node: AnyNode | str) -> list:
+    def annotations_for(self, node: AnyNode | str) -> list[ResolvedAnnotation]:
         """Callouts whose targets select this node, with template fields filled in from this run."""
         return self.glossary.annotations_for(self.node(node) if isinstance(node, str) else node, self)
 
     # ---- views and exports --------------------------------------------------------------------------
-    def subgraph(self, layers=None, heads=None, positions=None) -> Graph:
+    def subgraph(self, layers: Filter = None, heads: Filter = None, positions: Filter = None) -> Graph:
         """A view restricted to these layers, heads and positions (each an int, a collection, or None for all).
         Nodes without a layer/head/position (embeddings, parameters shared by all heads) stay in."""
 
-        def norm(v, limit, what):
+        def norm(v: Filter, limit: int, what: str) -> frozenset[int] | None:
             if v is None:
                 return None
-            s = frozenset([v] if isinstance(v, int) else v)
+            s = frozenset([v] if isinstance(v, int) else (x for x in v if x is not None))
             bad = sorted(x for x in s if not 0 <= x < limit)
             if bad:
                 raise ValueError(f"{what} {bad} out of range 0..{limit - 1}")
@@ -458,7 +497,9 @@ class Graph:
         )
         return self._view(sel, self._decoding)
 
-    def to_networkx(self, layers=None, heads=None, positions=None) -> networkx.DiGraph:
+    def to_networkx(
+        self, layers: Filter = None, heads: Filter = None, positions: Filter = None
+    ) -> networkx.DiGraph[str]:
         """Export as a ``networkx.DiGraph``: node attributes are the node's schema fields (``node_type``,
         ``kind``, ``category``, ``layer``...), edge attributes ``role`` and ``slot``."""
         from .export import to_networkx
@@ -466,7 +507,7 @@ class Graph:
         view = self if (layers, heads, positions) == (None, None, None) else self.subgraph(layers, heads, positions)
         return to_networkx(view)
 
-    def save(self, path) -> None:
+    def save(self, path: str | os.PathLike[str]) -> None:
         """Write the graph to a ``.gg`` directory (graph.json + values.safetensors), atomically."""
         from .storage import save
 
@@ -478,7 +519,7 @@ class Graph:
 
         return verify(self, mode=mode)
 
-    def render(self, renderer: str, path, **options: Any):
+    def render(self, renderer: str, path: str | os.PathLike[str], **options: Any) -> Path:
         """Render with an installed renderer plugin (see ``gpt2graph renderers``)."""
         from .registry import render
 
@@ -509,7 +550,7 @@ class Graph:
         self._run.header = self.header.model_copy(update={"analysis": result, "decoding": decoding})
         return result
 
-    def summary(self) -> dict:
+    def summary(self) -> dict[str, Any]:
         """Model, weights, dims, parameter shares, tokens and top predictions, as plain data."""
         from .summary import summarize_graph
 

@@ -114,7 +114,7 @@ class LensTable:
     ``next_rank`` is 0 and ``next_prob`` NaN where no token follows; the target arrays exist only when a
     target was chosen. :class:`LensEntry` objects are made from the arrays on demand."""
 
-    __hash__ = None  # compared by value, so not hashable
+    __hash__ = None  # type: ignore[assignment]  # compared by value, so not hashable
 
     ARRAYS = ("top_ids", "top_logits", "top_probs", "next_rank", "next_prob", "target_rank", "target_prob")
 

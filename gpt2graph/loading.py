@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
 import torch
@@ -25,6 +25,9 @@ from .files import read_bounded, regular_file
 from .schema import Dims, ModelInfo, Weights
 from .targets import check_seed
 from .tokenizer import gpt2_bpe_tokenizer
+
+if TYPE_CHECKING:
+    from transformers import GPT2LMHeadModel, PreTrainedTokenizerBase
 
 __all__ = [
     "LoadedModel",
@@ -229,7 +232,7 @@ def check_model_directory(path: Path) -> None:
 MAX_CONFIG_BYTES = 1 << 20
 
 
-def _hub_kwargs(source: str) -> dict:
+def _hub_kwargs(source: str) -> dict[str, Any]:
     """Read only local files (directory, HF cache) in offline mode or when the hub's host does not resolve:
     a cache miss then fails at once instead of after a minute of retries."""
     offline = any(os.environ.get(v, "") not in ("", "0") for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
@@ -269,19 +272,20 @@ def _embedded_default(seed: int, tokenizer: Any) -> LoadedModel:
     return _embedded("gpt2", seed, tokenizer)
 
 
-def _random_model(config: Any, seed: int):
+def _random_model(config: Any, seed: int) -> GPT2LMHeadModel:
     from transformers import GPT2LMHeadModel
 
     check_fits(config, getattr(config, "name_or_path", "") or "the model")
     cpu_state = torch.random.get_rng_state()
     torch.manual_seed(seed)
     try:
-        return GPT2LMHeadModel(config).eval()
+        model: GPT2LMHeadModel = GPT2LMHeadModel(config).eval()
+        return model
     finally:
         torch.random.set_rng_state(cpu_state)
 
 
-def _tokenizer_for(name: str, local_only: bool = False):
+def _tokenizer_for(name: str, local_only: bool = False) -> PreTrainedTokenizerBase:
     """The model directory's (or hub repo's) tokenizer when it has one, else GPT-2's own BPE."""
     from transformers import AutoTokenizer
 

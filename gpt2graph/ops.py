@@ -9,6 +9,7 @@ against what the model computed.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 from torch import Tensor
@@ -184,7 +185,7 @@ def sample(probs: Tensor, seed: int | None) -> Tensor:
 
 
 #: operation kind -> implementation (the tokenizer op lives outside torch)
-OPS = {
+OPS: dict[str, Callable[..., Tensor]] = {
     "lookup": lookup,
     "add": add,
     "ln_scale": ln_scale,

@@ -59,6 +59,7 @@ from .storage import atomic_write
 from .topology import (
     BLOCK_KINDS,
     DECODE_KINDS,
+    EMBED_KINDS,
     FINAL_KINDS,
     LAYERNORMS,
     PARAM_CONSUMER,
@@ -97,6 +98,7 @@ __all__ = [
     "UPTO",
     "PARAM_CONSUMER",
     "TIED",
+    "EMBED_KINDS",
     "BLOCK_KINDS",
     "FINAL_KINDS",
     "DECODE_KINDS",

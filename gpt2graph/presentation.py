@@ -139,8 +139,8 @@ def parse_markdown(text: str) -> list[Block]:
         lines = [line for line in chunk.splitlines() if line.strip()]
         if not lines:
             continue
-        items = [_ITEM.match(line) for line in lines]
-        if all(items):
+        items = [m for m in map(_ITEM.match, lines) if m is not None]
+        if len(items) == len(lines):
             blocks.append(
                 Block(
                     tuple(parse_inline(line[m.end() :]) for line, m in zip(lines, items)),
@@ -173,10 +173,10 @@ def _styled(text: str) -> list[Span]:
     land inside a target."""
     links: list[tuple[str, str]] = []
 
-    def set_aside(m: re.Match) -> str:
+    def set_aside(m: re.Match[str]) -> str:
         url = safe_url(m.group(2))
         if url is None:
-            return m.group(0)
+            return str(m.group(0))
         links.append((m.group(1), url))
         return f"\x00{len(links) - 1}\x00"
 

@@ -118,7 +118,7 @@ def fingerprint(path: str | Path) -> str:
             h.update(file.name.encode("utf-8") + b"\0")
         try:
             with open(file, "rb") as f:
-                for chunk in iter(lambda f=f: f.read(1 << 22), b""):
+                while chunk := f.read(1 << 22):
                     h.update(chunk)
         except OSError as exc:
             raise PromptSourceError(f"{file}: cannot read: {exc.strerror or exc}") from exc

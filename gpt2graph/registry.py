@@ -38,6 +38,7 @@ live instrument of ``gpt2graph serve``) is an *app*, found the same way in the `
 from __future__ import annotations
 
 import inspect
+import os
 import sys
 import tempfile
 import warnings
@@ -92,7 +93,7 @@ class Option:
 
     @property
     def type_name(self) -> str:
-        return getattr(self.type, "__name__", None) if get_origin(self.type) is None else str(self.type)
+        return str(getattr(self.type, "__name__", self.type)) if get_origin(self.type) is None else str(self.type)
 
     def describe(self) -> dict[str, Any]:
         """The option as plain data, for listings (``gpt2graph renderers``, ``--json``)."""
@@ -224,7 +225,9 @@ class Registry:
     """The single source of truth for installed plugins of one group (renderers by default, or apps);
     entry points are read on first use."""
 
-    def __init__(self, group: str = ENTRY_POINT_GROUP, noun: str = "renderer", protocol=RENDERER_PROTOCOL):
+    def __init__(
+        self, group: str = ENTRY_POINT_GROUP, noun: str = "renderer", protocol: tuple[str, ...] = RENDERER_PROTOCOL
+    ):
         self.group = group
         self.noun = noun
         self.protocol = tuple(protocol)
@@ -287,7 +290,7 @@ registry = Registry()
 apps = Registry(APP_ENTRY_POINT_GROUP, "app", APP_PROTOCOL)
 
 
-def render(graph: Any, name: str, path: str | Path, **options: Any) -> Path:
+def render(graph: Any, name: str, path: str | os.PathLike[str], **options: Any) -> Path:
     """Render ``graph`` with the renderer ``name`` to ``path`` after validating the options. Corpus statistics
     (:class:`~gpt2graph.corpus.CorpusStats`) go to the renderer's ``render_corpus``, which takes no options."""
     from .corpus import CorpusStats
@@ -295,7 +298,8 @@ def render(graph: Any, name: str, path: str | Path, **options: Any) -> Path:
     if isinstance(graph, CorpusStats):
         return render_corpus(graph, name, path, **options)
     checked = registry.check_options(name, options)
-    return registry.resolve(name).render(graph, Path(path), **checked)
+    written: Path = registry.resolve(name).render(graph, Path(path), **checked)
+    return written
 
 
 def draws_corpus(renderer: Renderer) -> bool:
@@ -303,10 +307,10 @@ def draws_corpus(renderer: Renderer) -> bool:
     return callable(getattr(renderer, "render_corpus", None))
 
 
-def render_corpus(stats: Any, name: str, path: str | Path, **options: Any) -> Path:
+def render_corpus(stats: Any, name: str, path: str | os.PathLike[str], **options: Any) -> Path:
     """Draw corpus statistics with renderer ``name``: a renderer that can has ``render_corpus(stats, path)``."""
-    renderer = registry.resolve(name)
-    if not draws_corpus(renderer):
+    draw = getattr(registry.resolve(name), "render_corpus", None)
+    if not callable(draw):
         able = [n for n in registry.names() if draws_corpus(registry.resolve(n))]
         raise RendererError(
             f"renderer {name!r} cannot draw corpus statistics (it has no render_corpus); renderers that can: "
@@ -314,7 +318,8 @@ def render_corpus(stats: Any, name: str, path: str | Path, **options: Any) -> Pa
         )
     if options:
         raise RendererError(f"renderer {name!r} takes no options for corpus statistics; got {', '.join(options)}")
-    return renderer.render_corpus(stats, Path(path))
+    written: Path = draw(stats, Path(path))
+    return written
 
 
 def show(graph: Any, name: str, **options: Any) -> Path | None:
@@ -323,12 +328,13 @@ def show(graph: Any, name: str, **options: Any) -> Path | None:
     checked = registry.check_options(name, options)
     renderer = registry.resolve(name)
     if in_notebook():
-        if not callable(getattr(renderer, "show", None)):
+        display = getattr(renderer, "show", None)
+        if not callable(display):
             raise RendererError(
                 f"renderer {name!r} cannot display inline (it has no show()); write a file with "
                 f"graph.render({name!r}, path) instead"
             )
-        renderer.show(graph, **checked)
+        display(graph, **checked)
         return None
     path = Path(tempfile.mkdtemp(prefix="gpt2graph-show-")) / f"{name}{renderer.suffixes[0]}"
     renderer.render(graph, path, **checked)
@@ -356,7 +362,8 @@ def serve(app: str | None = None, **options: Any) -> int:
         if len(names) > 1:
             raise RendererError(f"several apps can serve ({', '.join(names)}): choose one with --app")
         app = names[0]
-    return apps.resolve(app).serve(**options)
+    code: int = apps.resolve(app).serve(**options)
+    return code
 
 
 def parse_cli_options(pairs: list[str]) -> dict[str, str]:

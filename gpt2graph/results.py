@@ -11,11 +11,14 @@ Node ids in these results are the graph's own ids (``blocks.3.attn.hook_result[7
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
 from .errors import InterpretError
+
+if TYPE_CHECKING:
+    from .lens import LensTable
 
 __all__ = [
     "TokenProb",
@@ -147,13 +150,14 @@ class LogitLens(_Result):
     n_entries: int = Field(description="Number of vectors read: the rows of the stored arrays.", ge=0)
     _table: Any = PrivateAttr(default=None)  # gpt2graph.lens.LensTable, attached when computed or loaded
 
-    def _rows(self) -> Any:
+    def _rows(self) -> LensTable:
         if self._table is None:
             raise InterpretError(
                 "this logit lens has no arrays attached: it is read with its graph "
                 "(gpt2graph.load), not from graph.json alone"
             )
-        return self._table
+        table: LensTable = self._table
+        return table
 
     @property
     def entries(self) -> list[LensEntry]:
@@ -233,7 +237,11 @@ class DLAResult(_Result):
 
     def by_head(self) -> dict[tuple[int, int], float]:
         """Each head's contribution (its output at the attributed position), by ``(layer, head)``."""
-        return {(a.layer, a.head): a.contribution for a in self.contributions if a.kind == "head_out"}
+        return {
+            (a.layer, a.head): a.contribution
+            for a in self.contributions
+            if a.kind == "head_out" and a.layer is not None and a.head is not None
+        }
 
 
 # ---- head roles ---------------------------------------------------------------------------------------------

@@ -131,9 +131,7 @@ def head_roles(graph: Graph, *, induction_probe: int | None = None, probe_seed: 
 
 def _label(scores: dict[Role, float | None], chance: dict[Role, float | None]) -> Role | None:
     lifts = {
-        r: (s - chance[r]) / (1 - chance[r])
-        for r, s in scores.items()
-        if s is not None and chance[r] is not None and chance[r] < 1
+        r: (s - c) / (1 - c) for r, s in scores.items() if s is not None and (c := chance[r]) is not None and c < 1
     }
-    best = max(lifts, key=lifts.get, default=None)
+    best = max(lifts, key=lambda r: lifts[r], default=None)
     return best if best is not None and lifts[best] >= LABEL_THRESHOLD else None

@@ -14,15 +14,17 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from pydantic import ValidationError
+from torch import Tensor
 
 from .errors import GraphFileError
 from .files import read_bounded, regular_file
 from .graph import Graph
 from .integrity import check_header, check_tensors, check_tokens
 from .lens import attach
-from .schema import FORMAT_VERSION, GraphHeader
+from .schema import FORMAT_VERSION, Dims, GraphHeader
 from .schema import VectorKind as V
 from .topology import LAYERNORMS, Key, Topology
 from .values import STORED_KINDS, TOKENS, Values, activation_shapes, param_names
@@ -59,7 +61,7 @@ _QKV = (V.q, V.k, V.v)
 _LN_NORMALIZED = {out: normalized for _, normalized, out in LAYERNORMS.values()}
 
 
-def _v1_names(dims, n: int) -> dict[Key, str]:
+def _v1_names(dims: Dims, n: int) -> dict[Key, str]:
     """Format 1's name of every stored activation (one key per kind and layer): q, k and v fused as one
     ``attn.qkv`` tensor, and each LayerNorm's output under the hook name of its normalized vector."""
     top = Topology(dims, n)
@@ -68,13 +70,13 @@ def _v1_names(dims, n: int) -> dict[Key, str]:
         for layer in top.layers_of(kind):
             key = Key(kind, layer, None, 0)
             if kind in _QKV:
-                names[key] = top.hook(key._replace(kind=V.q)).rpartition(".")[0] + ".qkv"
+                names[key] = top.hook_name(key._replace(kind=V.q)).rpartition(".")[0] + ".qkv"
             else:
-                names[key] = top.hook(key._replace(kind=_LN_NORMALIZED.get(kind, kind)))
+                names[key] = top.hook_name(key._replace(kind=_LN_NORMALIZED.get(kind, kind)))
     return names
 
 
-def _V1_SHAPES(dims, n: int) -> dict[str, tuple[int, ...]]:
+def _V1_SHAPES(dims: Dims, n: int) -> dict[str, tuple[int, ...]]:
     """Activation names and shapes of format 1 (see :func:`_v1_names`; z is flat, (n, d_model))."""
     shapes, top = activation_shapes(dims, n), Topology(dims, n)
     out = {TOKENS: shapes[TOKENS]}
@@ -84,11 +86,11 @@ def _V1_SHAPES(dims, n: int) -> dict[str, tuple[int, ...]]:
         elif key.kind == V.z:
             out[name] = (n, dims.d_model)
         else:
-            out[name] = shapes[top.hook(key)]
+            out[name] = shapes[top.hook_name(key)]
     return out
 
 
-def _upgrade_v1_header(raw: dict) -> dict:
+def _upgrade_v1_header(raw: dict[str, Any]) -> dict[str, Any]:
     """A format-1 header under format-2 names: analysis options ``top_k`` (rows kept) became ``top_tokens`` and
     ``top_k_sampling`` (the decoding filter) became ``top_k``, so that each name means one thing."""
     raw = {**raw, "format_version": FORMAT_VERSION}
@@ -106,7 +108,7 @@ def _upgrade_v1_header(raw: dict) -> dict:
     return raw
 
 
-def _upgrade_v1(acts: dict, dims) -> dict:
+def _upgrade_v1(acts: dict[str, Tensor], dims: Dims) -> dict[str, Tensor]:
     """Format-1 activations under format-2 names and layouts (the tensors are the same numbers)."""
     H, dh, d = dims.n_head, dims.d_head, dims.d_model
     n = len(acts[TOKENS])
@@ -119,7 +121,7 @@ def _upgrade_v1(acts: dict, dims) -> dict:
             t = t[:, i * d : (i + 1) * d].reshape(-1, H, dh)
         elif key.kind == V.z:
             t = t.reshape(-1, H, dh)
-        out[top.hook(key)] = t
+        out[top.hook_name(key)] = t
     return out
 
 
@@ -138,7 +140,7 @@ def _umask() -> int:
     return mask
 
 
-def atomic_write(path: str | os.PathLike, data: bytes) -> None:
+def atomic_write(path: str | os.PathLike[str], data: bytes) -> None:
     """Write ``data`` to ``path`` via a temporary file in the same directory and a rename."""
     path = Path(path)
     try:
@@ -159,7 +161,7 @@ def atomic_write(path: str | os.PathLike, data: bytes) -> None:
         raise
 
 
-def save(graph: Graph, path: str | os.PathLike) -> Path:
+def save(graph: Graph, path: str | os.PathLike[str]) -> Path:
     """Save ``graph`` (the whole run, even when called on a subgraph view) to the directory ``path``."""
     from safetensors.torch import save_file
 
@@ -211,7 +213,7 @@ def atomic_directory(path: Path, files: tuple[str, ...]) -> Iterator[Path]:
         _unlock(lock)
 
 
-def check_target(path: str | os.PathLike) -> Path:
+def check_target(path: str | os.PathLike[str]) -> Path:
     """Refuse early a path a graph cannot be saved to (checked again, for real, when writing): a symbolic
     link, or anything that exists and is not exactly a saved graph, is never replaced."""
     path = Path(path)
@@ -315,7 +317,7 @@ def _unlock(fd: int | None) -> None:
         os.close(fd)
 
 
-def load(path: str | os.PathLike) -> Graph:
+def load(path: str | os.PathLike[str]) -> Graph:
     """Load a graph saved with :func:`save`; refuse anything missing, corrupted, truncated or mismatched."""
     from safetensors import safe_open
 
@@ -359,7 +361,9 @@ def load(path: str | os.PathLike) -> Graph:
         )
     dims, n = header.model.dims, len(header.tokenization.token_ids)
     lens = header.analysis.lens if header.analysis is not None else None
-    acts, params, lens_arrays = {}, {}, {}
+    acts: dict[str, Tensor] = {}
+    params: dict[str, Tensor] = {}
+    lens_arrays: dict[str, Tensor] = {}
     try:
         with safe_open(str(values_path), framework="pt") as f:
             names = set(f.keys())

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import textwrap
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 
+from .results import Analysis, Role
 from .schema import VectorKind as V
 from .topology import Key
 
@@ -16,7 +17,7 @@ if TYPE_CHECKING:
 __all__ = ["summarize_graph", "format_summary", "top_predictions"]
 
 
-def top_predictions(graph: Graph, k: int = 5, position: int = -1) -> list[dict]:
+def top_predictions(graph: Graph, k: int = 5, position: int = -1) -> list[dict[str, Any]]:
     """The k most probable next tokens after ``position`` (default: the last), with probabilities (every token
     when k is larger than the vocabulary)."""
     probs = torch.softmax(graph.logits[position].double(), dim=-1)
@@ -25,7 +26,7 @@ def top_predictions(graph: Graph, k: int = 5, position: int = -1) -> list[dict]:
     return [{"id": int(i), "token": decode(int(i)), "probability": float(p)} for p, i in zip(top.values, top.indices)]
 
 
-def summarize_graph(graph: Graph, k: int = 5) -> dict:
+def summarize_graph(graph: Graph, k: int = 5) -> dict[str, Any]:
     m, tok = graph.model, graph.tokenization
     total = m.total_parameters
     return {
@@ -50,7 +51,7 @@ def summarize_graph(graph: Graph, k: int = 5) -> dict:
     }
 
 
-def decoding_summary(graph: Graph) -> dict:
+def decoding_summary(graph: Graph) -> dict[str, Any]:
     """The decoding settings and the token the decoding stage chooses after the last position."""
     last = graph.n_tokens - 1
     chosen_id, probs_id = (graph.topology.vector_id(Key(kind, None, None, last)) for kind in (V.next_token, V.probs))
@@ -65,12 +66,12 @@ def decoding_summary(graph: Graph) -> dict:
     }
 
 
-def analysis_summary(analysis, k: int = 5) -> dict:
+def analysis_summary(analysis: Analysis, k: int = 5) -> dict[str, Any]:
     """The top DLA contributors and the labelled heads (strongest first per role), as plain data."""
     dla, roles = analysis.dla, analysis.roles
-    labelled: dict[str, list[dict]] = {}
-    for role in ("previous_token", "first_token", "current_token", "induction"):
-        labelled[role] = [
+    labelled: dict[str, list[dict[str, Any]]] = {}
+    for role in Role:
+        labelled[role.value] = [
             {"layer": h.layer, "head": h.head, "score": getattr(h, role)} for h in roles.ranked(role) if h.label == role
         ][:k]
     return {
@@ -87,7 +88,7 @@ def analysis_summary(analysis, k: int = 5) -> dict:
     }
 
 
-def format_summary(s: dict, width: int = 100) -> str:
+def format_summary(s: dict[str, Any], width: int = 100) -> str:
     """The summary as text, for a terminal ``width`` columns wide (long token lists wrap)."""
     w = s["weights"]
     seed = "unknown seed" if w["seed"] is None else f"seed {w['seed']}"

@@ -11,8 +11,12 @@ import hashlib
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .errors import ModelLoadError
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerFast
 
 __all__ = ["gpt2_bpe_tokenizer", "BPE_FILES"]
 
@@ -36,7 +40,7 @@ def _bpe_file(name: str) -> Path:
 
 
 @lru_cache(maxsize=1)
-def gpt2_bpe_tokenizer():
+def gpt2_bpe_tokenizer() -> PreTrainedTokenizerFast:
     """A ``PreTrainedTokenizerFast`` equal to GPT-2's tokenizer, built from checksum-verified files."""
     from tokenizers import ByteLevelBPETokenizer
     from transformers import PreTrainedTokenizerFast

@@ -23,7 +23,7 @@ reads a node) are both computed from it, once per shape of model, so the two dir
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
 from typing import NamedTuple
@@ -47,6 +47,7 @@ __all__ = [
     "PARAM_CONSUMER",
     "TIED",
     "DECODE_KINDS",
+    "EMBED_KINDS",
     "BLOCK_KINDS",
     "FINAL_KINDS",
     "LAYERNORMS",
@@ -55,6 +56,13 @@ __all__ = [
 _OP_PREFIX = "op:"
 TOKENIZE_OP_ID = _OP_PREFIX + "tokenize"
 V, P = VectorKind, ParamKind
+
+
+#: a filter on layers, heads or positions: one value, a collection of them (None inside: nodes without one),
+#: or None for any
+Filter = int | Iterable[int | None] | None
+#: a filter on kinds: one kind, a collection, or None for any
+KindFilter = str | Iterable[str] | None
 
 
 class Key(NamedTuple):
@@ -99,7 +107,19 @@ class ParamSpec:
 C, S, SP = Category, Stage, Space
 
 
-def _v(kind, category, stage, space, hook, op, *, layer=False, head=False, head_first=False, op_stage=None):
+def _v(
+    kind: VectorKind,
+    category: Category,
+    stage: Stage,
+    space: Space,
+    hook: str | None,
+    op: OpKind,
+    *,
+    layer: bool = False,
+    head: bool = False,
+    head_first: bool = False,
+    op_stage: Stage | None = None,
+) -> VectorSpec:
     return VectorSpec(kind, category, stage, space, hook, layer, head, head_first, op, op_stage or stage)
 
 
@@ -159,7 +179,7 @@ VECTOR_SPECS: dict[str, VectorSpec] = {
 # fmt: on
 
 
-def _p(kind, name, stage, *, layer=False, head=False):
+def _p(kind: ParamKind, name: str, stage: Stage, *, layer: bool = False, head: bool = False) -> ParamSpec:
     return ParamSpec(kind, name, stage, layer, head)
 
 
@@ -193,6 +213,8 @@ PARAM_SPECS: dict[str, ParamSpec] = {
 #: parameters that are another one transposed: GPT-2 unembeds with its token embedding table
 TIED = {P.W_U: P.W_E}
 
+#: before the first block: the tokens, their two embeddings and the stream entering block 0
+EMBED_KINDS = (V.token, V.token_embedding, V.pos_embedding, V.input_embedding)
 #: the vectors one block computes from the stream entering it, in forward order
 BLOCK_KINDS = (
     V.ln1_scale, V.ln1_normalized, V.ln1, V.q, V.k, V.v, V.attn_scores, V.attn_pattern, V.z, V.head_out, V.attn_out,
@@ -209,7 +231,7 @@ LAYERNORMS = {
 #: the decoding stage, in order (each step reads the one before; the first reads the logits)
 DECODE_KINDS = (V.scaled_logits, V.top_k_logits, V.top_p_logits, V.probs, V.next_token)
 #: names of the vectors no TransformerLens hook holds (ids are name[position])
-_UNHOOKED = {V.token: "tokens", **{k: f"decode.{k}" for k in DECODE_KINDS}}
+_UNHOOKED: dict[str, str] = {V.token: "tokens", **{k: f"decode.{k}" for k in DECODE_KINDS}}
 _UNHOOKED_KIND = {name: kind for kind, name in _UNHOOKED.items()}
 
 # ---- what each operation reads --------------------------------------------------------------------------
@@ -273,9 +295,11 @@ READS: dict[str, tuple[Read, ...]] = {
 #: parameter kind -> the vector kind whose operation reads it (each parameter feeds exactly one kind)
 PARAM_CONSUMER: dict[str, str] = {r.kind: out for out, reads in READS.items() for r in reads if r.kind in PARAM_SPECS}
 # hook template -> vector kind; the input embedding and the final resid_post are special-cased in parsing
-_HOOK_KIND = {s.hook: s.kind for s in VECTOR_SPECS.values() if s.hook and "{L}" in s.hook and s.kind != V.resid_post}
+_HOOK_KIND: dict[str, str] = {
+    s.hook: s.kind for s in VECTOR_SPECS.values() if s.hook and "{L}" in s.hook and s.kind != V.resid_post
+}
 _HOOK_KIND.update({s.hook: s.kind for s in VECTOR_SPECS.values() if s.hook and "{L}" not in s.hook})
-_PARAM_KIND = {s.name: s.kind for s in PARAM_SPECS.values()}
+_PARAM_KIND: dict[str, str] = {s.name: s.kind for s in PARAM_SPECS.values()}
 _ID_RE = re.compile(r"^(?P<name>[A-Za-z_][\w.]*)(?:\[(?P<index>\d+(?:,\d+)*)\])?$")
 _LAYER_RE = re.compile(r"^blocks\.(\d+)\.")
 
@@ -320,7 +344,9 @@ class Topology:
         )
 
     # ---- enumeration --------------------------------------------------------------------------------
-    def vector_keys(self, kind=None, layer=None, head=None, position=None) -> Iterator[Key]:
+    def vector_keys(
+        self, kind: KindFilter = None, layer: Filter = None, head: Filter = None, position: Filter = None
+    ) -> Iterator[Key]:
         """Vector keys in forward order, filtered; each filter is a value, a collection, or None (any)."""
         kinds = _as_filter(kind, VECTOR_SPECS)
         positions = [p for p in range(self.n_tokens) if matches(position, p)]
@@ -335,7 +361,7 @@ class Topology:
                         for p in positions:
                             yield Key(k, lyr, h, p)
 
-    def param_keys(self, kind=None, layer=None, head=None) -> Iterator[Key]:
+    def param_keys(self, kind: KindFilter = None, layer: Filter = None, head: Filter = None) -> Iterator[Key]:
         kinds = _as_filter(kind, PARAM_SPECS)
         for k in PARAM_SPECS:
             if k not in kinds:
@@ -363,13 +389,22 @@ class Topology:
     # ---- ids ----------------------------------------------------------------------------------------
     def vector_index(self, key: Key) -> list[int]:
         spec = VECTOR_SPECS[key.kind]
+        position = _given(key.position)
         if not spec.per_head:
-            return [key.position]
-        return [key.head, key.position] if spec.head_first else [key.position, key.head]
+            return [position]
+        head = _given(key.head)
+        return [head, position] if spec.head_first else [position, head]
 
     def hook(self, key: Key) -> str | None:
         spec = VECTOR_SPECS[key.kind]
         return spec.hook.replace("{L}", str(key.layer)) if spec.hook else None
+
+    def hook_name(self, key: Key) -> str:
+        """The hook holding ``key``'s kind, for a kind that has one (every captured activation does)."""
+        name = self.hook(key)
+        if name is None:
+            raise ValueError(f"no TransformerLens hook holds {key.kind}")
+        return name
 
     def vector_id(self, key: Key) -> str:
         name = self.hook(key) or _UNHOOKED[key.kind]
@@ -381,7 +416,7 @@ class Topology:
     def _alias_hooks(self, key: Key) -> list[str]:
         """Other TransformerLens hooks holding the activation of ``key``'s kind and layer: the stream entering
         block L is also resid_post of block L - 1."""
-        return [f"blocks.{key.layer - 1}.hook_resid_post"] if key.kind == V.resid_pre else []
+        return [f"blocks.{_given(key.layer) - 1}.hook_resid_post"] if key.kind == V.resid_pre else []
 
     def hooks(self) -> dict[str, tuple[str, int | None]]:
         """Every TransformerLens hook name of this run, aliases included, with the (vector kind, layer) whose
@@ -432,12 +467,12 @@ class Topology:
         if template == "blocks.{L}.hook_resid_pre" and layer == 0:
             template, layer = "blocks.0.hook_resid_pre", None
         elif template == "blocks.{L}.hook_resid_post" and layer is not None:
-            kind, layer = (V.resid_post, layer) if layer == last else (V.resid_pre, layer + 1)
-            return Key(kind, layer, None, index[0]) if len(index) == 1 else None
-        kind = _HOOK_KIND.get(template)
-        if kind is None:
+            stream, layer = (V.resid_post, layer) if layer == last else (V.resid_pre, layer + 1)
+            return Key(stream, layer, None, index[0]) if len(index) == 1 else None
+        hooked = _HOOK_KIND.get(template)
+        if hooked is None:
             return None
-        spec = VECTOR_SPECS[kind]
+        kind, spec = hooked, VECTOR_SPECS[hooked]
         if len(index) != 1 + spec.per_head:
             return None
         if not spec.per_head:
@@ -488,12 +523,12 @@ class Topology:
             SP.vocab: d.n_vocab,
         }
         space = VECTOR_SPECS[key.kind].space
-        return [key.position + 1] if space == SP.keys else [size[space]]
+        return [_given(key.position) + 1] if space == SP.keys else [size[space]]
 
     def param_shape(self, key: Key) -> list[int]:
         d = self.dims
         D, Dh, Dm = d.d_model, d.d_head, d.d_mlp
-        return {
+        shapes: dict[str, list[int]] = {
             P.W_E: [d.n_vocab, D],
             P.W_pos: [d.n_ctx, D],
             P.ln1_w: [D],
@@ -515,7 +550,8 @@ class Topology:
             P.ln_final_w: [D],
             P.ln_final_b: [D],
             P.W_U: [D, d.n_vocab],
-        }[key.kind]
+        }
+        return shapes[key.kind]
 
     # ---- edges --------------------------------------------------------------------------------------
     def stream(self, block: int, position: int) -> Key:
@@ -542,7 +578,7 @@ class Topology:
         """(input vector keys, parameter keys) of the operation producing vector ``out``, in argument order."""
         vectors: list[Key] = []
         params: list[Key] = []
-        p = out.position
+        p = _given(out.position)
         for (kind, layer, head, _), positions in self._structure.inputs[out[:3]]:
             if positions is None:
                 params.append(Key(kind, layer, head))
@@ -557,18 +593,19 @@ class Topology:
         inverse of :meth:`op_inputs`, computed from the same table."""
         n, p = self.n_tokens, key.position
         out: list[Key] = []
+        first = 0 if p is None else p
         for (kind, layer, head, _), positions in self._structure.readers.get(key[:3], ()):
             if positions is None:  # a parameter: read at every position
                 out += [Key(kind, layer, head, q) for q in range(n)]
             elif positions == SAME:
                 out.append(Key(kind, layer, head, p))
             else:  # read by every later query
-                out += [Key(kind, layer, head, q) for q in range(p, n)]
+                out += [Key(kind, layer, head, q) for q in range(first, n)]
         return out
 
     def op_layer(self, out: Key) -> int | None:
         """Block index of the operation producing ``out`` (the stream between blocks is made by the block before)."""
-        return out.layer - 1 if out.kind == V.resid_pre else out.layer
+        return _given(out.layer) - 1 if out.kind == V.resid_pre else out.layer
 
     def op_id(self, out: Key) -> str:
         """Id of the operation producing vector ``out``: ``op:`` plus its id (every token: the tokenizer's)."""
@@ -577,7 +614,7 @@ class Topology:
     def edges_of_op(self, out: Key) -> list[tuple[str, str, EdgeRole, int]]:
         """(source, target, role, slot) of every edge touching the op that produces ``out``."""
         if out.kind == V.token:
-            return [(TOKENIZE_OP_ID, self.vector_id(out), EdgeRole.output, out.position)]
+            return [(TOKENIZE_OP_ID, self.vector_id(out), EdgeRole.output, _given(out.position))]
         op = self.op_id(out)
         inputs, params = self.op_inputs(out)
         edges = [(self.vector_id(k), op, EdgeRole.input, i) for i, k in enumerate(inputs)]
@@ -593,27 +630,31 @@ def _stream(block: int, n_layer: int) -> Key:
     return Key(V.resid_pre, block) if block < n_layer else Key(V.resid_post, n_layer - 1)
 
 
-def _forward_groups(n_layer: int) -> Iterator[list[tuple[str, int | None]]]:
+def _forward_groups(n_layer: int) -> Iterator[Sequence[tuple[str, int | None]]]:
     """(kind, layer) of every vector group, in forward order, in one list per stage (embedding, each block,
     the end)."""
-    yield [(V.token, None), (V.token_embedding, None), (V.pos_embedding, None), (V.input_embedding, None)]
+    yield [(k, None) for k in EMBED_KINDS]
     for L in range(n_layer):
         yield [(V.resid_pre, L)] * bool(L) + [(k, L) for k in BLOCK_KINDS]
     yield [(V.resid_post, n_layer - 1), *((k, None) for k in FINAL_KINDS), *((k, None) for k in DECODE_KINDS)]
+
+
+#: a group of vectors (or a parameter): a key without its position
+Unit = tuple[str, int | None, int | None]
 
 
 @dataclass(frozen=True)
 class _Structure:
     """:data:`READS` resolved for one shape of model, per group: what each group reads and who reads it."""
 
-    inputs: dict[tuple, tuple[tuple[Key, str | None], ...]]  # by (kind, layer, head)
-    readers: dict[tuple, tuple[tuple[Key, str | None], ...]]
+    inputs: dict[Unit, tuple[tuple[Key, str | None], ...]]  # by (kind, layer, head)
+    readers: dict[Unit, tuple[tuple[Key, str | None], ...]]
 
 
 @lru_cache(maxsize=32)
 def _structure(n_layer: int, n_head: int) -> _Structure:
-    inputs: dict[tuple, tuple[tuple[Key, str | None], ...]] = {}
-    readers: dict[tuple, list[tuple[Key, str | None]]] = {}
+    inputs: dict[Unit, tuple[tuple[Key, str | None], ...]] = {}
+    readers: dict[Unit, list[tuple[Key, str | None]]] = {}
     for group in _forward_groups(n_layer):
         for kind, layer in group:
             for head in range(n_head) if VECTOR_SPECS[kind].per_head else [None]:
@@ -640,7 +681,7 @@ def _resolve(out: Key, read: Read, n_layer: int, n_head: int) -> Iterator[tuple[
         yield Key(read.kind, layer, head), None if param else read.positions
 
 
-def _as_filter(value, universe) -> set:
+def _as_filter(value: KindFilter, universe: Iterable[str]) -> set[str]:
     if value is None:
         return set(universe)
     values = {value} if isinstance(value, str) else set(value)
@@ -650,10 +691,17 @@ def _as_filter(value, universe) -> set:
     return values
 
 
-def matches(flt, value) -> bool:
+def matches(flt: Filter, value: int | None) -> bool:
     """Does ``value`` pass the filter ``flt`` (None: anything; an int: equal; a collection: member)?"""
     if flt is None:
         return True
     if isinstance(flt, int):
         return value == flt
     return value in flt
+
+
+def _given(value: int | None) -> int:
+    """A key's layer, head or position where its kind has one (the key was made by this topology)."""
+    if value is None:
+        raise AssertionError("a key without the layer, head or position its kind has")
+    return value

@@ -19,6 +19,7 @@ decoding stage depends on the graph's decoding settings, not only on the run, so
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -40,7 +41,7 @@ __all__ = [
 ]
 
 V, P = VectorKind, ParamKind
-_QKV_OFFSET = {P.W_Q: 0, P.W_K: 1, P.W_V: 2, P.b_Q: 0, P.b_K: 1, P.b_V: 2}
+_QKV_OFFSET: dict[str, int] = {P.W_Q: 0, P.W_K: 1, P.W_V: 2, P.b_Q: 0, P.b_K: 1, P.b_V: 2}
 #: the vector kinds captured from the model and stored; all others are derived from these
 STORED_KINDS = (
     V.token_embedding, V.pos_embedding, V.input_embedding, V.resid_pre, V.ln1, V.q, V.k, V.v, V.z, V.attn_out,
@@ -50,9 +51,9 @@ STORED_KINDS = (
 SUMMARY_FIELDS = ("norm", "mean", "std", "min", "max")
 #: the name the token ids are stored under (no TransformerLens hook holds them)
 TOKENS = "tokens"
-_LN_OF = {kind: kinds for kinds in LAYERNORMS.values() for kind in kinds}
+_LN_OF: dict[str, tuple[str, str, str]] = {kind: kinds for kinds in LAYERNORMS.values() for kind in kinds}
 #: parameter kind -> HF state-dict name ({L} = layer)
-_HF_PARAM = {
+_HF_PARAM: dict[str, str] = {
     P.W_E: "transformer.wte.weight",
     P.W_pos: "transformer.wpe.weight",
     P.ln1_w: "transformer.h.{L}.ln_1.weight",
@@ -86,7 +87,7 @@ def activation_shapes(dims: Dims, n: int) -> dict[str, tuple[int, ...]]:
         for layer in top.layers_of(kind):
             key = Key(kind, layer, None, 0)
             width = tuple(top.vector_shape(key))
-            shapes[top.hook(key)] = (n, dims.n_head, *width) if VECTOR_SPECS[kind].per_head else (n, *width)
+            shapes[top.hook_name(key)] = (n, dims.n_head, *width) if VECTOR_SPECS[kind].per_head else (n, *width)
     return shapes
 
 
@@ -107,28 +108,29 @@ def param_names(dims: Dims) -> list[str]:
 
 def summaries(x: Tensor, keep: Tensor | None = None, dtype: torch.dtype = torch.float64) -> dict[str, Tensor]:
     """The statistics of :data:`SUMMARY_FIELDS` of every vector along the last dimension of ``x`` at once,
-    counting only the entries where ``keep`` (broadcast against ``x``) is true; computed in ``dtype``."""
-    x = x.to(dtype)
-    if keep is not None and bool(keep.all()):
-        keep = None
-    if keep is None:
-        return {
-            "norm": torch.linalg.vector_norm(x, dim=-1),
-            "mean": x.mean(-1),
-            "std": x.std(-1, correction=0),
-            "min": x.amin(-1),
-            "max": x.amax(-1),
-        }
-    count = keep.sum(-1)
-    zeroed = torch.where(keep, x, 0.0)
-    mean = zeroed.sum(-1) / count
-    return {
-        "norm": zeroed.square().sum(-1).sqrt(),
-        "mean": mean,
-        "std": (torch.where(keep, x - mean[..., None], 0.0).square().sum(-1) / count).sqrt(),
-        "min": torch.where(keep, x, torch.inf).amin(-1),
-        "max": torch.where(keep, x, -torch.inf).amax(-1),
-    }
+    counting only the entries where ``keep`` (broadcast against ``x``) is true; computed in ``dtype`` (float64,
+    as node summaries are; float32 halves the time and memory of a whole weight matrix).
+
+    The arithmetic is numpy's, on the tensors' own memory: a renderer asks for hundreds of these, and torch's
+    thread pool makes each small reduction take milliseconds whenever the machine is busy."""
+    a = x.detach().numpy().astype(torch.empty(0, dtype=dtype).numpy().dtype, copy=False)
+    k = None if keep is None else np.broadcast_to(keep.numpy(), a.shape)
+    if k is not None and k.all():
+        k = None
+    if k is None:
+        count: np.ndarray | int = a.shape[-1]
+        mean = a.mean(-1)
+        centred = a - mean[..., None]
+        low, high = a.min(-1), a.max(-1)
+    else:
+        count = k.sum(-1)
+        mean = np.where(k, a, 0.0).sum(-1) / count
+        centred = np.where(k, a - mean[..., None], 0.0)
+        low, high = np.where(k, a, np.inf).min(-1), np.where(k, a, -np.inf).max(-1)
+    std = np.sqrt((centred * centred).sum(-1) / count)  # two passes, as a population std
+    norm = np.sqrt(count * (std * std + mean * mean))  # sum of squares = count (variance + mean^2)
+    stats = {"norm": norm, "mean": mean, "std": std, "min": low, "max": high}
+    return {name: torch.from_numpy(np.asarray(v, dtype=a.dtype)) for name, v in stats.items()}
 
 
 def param_shapes(dims: Dims) -> dict[str, tuple[int, ...]]:
@@ -214,7 +216,7 @@ class Values:
             x = self.hook(*self._ln_input(kind, layer))
             scale = ops.ln_scale(x, self.dims.layer_norm_eps)
             return scale if kind == scale_kind else ops.ln_normalize(x, scale)
-        return self.activations[self.topology.hook(Key(kind, layer, None, 0))]
+        return self.activations[self.topology.hook_name(Key(kind, layer, None, 0))]
 
     def _ln_input(self, kind: str, layer: int | None) -> tuple[str, int | None]:
         key = self.topology.ln_input(kind, layer, 0)
@@ -228,6 +230,7 @@ class Values:
     def vector(self, key: Key) -> Tensor:
         """The value of one vector node."""
         kind, L, h, p = key
+        assert p is not None, "a vector key has a position"
         if kind in (V.attn_scores, V.attn_pattern):
             q = self.hook(V.q, L)[p, h]
             keys = self.hook(V.k, L)[: p + 1, h]
@@ -247,4 +250,4 @@ class Values:
         return self.hook(kind, L)[p]
 
     def logits(self) -> Tensor:
-        return self.activations[self.topology.hook(Key(V.logits, None, None, 0))]
+        return self.activations[self.topology.hook_name(Key(V.logits, None, None, 0))]

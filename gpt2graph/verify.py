@@ -18,6 +18,7 @@ libraries the model comes from.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor
@@ -27,6 +28,9 @@ from .decoding import decode_step, decode_steps
 from .schema import DecodingSettings, OpKind, VectorKind
 from .topology import DECODE_KINDS, VECTOR_SPECS, Key
 from .values import TOKENS
+
+if TYPE_CHECKING:
+    from .graph import Graph
 
 __all__ = ["verify", "VerifyReport", "reference_decoding", "ATOL", "RTOL"]
 
@@ -83,7 +87,7 @@ class VerifyReport:
     def record(self, kind: str, recomputed: Tensor, captured: Tensor, vectors: int) -> None:
         self.kinds.setdefault(str(kind), KindError()).add(recomputed, captured, vectors)
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         return {
             "ok": self.ok,
             "mode": self.mode,
@@ -116,7 +120,7 @@ class VerifyReport:
         return "\n".join(lines)
 
 
-def verify(graph, mode: str = "batched") -> VerifyReport:
+def verify(graph: Graph, mode: str = "batched") -> VerifyReport:
     """Re-execute ``graph`` (the whole run) and compare with its captured values."""
     if mode == "batched":
         return _verify_batched(graph)
@@ -125,7 +129,7 @@ def verify(graph, mode: str = "batched") -> VerifyReport:
     raise ValueError(f"unknown verify mode {mode!r}; expected 'batched' or 'vector'")
 
 
-def _verify_vectors(graph) -> VerifyReport:
+def _verify_vectors(graph: Graph) -> VerifyReport:
     """Apply every operation node to its own input vectors, in topological order."""
     store, top = graph.store, graph.topology
     eps = graph.dims.layer_norm_eps
@@ -134,17 +138,19 @@ def _verify_vectors(graph) -> VerifyReport:
     references: dict[int, dict[str, Tensor]] = {}  # Hugging Face's decoding of the captured logits, per position
     tokens = store.activations[TOKENS]
     for key in top.vector_keys():
+        p = key.position
+        assert p is not None, "a vector key has a position"
         if key.kind == V.token:
-            computed[key] = tokens[key.position : key.position + 1]
+            computed[key] = tokens[p : p + 1]
             continue
         in_keys, param_keys = top.op_inputs(key)
         xs = [computed[k] for k in in_keys]
         ws = [store.param(k) for k in param_keys]
         if key.kind in DECODE_KINDS:
             computed[key] = out = decode_step(key.kind, xs[0], graph.decoding)
-            if key.position not in references:
-                references[key.position] = reference_decoding(store.logits()[key.position], graph.decoding)
-            report.record(key.kind, out, references[key.position][key.kind], 1)
+            if p not in references:
+                references[p] = reference_decoding(store.logits()[p], graph.decoding)
+            report.record(key.kind, out, references[p][key.kind], 1)
             continue
         computed[key] = out = _apply(VECTOR_SPECS[key.kind].op, key, xs, ws, eps)
         report.record(key.kind, out, graph.vector_value(key), 1)
@@ -155,6 +161,7 @@ def _apply(op: str, key: Key, xs: list[Tensor], ws: list[Tensor], eps: float) ->
     """Apply one operation node to its inputs, in the argument order of ``Topology.op_inputs``."""
     if op == OpKind.lookup:
         index = xs[0][0] if xs else key.position  # token id, or the position for W_pos
+        assert index is not None
         return ops.lookup(ws[0], index)
     if op == OpKind.ln_scale:
         return ops.ln_scale(xs[0], eps)
@@ -167,7 +174,7 @@ def _apply(op: str, key: Key, xs: list[Tensor], ws: list[Tensor], eps: float) ->
     return ops.OPS[op](*xs, *ws)
 
 
-def _verify_batched(graph) -> VerifyReport:
+def _verify_batched(graph: Graph) -> VerifyReport:
     """The forward executor (all heads and positions of a layer at once), observing every site."""
     store, n = graph.store, graph.n_tokens
     report = VerifyReport("batched")
@@ -177,9 +184,12 @@ def _verify_batched(graph) -> VerifyReport:
         captured = graph.hook(kind, layer)
         vectors = n * (graph.dims.n_head if VECTOR_SPECS[kind].per_head else 1)
         report.record(kind, value[0], captured, vectors)
+    assert result.logits is not None
     logits = result.logits[0]
     with torch.no_grad():  # the fused paths (attention kernel, one product for attn_out) that patching runs take
-        fused = forward.run(store.stacked, graph.dims, store.activations[TOKENS]).logits[0]
+        fused_logits = forward.run(store.stacked, graph.dims, store.activations[TOKENS]).logits
+    assert fused_logits is not None
+    fused = fused_logits[0]
     report.record(V.logits, fused, graph.hook(V.logits), 0)  # the same vectors, by the other path
     for start in range(0, n, _DECODE_ROWS):  # (rows, n_vocab) float64 per step: a chunk at a time
         rows = slice(start, start + _DECODE_ROWS)

@@ -8,7 +8,7 @@ validation error can point at the exact place in the file.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
@@ -28,7 +28,10 @@ class _Refused(Exception):
 
 
 # libyaml's parser when PyYAML was built with it (ten times faster, and it limits nesting itself)
-_SafeBase: type = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+if TYPE_CHECKING:
+    _SafeBase = yaml.SafeLoader
+else:
+    _SafeBase = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 class MarkedLoader(_SafeBase):
@@ -111,8 +114,8 @@ class MarkedLoader(_SafeBase):
             return items
         return self._scalar(node)
 
-    def _mapping(self, node: MappingNode, path: KeyPath) -> dict:
-        out: dict = {}
+    def _mapping(self, node: MappingNode, path: KeyPath) -> dict[Any, Any]:
+        out: dict[Any, Any] = {}
         for key_node, value_node in node.value:
             where = self._at(key_node.start_mark)
             if key_node.tag == _STD + "merge":

@@ -169,9 +169,10 @@ def page(driver, tiny_graph, tmp_path_factory) -> Page:
     return page
 
 
-def _ancestors(graph, index: int) -> set[int]:
-    """Every node the node ``index`` is computed from, by walking ``op_inputs`` in Python."""
-    top, lay = graph.topology, layout(graph.topology)
+def _ancestors(graph, index: int, lay=None) -> set[int]:
+    """Every node the node ``index`` is computed from, by walking ``op_inputs`` in Python (within the nodes of
+    ``lay``, a view's layout, when given)."""
+    top, lay = graph.topology, lay or layout(graph.topology)
     seen: set[int] = set()
     stack = [lay.key_of(index)]
     while stack:
@@ -180,6 +181,8 @@ def _ancestors(graph, index: int) -> set[int]:
             continue
         vectors, params = top.op_inputs(key)
         for k in [*vectors, *params]:
+            if top.node_id(k) not in lay.id_index:  # outside the view
+                continue
             i = lay.index(k)
             if i not in seen:
                 seen.add(i)
@@ -380,4 +383,27 @@ def test_markup_tokens_in_the_analysis_stay_text(driver, tiny_checkpoint, tmp_pa
         ".length"
     )
     assert injected == 0
+    assert page.severe_logs() == []
+
+
+def test_a_view_is_drawn_as_it_is(driver, tiny_graph, tmp_path):
+    """A subgraph view: only its nodes are on the page, ancestry is traced within it, the heat map shows its
+    heads and says so for another; the page runs without errors."""
+    view = tiny_graph.subgraph(layers=[1], heads=[2, 3], positions=[1, 3, 4])
+    page = _open(driver, gpt2graph_bokeh.write_html(view, tmp_path / "view.html"))
+    lay = layout(view.topology, view.selection)
+    ids = page.js(f"return {page.model('nodes')}.data.id")
+    assert list(ids) == [str(i) for i in lay.ids] and all(node in view for node in ids)
+    node_id = "blocks.1.attn.hook_z[3,2]"
+    index = lay.id_index[node_id]
+    page.pointer(index, click=True)
+    ancestors, panel, title = page.js(f"""
+        return [{page.model("ancestors")}.indices, {page.model("panel")}.text,
+                {page.model("heatmap")}.above.map(t => t.text).join(' ')]""")
+    assert set(ancestors) == _ancestors(tiny_graph, index, lay)
+    assert lay.id_index["blocks.1.attn.hook_v[3,2]"] in ancestors
+    assert node_id in panel and "position 3" in panel
+    assert "layer 1, head 2" in title
+    page.js(f"{page.model('attn-head')}.value = 1")
+    assert page.until(f"{page.model('heatmap')}.above.map(t => t.text).join(' ').includes('not in this view')")
     assert page.severe_logs() == []

@@ -180,3 +180,17 @@ def test_views_are_live_and_keep_their_own_choices(tiny_checkpoint):
     with pytest.raises(gpt2graph.errors.NodeNotFoundError, match="outside this subgraph"):
         before.values("blocks.0.hook_mlp_out[0]")
     assert before.values("blocks.1.hook_mlp_out[0]").shape == (g.dims.d_model,)
+
+
+def test_a_view_holds_only_its_nodes_and_options_fill_only_the_axes_it_leaves_whole(tiny_graph):
+    """The renderers' rule (graph.py): a view decides on the axes it restricts, options on the others."""
+    from gpt2graph.graph import Selection
+
+    view = tiny_graph.subgraph(layers=[1], positions=[0, 2])
+    assert "blocks.1.attn.hook_q[0,3]" in view and "op:tokenize" in view and "embed.W_E" in view
+    assert "blocks.0.attn.hook_q[0,3]" not in view and "blocks.1.attn.hook_q[1,3]" not in view
+    assert "nonsense" not in view and 7 not in view
+    assert view.selection.filled(layers=[0], heads=2, positions=None) == Selection(
+        frozenset({1}), frozenset({2}), frozenset({0, 2})
+    )
+    assert Selection().filled(heads=[0, 1]) == Selection(None, frozenset({0, 1}), None)

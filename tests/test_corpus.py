@@ -35,6 +35,9 @@ PROMPTS = [
     "When Mary and John went to the store, John gave a drink to",
 ]
 TOL = 1e-6
+# Workers are other processes with another thread count, so their float32 matmuls sum in another order: the
+# activations agree to a few float32 ulps, and sums of squares over many of them (M2) to about 2e-6 relative.
+ACROSS_PROCESSES = 1e-5
 
 
 def write_lines(path: Path, lines: list[str]) -> Path:
@@ -178,7 +181,7 @@ def test_mean_requests_outside_the_corpus_are_clear_errors(stats):
 # ---- engines and worker counts ------------------------------------------------------------------------------
 def test_two_local_workers_give_the_same_statistics(stats, corpus_file, tiny_checkpoint, tmp_path):
     two = run_corpus(corpus_file, tmp_path / "two.ggc", model=str(tiny_checkpoint), workers=2, chunk_size=1)
-    assert_same_stats(two, stats)
+    assert_same_stats(two, stats, ACROSS_PROCESSES)
 
 
 @pytest.fixture(scope="module")
@@ -221,7 +224,7 @@ def test_ray_engine_gives_the_same_statistics(stats, corpus_file, tiny_checkpoin
         corpus_file, tmp_path / "ray.ggc", model=str(tiny_checkpoint), engine="ray", address=ray_cluster, workers=2,
         chunk_size=1,
     )  # fmt: skip
-    assert_same_stats(on_ray, stats)
+    assert_same_stats(on_ray, stats, ACROSS_PROCESSES)
 
 
 # ---- resuming -----------------------------------------------------------------------------------------------
@@ -298,7 +301,7 @@ def test_a_killed_run_resumes_to_the_same_result(long_corpus, tiny_checkpoint, t
     assert again.returncode == 0, again.stderr
     resumed = load_corpus(out)
     assert resumed.header.complete and resumed.header.done == [(0, N_LONG)]
-    assert_same_stats(resumed, whole)  # every prompt counted once: counts are exact, moments to rounding
+    assert_same_stats(resumed, whole, ACROSS_PROCESSES)  # every prompt counted once: counts exact, moments to rounding
 
 
 def test_a_finished_corpus_is_not_counted_again_and_another_run_is_refused(

@@ -5,6 +5,8 @@ import pytest
 import gpt2graph
 from gpt2graph.loading import parameter_groups
 
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def full_graph():

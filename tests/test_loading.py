@@ -79,6 +79,7 @@ def test_bpe_files_are_checksummed():
     assert tok("Transformer tokens")["input_ids"] == [8291, 16354, 16326]
 
 
+@pytest.mark.slow
 def test_unnamed_model_falls_back_with_one_warning(monkeypatch):
     """No pretrained gpt2 in the cache and no network: the embedded default, and one clear warning."""
     import gpt2graph.loading as loading
@@ -93,6 +94,7 @@ def test_unnamed_model_falls_back_with_one_warning(monkeypatch):
     assert loaded.info.total_parameters == 124_439_808
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("name", "dims"),
     [("gpt2", (12, 12, 768)), ("gpt2-medium", (24, 16, 1024)), ("gpt2-large", (36, 20, 1280)),

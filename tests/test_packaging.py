@@ -21,6 +21,8 @@ import pytest
 
 from gpt2graph.schemagen import SCHEMAS
 
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parent.parent
 
 

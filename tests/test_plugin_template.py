@@ -68,6 +68,7 @@ def test_installed_template_renders_through_the_api(on_path, tiny_graph, tmp_pat
     assert not (tmp_path / "bad.dot").exists()
 
 
+@pytest.mark.slow
 def test_installed_template_is_listed_and_used_by_the_cli(installed, saved_graph, tmp_path):
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(installed), os.environ.get("PYTHONPATH", "")])}
     cli = [sys.executable, "-m", "gpt2graph.cli"]

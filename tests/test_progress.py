@@ -8,6 +8,8 @@ import subprocess
 import sys
 import termios
 
+import pytest
+
 from gpt2graph import progress
 
 SCRIPT = "from gpt2graph import progress\nfor _ in progress.steps(range(3), 'counting'): pass\nprint('done')\n"
@@ -36,10 +38,12 @@ def _run_on(stderr_is_tty: bool, env: dict | None = None) -> str:
     return b"".join(chunks).decode(errors="replace")
 
 
+@pytest.mark.slow
 def test_a_bar_is_drawn_on_a_terminal():
     assert "counting" in _run_on(stderr_is_tty=True)
 
 
+@pytest.mark.slow
 def test_nothing_is_drawn_in_a_pipe_or_when_turned_off():
     assert _run_on(stderr_is_tty=False) == ""
     assert _run_on(stderr_is_tty=True, env={progress.ENV: "0"}) == ""

@@ -50,3 +50,30 @@ def test_unwritable_path_is_a_clear_error_and_leaves_nothing(renderer, tiny_grap
         tiny_graph.render(name, path)
     assert str(path) in str(err.value)  # says which path
     assert sorted(tmp_path.rglob("*")) == before
+
+
+#: a view restricted on every axis (the tiny model has 2 layers, 4 heads, 5 positions)
+VIEW = dict(layers=[1], heads=[1], positions=[1, 2])
+
+
+def _outside(graph, view) -> list[str]:
+    """Ids of nodes the view leaves out, of kinds whose ids no node inside the view contains."""
+    top = graph.topology
+    keys = [
+        *top.vector_keys(kind=["q", "attn_pattern", "z", "mlp_post", "resid_mid"]),
+        *top.param_keys(kind=["W_Q", "W_in", "b_O"]),
+    ]
+    return [top.node_id(k) for k in keys if top.node_id(k) not in view]
+
+
+def test_draws_the_view_it_is_given(renderer, tiny_graph, tmp_path):
+    """The rule of graph.py: nodes outside a view are not drawn; the options choose only on the axes the view
+    leaves whole, so the defaults still draw the view."""
+    name, r = renderer
+    view = tiny_graph.subgraph(**VIEW)
+    outside = _outside(tiny_graph, view)
+    whole = tiny_graph.render(name, tmp_path / f"whole{r.suffixes[0]}").read_bytes().decode("utf-8", "replace")
+    assert any(node in whole for node in outside)  # the check can fail: these ids are drawn for a whole graph
+    part = view.render(name, tmp_path / f"view{r.suffixes[0]}").read_bytes().decode("utf-8", "replace")
+    assert [node for node in outside if node in part] == []
+    assert "blocks.1.attn.hook_q[1,1]" in part and "blocks.1.hook_mlp_out[2]" in part  # the view itself is drawn

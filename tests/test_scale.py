@@ -2,9 +2,12 @@
 
 import tracemalloc
 
+import pytest
 from conftest import make_checkpoint
 
 import gpt2graph
+
+pytestmark = pytest.mark.slow
 
 
 def test_full_context_build_allocates_no_per_node_objects(tmp_path):

@@ -452,3 +452,20 @@ def test_the_decoding_stage_is_drawn_node_by_node_with_the_options(tiny_graph):
     cut = [r for r in drawn["decode.top_k_logits[0]"].iter(f"{{{NS['svg']}}}rect") if r.get("fill") == "#e6e8eb"]
     assert cut  # tokens the filter removed are drawn masked
     assert tiny_graph.decoding.top_k is None  # the options drew a view; the graph is unchanged
+
+
+def test_a_view_is_drawn_as_it_is(analysed_graph):
+    """A subgraph view: its blocks expanded, its head in full, its positions as lanes; every node drawn is in it,
+    and so is every DLA row and every cell of the head map; no text overlaps."""
+    view = analysed_graph.subgraph(layers=[1], heads=[2, 3], positions=[1, 3])
+    root = render(view)
+    drawn = {el.get("data-node") for el in root.iter() if el.get("data-node")}
+    assert drawn and all(node in view for node in drawn)
+    assert "blocks.1.attn.hook_q[3,2]" in drawn and "blocks.1.attn.hook_q[3,3]" not in drawn  # head 2 in full
+    assert all(bar.get("data-component") in view for bar in by_class(root, "dla-bar"))
+    assert {(c.get("data-layer"), c.get("data-head")) for c in by_class(root, "head-cell")} == {("1", "2"), ("1", "3")}
+    assert_no_overlap(scene(view))
+    # options choose on the axes the view leaves whole: here, which blocks of a view of heads are expanded
+    heads_only = render(analysed_graph.subgraph(heads=[1]), layers=[0])
+    drawn = {el.get("data-node") for el in heads_only.iter() if el.get("data-node")}
+    assert "blocks.0.attn.hook_z[0,1]" in drawn and not any(n.startswith("blocks.1.attn") for n in drawn)

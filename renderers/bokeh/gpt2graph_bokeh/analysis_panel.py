@@ -10,17 +10,21 @@ the attributed position by their own contribution and the rest of each attribute
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from gpt2graph.plugin import Analysis, DecodingResult, DLAResult, percent, signed
+from gpt2graph.plugin import Analysis, DecodingResult, DLAResult, Role, Selection, percent, signed
+
+if TYPE_CHECKING:
+    from gpt2graph import Graph
 
 from .layout import Layout
 from .sanitize import escape
 
 __all__ = ["ANALYSIS_MODES", "ROLE_MODES", "Metrics", "analysis_panel", "decoding_panel", "head_panels", "metrics"]
 
-ROLE_MODES = ("previous_token", "first_token", "current_token", "induction")
+ROLE_MODES = tuple(map(str, Role))
 #: colour modes an analysed graph adds: signed DLA, then scores in [0, 1]
 ANALYSIS_MODES = ("dla", *ROLE_MODES, "copying")
 #: how the colour bar names each score
@@ -46,7 +50,7 @@ class Metrics:
 
 def _unit_heads(lay: Layout) -> tuple[np.ndarray, np.ndarray]:
     """Layer and head (-1: none) of every node."""
-    n = lay.topology.n_tokens
+    n = lay.n
     units = [*lay.groups, *lay.params]
     layer = np.array([-1 if k.layer is None else k.layer for k in units], dtype=np.int32)
     head = np.array([-1 if k.head is None else k.head for k in units], dtype=np.int32)
@@ -101,15 +105,16 @@ def metrics(analysis: Analysis, lay: Layout) -> Metrics:
     titles["copying"], ticks["copying"] = _score_bar(_SCORE_NAME["copying"], None)
 
     head_dla = np.full((d.n_layer, d.n_head), np.nan)
+    for (L, h), contribution in analysis.dla.by_head().items():
+        head_dla[L, h] = contribution
     raw = np.full(layer.shape, np.nan, dtype=np.float32)
     for a in analysis.dla.contributions:
-        if a.kind == "head_out":
-            head_dla[a.layer, a.head] = a.contribution
-        raw[lay.id_index[a.component]] = a.contribution  # every component is a node (b_O, ln_final.b: weights)
+        if a.component in lay.id_index:  # every component is a node (b_O, ln_final.b: weights), maybe outside the view
+            raw[lay.id_index[a.component]] = a.contribution
     dla = per_head(head_dla)
     own = ~np.isnan(raw)
     dla[own] = raw[own]  # a component's own contribution over its head's
-    span = float(np.nanmax(np.abs(dla)))
+    span = float(np.nanmax(np.abs(dla))) if not np.isnan(dla).all() else 0.0
     scaled = 0.5 + 0.5 * dla / span if span > 0 else np.where(np.isnan(dla), np.nan, 0.5)  # all zero: the middle
     cols["c_dla"] = scaled.astype(np.float32)
     ticks["dla"] = {0: signed(-span), 0.5: "0", 1: signed(span)}
@@ -138,7 +143,7 @@ def head_panels(analysis: Analysis) -> list[str]:
     scores against a uniform head and its label, its direct effect (DLA attributes every head's output at
     its position), and its circuits (OV copying score, leading singular values, the tokens it boosts). Every
     token is escaped."""
-    dla = {(a.layer, a.head): a.contribution for a in analysis.dla.contributions if a.kind == "head_out"}
+    dla = analysis.dla.by_head()
     c = analysis.circuits
     chance = analysis.roles.chance
     out = []
@@ -172,9 +177,10 @@ def head_panels(analysis: Analysis) -> list[str]:
     return out
 
 
-def analysis_panel(analysis: Analysis, k: int = 8) -> str:
+def analysis_panel(analysis: Analysis, k: int = 8, view: Graph | None = None) -> str:
     """HTML of the analysis: the ``k`` largest DLA contributors, the strongest and the labelled heads per role
-    against the uniform baseline, and the decoding table of every step. Every text from the run is escaped."""
+    against the uniform baseline, and the decoding table of every step; components and heads are those of
+    ``view`` (None: every one). Every text from the run is escaped."""
     d = analysis.dla
     what = (
         f"logit of <b>{escape(d.token)}</b>"
@@ -187,22 +193,22 @@ def analysis_panel(analysis: Analysis, k: int = 8) -> str:
         f"(residual error {d.residual_error:.1e}, tolerance {d.tolerance:.0e})</p>",
         _table(
             ["component", "kind", "contribution"],
-            [[escape(c.component), escape(c.kind), signed(c.contribution)] for c in d.top(k)],
+            [
+                [escape(c.component), escape(c.kind), signed(c.contribution)]
+                for c in [c for c in d.top(len(d.contributions)) if view is None or c.component in view][:k]
+            ],
             "g2g-dla",
         ),
     ]
     r = analysis.roles
+    shown = Selection() if view is None else view.selection
     rows = []
     for role in ROLE_MODES:
-        best = (
-            ", ".join(
-                f"{h.layer}.{h.head} ({getattr(h, role):.2f})"
-                for h in r.ranked(role, 3)
-                if getattr(h, role) is not None
-            )
-            or "—"
-        )
-        labelled = ", ".join(f"{h.layer}.{h.head}" for h in r.heads if h.label == role) or "—"
+        ranked = [h for h in r.ranked(role) if shown.admits(h.layer, h.head, None)][:3]
+        best = ", ".join(f"{h.layer}.{h.head} ({getattr(h, role):.2f})" for h in ranked if getattr(h, role) is not None)
+        labelled = [h for h in r.heads if h.label == role and shown.admits(h.layer, h.head, None)]
+        labelled = ", ".join(f"{h.layer}.{h.head}" for h in labelled) or "—"
+        best = best or "—"
         chance = r.chance.get(role)
         rows.append([_shown(role), best, "—" if chance is None else f"{chance:.2f}", labelled])
     source = "the prompt" if r.source == "prompt" else f"the prompt plus {r.probe_length} random tokens, twice"

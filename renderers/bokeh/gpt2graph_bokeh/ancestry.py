@@ -45,13 +45,16 @@ def _csr(per_unit: list[list[tuple[int, int]]]) -> Rules:
 
 
 def input_rules(lay: Layout) -> Rules:
-    """The inputs of every unit, as the topology states them (:meth:`Topology.unit_inputs`)."""
+    """The inputs of every unit, as the topology states them (:meth:`Topology.unit_inputs`), within the view
+    laid out: an input outside it is not drawn, so it is not followed. Positions are lanes: the lanes up to
+    ``i`` are the positions shown up to ``positions[i]``."""
     top, G = lay.topology, len(lay.groups)
     mode = {SAME_POSITION: SAME, UPTO_POSITIONS: UPTO}
     per_unit: list[list[tuple[int, int]]] = [
         [
             (G + lay.param_index[source], ONE) if positions is None else (lay.group_index[source], mode[positions])
             for source, positions in top.unit_inputs(group)
+            if source in lay.group_index or source in lay.param_index
         ]
         for group in lay.groups
     ]
@@ -74,7 +77,7 @@ def lane_edges(inputs: Rules, lay: Layout) -> tuple[np.ndarray, np.ndarray]:
     """(source, target) node indices of the edges drawn on the canvas: every input from the same position,
     including the key and value at the query's own position. Cross-position edges (O(n^2)) and parameter
     edges are drawn only for the selected node."""
-    n, G = lay.topology.n_tokens, len(lay.groups)
+    n, G = lay.n, len(lay.groups)
     src_parts, dst_parts = [], []
     positions = np.arange(n, dtype=np.int64)
     for unit in range(G):

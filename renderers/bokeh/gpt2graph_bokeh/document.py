@@ -169,7 +169,7 @@ def _unit_tables(graph: Graph, lay: Layout) -> dict[str, np.ndarray]:
 
 def _node_source(graph: Graph, lay: Layout, metric: Metrics | None) -> ColumnDataSource:
     """One row per vector and parameter, in layout order, with numpy columns wherever possible."""
-    n, G = graph.n_tokens, len(lay.groups)
+    n, G = lay.n, len(lay.groups)
     categories = list(CATEGORY_COLOURS)
     unit = np.concatenate(
         [np.repeat(np.arange(G, dtype=np.int32), n), np.arange(G, G + len(lay.params), dtype=np.int32)]
@@ -187,7 +187,7 @@ def _node_source(graph: Graph, lay: Layout, metric: Metrics | None) -> ColumnDat
         "w": lay.width,
         "h": lay.height,
         "unit": unit,
-        "pos": np.concatenate([np.tile(np.arange(n, dtype=np.int32), G), np.full(len(lay.params), -1, np.int32)]),
+        "pos": np.concatenate([np.tile(lay.positions.astype(np.int32), G), np.full(len(lay.params), -1, np.int32)]),
         "cat": unit_cat[unit],
         "id": lay.ids,
         **stats,
@@ -199,36 +199,56 @@ def _node_source(graph: Graph, lay: Layout, metric: Metrics | None) -> ColumnDat
     return ColumnDataSource(data, name="nodes")
 
 
-def _pattern_data(graph: Graph) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """Lower triangles of every head's pattern packed as (layer, head, query, key<=query) float32, and the
-    heat-map source columns for one head."""
-    n, d = graph.n_tokens, graph.dims
-    q, k = np.tril_indices(n)
+def _heads_shown(graph: Graph) -> tuple[list[int], list[int]]:
+    """The layers and heads of the view, whose attention patterns the page carries."""
+    sel, d = graph.selection, graph.dims
+    layers = sorted(sel.layers) if sel.layers is not None else list(range(d.n_layer))
+    return layers, sorted(sel.heads) if sel.heads is not None else list(range(d.n_head))
+
+
+def _pattern_data(graph: Graph, lay: Layout) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Lower triangles of every shown head's pattern between the shown positions, packed as (layer, head,
+    query lane, key lane <= query lane) float32, and the heat-map source columns for one head (lanes; ``qpos``
+    and ``kpos`` their positions)."""
+    q, k = np.tril_indices(lay.n)
+    layers, heads = _heads_shown(graph)
+    rows, cols = lay.positions[q], lay.positions[k]
     pattern = VectorKind.attn_pattern
-    packed = np.concatenate([graph.hook(pattern, L).numpy()[:, q, k].reshape(-1) for L in range(d.n_layer)])
+    packed = np.concatenate([graph.hook(pattern, L).numpy()[heads][:, rows, cols].reshape(-1) for L in layers])
     tokens = np.array(graph.tokenization.tokens_visible)
     heat = {
         "q": q.astype(np.int32),
         "k": k.astype(np.int32),
+        "qpos": rows.astype(np.int32),
+        "kpos": cols.astype(np.int32),
         "prob": packed[: len(q)].astype(np.float32),
-        "qtok": tokens[q],
-        "ktok": tokens[k],
+        "qtok": tokens[rows],
+        "ktok": tokens[cols],
     }
     return packed.astype(np.float32), heat
 
 
-def _token_labels(graph: Graph) -> list[str]:
-    return [f"{p}: {t}" for p, t in enumerate(graph.tokenization.tokens_visible)]
+def _token_labels(graph: Graph, lay: Layout) -> list[str]:
+    """A label per lane: its position and token."""
+    tokens = graph.tokenization.tokens_visible
+    return [f"{p}: {tokens[p]}" for p in lay.positions]
 
 
-def _header(graph: Graph, title: str) -> Div:
-    model, d = graph.model, graph.dims
+def _header(graph: Graph, lay: Layout, title: str) -> Div:
+    model, d, top = graph.model, graph.dims, graph.topology
+    counts = f"{top.count_vectors():,} vectors, {top.count_params():,} parameter tensors"
+    if lay.n_nodes < top.count_vectors() + top.count_params():  # a view: what of the run it shows
+        layers, heads = _heads_shown(graph)
+        counts = (
+            f"a view of layers {', '.join(map(str, layers))}, heads {', '.join(map(str, heads))}, "
+            f"positions {', '.join(map(str, lay.positions))}: {lay.n_vectors:,} of {top.count_vectors():,} vectors, "
+            f"{len(lay.params):,} of {top.count_params():,} parameter tensors"
+        )
     parts = [
         f'<div class="g2g-title">{escape(title)}</div>',
         (
             f"<div>{escape(model.name)} · {d.n_layer} layers × {d.n_head} heads · d_model {d.d_model} · "
-            f"{graph.n_tokens} tokens · {graph.topology.count_vectors():,} vectors, "
-            f"{graph.topology.count_params():,} parameter tensors · prompt "
+            f"{graph.n_tokens} tokens · {counts} · prompt "
             f'<span class="g2g-prompt">{escape(graph.tokenization.text)}</span></div>'
         ),
     ]
@@ -260,7 +280,7 @@ def _overview(lay: Layout, nodes: dict, graph: Graph) -> ColumnDataSource:
     unembedding and the decoding, coloured by the vector they write (attention and MLP output, the embedding
     sum, the logits, the probabilities);
     the weights (a few per block, whatever the prompt length) stay as they are."""
-    n, H = graph.n_tokens, graph.dims.n_head
+    n, H = lay.n, graph.dims.n_head
     xs, ws, reps, labels = [], [], [], []
 
     def add(x0: float, x1: float, rep_kind: str, layer: int | None, label: str) -> None:
@@ -270,7 +290,7 @@ def _overview(lay: Layout, nodes: dict, graph: Graph) -> ColumnDataSource:
         labels.append(label)
 
     add(lay.block_x[0] - 3.6, lay.block_x[0] + 0.5, "input_embedding", None, "embedding")
-    for L in range(graph.dims.n_layer):
+    for L in _heads_shown(graph)[0]:
         left, middle, right = lay.block_span(L)
         add(left, middle - 0.2, "attn_out", L, f"block {L}: attention")
         add(middle + 0.2, right, "mlp_out", L, f"block {L}: MLP")
@@ -286,7 +306,7 @@ def _overview(lay: Layout, nodes: dict, graph: Graph) -> ColumnDataSource:
         "h": np.concatenate([np.full(blocks.shape, H - 0.4, np.float32), lay.height[weights]]),
         "label": np.array(labels * n + [str(i) for i in nodes["id"][weights]]),
         "where": np.array(
-            [f"position {p}: {tokens[p]}" for p in range(n) for _ in xs]
+            [f"position {p}: {tokens[p]}" for p in lay.positions for _ in xs]
             + ["a weight, shared by every position"] * len(weights)
         ),
     }
@@ -448,7 +468,7 @@ def _axes(fig: Any, graph: Graph, lay: Layout) -> None:
     lanes = [float(y) for y in lay.lane_y]
     strip = float(sum(lay.param_strip) / 2)
     fig.yaxis.ticker = FixedTicker(ticks=sorted([strip, *lanes]))  # NoOverlap expects ascending ticks
-    fig.yaxis.major_label_overrides = {strip: "weights", **dict(zip(lanes, _token_labels(graph), strict=True))}
+    fig.yaxis.major_label_overrides = {strip: "weights", **dict(zip(lanes, _token_labels(graph, lay), strict=True))}
     fig.yaxis.major_label_policy = NoOverlap()
     fig.yaxis.axis_label = "position: token"
     blocks = [
@@ -519,10 +539,11 @@ def _legends(
     return legend, bars
 
 
-def _heatmap(graph: Graph) -> tuple[Any, ColumnDataSource, Title, ColumnDataSource, np.ndarray]:
-    """(figure, pattern source, title, focus-row source, every head's packed pattern) of the attention panel."""
-    n = graph.n_tokens
-    patterns, heat_data = _pattern_data(graph)
+def _heatmap(graph: Graph, lay: Layout) -> tuple[Any, ColumnDataSource, Title, ColumnDataSource, np.ndarray]:
+    """(figure, pattern source, title, focus-row source, every shown head's packed pattern) of the attention
+    panel: one row and column per lane."""
+    n = lay.n
+    patterns, heat_data = _pattern_data(graph, lay)
     heat = ColumnDataSource(heat_data, name="heat")
     focus = ColumnDataSource({"x": [], "y": [], "w": []}, name="heat-focus")
     fig = figure(
@@ -535,7 +556,8 @@ def _heatmap(graph: Graph) -> tuple[Any, ColumnDataSource, Title, ColumnDataSour
         x_axis_label="key position (attended to)",
         y_axis_label="query position (attending)",
     )
-    title = Title(text="Attention pattern · layer 0, head 0", text_font_size="13px")
+    layers, heads = _heads_shown(graph)
+    title = Title(text=f"Attention pattern · layer {layers[0]}, head {heads[0]}", text_font_size="13px")
     fig.add_layout(title, "above")
     fig.grid.visible = False
     mapper = LogColorMapper(palette=list(_HEAT), low=1e-3, high=1)
@@ -557,10 +579,12 @@ def _heatmap(graph: Graph) -> tuple[Any, ColumnDataSource, Title, ColumnDataSour
     )
     fig.add_tools(
         HoverTool(
-            renderers=[cells], tooltips=[("query", "@q: @qtok"), ("key", "@k: @ktok"), ("weight", "@prob{0.000}")]
+            renderers=[cells],
+            tooltips=[("query", "@qpos: @qtok"), ("key", "@kpos: @ktok"), ("weight", "@prob{0.000}")],
         )
     )
-    labels = {float(p): f"{t} ({p})" for p, t in enumerate(graph.tokenization.tokens_visible)}
+    tokens = graph.tokenization.tokens_visible
+    labels = {float(lane): f"{tokens[p]} ({p})" for lane, p in enumerate(lay.positions)}
     for axis in (fig.xaxis, fig.yaxis):
         axis.ticker = FixedTicker(ticks=list(labels))
         axis.major_label_overrides = labels
@@ -595,11 +619,12 @@ class Explorer:
         """What the decoding settings of ``graph`` (a ``with_decoding`` view of the same run) change, at these
         positions (all: None): the decoding vectors' statistics and the analysis panel's decoding table. No
         forward pass: the decoding stage is derived from the stored logits, in one pass."""
-        n = graph.n_tokens
-        positions = list(range(n)) if positions is None else positions
+        lay, n = self.layout, self.layout.n
+        positions = [int(p) for p in lay.positions] if positions is None else [p for p in positions if p in lay.lane]
         summaries = graph.decoding_summaries(positions)
-        first = decoding_rows(self.layout).start
-        rows = np.concatenate([first + g * n + np.array(positions) for g in range(len(DECODE_KINDS))])
+        first = decoding_rows(lay).start
+        lanes = np.array([lay.lane[p] for p in positions], dtype=np.int64)
+        rows = np.concatenate([first + g * n + lanes for g in range(len(DECODE_KINDS))])
         stats = {
             name: np.concatenate([summaries[k][name].reshape(-1).numpy() for k in DECODE_KINDS]).astype(np.float32)
             for name in summaries[DECODE_KINDS[0]]
@@ -634,7 +659,7 @@ class Explorer:
             column = np.array(nodes.data[name][block], dtype=np.float32)
             column[update.rows - block.start] = update.stats[name]
             columns[name] = column
-        kinds = np.repeat(np.array([str(k) for k in DECODE_KINDS]), lay.topology.n_tokens)
+        kinds = np.repeat(np.array([str(k) for k in DECODE_KINDS]), lay.n)
         patch["c_norm"] = [(block, relative(columns["norm"], kinds, signed=False))]
         patch["c_mean"] = [(block, relative(columns["mean"], kinds, signed=True))]
         nodes.patch(patch)
@@ -654,9 +679,23 @@ class Explorer:
 
 def decoding_rows(lay: Layout) -> slice:
     """Rows of the node source holding the decoding stage (its groups come last among the vectors)."""
-    n = lay.topology.n_tokens
+    n = lay.n
     first = min(lay.group_index[Key(kind)] for kind in DECODE_KINDS)
     return slice(first * n, (first + len(DECODE_KINDS)) * n)
+
+
+def _slider(what: str, values: list[int]) -> Slider:
+    """The slider choosing the heat map's layer or head among ``values`` (a lone value: disabled)."""
+    return Slider(
+        start=values[0],
+        end=max(values[-1], values[0] + 1),
+        value=values[0],
+        step=1,
+        title=what,
+        width=200,
+        name=f"attn-{what}",
+        disabled=len(values) == 1,
+    )
 
 
 def build_explorer(graph: Graph, **options: Any) -> LayoutDOM:
@@ -675,8 +714,8 @@ def make_explorer(
 ) -> Explorer:
     """The explorer of ``graph`` with handles on the models a live page updates.
 
-    The explorer always shows the whole run, also for a subgraph view (its level of detail is what keeps a long
-    run manageable), so a view is widened to the full graph first."""
+    A view (``graph.subgraph(...)``) is drawn as it is: only its nodes are on the page, and what a node is
+    computed from or feeds is traced within it."""
     if color_by in ANALYSIS_MODES and graph.analysis is None:
         raise RendererError(
             f"color_by={color_by!r} needs the interpretability results on the graph: build with "
@@ -685,10 +724,10 @@ def make_explorer(
     if color_by not in COLOR_MODES + ANALYSIS_MODES:
         raise ValueError(f"color_by must be one of {', '.join(COLOR_MODES + ANALYSIS_MODES)}, got {color_by!r}")
     modes = COLOR_MODES + (ANALYSIS_MODES if graph.analysis is not None else ())
-    graph = graph.subgraph()  # the full view of the same run
-    n, d = graph.n_tokens, graph.dims
+    d = graph.dims
     title = title or default_title(graph)
-    lay = layout(graph.topology)
+    lay = layout(graph.topology, graph.selection)
+    n = lay.n
     ins = input_rules(lay)
     outs = output_rules(ins)
     know = knowledge(graph, lay)
@@ -728,27 +767,9 @@ def make_explorer(
         for r in canvas.detail:
             r.visible = False
 
-    heat_fig, heat, heat_title, focus, patterns = _heatmap(graph)
-    layer_w = Slider(
-        start=0,
-        end=max(d.n_layer - 1, 1),
-        value=0,
-        step=1,
-        title="layer",
-        width=200,
-        name="attn-layer",
-        disabled=d.n_layer == 1,
-    )
-    head_w = Slider(
-        start=0,
-        end=max(d.n_head - 1, 1),
-        value=0,
-        step=1,
-        title="head",
-        width=200,
-        name="attn-head",
-        disabled=d.n_head == 1,
-    )
+    heat_fig, heat, heat_title, focus, patterns = _heatmap(graph, lay)
+    layers, heads = _heads_shown(graph)
+    layer_w, head_w = _slider("layer", layers), _slider("head", heads)
     color_w = RadioButtonGroup(labels=list(modes), active=modes.index(color_by), name="color-by")
     panel = Div(
         text=_INTRO,
@@ -765,6 +786,8 @@ def make_explorer(
         "n_vectors": lay.n_vectors,
         "n_groups": len(lay.groups),
         "n_head": d.n_head,
+        "heat_layers": layers,
+        "heat_heads": heads,
         "in_ptr": ins.ptr,
         "in_src": ins.src,
         "in_mode": ins.mode,
@@ -830,7 +853,7 @@ def make_explorer(
     analysis = None
     if graph.analysis is not None:  # under the canvas, its three parts side by side
         analysis = Div(
-            text=analysis_panel(graph.analysis),
+            text=analysis_panel(graph.analysis, view=graph),
             width=1160,
             name="analysis",
             stylesheets=[InlineStyleSheet(css=_CSS)],
@@ -838,5 +861,5 @@ def make_explorer(
         )
         main.children.append(analysis)
     side = column(panel, row(layer_w, head_w), heat_fig)
-    root = column(_header(graph, title), controls, row(main, side), name="explorer")
+    root = column(_header(graph, lay, title), controls, row(main, side), name="explorer")
     return Explorer(root, lay, canvas.fig, canvas.nodes, overview, analysis)

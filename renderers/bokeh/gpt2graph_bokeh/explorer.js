@@ -3,6 +3,7 @@
 // node selection, the overview selection, a head widget, the colour widget, or a range of the main plot.
 // Every string that reaches HTML goes through esc(); panels[] and head_panels[] are HTML sanitised in Python.
 
+// n: lanes (the positions shown; a view may show some); a node's position is nodes.data.pos
 const n = meta.n_tokens, NV = meta.n_vectors, G = meta.n_groups, H = meta.n_head
 const SAME = 0, UPTO = 1, FROM = 2
 const N = nodes.data.x.length
@@ -60,7 +61,7 @@ function lens_of(i) {
 }
 
 function header(i, n_anc, n_desc) {
-  const d = nodes.data, u = unit_of(i), p = pos_of(i)
+  const d = nodes.data, u = unit_of(i), p = d.pos[i]
   const where = []
   if (meta.unit_layer[u] >= 0) where.push(`layer ${meta.unit_layer[u]}`)
   if (meta.unit_head[u] >= 0) where.push(`head ${meta.unit_head[u]}`)
@@ -85,7 +86,14 @@ function panel_index(i) {
 }
 
 function show_head(L, h) {
-  const T = n * (n + 1) / 2, off = (L * H + h) * T
+  // the patterns of the view's heads only: another head shows empty
+  const T = n * (n + 1) / 2, li = meta.heat_layers.indexOf(L), hi = meta.heat_heads.indexOf(h)
+  if (li < 0 || hi < 0) {
+    heat.data = {...heat.data, prob: new Float32Array(T).fill(NaN)}
+    heat_title.text = `Attention pattern · layer ${L}, head ${h}: not in this view`
+    return
+  }
+  const off = (li * meta.heat_heads.length + hi) * T
   // a copy, not a view: on a Bokeh server the change is sent back, and a view would carry its whole buffer
   const prob = new Float32Array(patterns.buffer, patterns.byteOffset + 4 * off, T).slice()
   heat.data = {...heat.data, prob: prob}

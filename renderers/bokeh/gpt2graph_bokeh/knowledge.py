@@ -133,8 +133,9 @@ class _Builder:
             notes = [a for a in g.annotations_for(node) if a.id not in self.specific_ids]
             entries = [e for e in g.glossary_for(node) if e.id not in self.specific_ids]
             op = None
-            if key.kind in VECTOR_SPECS and key.kind != "token":
-                op_node = g.node(g.topology.op_id(key))
+            op_id = g.topology.op_id(key) if key.kind in VECTOR_SPECS and key.kind != "token" else None
+            if op_id is not None and op_id in g:  # the operation producing it, when the view holds it
+                op_node = g.node(op_id)
                 op = (str(op_node.kind), primary_entry(g.glossary_for(op_node), str(op_node.kind)))
             self.found[cache_key] = (notes, entries, op)
         return self.found[cache_key]
@@ -160,7 +161,7 @@ def knowledge(graph: Graph, lay: Layout) -> Knowledge:
     """Tooltip summary and side panel of every unit, plus per-node panels for position- or id-specific notes."""
     b = _Builder(graph)
     top = lay.topology
-    units = [k._replace(position=0) for k in lay.groups] + list(lay.params)
+    units = [k._replace(position=int(lay.positions[0])) for k in lay.groups] + list(lay.params)
     unit_tip = np.zeros(len(units), np.int32)
     unit_panel = np.zeros(len(units), np.int32)
     for u, key in enumerate(units):
@@ -194,12 +195,13 @@ def _selected_nodes(graph: Graph, lay: Layout, item: Any) -> list[tuple[int, str
     out = []
     for sel in item.applies_to if hasattr(item, "applies_to") else item.targets:
         if sel.id is not None:
-            candidates = [graph.node(sel.id)]
+            candidates = [graph.node(sel.id)] if sel.id in graph else []
         else:
             candidates = graph.iter_nodes(kind=sel.kind, layer=sel.layer, head=sel.head, position=sel.position)
         for node in candidates:
             if sel.matches(node):
                 _, key = top.parse(node.id)
-                if key.kind != "tokenize":
+                vector = top.vector_id(key) if key.kind in VECTOR_SPECS else node.id  # an op: the vector it makes
+                if key.kind != "tokenize" and vector in lay.id_index:
                     out.append((lay.index(key), node.id))
     return out

@@ -5,13 +5,15 @@ stream runs along it through every block. Inside a block, the per-position vecto
 attention output, MLP vectors) are tall bars, and each head's vectors are small cells, one row per head, so a
 lane is ``n_head`` rows high. Parameters sit in a strip above lane 0, directly over the column they feed.
 
-Nodes are numbered the way :meth:`Topology.vector_keys` enumerates them: vectors come in *groups* of one
-``(kind, layer, head)`` with one node per position, so node ``g * n_tokens + p`` is position ``p`` of group
-``g``; parameter nodes follow, in :meth:`Topology.param_keys` order.
+A view (``graph.subgraph(...)``) is laid out as it is: only its groups, parameters and positions have nodes,
+at the places they have in the whole run (a lane per position shown). Nodes are numbered the way
+:meth:`Topology.vector_keys` enumerates them: vectors come in *groups* of one ``(kind, layer, head)`` with one
+node per lane, so node ``g * n + i`` is lane ``i`` (position ``positions[i]``) of group ``g``; parameter nodes
+follow, in :meth:`Topology.param_keys` order.
 
 Example::
 
-    lay = layout(graph.topology)
+    lay = layout(graph.topology, graph.selection)
     lay.x[lay.index(Key("q", 0, 3, 1))]      # x of blocks.0.attn.hook_q[1,3]
 """
 
@@ -31,6 +33,7 @@ from gpt2graph.plugin import (
     READS,
     VECTOR_SPECS,
     Key,
+    Selection,
     Topology,
     VectorKind,
 )
@@ -142,6 +145,7 @@ class Layout:
     topology: Topology
     groups: list[Key]  # one (kind, layer, head) per vector group; position left as None
     params: list[Key]
+    positions: np.ndarray  # the token position of each lane
     x: np.ndarray
     y: np.ndarray
     width: np.ndarray
@@ -153,8 +157,13 @@ class Layout:
     param_strip: tuple[float, float]  # (bottom, top) y of the parameter strip
 
     @property
+    def n(self) -> int:
+        """Number of lanes: the positions shown."""
+        return len(self.positions)
+
+    @property
     def n_vectors(self) -> int:
-        return len(self.groups) * self.topology.n_tokens
+        return len(self.groups) * self.n
 
     @property
     def n_nodes(self) -> int:
@@ -164,14 +173,18 @@ class Layout:
         """Node index of a vector key (with its position) or a parameter key."""
         if key.kind in PARAM_SPECS:
             return self.n_vectors + self.param_index[key]
-        return self.group_index[key._replace(position=None)] * self.topology.n_tokens + key.position
+        return self.group_index[key._replace(position=None)] * self.n + self.lane[key.position]
 
     def key_of(self, index: int) -> Key:
         """The vector (with its position) or parameter key of a node index."""
-        n = self.topology.n_tokens
         if index >= self.n_vectors:
             return self.params[index - self.n_vectors]
-        return self.groups[index // n]._replace(position=index % n)
+        return self.groups[index // self.n]._replace(position=int(self.positions[index % self.n]))
+
+    @cached_property
+    def lane(self) -> dict[int, int]:
+        """The lane of each position shown."""
+        return {int(p): i for i, p in enumerate(self.positions)}
 
     @cached_property
     def group_index(self) -> dict[Key, int]:
@@ -184,9 +197,9 @@ class Layout:
     @cached_property
     def ids(self) -> np.ndarray:
         """Every node's id in node order, as one numpy string array (Bokeh serialises it in one piece)."""
-        top, n = self.topology, self.topology.n_tokens
+        top = self.topology
         return np.array(
-            [top.vector_id(k._replace(position=p)) for k in self.groups for p in range(n)]
+            [top.vector_id(k._replace(position=int(p))) for k in self.groups for p in self.positions]
             + [top.param_id(k) for k in self.params]
         )
 
@@ -232,15 +245,20 @@ def _column_x(kind: str, layer: int | None, block_x: np.ndarray) -> float:
     return float(block_x[layer] + BLOCK_COLUMNS[kind])
 
 
-def layout(topology: Topology) -> Layout:
-    """Lay out every vector and parameter of ``topology`` (depends only on the dims and the token count)."""
-    d, n = topology.dims, topology.n_tokens
-    H = d.n_head
+def layout(topology: Topology, selection: Selection | None = None) -> Layout:
+    """Lay out every vector and parameter of ``topology`` in ``selection`` (None: all), from the dims, the token
+    count and the selection alone."""
+    selection = selection or Selection()
+    d = topology.dims
+    positions = np.array(
+        sorted(selection.positions) if selection.positions is not None else range(topology.n_tokens), dtype=np.int64
+    )
+    n, H = len(positions), d.n_head
     pitch = H + LANE_GAP
     lane_y = -np.arange(n, dtype=np.float64) * pitch
     block_x = np.arange(d.n_layer + 1, dtype=np.float64) * BLOCK_WIDTH
-    groups = [k._replace(position=None) for k in topology.vector_keys(position=0)]
-    params = list(topology.param_keys())
+    groups = [k._replace(position=None) for k in topology.vector_keys(position=0) if selection.admits(*k[1:3], None)]
+    params = [k for k in topology.param_keys() if selection.admits(*k[1:3], None)]
 
     xs, ys, ws, hs = [], [], [], []
     bar_h = H - 0.4
@@ -294,6 +312,7 @@ def layout(topology: Topology) -> Layout:
         topology=topology,
         groups=groups,
         params=params,
+        positions=positions,
         x=cat(xs, px),
         y=cat(ys, py),
         width=cat(ws, pw),

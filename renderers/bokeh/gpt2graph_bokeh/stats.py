@@ -41,40 +41,54 @@ LENS_KINDS = (V.input_embedding, V.resid_pre, V.resid_mid, V.resid_post)
 def node_stats(graph: Graph, lay: Layout) -> dict[str, np.ndarray]:
     """float32 columns ``norm, mean, std, min, max`` in node order (vectors, then parameters), as each node's
     ``summary`` has them."""
-    n = graph.n_tokens
     out = {name: np.zeros(lay.n_nodes, dtype=np.float32) for name in SUMMARY_FIELDS}
+    lanes = torch.as_tensor(lay.positions)
     decoding = None
     with torch.no_grad():
         # the groups of one kind and layer (its heads) are consecutive: one call covers them all
         g = 0
         while g < len(lay.groups):
             kind, layer = lay.groups[g].kind, lay.groups[g].layer
+            run = _run(lay.groups, g)
             if kind in DECODE_KINDS:  # the whole decoding stage comes from one pass
                 decoding = decoding or graph.decoding_summaries()
                 stats = decoding[kind]
             else:
                 stats = graph.summaries(kind, layer)
             spec = VECTOR_SPECS[kind]
-            for name in SUMMARY_FIELDS:
-                column = stats[name]
-                column = column.T if spec.per_head and not spec.head_first else column  # heads first, as the groups
-                out[name][g * n : g * n + column.numel()] = column.reshape(-1).numpy()
-            g += column.numel() // n
-        # parameters likewise by kind and layer, the heads' slices stacked
+            for name, column in stats.items():
+                if spec.per_head:  # heads first, as the groups are
+                    column = (column if spec.head_first else column.T)[[k.head for k in run]]
+                start = g * lay.n
+                out[name][start : start + len(run) * lay.n] = column[..., lanes].reshape(-1).numpy()
+            g += len(run)
+        # parameters likewise by kind and layer, every head at once
         i = 0
         while i < len(lay.params):
             kind, layer = lay.params[i].kind, lay.params[i].layer
-            run = [k for k in lay.params[i : i + graph.dims.n_head] if (k.kind, k.layer) == (kind, layer)]
+            run = _run(lay.params, i)
             if kind in TIED:  # the same numbers as the parameter it is tied to, transposed
                 tied = lay.n_vectors + lay.param_index[Key(TIED[kind])]
                 stats = {name: out[name][tied] for name in SUMMARY_FIELDS}
-            else:  # float32: W_E alone has 38M entries
-                flat = torch.stack([graph.param(*k[:3]).reshape(-1) for k in run])
-                stats = {name: v.numpy() for name, v in summaries(flat, dtype=torch.float32).items()}
+            else:  # in float32: W_E alone has 38M entries
+                stacked = graph.store.stacked(kind, layer)
+                if run[0].head is not None:
+                    stacked = stacked[[k.head for k in run]]
+                stacked = stacked.reshape(len(run), -1)
+                stats = {name: v.numpy() for name, v in summaries(stacked, dtype=torch.float32).items()}
             for name in SUMMARY_FIELDS:
                 out[name][lay.n_vectors + i : lay.n_vectors + i + len(run)] = stats[name]
             i += len(run)
     return out
+
+
+def _run(keys: list[Key], start: int) -> list[Key]:
+    """The keys from ``start`` on that share its kind and layer (its heads)."""
+    kind, layer = keys[start].kind, keys[start].layer
+    end = start
+    while end < len(keys) and (keys[end].kind, keys[end].layer) == (kind, layer):
+        end += 1
+    return keys[start:end]
 
 
 def relative(values: np.ndarray, unit_kind: np.ndarray, signed: bool) -> np.ndarray:
@@ -131,19 +145,19 @@ def lens_text(graph: Graph, lay: Layout, top_tokens: int = 3) -> dict[int, str]:
     and MLP outputs and b_O too), and never recomputed; the residual-stream kinds it did not read (or all of
     them, without one) are computed here, all groups in a few large products (each reads W_U once, the
     expensive part)."""
-    n = graph.n_tokens
+    n, lanes = lay.n, torch.as_tensor(lay.positions)
     lens = None if graph.analysis is None else graph.analysis.lens
     out = {} if lens is None else _stored_lines(graph, lay, lens, top_tokens)
     stored = set() if lens is None else {str(kind) for kind in lens.kinds}
-    following = torch.tensor([*graph.tokenization.token_ids[1:], -1])
+    following = torch.tensor([*graph.tokenization.token_ids[1:], -1])[lanes]
     rows, vectors = [], []
     for g, key in enumerate(lay.groups):
         nodes = range(g * n, (g + 1) * n)
         if key.kind == V.logits:
-            out.update(zip(nodes, _lines(graph, graph.logits, following, top_tokens), strict=True))
+            out.update(zip(nodes, _lines(graph, graph.logits[lanes], following, top_tokens), strict=True))
         elif key.kind in LENS_KINDS and key.kind not in stored:
             rows += nodes
-            vectors.append(graph.hook(key.kind, key.layer))
+            vectors.append(graph.hook(key.kind, key.layer)[lanes])
     if vectors:
         x, after = torch.cat(vectors), following.repeat(len(vectors))
         with torch.no_grad():
@@ -164,6 +178,8 @@ def _stored_lines(graph: Graph, lay: Layout, lens: LogitLens, top_tokens: int) -
     node_ids = (node for b in blocks for node in b.node_ids)
     out = {}
     for i, node in enumerate(node_ids):
+        if node not in lay.id_index:  # outside the view
+            continue
         target = None if lens.target is None else (lens.target, a["target_rank"][i], a["target_prob"][i])
         top = list(zip(a["top_ids"][i][:k], a["top_probs"][i][:k], strict=True))
         out[lay.id_index[node]] = _line(graph, top, following[i], a["next_rank"][i], a["next_prob"][i], target)

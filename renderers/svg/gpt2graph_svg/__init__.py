@@ -109,16 +109,24 @@ def scene(
 ) -> Scene:
     """Validate the options against the graph and lay it out (a pure function: no file is touched).
     Decoding options, when given, draw the run with those settings; left unset, the graph's own (and its stored
-    analysis's table, if any; see :func:`readout.decoding`)."""
+    analysis's table, if any; see :func:`readout.decoding`).
+
+    A view (``graph.subgraph(...)``) is drawn as it is: its layers are the blocks expanded (the others elided),
+    its first head the one drawn in full, its positions the lanes; the options choose only on the axes the
+    view leaves whole."""
     d, n = graph.dims, graph.n_tokens
-    layers = list(range(d.n_layer)) if layers is None else list(layers)
-    _in_range("layer", layers, d.n_layer)
+    _in_range("layer", layers or [], d.n_layer)
     _in_range("head", [head], d.n_head)
-    if positions is None:
-        positions = list(range(n)) if n <= MAX_DEFAULT_POSITIONS else [*range(4), *range(n - 8, n)]
-    elif not positions:
+    if positions is not None and not positions:
         raise RendererError("option 'positions' is empty: give at least one token position")
-    _in_range("position", positions, n)
+    _in_range("position", positions or [], n)
+    chosen = graph.selection.filled(layers, head, positions)
+    layers = list(range(d.n_layer)) if chosen.layers is None else sorted(chosen.layers)
+    head = min(chosen.heads)
+    if chosen.positions is not None:
+        positions = sorted(chosen.positions)
+    else:
+        positions = list(range(n)) if n <= MAX_DEFAULT_POSITIONS else [*range(4), *range(n - 8, n)]
     if graph.analysis is None and head_color is not None:
         raise RendererError(
             "option 'head_color' needs interpretability results on the graph: build with "
@@ -132,7 +140,7 @@ def scene(
         view,
         layers=layers,
         head=head,
-        positions=sorted(set(positions)),
+        positions=positions,
         decoding=result,
         decoding_stored=stored,
         head_color=head_color,

@@ -10,11 +10,7 @@ from typing import Any
 
 from gpt2graph.plugin import ResolvedAnnotation, parse_markdown, safe_url, template_values
 
-__all__ = ["Link", "Callout", "Content", "DECODING_OPS"]
-
-#: annotation target kinds of the decoding steps, which have no graph nodes
-#: the operation kinds of the decoding stage (a callout targeting one is drawn with the decoding panel)
-DECODING_OPS = frozenset({"temperature", "top_k", "probs", "top_p", "sample"})
+__all__ = ["Link", "Callout", "Content"]
 
 
 @dataclass(frozen=True)
@@ -54,20 +50,6 @@ class Content:
                 if a.id not in self._shown and a.id != self.TERMINOLOGY:
                     self._shown.add(a.id)
                     out.append(self._callout(a))
-        return out
-
-    def decoding_callouts(self) -> list[Callout]:
-        """Callouts aimed at the decoding steps, which have no graph nodes yet: matched by target kind or stage,
-        with their template fields filled from the run."""
-        if not self.enabled:
-            return []
-        out = []
-        for a in self.graph.glossary.annotations:
-            decode = any(set(t.kind or ()) & DECODING_OPS or t.stage == "decode" for t in a.targets)
-            if a.id in self._shown or not decode:
-                continue
-            self._shown.add(a.id)
-            out.append(self._resolved(a))
         return out
 
     def glossary_callout(self, entry_id: str) -> list[Callout]:

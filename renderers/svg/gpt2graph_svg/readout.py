@@ -15,6 +15,7 @@ from gpt2graph.plugin import (
     InterpretError,
     LensEntry,
     RendererError,
+    Role,
     decode_next,
     percent,
     signed,
@@ -177,7 +178,7 @@ class Readout:
         a = self.analysis
         role, circuit = self.roles[layer, head], self.circuits[layer, head]
         scores = []
-        for name in ("previous_token", "first_token", "current_token", "induction"):
+        for name in map(str, Role):
             value, chance = getattr(role, name), a.roles.chance.get(name)
             shown = "n/a" if value is None else f"{value:.3f}"
             scores.append(f"{name.replace('_', '-')} {shown}" + ("" if chance is None else f" (chance {chance:.3f})"))

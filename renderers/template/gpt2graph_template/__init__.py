@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
-# everything a renderer may use from gpt2graph is in gpt2graph.plugin (the renderer API)
+# a renderer receives a Graph; everything else it may use from gpt2graph is in gpt2graph.plugin
+from gpt2graph import Graph
 from gpt2graph.plugin import CATEGORY_COLOURS, Option, RendererError, atomic_write, tint
 
 
@@ -23,9 +23,11 @@ class DotRenderer:
         "positions": Option(list[int], None, "token positions to include", minimum=0, default_text="all"),
     }
 
-    def render(self, graph: Any, path: Path, *, layers=(0,), heads=(0,), positions=None) -> Path:
+    def render(self, graph: Graph, path: Path, *, layers=(0,), heads=(0,), positions=None) -> Path:
+        # draw the view given: the options choose only on the axes the view leaves whole
+        chosen = graph.selection.filled(layers, heads, positions)
         try:
-            part = graph.subgraph(layers=layers, heads=heads, positions=positions)
+            part = graph.subgraph(chosen.layers, chosen.heads, chosen.positions)
         except ValueError as exc:  # a layer, head or position out of range
             raise RendererError(f"renderer 'dot': {exc}") from exc
         lines = [

@@ -31,7 +31,7 @@ from gpt2graph.plugin import VECTOR_SPECS, EdgeRole, Key, percent, signed
 
 from ..analysis_panel import ROLE_MODES
 from ..document import _DIVERGING, _HEAT, _SEQUENTIAL, _heatmap
-from ..layout import Layout
+from ..layout import Layout, layout
 from ..sanitize import escape
 
 if TYPE_CHECKING:
@@ -88,7 +88,8 @@ def heads_view(graph: Graph) -> HeadsView:
     """Every head's attention pattern as a tile in a layers x heads grid (click one for its full pattern with
     token labels, in the explorer's heat map)."""
     d, n = graph.dims, graph.n_tokens
-    pattern, heat, title, _focus, packed = _heatmap(graph)
+    whole = graph.subgraph()  # the grid has a tile for every head of the run
+    pattern, heat, title, _focus, packed = _heatmap(whole, layout(whole.topology))
     pattern.name, heat.name = "head-pattern", "head-heat"
     side = min(n, TILE)
     pitch = side + 1

@@ -55,7 +55,7 @@ def tour(graph: Graph, lay: Layout) -> list[TourStep]:
     annotations = glossary.annotations
     specific = {a.id for a in annotations if _specific(a)}
     by_layer, by_head = _uses(annotations, "layer"), _uses(annotations, "head")
-    top, n = lay.topology, lay.topology.n_tokens
+    top, n = lay.topology, lay.n
     found: dict[str, list[np.ndarray]] = {a.id: [] for a in annotations}
 
     hits: dict[tuple, list[str]] = {}
@@ -106,7 +106,7 @@ def _along(lay: Layout, step: TourStep) -> float:
     moved to block 0 (a callout on block 5's heads belongs with the built-in step on heads). No node: the end."""
     if not len(step.nodes):
         return np.inf
-    n, G = lay.topology.n_tokens, len(lay.groups)
+    n, G = lay.n, len(lay.groups)
     layers = np.array([-1 if k.layer is None else k.layer for k in [*lay.groups, *lay.params]])
     units = np.where(step.nodes < lay.n_vectors, step.nodes // n, step.nodes - lay.n_vectors + G)
     layer = layers[units]
@@ -116,7 +116,7 @@ def _along(lay: Layout, step: TourStep) -> float:
 
 def _kinds(lay: Layout, nodes: np.ndarray) -> tuple[str, ...]:
     """Kinds of ``nodes``: vector kinds in forward order, then parameter kinds."""
-    n, G = lay.topology.n_tokens, len(lay.groups)
+    n, G = lay.n, len(lay.groups)
     vectors = nodes[nodes < lay.n_vectors] // n
     params = nodes[nodes >= lay.n_vectors] - lay.n_vectors + G
     units = [*lay.groups, *lay.params]
