@@ -172,7 +172,7 @@ def _spell_kept(keyword: str, value: Any) -> str:
 
 
 # ---- argument types: refused at parse time, under the flag's own name ----------------------------------------
-def _int_in(low: int | None = None, high: int | None = None):
+def _int_in(low: int | None = None, high: int | None = None) -> Callable[[str], int]:
     """An argparse type: an integer in [low, high] (None: unbounded)."""
 
     def parse(text: str) -> int:

@@ -34,7 +34,7 @@ def _refusal(path: Path, mode: int) -> str:
     return f"{path}: refused: {file_kind(mode)}, not a regular file"
 
 
-def regular_file(path: str | os.PathLike, error: type[Gpt2GraphError] = InputFileError) -> os.stat_result:
+def regular_file(path: str | os.PathLike[str], error: type[Gpt2GraphError] = InputFileError) -> os.stat_result:
     """``stat`` of ``path`` (following links) when it is a regular file; else ``error`` saying what it is."""
     path = Path(path)
     try:
@@ -46,7 +46,7 @@ def regular_file(path: str | os.PathLike, error: type[Gpt2GraphError] = InputFil
     return st
 
 
-def read_bounded(path: str | os.PathLike, limit: int, error: type[Gpt2GraphError] = InputFileError) -> bytes:
+def read_bounded(path: str | os.PathLike[str], limit: int, error: type[Gpt2GraphError] = InputFileError) -> bytes:
     """The bytes of the regular file ``path``, at most ``limit`` of them; anything else raises ``error``.
 
     The file is opened without blocking (a FIFO with no writer would otherwise wait forever), checked to be a

@@ -76,7 +76,11 @@ def check_tokens(header: GraphHeader, stored: Tensor, vocab: list[Any]) -> None:
 
 
 def check_tensors(
-    header: GraphHeader, activations: Mapping[str, Tensor], params: Mapping[str, Tensor], *, shapes: dict | None = None
+    header: GraphHeader,
+    activations: Mapping[str, Tensor],
+    params: Mapping[str, Tensor],
+    *,
+    shapes: Mapping[str, tuple[int, ...]] | None = None,
 ) -> None:
     """Every tensor given has the shape the topology gives its name and the graph's dtype (token ids: int64).
     ``shapes``: the activation shapes of the file's format (default: the current one's)."""
@@ -105,6 +109,7 @@ _TOKEN_FIELDS = {"id", "token_id", "contrast_id", "input_token_id", "token_ids",
 
 def _check_analysis(header: GraphHeader, top: Topology) -> None:
     d, a = top.dims, header.analysis
+    assert a is not None  # called for a header with an analysis
     heads = d.n_layer * d.n_head
     for what, listed in (("head roles", a.roles.heads), ("circuits", a.circuits.heads)):
         if [(h.layer, h.head) for h in listed] != [(L, h) for L in range(d.n_layer) for h in range(d.n_head)]:
@@ -113,7 +118,7 @@ def _check_analysis(header: GraphHeader, top: Topology) -> None:
     for path, name, value in _fields(a, "analysis"):
         if isinstance(value, bool) or not isinstance(value, (int, str)):
             continue
-        if name == "component":
+        if name == "component" and isinstance(value, str):
             try:
                 top.parse(value)
             except NodeNotFoundError:

@@ -39,7 +39,8 @@ __all__ = [
 ]
 
 #: the schemas this gpt2graph carries: ``schema/`` of the checkout it runs from, else the installed copy
-SCHEMA_DIR = checkout() / "schema" if checkout() else Path(__file__).resolve().parent / "schemas"
+_CHECKOUT = checkout()
+SCHEMA_DIR = _CHECKOUT / "schema" if _CHECKOUT else Path(__file__).resolve().parent / "schemas"
 _DIALECT = "https://json-schema.org/draft/2020-12/schema"
 
 

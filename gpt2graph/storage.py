@@ -32,7 +32,7 @@ from .values import STORED_KINDS, TOKENS, Values, activation_shapes, param_names
 try:
     import fcntl
 except ImportError:  # no advisory locks (Windows): interrupted saves leave temporaries to remove by hand
-    fcntl = None
+    fcntl = None  # type: ignore[assignment]
 
 __all__ = [
     "save",

@@ -137,7 +137,7 @@ def param_shapes(dims: Dims) -> dict[str, tuple[int, ...]]:
     """Shape of every stored parameter, by HF state-dict name: the fused attention weights as HF keeps them
     (c_attn holds Q | K | V; Conv1D weights are (inputs, outputs))."""
     D, M = dims.d_model, dims.d_mlp
-    by_kind = {
+    by_kind: dict[str, tuple[int, ...]] = {
         P.W_E: (dims.n_vocab, D),
         P.W_U: (dims.n_vocab, D),  # tied: the same tensor as W_E
         P.W_pos: (dims.n_ctx, D),
@@ -148,9 +148,10 @@ def param_shapes(dims: Dims) -> dict[str, tuple[int, ...]]:
         P.b_in: (M,),
         P.W_out: (M, D),
     }
+    shares: dict[str, str] = {P.W_K: P.W_Q, P.W_V: P.W_Q, P.b_K: P.b_Q, P.b_V: P.b_Q}  # fused into c_attn
     shapes = {}
     for kind, name in _HF_PARAM.items():
-        fused = {P.W_K: P.W_Q, P.W_V: P.W_Q, P.b_K: P.b_Q, P.b_V: P.b_Q}.get(kind, kind)
+        fused = shares.get(kind, kind)
         for L in range(dims.n_layer) if PARAM_SPECS[kind].per_layer else [0]:
             shapes[name.replace("{L}", str(L))] = by_kind.get(fused, (D,))
     return shapes
