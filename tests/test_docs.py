@@ -77,6 +77,7 @@ def offline_env(tmp_path: Path) -> dict[str, str]:
     return env
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("page", PAGES, ids=lambda p: str(p.relative_to(ROOT)))
 def test_examples_run_as_written(page, tmp_path):
     todo = steps(page)

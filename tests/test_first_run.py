@@ -65,6 +65,7 @@ def test_every_argument_has_help():
     assert missing == []
 
 
+@pytest.mark.slow
 def test_python_dash_m_is_the_command_line(tmp_path):
     run = subprocess.run(
         [sys.executable, "-m", "gpt2graph", "--version"], capture_output=True, text=True, check=True, cwd=tmp_path

@@ -523,7 +523,9 @@ def snapshot(root: Path) -> dict[str, tuple]:
     return out
 
 
-@pytest.mark.parametrize("name", list(CASES))
+@pytest.mark.parametrize(  # the cases run in a subprocess (a careless read would hang) are slow
+    "name", [pytest.param(n, marks=pytest.mark.slow) if c.hangs_if_careless else n for n, c in CASES.items()]
+)
 def test_refused_in_one_line_leaving_everything_as_it_was(
     name, tmp_path, tiny_checkpoint, saved_graph, analysed_saved, tiny_graph, capfd, monkeypatch
 ):

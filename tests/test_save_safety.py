@@ -94,6 +94,7 @@ sys.exit(main(["build", "Hi", "--model", {str(ckpt)!r}, "-o", {str(target)!r}]))
     return proc, ready
 
 
+@pytest.mark.slow
 def test_a_real_ctrl_c_during_save(tiny_checkpoint, tmp_path):
     target = tmp_path / "run.gg"
     proc, _ = _saving_process(tmp_path, tiny_checkpoint, target)
@@ -104,6 +105,7 @@ def test_a_real_ctrl_c_during_save(tiny_checkpoint, tmp_path):
     assert not target.exists() and siblings(target) == []
 
 
+@pytest.mark.slow
 def test_a_save_killed_outright_is_cleaned_up_by_the_next(tiny_graph, tiny_checkpoint, tmp_path):
     target = tmp_path / "run.gg"
     proc, _ = _saving_process(tmp_path, tiny_checkpoint, target)
@@ -115,6 +117,7 @@ def test_a_save_killed_outright_is_cleaned_up_by_the_next(tiny_graph, tiny_check
     assert siblings(target) == [] and gpt2graph.load(target).verify().ok
 
 
+@pytest.mark.slow
 def test_a_temporary_of_a_running_save_is_left_alone(tiny_graph, tiny_checkpoint, tmp_path):
     target = tmp_path / "run.gg"
     proc, _ = _saving_process(tmp_path, tiny_checkpoint, target)
