@@ -13,12 +13,12 @@ from . import __version__
 from .capture import capture
 from .errors import PromptError
 from .graph import Graph
-from .loading import LoadedModel, load_model
+from .loading import LoadedModel, load_model, model_of
 from .schema import FORMAT_VERSION, GraphHeader, Tokenization
 from .topology import Topology
 from .values import Values
 
-__all__ = ["build", "capture_graph", "parameters", "tokenize", "vocabulary"]
+__all__ = ["build", "build_alike", "capture_graph", "parameters", "tokenize", "vocabulary"]
 
 
 def build(
@@ -96,6 +96,16 @@ def _token_ids(prompt: Any) -> list[int]:
     if any(i < 0 for i in prompt):
         raise PromptError(f"token ids are >= 0, got {min(prompt)}")
     return list(prompt)
+
+
+def build_alike(graph: Graph, prompt: str | Sequence[int]) -> Graph:
+    """``prompt`` run through the model ``graph`` was captured from, found again from the graph alone
+    (:func:`gpt2graph.loading.model_of`): a captured run of the same model, e.g. the corrupted run of a patching
+    experiment given as text."""
+    loaded = model_of(graph)
+    other = capture_graph(loaded, tokenize(prompt, loaded))
+    other._run.header = other.header.model_copy(update={"model": graph.model})  # the same model, as recorded
+    return other
 
 
 def tokenize(prompt: str | Sequence[int] | Tensor, loaded: LoadedModel) -> Tokenization:

@@ -1,5 +1,5 @@
-"""The ``gpt2graph`` command line: build, analyze, info, verify, render, corpus, renderers, serve, glossary,
-validate, schema.
+"""The ``gpt2graph`` command line: build, analyze, info, verify, patch, circuit, render, corpus, renderers,
+serve, glossary, validate, schema.
 
 Every failure is one line on stderr, never a traceback: errors in the user's input (a
 :class:`~gpt2graph.errors.Gpt2GraphError`, or arguments the parser refuses) exit with status 2, a failed
@@ -28,6 +28,7 @@ from .errors import DataValidationError, Gpt2GraphError
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
+    from .causal import PatchSweep, PredictionCircuit
     from .glossary import GlossaryEntry
     from .graph import Graph
     from .presentation import Span
@@ -270,6 +271,139 @@ def cmd_verify(args: argparse.Namespace) -> int:
     report = _load(args.graph).verify(mode=args.mode)
     print(json.dumps(report.as_dict(), indent=2) if args.json else report.format())
     return 0 if report.ok else 1
+
+
+def _corrupted(text: str) -> Graph | str:
+    """A saved graph when ``text`` names one (a directory, or a path ending in .gg), else a prompt."""
+    path = Path(text)
+    return _load(text) if path.is_dir() or path.suffix == ".gg" else text
+
+
+def _experiment(args: argparse.Namespace) -> dict[str, Any]:
+    return dict(
+        answer=_token(args.answer, args.answer_id),
+        wrong=_token(args.wrong, args.wrong_id),
+        metric=args.metric,
+    )
+
+
+def _table(labels_rows: list[str], labels_cols: list[str], values: list[list[float]]) -> str:
+    width = max(8, *(len(c) + 1 for c in labels_cols))
+    first = max(len(r) for r in labels_rows) + 1
+    lines = [" " * first + "".join(f"{c:>{width}}" for c in labels_cols)]
+    for label, row in zip(labels_rows, values):
+        lines.append(f"{label:<{first}}" + "".join(f"{v:>{width}.3f}" for v in row))
+    return "\n".join(lines)
+
+
+def format_sweep(sweep: PatchSweep) -> str:
+    """A patching sweep as readable tables (normalised, then raw)."""
+    into = (
+        "the corrupted run into the clean one"
+        if sweep.direction == "noising"
+        else "the clean run into the corrupted one"
+    )
+    what = (
+        f"logit({sweep.answer!r}) - logit({sweep.wrong!r})" if sweep.metric == "logit_diff" else f"p({sweep.answer!r})"
+    )
+    how = "estimated by attribution patching" if sweep.method == "attribution" else f"{sweep.runs} patched runs"
+    rows, cols = sweep.rows, sweep.cols
+    return "\n".join(
+        [
+            f"{sweep.kind} patched from {into} ({how}); metric {what} at position {sweep.position}",
+            f"clean {sweep.clean_value:.4f}, corrupted {sweep.corrupted_value:.4f} ({sweep.corrupted_text!r})",
+            f"normalised (0 = corrupted, 1 = clean), {rows.name} x {cols.name}:",
+            _table(rows.labels, cols.labels, sweep.normalized),
+            f"raw metric, {rows.name} x {cols.name}:",
+            _table(rows.labels, cols.labels, sweep.raw),
+        ]
+    )
+
+
+def cmd_patch(args: argparse.Namespace) -> int:
+    graph = _load(args.clean)
+    if args.output:
+        from .storage import check_target
+
+        check_target(args.output)
+    options = dict(
+        **_experiment(args),
+        positions=args.positions,
+        direction=args.direction,
+        per_position=args.per_position,
+    )
+    corrupted = _corrupted(args.corrupted)
+    if args.attribution:
+        (sweep,) = graph.attribution_patch(corrupted, kinds=[args.kind], **options)
+    else:
+        sweep = graph.patch_sweep(corrupted, kind=args.kind, **options)
+    print(json.dumps(sweep.as_json(), ensure_ascii=False) if args.json else format_sweep(sweep))
+    if args.output:
+        graph.save(args.output)
+        if not args.json:
+            print(f"saved {args.output}")
+    return 0
+
+
+def format_circuit(circuit: PredictionCircuit) -> str:
+    f = circuit.faithfulness
+    selection = f"top {circuit.top}" if circuit.top is not None else f"|score| >= {circuit.threshold:g}"
+    lines = [
+        f"circuit: {len(circuit.edges)} edges ({selection} of {circuit.n_scored} scored, {circuit.n_selected} "
+        f"selected before pruning), {len(circuit.components)} components",
+        f"faithfulness ({f.ablation} ablation of every other edge): clean {f.clean_value:.4f}, all ablated "
+        f"{f.ablated_value:.4f}, circuit {f.circuit_value:.4f}: {f.recovered:.1%} recovered",
+        f"{'edge':<28}{'score':>10}",
+    ]
+    for e in circuit.edges:
+        target = e.target + (f".{e.input}" if e.input else "")
+        lines.append(f"{e.source + ' -> ' + target:<28}{e.score:>10.4f}")
+    return "\n".join(lines)
+
+
+def cmd_circuit(args: argparse.Namespace) -> int:
+    graph = _load(args.clean)
+    if args.output:
+        from .storage import check_target
+
+        check_target(args.output)
+    top = args.top if args.top is not None or args.threshold is not None else 20
+    circuit = graph.circuit(
+        _corrupted(args.corrupted), top=top, threshold=args.threshold, ablation=args.ablation, **_experiment(args)
+    )
+    print(json.dumps(circuit.model_dump(mode="json"), ensure_ascii=False) if args.json else format_circuit(circuit))
+    if args.output:
+        graph.save(args.output)
+        if not args.json:
+            print(f"saved {args.output}")
+    return 0
+
+
+def _add_experiment_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("clean", help="the clean run: a saved graph (.gg)")
+    p.add_argument(
+        "corrupted", help="the corrupted run: a saved graph (.gg), or a prompt run through the clean graph's model"
+    )
+    answer, wrong = p.add_mutually_exclusive_group(required=True), p.add_mutually_exclusive_group()
+    answer.add_argument("--answer", help="the token the clean run should predict, as text of exactly one token")
+    answer.add_argument("--answer-id", type=int, help="the same, as a token id")
+    wrong.add_argument("--wrong", help="the token subtracted in the logit difference (the corrupted answer)")
+    wrong.add_argument("--wrong-id", type=int, help="the same, as a token id")
+    p.add_argument(
+        "--metric",
+        choices=("logit_diff", "prob"),
+        default="logit_diff",
+        help="logit(answer) - logit(wrong) (default) or the answer's probability, at the last position",
+    )
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("-o", "--output", help="save the clean graph, with the result stored on it, to this .gg directory")
+
+
+def _positions(text: str) -> list[int]:
+    try:
+        return [int(p) for p in text.split(",") if p.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"positions are integers separated by commas, got {text!r}") from None
 
 
 def cmd_render(args: argparse.Namespace) -> int:
@@ -557,6 +691,39 @@ def parser() -> argparse.ArgumentParser:
     )
     v.add_argument("--json", action="store_true", help="print the report as one JSON object")
     v.set_defaults(func=cmd_verify)
+
+    pa = sub.add_parser("patch", help="activation patching sweep between a clean and a corrupted run")
+    _add_experiment_options(pa)
+    pa.add_argument(
+        "--kind",
+        required=True,
+        choices=("resid_pre", "attn_out", "mlp_out", "head_out", "z", "attn_pattern"),
+        help="the vectors patched, one at a time (head_out, z, attn_pattern: one head at a time)",
+    )
+    pa.add_argument(
+        "--direction",
+        choices=("noising", "denoising"),
+        default="noising",
+        help="noising: corrupted vectors into the clean run (default); denoising: clean ones into the corrupted run",
+    )
+    pa.add_argument("--positions", type=_positions, help="positions patched, e.g. 2,5 (default: all)")
+    pa.add_argument("--per-position", action="store_true", help="per-head kinds: one score per head and position")
+    pa.add_argument(
+        "--attribution", action="store_true", help="estimate the scores by attribution patching (one backward pass)"
+    )
+    pa.set_defaults(func=cmd_patch)
+
+    ci = sub.add_parser("circuit", help="find the circuit behind a prediction (edge attribution patching)")
+    _add_experiment_options(ci)
+    size = ci.add_mutually_exclusive_group()
+    size.add_argument("--top", type=int, help="keep the N edges of largest |score| (default 20)")
+    size.add_argument("--threshold", type=float, help="keep the edges with |score| >= this")
+    ci.add_argument(
+        "--ablation",
+        default="corrupted",
+        help="what edges outside the circuit carry: corrupted (default), mean, or a corpus statistics file (*.ggc)",
+    )
+    ci.set_defaults(func=cmd_circuit)
 
     r = sub.add_parser("render", help="render a saved graph or corpus statistics with a renderer plugin")
     r.add_argument("graph", metavar="RUN.gg", help="the saved graph, or corpus statistics (.ggc)")

@@ -24,7 +24,9 @@ tied by the SHA-256 of the arrays and written atomically, like a saved graph.
 
 from __future__ import annotations
 
+import hashlib
 import os
+import weakref
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -62,6 +64,7 @@ __all__ = [
     "Tally",
     "measure",
     "CorpusStats",
+    "parameters_fingerprint",
     "load_corpus",
     "is_corpus",
 ]
@@ -251,6 +254,15 @@ def _ranges(indices: list[int]) -> list[tuple[int, int]]:
     return out
 
 
+def parameters_fingerprint(params: dict[str, Tensor]) -> str:
+    """SHA-256 of a model's parameters by state-dict name (names and bytes), as ``CorpusHeader.model_sha256``."""
+    h = hashlib.sha256()
+    for name, t in sorted(params.items()):
+        h.update(name.encode() + b"\0")
+        h.update(t.contiguous().view(-1).view(torch.uint8).numpy().data)
+    return h.hexdigest()
+
+
 class CorpusStats:
     """Statistics of a model over a corpus (``gpt2graph corpus``, :func:`load_corpus`).
 
@@ -268,6 +280,7 @@ class CorpusStats:
         self.moments = moments
         self.weights = weights
         self.topology = Topology(header.model.dims, 1)
+        self._checked: weakref.WeakSet[Values] = weakref.WeakSet()  # the runs check_model found to be of this model
 
     @property
     def dims(self) -> Dims:
@@ -284,6 +297,18 @@ class CorpusStats:
         if name not in self.moments:
             raise CorpusError(f"{what}: not measured on this corpus ({self.header.prompts} prompts counted)")
         return self.moments[name]
+
+    def check_model(self, graph: Graph) -> None:
+        """Refuse a run of another model than the one these statistics are of (its parameters' SHA-256), e.g.
+        before ablating it with these means (:mod:`gpt2graph.baselines`)."""
+        if graph.store in self._checked:
+            return
+        if parameters_fingerprint(graph.store.params) != self.header.model_sha256:
+            raise CorpusError(
+                f"these corpus statistics are of {self.header.model.name}, and the run of {graph.model.name} is of "
+                "another model (its parameters differ): their means cannot stand in for its vectors"
+            )
+        self._checked.add(graph.store)
 
     # ---- activations --------------------------------------------------------------------------------
     def mean(self, kind: str, layer: int | None, head: int | None = None, position: int | None = None) -> Tensor:

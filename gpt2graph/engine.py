@@ -19,7 +19,6 @@ counted twice and none is lost.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import signal
 import time
@@ -45,6 +44,7 @@ from .corpus import (
     load_corpus,
     measure,
     new_header,
+    parameters_fingerprint,
 )
 from .errors import Gpt2GraphError
 from .loading import LoadedModel, load_model
@@ -83,13 +83,7 @@ class ModelSpec:
 
 def model_fingerprint(loaded: LoadedModel) -> str:
     """SHA-256 of every parameter (names and bytes): workers elsewhere must have loaded the very same model."""
-    import torch
-
-    h = hashlib.sha256()
-    for name, t in sorted(parameters(loaded).items()):
-        h.update(name.encode() + b"\0")
-        h.update(t.contiguous().view(-1).view(torch.uint8).numpy().data)
-    return h.hexdigest()
+    return parameters_fingerprint(parameters(loaded))
 
 
 class Worker:

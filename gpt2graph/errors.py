@@ -24,6 +24,7 @@ __all__ = [
     "DataValidationError",
     "RendererError",
     "InterpretError",
+    "RunMismatchError",
     "python_spelling",
 ]
 
@@ -92,3 +93,7 @@ class RendererError(Gpt2GraphError):
 
 class InterpretError(Gpt2GraphError, ValueError):
     """Bad arguments to an interpretability computation (unknown token, position out of range, ...)."""
+
+
+class RunMismatchError(Gpt2GraphError, ValueError):
+    """Two runs that cannot be compared vector by vector: another model, or another number of tokens."""

@@ -29,6 +29,8 @@ from .tokenizer import gpt2_bpe_tokenizer
 if TYPE_CHECKING:
     from transformers import GPT2LMHeadModel, PreTrainedTokenizerBase
 
+    from .graph import Graph
+
 __all__ = [
     "LoadedModel",
     "load_model",
@@ -41,6 +43,7 @@ __all__ = [
     "check_model_directory",
     "check_fits",
     "available_memory",
+    "model_of",
 ]
 
 DEFAULT_MODEL = "gpt2"
@@ -230,6 +233,50 @@ def check_model_directory(path: Path) -> None:
 
 #: config.json of every GPT-2 is under 2 kB
 MAX_CONFIG_BYTES = 1 << 20
+
+
+def model_of(graph: Graph) -> LoadedModel:
+    """The model ``graph`` was captured from, found again: rebuilt exactly from the parameters the graph carries
+    (no file or network needed), with its tokenizer from where the graph's model came from (its directory, the
+    HF cache, or GPT-2's own BPE), checked against the vocabulary the graph stores.
+
+    Raises :class:`ModelLoadError` when no tokenizer with that vocabulary can be found here."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    d, info = graph.dims, graph.model
+    config = GPT2Config(
+        n_layer=d.n_layer,
+        n_head=d.n_head,
+        n_embd=d.d_model,
+        n_inner=d.d_mlp,
+        n_positions=d.n_ctx,
+        vocab_size=d.n_vocab,
+        layer_norm_epsilon=d.layer_norm_eps,
+    )
+    with torch.device("meta"):  # no initialisation: every parameter comes from the graph
+        hf = GPT2LMHeadModel(config)
+    missing, unexpected = hf.load_state_dict(graph.store.params, strict=False, assign=True)
+    if set(missing) - {"lm_head.weight"} or unexpected:  # lm_head is tied to the token embedding
+        raise ModelLoadError(
+            f"the parameters of {info.name} do not fit a GPT-2: missing {missing}, unexpected {unexpected}"
+        )
+    hf.tie_weights()
+    hf.eval()
+    tokenizer: PreTrainedTokenizerBase
+    if info.source == "embedded-default":
+        tokenizer = gpt2_bpe_tokenizer()
+    else:
+        tokenizer = _tokenizer_for(info.name, local_only=True)  # GPT-2's BPE when nothing else is found
+    from .builder import vocabulary
+
+    loaded = LoadedModel(hf, tokenizer, info)
+    if vocabulary(loaded) != list(graph.vocab):
+        raise ModelLoadError(
+            f"cannot tokenize another prompt for {info.name} ({info.source}): its weights are in the graph, but its "
+            "tokenizer is not available here and GPT-2's own has another vocabulary; give the other run as a "
+            "saved graph (.gg) built where the model is"
+        )
+    return loaded
 
 
 def _hub_kwargs(source: str) -> dict[str, Any]:

@@ -65,13 +65,14 @@ def ln_affine(x: Tensor, w: Tensor, b: Tensor) -> Tensor:
     return x * w + b
 
 
-def head_projection(x: Tensor, W: Tensor, b: Tensor) -> Tensor:
+def head_projection(x: Tensor, W: Tensor, b: Tensor, per_head_input: bool = False) -> Tensor:
     """One head's query, key or value: x @ W^h + b^h, with W^h of shape (d_model, d_head).
 
     Every head at once when the heads are stacked: W (n_head, d_model, d_head), b (n_head, d_head), and
-    x (..., d_model) -> (..., n_head, d_head), as one matrix product."""
+    x (..., d_model) -> (..., n_head, d_head), as one matrix product. With ``per_head_input`` each head reads
+    its own input, x (..., n_head, d_model) (the stream copied per head, for edge-level patching)."""
     if W.ndim == 3:
-        return torch.einsum("...d,hde->...he", x, W) + b
+        return torch.einsum("...hd,hde->...he" if per_head_input else "...d,hde->...he", x, W) + b
     return x @ W + b
 
 

@@ -20,7 +20,9 @@ The contract (see ``renderers/template/README.md``):
 
 Structure (ids, kinds, what reads what) comes from :mod:`gpt2graph.topology`; values from the graph
 (``graph.values``, ``graph.hook``, ``graph.summaries``); interpretability results from ``graph.analysis``
-(:mod:`gpt2graph.results`).
+(:mod:`gpt2graph.results`); patching sweeps and the circuit behind a prediction from ``graph.header.patching``
+and ``graph.header.circuit`` (:mod:`gpt2graph.causal`), with :func:`writer_key` and :func:`reader_key` naming
+the vectors through which a circuit's components write and read.
 
 An *app* (the ``gpt2graph.apps`` entry-point group, e.g. the Bokeh plugin's live server behind ``gpt2graph
 serve``) holds a model and builds graphs as its user works, so it may also load a model once
@@ -32,6 +34,8 @@ wrong (:class:`PromptError`, :class:`ModelLoadError`, :class:`DataValidationErro
 from __future__ import annotations
 
 from .builder import tokenize
+from .causal import Axis, CircuitEdge, Component, ComponentType, HeadInput, PatchSweep, PredictionCircuit
+from .circuit import reader_key, writer_key
 from .corpus import CorpusStats, LensRow
 from .decoding import decode_next, settings
 from .errors import DataValidationError, InterpretError, ModelLoadError, PromptError, RendererError
@@ -119,6 +123,16 @@ __all__ = [
     "read_logits",
     "ResolvedAnnotation",
     "template_values",
+    # causal experiments stored on a run (graph.header.patching, graph.header.circuit)
+    "PatchSweep",
+    "Axis",
+    "PredictionCircuit",
+    "Component",
+    "ComponentType",
+    "CircuitEdge",
+    "HeadInput",
+    "writer_key",
+    "reader_key",
     # presentation
     "CATEGORY_COLOURS",
     "CATEGORY_LABELS",

@@ -12,6 +12,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from .causal import Counterfactual, PatchSweep, PredictionCircuit
 from .results import Analysis
 
 __all__ = [
@@ -377,4 +378,17 @@ class GraphHeader(Strict):
         description="Interpretability results of this run (logit "
         "lens, direct logit attribution, head roles, circuits, decoding), set by "
         "graph.analyze() or build(..., analyze=...).",
+    )
+    counterfactual: Counterfactual | None = Field(
+        default=None,
+        description="Set on a counterfactual run (graph.intervene()): which nodes were replaced, and by what. "
+        "None for a run captured from the model.",
+    )
+    patching: list[PatchSweep] = Field(
+        default_factory=list,
+        description="Activation and attribution patching sweeps against other runs (graph.patch_sweep(), "
+        "graph.attribution_patch()); a new sweep replaces one with the same settings.",
+    )
+    circuit: PredictionCircuit | None = Field(
+        default=None, description="The circuit behind a prediction found last (graph.circuit()); None until then."
     )

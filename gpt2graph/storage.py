@@ -23,6 +23,7 @@ from .errors import GraphFileError
 from .files import read_bounded, regular_file
 from .graph import Graph
 from .integrity import check_header, check_tensors, check_tokens
+from .intervene import stored_derived
 from .lens import attach
 from .schema import FORMAT_VERSION, Dims, GraphHeader
 from .schema import VectorKind as V
@@ -54,7 +55,7 @@ VALUES_FILE = "values.safetensors"
 SAVED_FILES = (HEADER_FILE, VALUES_FILE)
 #: graph.json holds the header (the analysis's arrays live in the values file): far below this
 MAX_HEADER_BYTES = 256 << 20
-_ACT, _PARAM, _LENS = "act/", "param/", "lens/"
+_ACT, _PARAM, _LENS, _INTERVENTION = "act/", "param/", "lens/", "intervention/"
 #: format versions this gpt2graph reads (older ones are upgraded in memory on load)
 _READABLE = (1, FORMAT_VERSION)
 _QKV = (V.q, V.k, V.v)
@@ -170,6 +171,7 @@ def save(graph: Graph, path: str | os.PathLike[str]) -> Path:
         store = graph.store
         tensors = {_ACT + k: v.contiguous() for k, v in store.activations.items()}
         tensors.update({_PARAM + k: v.contiguous() for k, v in store.params.items()})
+        tensors.update({f"{_INTERVENTION}{i}": v.contiguous() for i, v in enumerate(store.interventions)})
         lens = graph.analysis.lens if graph.analysis is not None else None
         if lens is not None:
             tensors.update({_LENS + k: v.contiguous() for k, v in lens.arrays().items()})
@@ -361,9 +363,12 @@ def load(path: str | os.PathLike[str]) -> Graph:
         )
     dims, n = header.model.dims, len(header.tokenization.token_ids)
     lens = header.analysis.lens if header.analysis is not None else None
+    records = header.counterfactual.interventions if header.counterfactual is not None else []
+    derived = stored_derived(Topology(dims, n), [(r.kind, r.layer) for r in records])
     acts: dict[str, Tensor] = {}
     params: dict[str, Tensor] = {}
     lens_arrays: dict[str, Tensor] = {}
+    replaced: dict[str, Tensor] = {}
     try:
         with safe_open(str(values_path), framework="pt") as f:
             names = set(f.keys())
@@ -372,8 +377,9 @@ def load(path: str | os.PathLike[str]) -> Graph:
                 raise GraphFileError(
                     f"{values_path}: the vocabulary is missing or does not have n_vocab = {dims.n_vocab} entries"
                 )
-            shapes = activation_shapes(dims, n) if version == FORMAT_VERSION else _V1_SHAPES(dims, n)
+            shapes = activation_shapes(dims, n, derived) if version == FORMAT_VERSION else _V1_SHAPES(dims, n)
             expected = {_ACT + a for a in shapes} | {_PARAM + p for p in param_names(dims)}
+            expected |= {f"{_INTERVENTION}{i}" for i in range(len(records))}
             if lens is not None:
                 expected |= {n for n in names if n.startswith(_LENS)}  # checked against the lens header below
             if names != expected:
@@ -382,8 +388,9 @@ def load(path: str | os.PathLike[str]) -> Graph:
                     f"{values_path}: tensors do not match the header's model: missing {missing}, unexpected {extra}"
                 )
             for name in names:
-                part = acts if name.startswith(_ACT) else params if name.startswith(_PARAM) else lens_arrays
-                part[name.split("/", 1)[1]] = f.get_tensor(name)
+                prefix, rest = name.split("/", 1)
+                part = {_ACT: acts, _PARAM: params, _LENS: lens_arrays, _INTERVENTION: replaced}[prefix + "/"]
+                part[rest] = f.get_tensor(name)
     except GraphFileError:
         raise
     except Exception as exc:  # safetensors raises its own error types for malformed files
@@ -401,4 +408,8 @@ def load(path: str | os.PathLike[str]) -> Graph:
             attach(lens, topology, header.tokenization.token_ids, lens_arrays, vocab)
         except ValueError as exc:
             raise GraphFileError(f"{values_path}: {exc}") from exc
-    return Graph(header, Values(acts, params, topology), vocab)
+    interventions = [replaced[str(i)] for i in range(len(records))]
+    for r, value in zip(records, interventions):
+        if tuple(value.shape) != tuple(topology.vector_shape(Key(r.kind, r.layer, r.head, r.position))):
+            raise GraphFileError(f"{values_path}: the value recorded for {r.node} has shape {tuple(value.shape)}")
+    return Graph(header, Values(acts, params, topology, interventions), vocab)

@@ -48,7 +48,27 @@ def summarize_graph(graph: Graph, k: int = 5) -> dict[str, Any]:
         "decoding": decoding_summary(graph),
         "created": graph.header.created,
         **({"analysis": analysis_summary(graph.analysis, k)} if graph.analysis is not None else {}),
+        **causal_summary(graph),
     }
+
+
+def causal_summary(graph: Graph) -> dict[str, Any]:
+    """What a counterfactual run replaced, and the patching sweeps and circuit stored on the run."""
+    h = graph.header
+    out: dict[str, Any] = {}
+    if h.counterfactual is not None:
+        out["counterfactual"] = [
+            {"node": r.node, "baseline": r.baseline, "source": r.source} for r in h.counterfactual.interventions
+        ]
+    if h.patching:
+        out["patching"] = [
+            {"method": p.method, "kind": p.kind, "direction": p.direction, "corrupted": p.corrupted_text}
+            for p in h.patching
+        ]
+    if h.circuit is not None:
+        c = h.circuit
+        out["circuit"] = {"edges": len(c.edges), "recovered": c.faithfulness.recovered, "corrupted": c.corrupted_text}
+    return out
 
 
 def decoding_summary(graph: Graph) -> dict[str, Any]:
@@ -140,4 +160,13 @@ def format_summary(s: dict[str, Any], width: int = 100) -> str:
             found = ", ".join(f"L{h['layer']}H{h['head']} {h['score']:.2f}" for h in heads) or "none"
             chance = roles["chance"][role]
             lines.append(f"  {role:<15}{found}" + ("" if chance is None else f"  (uniform head: {chance:.2f})"))
+    if "counterfactual" in s:
+        changed = s["counterfactual"]
+        lines.append(f"replaced     {len(changed)} vectors: a counterfactual run, its values computed by the executor")
+        lines += [f"  {r['node']:<36}{r['baseline']}" + (f" ({r['source']})" if r["source"] else "") for r in changed]
+    for p in s.get("patching", []):
+        lines.append(f"patching     {p['method']} {p['kind']} ({p['direction']}) against {p['corrupted']!r}")
+    if "circuit" in s:
+        c = s["circuit"]
+        lines.append(f"circuit      {c['edges']} edges against {c['corrupted']!r}: {c['recovered']:.1%} recovered")
     return "\n".join(lines)

@@ -15,9 +15,15 @@ for the rows or heads asked for), head outputs z^h @ W_O^h (from z), and each La
 normalised vector (from the stream it reads; the model computes them but exposes only the output). The
 decoding stage depends on the graph's decoding settings, not only on the run, so
 :class:`~gpt2graph.graph.Graph` derives it.
+
+A counterfactual run (:mod:`gpt2graph.intervene`) in which one of these derived vectors was replaced cannot
+derive it again from what it reads: its whole layer of that kind is stored too, under its hook name, and a
+stored tensor always wins over a derivation.
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 import torch
@@ -30,6 +36,7 @@ from .topology import LAYERNORMS, PARAM_SPECS, VECTOR_SPECS, Key, Topology
 __all__ = [
     "Values",
     "STORED_KINDS",
+    "DERIVED_KINDS",
     "TOKENS",
     "SUMMARY_FIELDS",
     "activation_names",
@@ -49,6 +56,8 @@ STORED_KINDS = (
 )  # fmt: skip
 #: the statistics a vector is summarised by (:class:`~gpt2graph.schema.ValueSummary`)
 SUMMARY_FIELDS = ("norm", "mean", "std", "min", "max")
+#: the vector kinds of the forward pass derived from stored ones on demand (decoding aside)
+DERIVED_KINDS = tuple(k for k, spec in VECTOR_SPECS.items() if spec.hook and k not in STORED_KINDS)
 #: the name the token ids are stored under (no TransformerLens hook holds them)
 TOKENS = "tokens"
 _LN_OF: dict[str, tuple[str, str, str]] = {kind: kinds for kinds in LAYERNORMS.values() for kind in kinds}
@@ -78,16 +87,20 @@ _HF_PARAM: dict[str, str] = {
 }
 
 
-def activation_shapes(dims: Dims, n: int) -> dict[str, tuple[int, ...]]:
+def activation_shapes(dims: Dims, n: int, derived: Iterable[tuple[str, int | None]] = ()) -> dict[str, tuple[int, ...]]:
     """Name and shape of every stored activation of an ``n``-token run: ``tokens`` and, for each stored kind
-    and layer, its hook name with the hook's layout without the batch dimension."""
+    and layer, its hook name with the hook's layout without the batch dimension; plus the ``derived`` sites
+    (kind, layer) a counterfactual run stores."""
     top = Topology(dims, n)
     shapes: dict[str, tuple[int, ...]] = {TOKENS: (n,)}
-    for kind in STORED_KINDS:
-        for layer in top.layers_of(kind):
-            key = Key(kind, layer, None, 0)
-            width = tuple(top.vector_shape(key))
-            shapes[top.hook_name(key)] = (n, dims.n_head, *width) if VECTOR_SPECS[kind].per_head else (n, *width)
+    sites = [(kind, layer) for kind in STORED_KINDS for layer in top.layers_of(kind)]
+    for kind, layer in [*sites, *derived]:
+        spec, key = VECTOR_SPECS[kind], Key(kind, layer, None, 0)
+        if spec.head_first:  # attention rows: (n_head, n queries, n keys)
+            shapes[top.hook_name(key)] = (dims.n_head, n, n)
+            continue
+        width = tuple(top.vector_shape(key))
+        shapes[top.hook_name(key)] = (n, dims.n_head, *width) if spec.per_head else (n, *width)
     return shapes
 
 
@@ -167,11 +180,20 @@ def summarize(x: Tensor) -> ValueSummary:
 class Values:
     """Activations and parameters of one run, addressed by topology keys."""
 
-    def __init__(self, activations: dict[str, Tensor], params: dict[str, Tensor], topology: Topology):
+    def __init__(
+        self,
+        activations: dict[str, Tensor],
+        params: dict[str, Tensor],
+        topology: Topology,
+        interventions: Sequence[Tensor] = (),
+    ):
         self.activations = activations
         self.params = params
         self.topology = topology
         self.dims = topology.dims
+        #: the values a counterfactual run put in place of its replaced vectors, in the order of its header's
+        #: records (empty for a captured run)
+        self.interventions = list(interventions)
 
     # ---- parameters ---------------------------------------------------------------------------------
     def param(self, key: Key) -> Tensor:
@@ -207,6 +229,9 @@ class Values:
         """
         if kind == V.token:
             return self.activations[TOKENS]
+        stored = self.activations.get(self.topology.hook_name(Key(kind, layer, None, 0)))
+        if stored is not None:
+            return stored
         if kind == V.head_out:
             return ops.output_projection(self.hook(V.z, layer), self.stacked(P.W_O, layer))
         if kind in (V.attn_scores, V.attn_pattern):
@@ -219,12 +244,19 @@ class Values:
             return scale if kind == scale_kind else ops.ln_normalize(x, scale)
         return self.activations[self.topology.hook_name(Key(kind, layer, None, 0))]
 
+    def is_stored(self, kind: str, layer: int | None) -> bool:
+        """Is this kind and layer stored (always for :data:`STORED_KINDS`; for a derived kind, in a counterfactual
+        run that replaced some of its vectors)?"""
+        return kind == V.token or self.topology.hook(Key(kind, layer, None, 0)) in self.activations
+
     def _ln_input(self, kind: str, layer: int | None) -> tuple[str, int | None]:
         key = self.topology.ln_input(kind, layer, 0)
         return key.kind, key.layer
 
     def head_matrix(self, kind: str, layer: int, head: int) -> Tensor:
         """Scores or pattern of one head as an (n, n) matrix (masked entries -inf for scores, 0 for patterns)."""
+        if self.is_stored(kind, layer):
+            return self.hook(kind, layer)[head]
         scores = ops.causal_scores(self.hook(V.q, layer)[:, head], self.hook(V.k, layer)[:, head])
         return scores if kind == V.attn_scores else ops.softmax(scores)
 
@@ -232,6 +264,9 @@ class Values:
         """The value of one vector node."""
         kind, L, h, p = key
         assert p is not None, "a vector key has a position"
+        if kind in DERIVED_KINDS and self.is_stored(kind, L):
+            whole = self.hook(kind, L)
+            return whole[h, p, : p + 1] if VECTOR_SPECS[kind].head_first else whole[p, h] if h is not None else whole[p]
         if kind in (V.attn_scores, V.attn_pattern):
             q = self.hook(V.q, L)[p, h]
             keys = self.hook(V.k, L)[: p + 1, h]

@@ -9,6 +9,13 @@ Two executions of the same ops:
   of a layer at once, observing every vector kind, so a 1024-token graph verifies in seconds. Both
   recompute from the inputs, never from captured values.
 
+A counterfactual run (``graph.intervene``) was never captured from the model: its values come from the forward
+executor with some vectors replaced. Its reference is therefore weaker, and the report says so
+(``reference="counterfactual"``): both modes re-execute it from its tokens and parameters with the recorded
+replacements, and every replaced node must hold exactly the value recorded for it (read through the graph's own
+indexing, not the executor's), so a value stored at the wrong node, head or position fails. That the executor
+equals the model without replacements is what verifying the run it was made from shows.
+
 The decoding stage is not captured from the model: it is derived from the logits. Verification decodes the
 re-executed logits with our ops and compares with Hugging Face's own decoding (its ``generate`` logits warpers)
 of the captured ones, so the whole chain from token ids to the chosen next token is checked against the
@@ -71,6 +78,9 @@ class VerifyReport:
 
     mode: str
     kinds: dict[str, KindError] = field(default_factory=dict)
+    #: what the re-executed values are compared with: "model" (captured from it) or "counterfactual" (computed
+    #: by the executor with recorded replacements; see the module docstring)
+    reference: str = "model"
 
     @property
     def ok(self) -> bool:
@@ -91,6 +101,7 @@ class VerifyReport:
         return {
             "ok": self.ok,
             "mode": self.mode,
+            "reference": self.reference,
             "vectors": self.vectors,
             "atol": ATOL,
             "rtol": RTOL,
@@ -117,16 +128,47 @@ class VerifyReport:
             f"{verdict}: {self.vectors} vectors re-executed ({self.mode}); tolerance {ATOL:g} abs + "
             f"{RTOL:g} x max |value| per kind"
         )
+        if self.reference == "counterfactual":
+            lines.append(
+                f"reference: a counterfactual run, re-executed with its recorded replacements ({_REPLACED} rows: each "
+                "replaced node holds its recorded value); it has no model run of its own to compare with"
+            )
         return "\n".join(lines)
 
 
 def verify(graph: Graph, mode: str = "batched") -> VerifyReport:
     """Re-execute ``graph`` (the whole run) and compare with its captured values."""
     if mode == "batched":
-        return _verify_batched(graph)
-    if mode == "vector":
-        return _verify_vectors(graph)
-    raise ValueError(f"unknown verify mode {mode!r}; expected 'batched' or 'vector'")
+        report = _verify_batched(graph)
+    elif mode == "vector":
+        report = _verify_vectors(graph)
+    else:
+        raise ValueError(f"unknown verify mode {mode!r}; expected 'batched' or 'vector'")
+    replaced = _replaced(graph)
+    if replaced:
+        report.reference = "counterfactual"
+        for key, value in replaced.items():
+            report.record(_REPLACED, graph.vector_value(key), value, 1)
+    return report
+
+
+#: the report's row for the replaced nodes of a counterfactual run
+_REPLACED = "replaced"
+
+
+def _replaced(graph: Graph) -> dict[Key, Tensor]:
+    """The value each replaced node of a counterfactual run must hold (the last replacement of a node wins)."""
+    cf = graph.header.counterfactual
+    if cf is None:
+        return {}
+    return {Key(r.kind, r.layer, r.head, r.position): v for r, v in zip(cf.interventions, graph.store.interventions)}
+
+
+def _interventions(graph: Graph) -> list[forward.Intervention]:
+    from .intervene import executor_interventions
+
+    cf = graph.header.counterfactual
+    return [] if cf is None else executor_interventions(cf.interventions, graph.store.interventions)
 
 
 def _verify_vectors(graph: Graph) -> VerifyReport:
@@ -134,6 +176,7 @@ def _verify_vectors(graph: Graph) -> VerifyReport:
     store, top = graph.store, graph.topology
     eps = graph.dims.layer_norm_eps
     report = VerifyReport("vector")
+    replaced = _replaced(graph)
     computed: dict[Key, Tensor] = {}
     references: dict[int, dict[str, Tensor]] = {}  # Hugging Face's decoding of the captured logits, per position
     tokens = store.activations[TOKENS]
@@ -152,7 +195,7 @@ def _verify_vectors(graph: Graph) -> VerifyReport:
                 references[p] = reference_decoding(store.logits()[p], graph.decoding)
             report.record(key.kind, out, references[p][key.kind], 1)
             continue
-        computed[key] = out = _apply(VECTOR_SPECS[key.kind].op, key, xs, ws, eps)
+        computed[key] = out = replaced.get(key, _apply(VECTOR_SPECS[key.kind].op, key, xs, ws, eps))
         report.record(key.kind, out, graph.vector_value(key), 1)
     return report
 
@@ -178,8 +221,9 @@ def _verify_batched(graph: Graph) -> VerifyReport:
     """The forward executor (all heads and positions of a layer at once), observing every site."""
     store, n = graph.store, graph.n_tokens
     report = VerifyReport("batched")
+    edits = _interventions(graph)
     with torch.no_grad():
-        result = forward.run(store.stacked, graph.dims, store.activations[TOKENS], observe=True)
+        result = forward.run(store.stacked, graph.dims, store.activations[TOKENS], observe=True, interventions=edits)
     for (kind, layer), value in result.observed.items():
         captured = graph.hook(kind, layer)
         vectors = n * (graph.dims.n_head if VECTOR_SPECS[kind].per_head else 1)
@@ -187,7 +231,7 @@ def _verify_batched(graph: Graph) -> VerifyReport:
     assert result.logits is not None
     logits = result.logits[0]
     with torch.no_grad():  # the fused paths (attention kernel, one product for attn_out) that patching runs take
-        fused_logits = forward.run(store.stacked, graph.dims, store.activations[TOKENS]).logits
+        fused_logits = forward.run(store.stacked, graph.dims, store.activations[TOKENS], interventions=edits).logits
     assert fused_logits is not None
     fused = fused_logits[0]
     report.record(V.logits, fused, graph.hook(V.logits), 0)  # the same vectors, by the other path

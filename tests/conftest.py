@@ -119,6 +119,17 @@ def saved_graph(tiny_graph, tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def corpus_path(tiny_checkpoint, tmp_path_factory) -> Path:
+    """Corpus statistics (a .ggc) of the tiny model over three prompts, for mean ablation."""
+    from gpt2graph.engine import run_corpus
+
+    root = tmp_path_factory.mktemp("corpus")
+    (root / "prompts.txt").write_text("The cat sat on the mat\nHello world\nTransformer tokens are numbers\n")
+    run_corpus(root / "prompts.txt", root / "stats.ggc", model=str(tiny_checkpoint), workers=1)
+    return root / "stats.ggc"
+
+
+@pytest.fixture(scope="session")
 def artifacts_dir() -> Path:
     """Where tests leave screenshots and renderings for people to look at (kept after the run)."""
     path = Path(os.environ.get("GPT2GRAPH_ARTIFACTS", Path(__file__).resolve().parent.parent / "test-artifacts"))

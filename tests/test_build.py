@@ -5,6 +5,7 @@ import torch
 from conftest import PROMPT, TINY
 
 import gpt2graph
+from gpt2graph.errors import PromptError
 from gpt2graph.schema import OperationNode, ParameterNode, VectorKind, VectorNode
 from gpt2graph.summary import format_summary
 
@@ -180,6 +181,23 @@ def test_views_are_live_and_keep_their_own_choices(tiny_checkpoint):
     with pytest.raises(gpt2graph.errors.NodeNotFoundError, match="outside this subgraph"):
         before.values("blocks.0.hook_mlp_out[0]")
     assert before.values("blocks.1.hook_mlp_out[0]").shape == (g.dims.d_model,)
+
+
+def test_a_prompt_of_token_ids_is_taken_as_given(tiny_checkpoint):
+    graph = gpt2graph.build([464, 2068, 7586], model=str(tiny_checkpoint))
+    assert graph.tokenization.token_ids == [464, 2068, 7586]
+    assert graph.tokenization.text == "The quick brown"
+    assert graph.verify().ok
+
+
+@pytest.mark.parametrize(
+    ("prompt", "message"),
+    [([-1], "token ids are >= 0"), ([50257], "outside the model's vocabulary"),
+     ([1.5], "token ids must be integers"), ([], "no tokens"), ([1] * 65, "shorten it by 1 tokens")],
+)  # fmt: skip
+def test_bad_token_id_prompts_are_clear_errors(tiny_checkpoint, prompt, message):
+    with pytest.raises(PromptError, match=message):
+        gpt2graph.build(prompt, model=str(tiny_checkpoint))
 
 
 def test_a_view_holds_only_its_nodes_and_options_fill_only_the_axes_it_leaves_whole(tiny_graph):

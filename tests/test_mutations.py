@@ -32,7 +32,7 @@ MUTANTS = {
     "ln_scale": lambda x, eps: torch.sqrt((x - x.mean(-1, keepdim=True)).pow(2).mean(-1, keepdim=True)) + eps,
     "ln_normalize": lambda x, scale: x / scale,  # not centred
     "ln_affine": lambda x, w, b: x * w,  # LayerNorm's beta dropped
-    "head_projection": lambda x, W, b: _ORIGINAL["head_projection"](x, W, torch.zeros_like(b)),  # bias dropped
+    "head_projection": lambda x, W, b, **kw: _ORIGINAL["head_projection"](x, W, torch.zeros_like(b), **kw),  # no bias
     "scaled_dot_product": lambda q, keys: _ORIGINAL["scaled_dot_product"](q, keys) * math.sqrt(q.shape[-1] / 65),
     "causal_scores": _causal_scores_leaking_one_future_key,
     "softmax": lambda s: torch.softmax(s * 1.01, dim=-1),

@@ -16,7 +16,9 @@ What is on the page:
   logit attribution, a head role score or the OV copying score (:mod:`.analysis_panel`), and the analysis panel
   (DLA, head roles, decoding) under the canvas, and each head's summary in the panel of its nodes;
 * above a ``max_positions`` prompt length, an overview of blocks replaces the vectors until the view is
-  zoomed in to that many positions (level of detail).
+  zoomed in to that many positions (level of detail);
+* with causal experiments stored on the run (:mod:`.causal`), the circuit over the canvas (click an edge for its
+  score and components) and the patching sweeps as heat maps under it.
 
 Models the tests and the page's script look up by name: ``nodes`` (node source), ``edges``, ``ancestors``
 and ``descendants`` (index filters), ``links``, ``heat`` (pattern source), ``attn-layer`` and ``attn-head``
@@ -73,6 +75,7 @@ from gpt2graph.plugin import (
 
 from .analysis_panel import ANALYSIS_MODES, Metrics, analysis_panel, head_panels, metrics
 from .ancestry import Rules, input_rules, lane_edges, output_rules
+from .causal import causal_panels, circuit_overlay
 from .knowledge import Knowledge, knowledge
 from .layout import BLOCK_WIDTH, Layout, layout
 from .sanitize import escape
@@ -767,6 +770,7 @@ def make_explorer(
         for r in canvas.detail:
             r.visible = False
 
+    overlay = circuit_overlay(canvas.fig, canvas.tap, graph, lay, _CSS)  # the stored circuit, if any
     heat_fig, heat, heat_title, focus, patterns = _heatmap(graph, lay)
     layers, heads = _heads_shown(graph)
     layer_w, head_w = _slider("layer", layers), _slider("head", heads)
@@ -860,6 +864,7 @@ def make_explorer(
             styles={"border": "1px solid #ddd", "padding": "6px", "background": "#fff"},
         )
         main.children.append(analysis)
+    main.children += causal_panels(graph, overlay, _CSS)  # the stored circuit's panel and patching heat maps
     side = column(panel, row(layer_w, head_w), heat_fig)
     root = column(_header(graph, lay, title), controls, row(main, side), name="explorer")
     return Explorer(root, lay, canvas.fig, canvas.nodes, overview, analysis)

@@ -20,9 +20,11 @@ from typing import Any
 
 from gpt2graph.plugin import Option, RendererError, atomic_write
 
+from .circuit_view import circuit_scene
 from .corpus import corpus_scene
 from .draw import element_id, to_svg
 from .layout import layout
+from .patching import patching_scene
 from .readout import HEAD_COLOURS, decoding, decoding_view
 from .scene import Scene
 
@@ -30,6 +32,8 @@ __all__ = ["SvgRenderer", "scene", "element_id", "__version__"]
 __version__ = "0.1.0"
 
 MAX_DEFAULT_POSITIONS = 12
+#: what the renderer draws: the forward pass, or the causal experiments stored on the run
+VIEWS = ("graph", "patching", "circuit")
 
 
 class SvgRenderer:
@@ -72,6 +76,13 @@ class SvgRenderer:
             choices=HEAD_COLOURS,
             default_text="dla when the graph carries an analysis",
         ),
+        "view": Option(
+            str,
+            "graph",
+            "what to draw: the forward pass (graph), the patching sweeps stored on it as heat maps (patching), or "
+            "the circuit stored on it (circuit); the last two use only the callouts and title options",
+            choices=VIEWS,
+        ),
     }
 
     def render(self, graph: Any, path: str | Path, **options: Any) -> Path:
@@ -106,14 +117,20 @@ def scene(
     top_p: float | None = None,
     seed: int | None = None,
     head_color: str | None = None,
+    view: str = "graph",
 ) -> Scene:
     """Validate the options against the graph and lay it out (a pure function: no file is touched).
     Decoding options, when given, draw the run with those settings; left unset, the graph's own (and its stored
-    analysis's table, if any; see :func:`readout.decoding`).
+    analysis's table, if any; see :func:`readout.decoding`). ``view``: the forward pass, or the patching sweeps or
+    circuit stored on the run (:mod:`.patching`, :mod:`.circuit_view`).
 
     A view (``graph.subgraph(...)``) is drawn as it is: its layers are the blocks expanded (the others elided),
     its first head the one drawn in full, its positions the lanes; the options choose only on the axes the
     view leaves whole."""
+    if view == "patching":
+        return patching_scene(graph, callouts=callouts, title=title)
+    if view == "circuit":
+        return circuit_scene(graph, callouts=callouts, title=title)
     d, n = graph.dims, graph.n_tokens
     _in_range("layer", layers or [], d.n_layer)
     _in_range("head", [head], d.n_head)
@@ -134,10 +151,10 @@ def scene(
         )
     if graph.analysis is not None and head_color is None:
         head_color = "dla"
-    view = decoding_view(graph, temperature=temperature, top_k=top_k, top_p=top_p, seed=seed)
-    result, stored = decoding(view, custom=view is not graph)
+    decoded = decoding_view(graph, temperature=temperature, top_k=top_k, top_p=top_p, seed=seed)
+    result, stored = decoding(decoded, custom=decoded is not graph)
     return layout(
-        view,
+        decoded,
         layers=layers,
         head=head,
         positions=positions,
