@@ -1,7 +1,8 @@
 """The SVG renderer's views of the causal experiments stored on a run: patching heat maps (every stored cell, its
 exact numbers, token labels, a colour bar) and the circuit view (its components at their graph nodes, edges at
-widths following their scores and labelled with them, callouts on the method); text escaped, no text boxes
-overlapping, clear errors, and Chromium drawing the measured widths."""
+widths following their scores and labelled with them, callouts on the method); a subgraph view drawn as it is
+(the cells and components it holds, and the edges leading outside it counted); text escaped, no component,
+label, cell, callout or text overlapping another, clear errors, and Chromium drawing the measured widths."""
 
 from __future__ import annotations
 
@@ -11,12 +12,14 @@ import handbuilt as hb
 import pytest
 from gpt2graph_svg import scene
 from gpt2graph_svg.draw import to_svg
+from gpt2graph_svg.scene import Box, Rect
 from test_svg import assert_chromium_draws_the_measured_widths
 from test_svg_analysis import EVIL, NS, assert_no_overlap, by_class, text_of, title
 
 import gpt2graph
 from gpt2graph.cli import main
 from gpt2graph.errors import RendererError
+from gpt2graph.plugin import Key, VectorKind, writer_key
 
 
 @pytest.fixture(scope="module")
@@ -153,3 +156,154 @@ def test_browser_text_widths_match_the_layout(chromium, chromedriver, tiny_causa
     path = tmp_path / f"{view}.svg"
     path.write_bytes(to_svg(s))
     assert_chromium_draws_the_measured_widths(chromium, chromedriver, path, s, tmp_path)
+
+
+# ---- a view is drawn as it is ---------------------------------------------------------------------------------
+VIEWS = [{"layers": [0]}, {"heads": [1]}, {"layers": [1], "heads": [0]}, {"positions": [0, 1]}]
+
+
+def held_components(view, circuit) -> set[str]:
+    """The components whose node the view holds: the vector each writes through at the scored position (the
+    logits for the logits), found through the topology, not through the renderer."""
+    top, p = view.topology, circuit.position
+    keys = {
+        c.id: Key(VectorKind.logits, None, None, p) if c.type == "logits" else writer_key(c, p)
+        for c in circuit.components
+    }
+    return {cid for cid, key in keys.items() if top.vector_id(key) in view}
+
+
+@pytest.mark.parametrize("restrict", VIEWS)
+def test_a_view_draws_the_components_it_holds_and_counts_the_edges_leading_outside(tiny_causal, restrict):
+    view = tiny_causal.subgraph(**restrict)
+    circuit = tiny_causal.header.circuit
+    inside = held_components(view, circuit)
+    edges_in = [e for e in circuit.edges if e.source in inside and e.target in inside]
+    leaving = [e for e in circuit.edges if (e.source in inside) != (e.target in inside)]
+    assert len(edges_in) < len(circuit.edges)  # each of these views leaves some edge out
+    root = render(view, view="circuit")
+    components = {el.get("data-component"): el for el in by_class(root, "circuit-component")}
+    assert set(components) == inside
+    assert all(el.get("data-node") in view for el in components.values())
+    drawn = sorted(
+        (e.get("data-source"), e.get("data-target"), e.get("data-input")) for e in by_class(root, "circuit-edge")
+    )
+    assert drawn == sorted((e.source, e.target, e.input or "") for e in edges_in)
+    assert len(by_class(root, "circuit-edge-label")) == len(edges_in)
+    (note,) = by_class(root, "view-note")
+    assert (note.get("data-components"), note.get("data-edges"), note.get("data-outside")) == (
+        str(len(inside)),
+        str(len(edges_in)),
+        str(len(leaving)),
+    )
+    assert f"holds {len(inside)} of the circuit's {len(circuit.components)} components" in text_of(note)
+    assert f"{len(leaving)} edge" in text_of(note) and "outside it" in text_of(note)
+    for cid, el in components.items():  # each component counts, and its tooltip names, its own
+        own = [e for e in leaving if cid in (e.source, e.target)]
+        assert el.get("data-outside") == str(len(own))
+        assert all(f"{e.source} → {e.target}" in title(el) for e in own)
+        if own:
+            assert f"{len(own)} edge" in text_of(el)
+    if not inside:  # the scored position is outside the view
+        assert "None of the circuit's" in text_of(root)
+
+
+def test_the_whole_run_has_no_view_note(tiny_causal):
+    root = render(tiny_causal, view="circuit")
+    assert not by_class(root, "view-note")
+    assert {el.get("data-outside") for el in by_class(root, "circuit-component")} == {"0"}
+    assert len(by_class(root, "circuit-edge")) == len(tiny_causal.header.circuit.edges)
+
+
+@pytest.mark.parametrize(
+    "restrict", [{"layers": [1]}, {"heads": [1]}, {"positions": [0, 3]}, {"layers": [0], "heads": [0]}]
+)
+def test_a_view_draws_the_cells_it_holds(copy_graph, restrict):
+    view = copy_graph.subgraph(**restrict)
+    root = render(view, view="patching")
+    sel = view.selection
+    for i, sweep in enumerate(copy_graph.header.patching):
+
+        def held(axis):
+            at = lambda values, k: None if values is None else values[k]  # noqa: E731
+            return [
+                label
+                for k, label in enumerate(axis.labels)
+                if sel.admits(at(axis.layers, k), at(axis.heads, k), at(axis.positions, k))
+            ]
+
+        rows, cols = held(sweep.rows), held(sweep.cols)
+        cells = [el for el in by_class(root, "patch-cell") if el.get("data-sweep") == str(i)]
+        assert sorted((el.get("data-row"), el.get("data-col")) for el in cells) == sorted(
+            (r, c) for r in rows for c in cols
+        )
+        notes = [el for el in by_class(root, "view-note") if el.get("data-sweep") == str(i)]
+        whole = len(rows) == len(sweep.rows.labels) and len(cols) == len(sweep.cols.labels)
+        if whole:
+            assert not notes
+        else:
+            (note,) = notes
+            assert (note.get("data-rows"), note.get("data-cols")) == (str(len(rows)), str(len(cols)))
+            assert f"holds {len(rows)} of the {len(sweep.rows.labels)} rows" in text_of(note)
+    assert len(by_class(root, "patch-cell")) < len(by_class(render(copy_graph, view="patching"), "patch-cell"))
+
+
+def test_a_sweep_with_no_cell_in_the_view_says_so(tiny_checkpoint):
+    """A sweep patched at chosen positions has no cell in a view of other positions; another sweep keeps its own."""
+    graph = gpt2graph.build("Transformer tokens are vectors", model=str(tiny_checkpoint))
+    options = dict(answer=" the", wrong=" a")
+    graph.patch_sweep("Transformer tokens are numbers", kind="mlp_out", **options)
+    graph.patch_sweep("Transformer tokens are numbers", kind="resid_pre", positions=[3, 4], **options)
+    root = render(graph.subgraph(positions=[0, 1]), view="patching")
+    assert {el.get("data-sweep") for el in by_class(root, "patch-cell")} == {"0"}  # its first two columns
+    assert len(by_class(root, "patch-cell")) == 2 * graph.dims.n_layer
+    assert text_of(root).count("No cell of this sweep is inside this view.") == 1
+    assert len(by_class(root, "colour-bar")) == 1
+
+
+# ---- nothing overlaps -----------------------------------------------------------------------------------------
+#: groups drawn as one solid block (their shapes and texts); every other text is a block of its own
+SOLID = {"circuit-component", "circuit-edge-label", "faithfulness", "callout", "patch-cell", "colour-bar"}
+
+
+def blocks(s) -> list[tuple[str, Box]]:
+    """What must not overlap on a page: each solid group's bounding box, and every other text's box."""
+    out = []
+    for g in s.groups:
+        if g.cls in SOLID:
+            boxes = [t.box for t in g.texts] + [p.box for p in g.parts if isinstance(p, Rect)]
+            x0, y0 = min(b.x for b in boxes), min(b.y for b in boxes)
+            x1, y1 = max(b.right for b in boxes), max(b.bottom for b in boxes)
+            out.append((f"{g.cls} {g.data}", Box(x0, y0, x1 - x0, y1 - y0)))
+        else:
+            out += [(" ".join(t.lines), t.box) for t in g.texts]
+    return out
+
+
+def assert_nothing_overlaps(s) -> None:
+    """No two blocks overlap, and every block is on the page."""
+    found = sorted(blocks(s), key=lambda nb: nb[1].x)
+    for i, (name, a) in enumerate(found):
+        assert a.x >= 0 and a.right <= s.width and a.y >= 0 and a.bottom <= s.height, name
+        for other, b in found[i + 1 :]:
+            if b.x >= a.right:
+                break
+            assert not a.overlaps(b), (name, other)
+
+
+@pytest.mark.parametrize("view", ["patching", "circuit"])
+@pytest.mark.parametrize("restrict", [{}, *VIEWS])
+def test_no_component_label_cell_callout_or_text_overlaps_another(tiny_causal, copy_graph, view, restrict):
+    for graph in (tiny_causal, copy_graph):
+        s = scene(graph.subgraph(**restrict) if restrict else graph, view=view)
+        assert_nothing_overlaps(s)
+        assert len(blocks(s)) > 20  # a page, not an empty one
+
+
+def test_a_larger_circuit_places_every_label_clear_of_the_rest(tiny_checkpoint):
+    """More layers and heads, a circuit of some thirty edges: labels still find a free place."""
+    graph = gpt2graph.build("Transformer tokens are vectors of numbers", model=str(tiny_checkpoint))
+    graph.circuit("Transformer tokens are lists of numbers", answer=" the", wrong=" a", top=30)
+    s = scene(graph, view="circuit")
+    assert len([g for g in s.groups if g.cls == "circuit-edge"]) >= 30
+    assert_nothing_overlaps(s)

@@ -80,7 +80,8 @@ class SvgRenderer:
             str,
             "graph",
             "what to draw: the forward pass (graph), the patching sweeps stored on it as heat maps (patching), or "
-            "the circuit stored on it (circuit); the last two use only the callouts and title options",
+            "the circuit stored on it (circuit); the last two draw what a view holds of them and use only the "
+            "callouts and title options",
             choices=VIEWS,
         ),
     }
@@ -126,7 +127,8 @@ def scene(
 
     A view (``graph.subgraph(...)``) is drawn as it is: its layers are the blocks expanded (the others elided),
     its first head the one drawn in full, its positions the lanes; the options choose only on the axes the
-    view leaves whole."""
+    view leaves whole. The causal views draw the cells and circuit components the view holds, and say what
+    they leave out."""
     if view == "patching":
         return patching_scene(graph, callouts=callouts, title=title)
     if view == "circuit":

@@ -3,14 +3,22 @@ circuit's components: the embedding, the heads (each with its query, key and val
 forward order, and the logits, joined by the circuit's edges at widths following their scores, each labelled
 with its score, with callouts explaining edge attribution patching and how faithfulness was measured.
 
-Components are groups carrying the graph node through which they write (``data-node``: a head's output at the
-scored position, ...) and ``data-component``; edges carry ``data-source``, ``data-target``, ``data-input`` and
-``data-score``. Nothing is recomputed: everything drawn is what the run stores.
+It is a page of the shared engine (:mod:`.engine`): the title block, a *Circuit* panel whose gutter tells how to
+read it and whose diagram is the circuit, a *Faithfulness* panel, callouts level with what they explain, the
+footer. A view (``graph.subgraph(...)``) is drawn as it is: the components whose nodes it holds (a component's
+node is the vector it writes through at the scored position, the logits for the logits), the edges between
+them, and how many edges lead outside it, in total and on each component.
+
+Components are groups carrying that node (``data-node``) and ``data-component``; edges carry ``data-source``,
+``data-target``, ``data-input`` and ``data-score``. Nothing is recomputed: everything drawn is what the run
+stores.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from gpt2graph.plugin import (
     CATEGORY_COLOURS,
@@ -27,122 +35,295 @@ from gpt2graph.plugin import (
 )
 
 from . import colors as C
-from .causal_page import MARGIN, Page
+from .content import Callout, Content, view_text
+from .engine import MIN_DIAGRAM_W, Frame, Page
+from .furniture import footer, title_block
 from .scene import FS, Box, Group, Path, Rect, Scene, text_at
-from .text import width
+from .text import fit, line_height, width
+
+if TYPE_CHECKING:
+    from gpt2graph import Graph
 
 __all__ = ["circuit_scene"]
 
-COLUMN = 220  # from one column of components to the next (px)
-BOX_W = 118
-HEAD_H, BOX_H = 90, 46  # a head has three input ports, below its name; other components one
-PORT_TOP, PORT_STEP = 44, 16  # a head's q, k and v ports, from its top
+COLUMN = 210  # from one column of components to the next (px)
+BOX_W = 132
+HEAD_H, BOX_H = 98, 50  # a head has three input ports under its name; other components one
+NOTE_TOP = 35  # a component's count of the edges leading outside the view, from its top
+PORT_TOP, PORT_STEP = 54, 16  # a head's q, k and v ports, from its top
 GAP = 26  # between components of a column
+INSET = 14  # the first column's distance from the diagram's left edge (room for the ports)
 MAX_EDGE = 9.0  # stroke width of the strongest edge (px)
+LABEL_H = 12  # an edge's score label
 _CATEGORY = {"embed": "residual", "head": "attention", "mlp": "mlp", "logits": "unembedding"}
 _PORTS = ("q", "k", "v")
 #: edges that carry the prediction (ablating them lowers the metric) and edges that work against it
 _LOWERS, _RAISES = C.diverging(-0.85), C.diverging(0.85)
+Point = tuple[float, float]
 
 
-def circuit_scene(graph: Any, *, callouts: bool = True, title: str = "") -> Scene:
-    """Lay the stored circuit out (a pure function of the graph)."""
+@dataclass(frozen=True)
+class Held:
+    """What of the circuit a view holds: the components whose nodes are in it, the edges between them, and for
+    each of those components the edges it shares with a component outside."""
+
+    components: list[Component]
+    edges: list[CircuitEdge]
+    outside: dict[str, list[CircuitEdge]]
+
+    @classmethod
+    def of(cls, graph: Graph, circuit: PredictionCircuit) -> Held:
+        inside = {c.id for c in circuit.components if node_of(graph, c, circuit.position) in graph}
+        outside: dict[str, list[CircuitEdge]] = {cid: [] for cid in inside}
+        for e in circuit.edges:
+            if (e.source in inside) != (e.target in inside):
+                outside[e.source if e.source in inside else e.target].append(e)
+        return cls(
+            [c for c in circuit.components if c.id in inside],
+            [e for e in circuit.edges if e.source in inside and e.target in inside],
+            outside,
+        )
+
+    @property
+    def leaving(self) -> int:
+        """How many edges join a component of the view to one outside it."""
+        return sum(len(es) for es in self.outside.values())
+
+
+def node_of(graph: Graph, c: Component, position: int) -> str:
+    """The graph node a component is drawn at: the vector it writes through at ``position`` (the logits for
+    the logits)."""
+    key = Key(VectorKind.logits, None, None, position) if c.type == "logits" else writer_key(c, position)
+    return graph.topology.vector_id(key)
+
+
+def circuit_scene(graph: Graph, *, callouts: bool = True, title: str = "") -> Scene:
+    """Lay the stored circuit out as the view holds it (a pure function of the graph)."""
     circuit: PredictionCircuit | None = graph.header.circuit
     if circuit is None:
         raise RendererError(
             "view 'circuit' draws the circuit stored on the graph, and it has none: run graph.circuit(...) "
             "(or gpt2graph circuit ... -o run.gg) first"
         )
-    page = Page(graph, callouts)
+    held = Held.of(graph, circuit)
+    drawing = Drawing(graph, circuit, held)
+    page = Page(Frame(diagram_w=max(MIN_DIAGRAM_W, drawing.width + INSET)), Content(graph, callouts))
     f = circuit.faithfulness
-    metric = (
-        f"logit({circuit.answer}) − logit({circuit.wrong})"
-        if circuit.metric == "logit_diff"
-        else f"p({circuit.answer})"
-    )
-    page.header(
-        title or "The circuit behind the prediction",
+    title = title or "The circuit behind the prediction"
+    metric = _metric(circuit)
+    title_block(
+        page,
+        graph,
+        title,
         [
-            f"clean: {graph.tokenization.text!r}    corrupted: {circuit.corrupted_text!r}",
-            f"metric {metric} at position {circuit.position}: clean {signed(circuit.clean_value)}, corrupted "
-            f"{signed(circuit.corrupted_value)}",
+            f"corrupted: “{circuit.corrupted_text}” · metric {metric} at position {circuit.position}: clean "
+            f"{signed(circuit.clean_value)}, corrupted {signed(circuit.corrupted_value)}",
             f"{len(circuit.edges)} edges of {circuit.n_scored} scored "
             + (f"(the top {circuit.top}" if circuit.top is not None else f"(|score| >= {circuit.threshold:g}")
             + f", {circuit.n_selected} selected before pruning); faithfulness measured with every other edge "
             f"{f.ablation}: {percent(f.recovered)} of the clean metric recovered",
         ],
-        980,
     )
-    boxes = _place(circuit, graph.dims.n_layer, 0.0)
-    headroom = max((0.75 * _lift(boxes[e.source], boxes[e.target]) for e in circuit.edges), default=0.0)
-    top = page.y + 30 + headroom  # room for the arcs of edges that pass over columns
-    boxes = {k: Box(b.x, b.y + top, b.w, b.h) for k, b in boxes.items()}
-    bottom = max((b.bottom for b in boxes.values()), default=page.y)
-    scale = max((abs(e.score) for e in circuit.edges), default=1.0) or 1.0
-    last = graph.n_tokens - 1
-    components = [_component(graph, c, boxes[c.id], last, metric) for c in circuit.components]
-    taken = [t.box for g in components for t in g.texts] + list(boxes.values())
-    curves, labels = [], []
-    for edge in sorted(circuit.edges, key=lambda e: -abs(e.score)):  # the strongest choose their label's place first
-        curve, label = _edge(edge, boxes, scale, taken)
-        curves.append(curve)
-        labels.append(label)
-    page.groups += [*curves[::-1], *components, *labels]  # the strongest curves on top; every label above them
-    right = max((b.right for b in boxes.values()), default=MARGIN)
-    page.right = max(page.right, right)
-    y = _legend(page, MARGIN, bottom + 30, scale) + 16
-    _summary(page, MARGIN + 420, bottom + 30, circuit)
-    x = MARGIN
-    for entry, note in (
-        ("edge-attribution-patching", "Edge widths and labels here are these scores."),
-        ("circuit-faithfulness", f"Here: {percent(f.recovered)} recovered, measured with {f.ablation} ablation."),
-        ("circuit", ""),
+    content = page.content
+    shown = f"{len(held.components)} of {len(circuit.components)} components, {len(held.edges)} of {len(circuit.edges)}"
+    with (
+        page.panel("residual", "Circuit", f"{shown} edges, in forward order from the embedding to the logits"),
+        page.band(
+            "residual",
+            _callouts(
+                content,
+                ("edge-attribution-patching", "Edge widths and labels here are these scores."),
+                ("circuit", ""),
+            ),
+        ),
     ):
-        page.callout(entry, x, y, 320, "residual", note)
-        x += 340
-    page.right = max(page.right, x)
-    height = max(g_bottom(g) for g in page.groups)
-    return Scene(
-        page.right + MARGIN,
-        height + MARGIN,
-        title or "The circuit behind the prediction",
-        f"Circuit of {graph.model.name} on {graph.tokenization.text!r}",
-        page.groups,
-    )
+        top = page.y + 4
+        gutter = _key(page, top, drawing.scale, graph, held, circuit)
+        page.y = max(gutter, drawing.draw(page, page.frame.diagram_x + INSET, top)) + 10
+    with (
+        page.panel(
+            "residual",
+            "Faithfulness",
+            f"measured: the model run with every edge outside the circuit {f.ablation}",
+        ),
+        page.band(
+            "residual",
+            _callouts(
+                content,
+                (
+                    "circuit-faithfulness",
+                    f"Here: {percent(f.recovered)} recovered, measured with {f.ablation} ablation.",
+                ),
+            ),
+        ),
+    ):
+        page.y = _summary(page, page.frame.diagram_x, page.y + 4, circuit) + 8
+    page.y = max(page.y, page.callout_y)
+    footer(page)
+    return page.scene(title, f"Circuit of {graph.model.name} on {graph.tokenization.text!r}")
 
 
-def g_bottom(g: Group) -> float:
-    """The lowest point a group draws (its texts and rectangles)."""
-    parts = [p.box.bottom for p in g.parts if isinstance(p, Rect)]
-    return max([t.box.bottom for t in g.texts] + parts + [0.0])
+def _metric(circuit: PredictionCircuit) -> str:
+    if circuit.metric == "logit_diff":
+        return f"logit({circuit.answer}) − logit({circuit.wrong})"
+    return f"p({circuit.answer})"
+
+
+def _callouts(content: Content, *entries: tuple[str, str]) -> Callable[[], list[Callout]]:
+    return lambda: [c for entry, note in entries for c in content.glossary_callout(entry, note)]
+
+
+class Drawing:
+    """The circuit's components and edges, placed relative to the diagram's top left corner: a column per stage
+    that has components (the embedding, each layer's heads, its MLP, the logits), the components of a column
+    stacked and the columns centred on one another; an edge that passes over columns arcs above them, and its
+    score label sits where it overlaps no component and no other label."""
+
+    def __init__(self, graph: Graph, circuit: PredictionCircuit, held: Held):
+        self.graph, self.circuit, self.held = graph, circuit, held
+        self.metric = _metric(circuit)
+        self.scale = max((abs(e.score) for e in circuit.edges), default=1.0) or 1.0
+        self.boxes = _place(held.components, graph.dims.n_layer)
+        taken = [Box(b.x - 6, b.y, b.w + 9, b.h) for b in self.boxes.values()]  # its ports and output included
+        self.edges: list[tuple[CircuitEdge, tuple[Point, Point, Point, Point], Box]] = []
+        for e in sorted(held.edges, key=lambda e: -abs(e.score)):  # the strongest choose their label's place first
+            curve = _curve(self.boxes[e.source], self.boxes[e.target], e.input)
+            label = _label_box(curve, width(signed(e.score, 3), FS["tiny"], True) + 6, taken)
+            taken.append(label)
+            self.edges.append((e, curve, label))
+        ys = [b.y for b in taken] + [p[1] for _, curve, _ in self.edges for p in curve]
+        self.top = min(ys, default=0.0)  # arcs and labels rise above the components
+        self.bottom = max((b.bottom for b in taken), default=0.0)
+        self.width = max((b.right for b in taken), default=0.0) + 6
+
+    def draw(self, page: Page, x: float, y: float) -> float:
+        """Draw it with its top left corner at (x, y); returns its bottom."""
+        if not self.held.components:
+            n = len(self.circuit.components)
+            t = page.wrapped(
+                x,
+                y,
+                f"None of the circuit's {n} components is inside this view: each is drawn at its node at the "
+                f"scored position {self.circuit.position}.",
+                page.frame.diagram_right - x,
+                FS["body"],
+                colour=C.MUTED,
+            )
+            page.label(t)
+            return t.box.bottom
+        dy = y - self.top
+
+        def at(b: Box) -> Box:
+            return Box(x + b.x, dy + b.y, b.w, b.h)
+
+        def pt(p: Point) -> str:
+            return f"{x + p[0]},{dy + p[1]}"
+
+        labels = []
+        for e, (p0, p1, p2, p3), label in reversed(self.edges):  # the strongest curves on top
+            colour = _LOWERS if e.score < 0 else _RAISES
+            reader = e.target + (f" ({e.input} input)" if e.input else "")
+            tip = (
+                f"{e.source} → {reader}: score {e.score:.6g}, the estimated change of the metric if this edge "
+                "alone carried its ablated value"
+            )
+            data = {"source": e.source, "target": e.target, "input": e.input or "", "score": repr(e.score)}
+            stroke = 1.0 + (MAX_EDGE - 1.0) * abs(e.score) / self.scale
+            page.under(
+                Group(
+                    [Path(f"M{pt(p0)} C{pt(p1)} {pt(p2)} {pt(p3)}", colour, stroke)],
+                    tip=tip,
+                    cls="circuit-edge",
+                    data=data,
+                )
+            )
+            box = at(label)
+            text = text_at(
+                box.x + box.w / 2,
+                box.y + 1,
+                [signed(e.score, 3)],
+                FS["tiny"],
+                anchor="middle",
+                bold=True,
+                colour=colour,
+            )
+            labels.append(
+                Group([Rect(box, "#ffffff", colour, 0.6, 3)], [text], tip=tip, cls="circuit-edge-label", data=data)
+            )
+        for c in self.held.components:
+            page.front.append(self._component(c, at(self.boxes[c.id])))
+        page.front.extend(labels)  # every label above the curves and the components
+        return dy + self.bottom
+
+    def _component(self, c: Component, box: Box) -> Group:
+        colour = CATEGORY_COLOURS[_CATEGORY[c.type]]
+        detail = {
+            "embed": "token + position",
+            "head": f"head {c.head} of layer {c.layer}",
+            "mlp": f"MLP of layer {c.layer}",
+            "logits": self.metric,
+        }[c.type]
+        inner = box.w - 16
+        outside = self.held.outside[c.id]
+        tip = f"{c.id}: {detail}"
+        if outside:
+            tip += "; edges leading outside this view: " + ", ".join(
+                f"{e.source} → {e.target}{f' ({e.input} input)' if e.input else ''} {signed(e.score, 3)}"
+                for e in outside
+            )
+        group = Group(
+            parts=[Rect(box, tint(colour, 0.16), colour, 1.6, 6)],
+            texts=[
+                text_at(box.x + 8, box.y + 7, [fit(c.id, inner, FS["h2"], True)], FS["h2"], bold=True, colour=colour),
+                text_at(box.x + 8, box.y + 24, [fit(detail, inner, FS["tiny"])], FS["tiny"], colour=C.MUTED),
+            ],
+            node=node_of(self.graph, c, self.circuit.position),
+            tip=tip,
+            cls="circuit-component",
+            data={"component": c.id, "type": str(c.type), "outside": str(len(outside))},
+        )
+        if outside:
+            note = f"{len(outside)} edge{'s' * (len(outside) > 1)} outside the view"
+            group.texts.append(
+                text_at(box.x + 8, box.y + NOTE_TOP, [fit(note, inner, FS["tiny"])], FS["tiny"], italic=True)
+            )
+        ports = _PORTS if c.type == "head" else (None,) if c.type != "embed" else ()
+        for port in ports:
+            y = _port_y(box, port)
+            group.parts.append(Rect(Box(box.x - 5, y - 5, 10, 10), "#ffffff", colour, 1.4, 5))
+            if port:
+                group.texts.append(text_at(box.x + 9, y - 5, [f"{port} input"], FS["tiny"], colour=colour))
+        if c.type != "logits":
+            group.parts.append(Rect(Box(box.right - 3, box.y + box.h / 2 - 3, 6, 6), colour, rx=3))
+        return group
 
 
 def _stage(c: Component, n_layer: int) -> int:
+    """The column a component stands in: the embedding first, layer L's heads then its MLP, the logits last."""
     if c.type == "embed":
         return -1
     if c.type == "logits":
         return 2 * n_layer
-    return 2 * c.layer + (c.type == "mlp")
+    return 2 * (c.layer or 0) + (c.type == "mlp")
 
 
-def _place(circuit: PredictionCircuit, n_layer: int, top: float) -> dict[str, Box]:
-    """A column per stage that has components (embedding, each layer's heads, its MLP, logits), the components
-    of a column stacked and the columns centred on one another."""
-    stages = sorted({_stage(c, n_layer) for c in circuit.components})
-    columns: dict[int, list[Component]] = {s: [] for s in stages}
-    for c in circuit.components:
-        columns[_stage(c, n_layer)].append(c)
+def _place(components: list[Component], n_layer: int) -> dict[str, Box]:
+    """A column per stage that has components, the components of a column stacked and the columns centred on one
+    another, from (0, 0)."""
+    columns: dict[int, list[Component]] = {}
+    for c in components:
+        columns.setdefault(_stage(c, n_layer), []).append(c)
 
     def height(cs: list[Component]) -> float:
         return sum(HEAD_H if c.type == "head" else BOX_H for c in cs) + GAP * (len(cs) - 1)
 
     tallest = max((height(cs) for cs in columns.values()), default=0.0)
     boxes = {}
-    for i, stage in enumerate(stages):
-        y = top + (tallest - height(columns[stage])) / 2
+    for i, stage in enumerate(sorted(columns)):
+        y = (tallest - height(columns[stage])) / 2
         for c in columns[stage]:
             h = HEAD_H if c.type == "head" else BOX_H
-            boxes[c.id] = Box(MARGIN + 40 + i * COLUMN, y, BOX_W, h)
+            boxes[c.id] = Box(i * COLUMN, y, BOX_W, h)
             y += h + GAP
     return boxes
 
@@ -151,87 +332,29 @@ def _port_y(box: Box, port: str | None) -> float:
     return box.y + PORT_TOP + PORT_STEP * _PORTS.index(port) if port else box.y + box.h / 2
 
 
-def _component(graph: Any, c: Component, box: Box, last: int, metric: str) -> Group:
-    colour = CATEGORY_COLOURS[_CATEGORY[c.type]]
-    name, detail = {
-        "embed": (c.id, "token + position"),
-        "head": (c.id, f"head {c.head} of layer {c.layer}"),
-        "mlp": (c.id, f"MLP of layer {c.layer}"),
-        "logits": (c.id, metric),
-    }[c.type]
-    key = Key(VectorKind.logits, None, None, last) if c.type == "logits" else writer_key(c, last)
-    group = Group(
-        parts=[Rect(box, tint(colour, 0.16), colour, 1.6, 6)],
-        texts=[text_at(box.x + 10, box.y + 7, [name], FS["h2"], bold=True, colour=colour)],
-        node=graph.topology.vector_id(key),
-        tip=f"{name}: {detail}",
-        cls="circuit-component",
-        data={"component": c.id, "type": str(c.type)},
-    )
-    group.texts.append(text_at(box.x + 10, box.y + 24, [detail], FS["tiny"], colour=C.MUTED))
-    ports = _PORTS if c.type == "head" else (None,) if c.type != "embed" else ()
-    for port in ports:
-        y = _port_y(box, port)
-        group.parts.append(Rect(Box(box.x - 5, y - 5, 10, 10), "#ffffff", colour, 1.4, 5))
-        if port:
-            group.texts.append(text_at(box.x + 9, y - 5, [f"{port} input"], FS["tiny"], colour=colour))
-    if c.type != "logits":
-        group.parts.append(Rect(Box(box.right - 3, box.y + box.h / 2 - 3, 6, 6), colour, rx=3))
-    return group
-
-
-def _edge(edge: CircuitEdge, boxes: dict[str, Box], scale: float, taken: list[Box]) -> tuple[Group, Group]:
-    """The edge as a curve from the writer's output to the reader's port, its width following |score|, and its
-    score as a label where it overlaps nothing placed before (``taken``, which it joins)."""
-    a, b = boxes[edge.source], boxes[edge.target]
-    p0, p3 = (a.right + 3, a.y + a.h / 2), (b.x - 5, _port_y(b, edge.input))
+def _curve(a: Box, b: Box, port: str | None) -> tuple[Point, Point, Point, Point]:
+    """From the writer's output (right of ``a``) to the reader's port (left of ``b``): straight across between
+    neighbouring columns, arcing above the components of the columns it passes over otherwise (the curve's top
+    is 3/4 of the lift above its ends)."""
+    p0, p3 = (a.right + 3, a.y + a.h / 2), (b.x - 5, _port_y(b, port))
     bend = max(40.0, (p3[0] - p0[0]) / 2)
-    lift = _lift(a, b)
-    p1, p2 = (p0[0] + bend, p0[1] - lift), (p3[0] - bend, p3[1] - lift)
-    colour = _LOWERS if edge.score < 0 else _RAISES
-    stroke = 1.0 + (MAX_EDGE - 1.0) * abs(edge.score) / scale
-    label = signed(edge.score, 3)
-    lw = width(label, FS["tiny"]) + 6
-    label_box = _label_box(p0, p1, p2, p3, lw, taken)
-    taken.append(label_box)
-    reader = edge.target + (f" ({edge.input} input)" if edge.input else "")
-    tip = (
-        f"{edge.source} → {reader}: score {edge.score:.6g}, the estimated change of the metric if this edge alone "
-        "carried its ablated value"
-    )
-    data = {"source": edge.source, "target": edge.target, "input": edge.input or "", "score": repr(edge.score)}
-    curve = Group(
-        parts=[Path(f"M{p0[0]},{p0[1]} C{p1[0]},{p1[1]} {p2[0]},{p2[1]} {p3[0]},{p3[1]}", colour, stroke)],
-        tip=tip,
-        cls="circuit-edge",
-        data=data,
-    )
-    text = text_at(
-        label_box.x + lw / 2, label_box.y + 1, [label], FS["tiny"], anchor="middle", bold=True, colour=colour
-    )
-    return curve, Group(
-        [Rect(label_box, "#ffffff", colour, 0.6, 3)], [text], tip=tip, cls="circuit-edge-label", data=data
-    )
-
-
-def _lift(a: Box, b: Box) -> float:
-    """How far an edge from box ``a`` to box ``b`` arcs up: not at all between neighbouring columns, above the
-    components of the columns it passes over otherwise (the curve's top is 3/4 of this above its ends)."""
     skipped = round((b.x - a.x) / COLUMN) - 1
-    return 0.0 if skipped < 1 else 36.0 + 22.0 * skipped
+    lift = 0.0 if skipped < 1 else 36.0 + 22.0 * skipped
+    return p0, (p0[0] + bend, p0[1] - lift), (p3[0] - bend, p3[1] - lift), p3
 
 
-def _label_box(p0, p1, p2, p3, w: float, taken: list[Box]) -> Box:
+def _label_box(curve: tuple[Point, Point, Point, Point], w: float, taken: list[Box]) -> Box:
     """A box for an edge's label on the curve (or just beside it) that overlaps no box taken; the midpoint when
     every place is taken."""
+    p0, p1, p2, p3 = curve
 
     def at(t: float, dy: float) -> Box:
         u = 1 - t
         x = u**3 * p0[0] + 3 * u * u * t * p1[0] + 3 * u * t * t * p2[0] + t**3 * p3[0]
         y = u**3 * p0[1] + 3 * u * u * t * p1[1] + 3 * u * t * t * p2[1] + t**3 * p3[1]
-        return Box(x - w / 2, y - 6 + dy, w, 12)
+        return Box(x - w / 2, y - LABEL_H / 2 + dy, w, LABEL_H)
 
-    for dy in (0, -14, 14, -28, 28):
+    for dy in (0, -14, 14, -28, 28, -42, 42, -56, 56):
         for t in (0.5, 0.38, 0.62, 0.26, 0.74, 0.14, 0.86):
             box = at(t, dy)
             if not any(box.overlaps(other) for other in taken):
@@ -239,28 +362,62 @@ def _label_box(p0, p1, p2, p3, w: float, taken: list[Box]) -> Box:
     return at(0.5, 0)
 
 
-def _legend(page: Page, x: float, y: float, scale: float) -> float:
+def _key(page: Page, y: float, scale: float, graph: Graph, held: Held, circuit: PredictionCircuit) -> float:
+    """The gutter: what of the circuit this view holds (for a view), then how to read the drawing; returns its
+    bottom."""
+    x, w = page.frame.gutter_x, page.frame.gutter_w
+    if len(held.components) < len(circuit.components):
+        t = page.wrapped(
+            x,
+            y,
+            f"This view ({view_text(graph.selection)}) holds {len(held.components)} of the circuit's "
+            f"{len(circuit.components)} components and {len(held.edges)} of its {len(circuit.edges)} edges; "
+            f"{held.leaving} edge{'s' * (held.leaving != 1)} lead{'s' * (held.leaving == 1)} outside it"
+            + (" (each component counts its own, its tooltip names them)." if held.leaving else "."),
+            w,
+            FS["small"],
+            bold=True,
+        )
+        data = {
+            "components": str(len(held.components)),
+            "edges": str(len(held.edges)),
+            "outside": str(held.leaving),
+        }
+        page.front.append(Group(texts=[t], cls="view-note", data=data))
+        y = t.box.bottom + 10
     group = Group(cls="circuit-legend")
     group.texts.append(text_at(x, y, ["How to read it"], FS["h2"], bold=True))
-    y += 20
+    y += line_height(FS["h2"]) + 4
     for colour, text in (
         (_LOWERS, "ablating the edge lowers the metric: it carries the clean prediction"),
         (_RAISES, "ablating the edge raises the metric: it works against the prediction"),
     ):
-        group.parts.append(Path(f"M{x},{y + 6} L{x + 40},{y + 6}", colour, 4))
-        group.texts.append(text_at(x + 50, y, [text], FS["small"]))
-        y += 18
-    for w, text in ((1.0, "0"), (MAX_EDGE / 2, signed(scale / 2, 3)), (MAX_EDGE, signed(scale, 3))):
-        group.parts.append(Path(f"M{x},{y + 6} L{x + 40},{y + 6}", C.MUTED, w))
-        group.texts.append(text_at(x + 50, y, [f"|score| {text.lstrip('+−')}"], FS["small"], colour=C.MUTED))
-        y += 16
-    note = "Edges into a head end at its q, k or v port; every head, MLP and the logits read the residual stream."
-    group.texts.append(text_at(x, y + 2, [note], FS["tiny"], colour=C.MUTED))
-    page.groups.append(group)
-    return y + 16
+        t = page.wrapped(x + 38, y, text, w - 38, FS["small"])
+        group.parts.append(Path(f"M{x},{y + 6} L{x + 30},{y + 6}", colour, 4))
+        group.texts.append(t)
+        y = t.box.bottom + 4
+    for stroke, value in ((1.0, 0.0), (MAX_EDGE / 2, scale / 2), (MAX_EDGE, scale)):
+        group.parts.append(Path(f"M{x},{y + 6} L{x + 30},{y + 6}", C.MUTED, stroke))
+        group.texts.append(
+            text_at(x + 38, y, [f"|score| {signed(value, 3).lstrip('+−')}"], FS["small"], colour=C.MUTED)
+        )
+        y += line_height(FS["small"]) + 4
+    t = page.wrapped(
+        x,
+        y + 2,
+        "Edges into a head end at its q, k or v port; every head, MLP and the logits read the residual stream, "
+        "the sum of what every earlier component wrote.",
+        w,
+        FS["tiny"],
+        colour=C.MUTED,
+    )
+    group.texts.append(t)
+    page.front.append(group)
+    return t.box.bottom
 
 
-def _summary(page: Page, x: float, y: float, circuit: PredictionCircuit) -> None:
+def _summary(page: Page, x: float, y: float, circuit: PredictionCircuit) -> float:
+    """The three measured values and the share recovered; returns its bottom."""
     f = circuit.faithfulness
     rows = [
         ("clean run", f.clean_value),
@@ -269,12 +426,13 @@ def _summary(page: Page, x: float, y: float, circuit: PredictionCircuit) -> None
     ]
     group = Group(cls="faithfulness", data={"recovered": repr(f.recovered)})
     group.texts.append(text_at(x, y, [f"Faithfulness: {percent(f.recovered)} recovered"], FS["h2"], bold=True))
-    y += 20
+    y += line_height(FS["h2"]) + 4
+    name_w = max(width(name, FS["small"]) for name, _ in rows) + 70
     for name, value in rows:
         group.texts.append(text_at(x, y, [name], FS["small"], colour=C.MUTED))
-        group.texts.append(text_at(x + 190, y, [signed(value)], FS["small"], anchor="end"))
-        y += 15
-    group.texts.append(
-        text_at(x, y + 2, ["(circuit − all ablated) / (clean − all ablated), measured"], FS["tiny"], colour=C.MUTED)
-    )
-    page.groups.append(group)
+        group.texts.append(text_at(x + name_w, y, [signed(value)], FS["small"], anchor="end"))
+        y += line_height(FS["small"]) + 3
+    t = text_at(x, y + 2, ["(circuit − all ablated) / (clean − all ablated), measured"], FS["tiny"], colour=C.MUTED)
+    group.texts.append(t)
+    page.front.append(group)
+    return t.box.bottom

@@ -5,12 +5,12 @@ and links the core's link policy allows."""
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
-from gpt2graph.plugin import ResolvedAnnotation, parse_markdown, safe_url, template_values
+from gpt2graph.plugin import ResolvedAnnotation, Selection, parse_markdown, safe_url, template_values
 
-__all__ = ["Link", "Callout", "Content"]
+__all__ = ["Link", "Callout", "Content", "view_text"]
 
 
 @dataclass(frozen=True)
@@ -22,13 +22,16 @@ class Link:
 
 @dataclass(frozen=True)
 class Callout:
-    """A resolved annotation, ready to be laid out as plain text."""
+    """A resolved annotation, ready to be laid out as plain text. ``entry`` names the glossary entry a callout
+    presents (empty for an annotation); ``note`` says what it means on this page (empty: nothing to add)."""
 
     id: str
     title: str
     caption: str
     paragraphs: tuple[str, ...]
     links: tuple[Link, ...]
+    entry: str = ""
+    note: str = ""
 
 
 class Content:
@@ -52,15 +55,17 @@ class Content:
                     out.append(self._callout(a))
         return out
 
-    def glossary_callout(self, entry_id: str) -> list[Callout]:
-        """A glossary entry as a callout (term, one-sentence summary, its source), for the analysis panels,
-        which explain a method rather than a graph node; empty when callouts are off or it was shown."""
+    def glossary_callout(self, entry_id: str, note: str = "") -> list[Callout]:
+        """A glossary entry as a callout (term, one-sentence summary, its source, and ``note``: what it means on
+        this page), for the panels that explain a method rather than a graph node; empty when callouts are off
+        or it was shown."""
         entry = self.graph.glossary.get(entry_id)
         key = f"glossary:{entry_id}"
         if not self.enabled or entry is None or key in self._shown:
             return []
         self._shown.add(key)
-        return [self._callout(ResolvedAnnotation(key, entry.term, entry.summary, None, (entry_id,)))]
+        c = self._callout(ResolvedAnnotation(key, entry.term, entry.summary, None, (entry_id,)))
+        return [replace(c, entry=entry_id, note=note)]
 
     def terminology(self) -> Callout | None:
         """The terminology note, drawn in its own box near the legend rather than beside one part."""
@@ -82,3 +87,10 @@ class Content:
                 )
         paragraphs = tuple(block.text for block in parse_markdown(a.body))
         return Callout(a.id, a.title, a.caption or "", paragraphs, tuple(links))
+
+
+def view_text(selection: Selection) -> str:
+    """What a view selects, as a page says it: 'layers 0, 1; positions 3' ('the whole run' for no selection)."""
+    axes = (("layers", selection.layers), ("heads", selection.heads), ("positions", selection.positions))
+    parts = [f"{name} {', '.join(map(str, sorted(chosen)))}" for name, chosen in axes if chosen is not None]
+    return "; ".join(parts) or "the whole run"

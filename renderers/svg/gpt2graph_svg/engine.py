@@ -20,7 +20,7 @@ new view needs only a frame, a page and bands::
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -32,7 +32,7 @@ from .content import Callout, Content
 from .scene import CELL_H, FS, PAD, Box, Group, Path, Rect, Scene, Text, text_at
 from .text import line_height, width, wrap
 
-__all__ = ["Frame", "Page", "gradient_bar", "MARGIN", "CALLOUT_W", "MIN_DIAGRAM_W"]
+__all__ = ["Frame", "Page", "colour_scale", "bottom", "MARGIN", "CALLOUT_W", "MIN_DIAGRAM_W"]
 
 # ---- columns (px) ------------------------------------------------------------------------------------------
 MARGIN = 28
@@ -44,6 +44,7 @@ MIN_DIAGRAM_W = 640
 CALLOUT_W = 440
 MAX_DRIFT = 90  # how far the callout column may run ahead of the diagram
 PANEL_INSET = 7  # each nested panel's inset on both sides
+BAR_H = 12  # a colour scale's bar
 
 
 @dataclass(frozen=True)
@@ -129,19 +130,37 @@ class Page:
 
     # ---- panels and bands -----------------------------------------------------------------------------
     @contextmanager
-    def panel(self, category: str, title: str, subtitle: str = "", deck: int = 0) -> Iterator[Text]:
+    def panel(
+        self,
+        category: str,
+        title: str,
+        subtitle: str = "",
+        deck: int = 0,
+        *,
+        cls: str | None = None,
+        data: dict[str, str] | None = None,
+    ) -> Iterator[Text]:
         """A panel framing what is drawn inside; yields the last text of its title line (to set things
-        beside). ``deck`` draws that many cards stacked behind it (the other heads)."""
+        beside). ``deck`` draws that many cards stacked behind it (the other heads); ``cls`` and ``data`` mark
+        the title line's group, for a reader (or a test) to find what the panel shows. A subtitle that does not
+        fit beside the title goes on the lines below it."""
         depth = self.depth
         self._open.append((self.y, category, depth))
         x = self.frame.panel_x + PANEL_INSET * depth + 10
         self.y += 6
         t = text_at(x, self.y, [title], FS["h2"], bold=True, colour=CATEGORY_COLOURS[category])
         texts = [t]
+        bottom = t.box.bottom
         if subtitle:
-            texts.append(text_at(t.box.right + 10, self.y + 2, [subtitle], FS["small"], colour=C.MUTED))
-        self.label(*texts)
-        self.y += t.box.h + 8
+            right = self.panel_right()
+            if t.box.right + 10 + width(subtitle, FS["small"]) <= right:
+                sub = text_at(t.box.right + 10, self.y + 2, [subtitle], FS["small"], colour=C.MUTED)
+            else:
+                sub = self.wrapped(x, bottom + 2, subtitle, right - x, FS["small"], colour=C.MUTED)
+            texts.append(sub)
+            bottom = max(bottom, sub.box.bottom)
+        self.front.append(Group(texts=texts, cls=cls, data=data or {}))
+        self.y = bottom + 8
         yield texts[-1]
         self._close_panel(deck)
 
@@ -176,7 +195,7 @@ class Page:
     def _callout(self, c: Callout, y: float, category: str, anchor: float) -> float:
         f = self.frame
         x, w = f.callout_x + PAD + 4, f.callout_w - 2 * PAD - 4
-        group = Group(cls="callout")
+        group = Group(cls="callout", data={"entry": c.entry} if c.entry else {})
         top = y
         y += PAD
         title = self.wrapped(x, y, c.title, w, FS["h2"], bold=True)
@@ -189,6 +208,10 @@ class Page:
             y = cap.box.bottom + 4
         for para in c.paragraphs:
             t = self.wrapped(x, y, para, w, FS["body"])
+            group.texts.append(t)
+            y = t.box.bottom + 4
+        if c.note:
+            t = self.wrapped(x, y, c.note, w, FS["small"], italic=True, colour=C.MUTED)
             group.texts.append(t)
             y = t.box.bottom + 4
         if c.links:
@@ -225,10 +248,41 @@ class Page:
         return Scene(self.frame.width, self.y, title, description, panels + self.back + self.front)
 
 
-def gradient_bar(x: float, y: float, w: float, ramp: Callable[[float], str], start: float) -> list[Rect]:
+def _gradient_bar(x: float, y: float, w: float, ramp: Callable[[float], str], start: float) -> list[Rect]:
     """A colour scale as a bar of ``w`` px: ``ramp`` from ``start`` to 1."""
     steps = 40
     return [
-        Rect(Box(x + w * i / steps, y, w / steps + 0.3, 12), ramp(start + (1 - start) * (i + 0.5) / steps))
+        Rect(Box(x + w * i / steps, y, w / steps + 0.3, BAR_H), ramp(start + (1 - start) * (i + 0.5) / steps))
         for i in range(steps)
     ]
+
+
+def colour_scale(
+    x: float,
+    y: float,
+    w: float,
+    ramp: Callable[[float], str],
+    start: float,
+    ticks: Sequence[tuple[float, str]],
+    title: str = "",
+    cls: str = "colour-scale",
+) -> Group:
+    """A colour scale with its ``title`` above and its ``ticks`` below: (where along the bar, 0 to 1; label),
+    the end labels kept inside the bar's width. The group's lowest text is its bottom."""
+    group = Group(cls=cls)
+    if title:
+        t = text_at(x, y, wrap(title, w, FS["small"], True), FS["small"], bold=True)
+        group.texts.append(t)
+        y = t.box.bottom + 3
+    group.parts += _gradient_bar(x, y, w, ramp, start)
+    y += BAR_H + 4
+    for at, label in ticks:
+        anchor = "start" if at <= 0 else "end" if at >= 1 else "middle"
+        group.parts.append(Path(f"M{x + w * at},{y - 4} V{y - 1}", C.MUTED))
+        group.texts.append(text_at(x + w * at, y, [label], FS["small"], anchor=anchor, colour=C.MUTED))
+    return group
+
+
+def bottom(group: Group) -> float:
+    """The lowest point of ``group``'s texts and rectangles."""
+    return max([t.box.bottom for t in group.texts] + [p.box.bottom for p in group.parts if isinstance(p, Rect)])

@@ -3,12 +3,13 @@ colours, colour scales, how to read it, the terminology note) and the footer."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from gpt2graph.plugin import CATEGORY_COLOURS, CATEGORY_LABELS, tint
 
 from . import colors as C
-from .engine import MARGIN, Page, gradient_bar
+from .engine import MARGIN, Page, bottom, colour_scale
 from .rows import SAMPLE_HEAD, SAMPLE_TAIL
 from .scene import FS, PAD, Box, Group, Rect, text_at
 from .text import line_height
@@ -19,8 +20,9 @@ if TYPE_CHECKING:
 __all__ = ["title_block", "legend_block", "footer"]
 
 
-def title_block(page: Page, graph: Graph, title: str) -> None:
-    """The title, the model's facts, the prompt, and a banner that says whether the weights are trained."""
+def title_block(page: Page, graph: Graph, title: str, lines: Sequence[str] = ()) -> None:
+    """The title, the model's facts, the prompt (and ``lines`` about what the page shows of the run), and a
+    banner that says whether the weights are trained."""
     m, tok = graph.model, graph.tokenization
     x, w = MARGIN, page.frame.width - 2 * MARGIN
     t = page.wrapped(x, page.y, title, w, FS["title"], bold=True)
@@ -48,7 +50,10 @@ def title_block(page: Page, graph: Graph, title: str) -> None:
         colour=C.MUTED,
     )
     page.label(f, prompt, date)
-    page.y = date.box.bottom + 10
+    page.y = date.box.bottom + 4
+    for line in lines:
+        page.note(x, page.y, line, w, FS["body"], gap=2)
+    page.y += 6
     if graph.random_weights:
         seed = "unknown seed" if m.weights.seed is None else f"seed {m.weights.seed}"
         msg = (
@@ -87,11 +92,7 @@ def legend_block(page: Page) -> None:
     group.texts.append(text_at(x, y, ["Colour scales"], FS["h2"], bold=True))
     y += line_height(FS["h2"]) + 6
     bar_w = col_w - 2 * PAD
-    group.parts += gradient_bar(x, y, bar_w, C.diverging, -1.0)
-    y += 16
-    for label, anchor, lx in (("−max", "start", x), ("0", "middle", x + bar_w / 2), ("+max", "end", x + bar_w)):
-        group.texts.append(text_at(lx, y, [label], FS["small"], anchor=anchor, colour=C.MUTED))
-    y += line_height(FS["small"]) + 2
+    y = _scale(group, colour_scale(x, y, bar_w, C.diverging, -1.0, [(0.0, "−max"), (0.5, "0"), (1.0, "+max")]))
     t = page.wrapped(
         x,
         y,
@@ -102,11 +103,7 @@ def legend_block(page: Page) -> None:
     )
     group.texts.append(t)
     y = t.box.bottom + 8
-    group.parts += gradient_bar(x, y, bar_w, C.sequential, 0.0)
-    y += 16
-    for label, anchor, lx in (("0", "start", x), ("1", "end", x + bar_w)):
-        group.texts.append(text_at(lx, y, [label], FS["small"], anchor=anchor, colour=C.MUTED))
-    y += line_height(FS["small"]) + 2
+    y = _scale(group, colour_scale(x, y, bar_w, C.sequential, 0.0, [(0.0, "0"), (1.0, "1")]))
     t = page.wrapped(
         x,
         y,
@@ -158,6 +155,13 @@ def legend_block(page: Page) -> None:
         group.parts.append(Rect(Box(x0, page.y, w_all, y - page.y + PAD - 4), "#ffffff", C.RULE, 1, 6))
         page.front.append(group)
         page.y = y + PAD + 14
+
+
+def _scale(group: Group, scale: Group) -> float:
+    """Draw a colour scale in ``group``; returns where the text under it goes."""
+    group.parts += scale.parts
+    group.texts += scale.texts
+    return bottom(scale) + 2
 
 
 def footer(page: Page) -> None:

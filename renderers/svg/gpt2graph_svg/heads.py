@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 from gpt2graph.plugin import fixed
 
 from . import colors as C
-from .engine import Page, gradient_bar
+from .engine import Page, bottom, colour_scale
 from .readout import HEAD_METRIC, Readout
 from .scene import FS, Box, Group, Path, Rect, Text, text_at
 from .text import line_height, width
@@ -150,15 +150,13 @@ class HeadMap:
         group = Group(cls="head-scale")
         if self.metric == "dla":
             m = self.scale
-            group.parts += gradient_bar(x, y, w, C.diverging, -1.0)
-            ticks = [(f"−{m:.3g}", "start", x), ("0", "middle", x + w / 2), (f"+{m:.3g}", "end", x + w)]
+            scale = colour_scale(x, y, w, C.diverging, -1.0, [(0.0, f"−{m:.3g}"), (0.5, "0"), (1.0, f"+{m:.3g}")])
             what = (
                 "sum of each head's direct logit attribution to the " + self.readout.metric() + " at position "
                 f"{self.g.analysis.dla.position}: red raises it, blue lowers it (scale: the largest |value|)"
             )
         else:
-            group.parts += gradient_bar(x, y, w, C.sequential, 0.0)
-            ticks = [("0", "start", x), ("0.5", "middle", x + w / 2), ("1", "end", x + w)]
+            scale = colour_scale(x, y, w, C.sequential, 0.0, [(0.0, "0"), (0.5, "0.5"), (1.0, "1")])
             what = (
                 "share of the eigenvalue mass of the full OV circuit that is positive: near 1, the head copies "
                 "what it attends to"
@@ -166,11 +164,9 @@ class HeadMap:
                 else "mean attention to the key the role "
                 f"picks out ({self.g.analysis.roles.source}); grey: undefined on this sequence"
             )
-        y += 14
-        group.texts += [
-            text_at(lx, y, [label], FS["small"], anchor=anchor, colour=C.MUTED) for label, anchor, lx in ticks
-        ]
-        y += line_height(FS["small"]) + 2
+        group.parts += scale.parts
+        group.texts += scale.texts
+        y = bottom(scale) + 2
         chance = self.g.analysis.roles.chance.get(self.metric)  # None for dla and copying
         if chance is not None:
             cx = x + w * chance
