@@ -19,7 +19,7 @@ from .errors import InterpretError
 from .lens import LensTable, logit_lens
 from .results import Analysis, AnalysisOptions, LensKind
 from .roles import head_roles, probe_tokens
-from .targets import resolve_position, resolve_token
+from .targets import check_top_tokens, resolve_pair, resolve_position, resolve_token
 
 if TYPE_CHECKING:
     from .graph import Graph
@@ -81,12 +81,11 @@ def compute(
         a, lens = compute(graph, target=" Paris", induction_probe=20)
         a.dla.top(5), a.roles.ranked("induction", 3), lens.entry("blocks.5.attn.hook_result[9,1]")
     """
-    if isinstance(top_tokens, bool) or not isinstance(top_tokens, int) or top_tokens < 1:
-        raise InterpretError(f"top_tokens must be a positive integer, got {top_tokens!r}")
+    check_top_tokens(top_tokens)
     check_options(temperature, top_k, top_p, seed)
     p = resolve_position(graph, position)
     target_id = None if target is None else resolve_token(graph, target, "target")
-    contrast_id = None if contrast is None else resolve_token(graph, contrast, "contrast")
+    _, contrast_id = resolve_pair(graph, p, target, contrast)
     input_id = (
         graph.tokenization.token_ids[p]
         if circuit_token is None

@@ -35,12 +35,13 @@ def build(
 ) -> Graph:
     """Run ``model`` on ``prompt`` once and return the graph of every vector and operation.
 
-    ``prompt`` is text, or token ids (a generated continuation appends the id it chose, which re-tokenising
-    its text would not always give back). ``model`` is a hub id (e.g. ``"gpt2"``, ``"distilgpt2"``; the HF
-    cache is honoured), a local directory, an already-loaded ``GPT2LMHeadModel``, or a :class:`LoadedModel`
-    from :func:`gpt2graph.loading.load_model` (used as is: a server loads once and builds many graphs). Left
-    as None it means pretrained ``gpt2``, falling back (with one warning) to the embedded GPT-2 124M
-    architecture with seeded random weights when that cannot be loaded.
+    ``prompt`` is text, or token ids (a list, or a tensor of shape (n,) or (1, n): e.g. with a BOS token first, as
+    TransformerLens's ``to_tokens`` gives them, or a generated continuation, which re-tokenising its text would
+    not always give back). ``model`` is a hub id (e.g. ``"gpt2"``, ``"distilgpt2"``; the HF cache is honoured),
+    a local directory, an already-loaded ``GPT2LMHeadModel``, a TransformerLens ``TransformerBridge`` over one,
+    or a :class:`LoadedModel` from :func:`gpt2graph.loading.load_model` (used as is: a server loads once and
+    builds many graphs). Left as None it means pretrained ``gpt2``, falling back (with one warning) to the
+    embedded GPT-2 124M architecture with seeded random weights when that cannot be loaded.
     The tokenizer comes from the model's directory when it has one, else it is GPT-2's own BPE (either is
     loaded once per model and kept). ``revision``: a hub revision (branch, tag or commit). ``device``: where
     the model runs (cpu, cuda, mps; default: where it is); the values are brought to the CPU.
@@ -87,6 +88,23 @@ def parameters(loaded: LoadedModel) -> dict[str, Tensor]:
     return {name: t.detach().cpu() for name, t in loaded.model.state_dict().items() if name != "lm_head.weight"}
 
 
+def _token_ids(prompt: Any) -> list[int]:
+    """Token ids given instead of text: a sequence of ints, or a tensor of shape (n,) or (1, n)."""
+    if isinstance(prompt, Tensor):
+        if prompt.ndim == 2 and prompt.shape[0] == 1:
+            prompt = prompt[0]
+        if prompt.ndim != 1 or prompt.is_floating_point() or prompt.is_complex():
+            raise PromptError(f"token ids must be a 1-d integer tensor (or of shape (1, n)), got {tuple(prompt.shape)}")
+        prompt = prompt.tolist()
+    if isinstance(prompt, bytes) or not isinstance(prompt, Sequence):
+        raise PromptError(f"the prompt must be text or a sequence of token ids, got {type(prompt).__name__}")
+    if not all(isinstance(i, int) and not isinstance(i, bool) for i in prompt):
+        raise PromptError("token ids must be integers")
+    if any(i < 0 for i in prompt):
+        raise PromptError(f"token ids are >= 0, got {min(prompt)}")
+    return list(prompt)
+
+
 def build_alike(graph: Graph, prompt: str | Sequence[int]) -> Graph:
     """``prompt`` run through the model ``graph`` was captured from, found again from the graph alone
     (:func:`gpt2graph.loading.model_of`): a captured run of the same model, e.g. the corrupted run of a patching
@@ -97,18 +115,11 @@ def build_alike(graph: Graph, prompt: str | Sequence[int]) -> Graph:
     return other
 
 
-def tokenize(prompt: str | Sequence[int], loaded: LoadedModel) -> Tokenization:
+def tokenize(prompt: str | Sequence[int] | Tensor, loaded: LoadedModel) -> Tokenization:
     """Token ids and strings of ``prompt`` (text, or token ids whose text is their decoding); a prompt longer
     than the context is an error that says by how much."""
     tok = loaded.tokenizer
-    if isinstance(prompt, str):
-        ids = list(tok(prompt, add_special_tokens=False)["input_ids"])
-    elif isinstance(prompt, Sequence) and all(isinstance(i, int) and not isinstance(i, bool) for i in prompt):
-        ids = list(prompt)
-        if any(i < 0 for i in ids):
-            raise PromptError(f"token ids are >= 0, got {min(ids)}")
-    else:
-        raise PromptError(f"a prompt is text or a sequence of token ids, got {type(prompt).__name__}")
+    ids = list(tok(prompt, add_special_tokens=False)["input_ids"]) if isinstance(prompt, str) else _token_ids(prompt)
     n_ctx, n_vocab = loaded.info.dims.n_ctx, loaded.info.dims.n_vocab
     if not ids:
         raise PromptError("the prompt produced no tokens")
@@ -117,8 +128,9 @@ def tokenize(prompt: str | Sequence[int], loaded: LoadedModel) -> Tokenization:
             f"the prompt is {len(ids)} tokens long, but {loaded.info.name} reads at most n_ctx = "
             f"{n_ctx} tokens: shorten it by {len(ids) - n_ctx} tokens"
         )
-    if max(ids) >= n_vocab:
-        raise PromptError(f"the tokenizer produced token id {max(ids)}, outside the model's vocabulary of {n_vocab}")
+    if not 0 <= min(ids) <= max(ids) < n_vocab:
+        bad = next(i for i in ids if not 0 <= i < n_vocab)
+        raise PromptError(f"token id {bad} is outside the model's vocabulary (0..{n_vocab - 1})")
     text = prompt if isinstance(prompt, str) else tok.decode(ids)
     return Tokenization(
         text=text, token_ids=ids, tokens=[tok.decode([i]) for i in ids], tokens_visible=tok.convert_ids_to_tokens(ids)

@@ -28,10 +28,9 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor
 
-from .errors import InterpretError
 from .results import Circuits, HeadCircuit, TokenScore
 from .schema import ParamKind
-from .targets import resolve_token
+from .targets import check_top_tokens, resolve_token
 
 if TYPE_CHECKING:
     from .graph import Graph
@@ -109,8 +108,7 @@ def head_circuits(
         circuits = head_circuits(graph, input_token=" Paris")
         max(circuits.heads, key=lambda h: h.ov_copying_score)   # the most copying head
     """
-    if isinstance(top_tokens, bool) or not isinstance(top_tokens, int) or top_tokens < 1:
-        raise InterpretError(f"top_tokens must be a positive integer, got {top_tokens!r}")
+    check_top_tokens(top_tokens)
     t = graph.tokenization.token_ids[-1] if input_token is None else resolve_token(graph, input_token, "input token")
     W_E = graph.param(P.W_E)
     L, H = graph.dims.n_layer, graph.dims.n_head

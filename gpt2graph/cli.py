@@ -1,25 +1,31 @@
 """The ``gpt2graph`` command line: build, analyze, info, verify, patch, circuit, render, corpus, renderers,
 serve, weights, glossary, validate, schema.
 
-Errors in the user's input print one clear message (no traceback) and exit with status 2; a failed check
-(verification, validation, stale schema) exits with 1. Long steps draw progress bars on a terminal
-(:mod:`gpt2graph.progress`), never in a pipe, and never with ``--quiet``.
+Every failure is one line on stderr, never a traceback: errors in the user's input (a
+:class:`~gpt2graph.errors.Gpt2GraphError`, or arguments the parser refuses) exit with status 2, a failed
+check (verification, validation, stale schema) with 1, Ctrl-C with 130. An error that advises an argument
+names it by its flag here (``--random-weights``) and by its keyword in Python (``random_weights=True``).
+Long steps draw progress bars on a terminal (:mod:`gpt2graph.progress`), never in a pipe, and never
+with ``--quiet``.
 """
 
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
+import math
+import os
 import shutil
 import sys
 import textwrap
 import warnings
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from . import __version__
-from .errors import Gpt2GraphError
+from .errors import DataValidationError, Gpt2GraphError
 from .loading import DEVICES
 
 if TYPE_CHECKING:
@@ -30,7 +36,33 @@ if TYPE_CHECKING:
     from .graph import Graph
     from .presentation import Span
 
-__all__ = ["main"]
+__all__ = ["main", "parser", "FLAGS"]
+
+#: Python keyword -> the flag that sets it, for errors and reports that name an argument
+FLAGS = {
+    "model": "--model",
+    "random_weights": "--random-weights",
+    "position": "--position",
+    "target": "--target",
+    "contrast": "--contrast",
+    "top_tokens": "--top-tokens",
+    "temperature": "--temperature",
+    "top_k": "--top-k",
+    "top_p": "--top-p",
+    "seed": "--sample-seed",
+    "induction_probe": "--induction-probe",
+    "lens": "--no-lens",
+}
+#: set by --debug (or GPT2GRAPH_DEBUG=1): an unexpected error shows its traceback
+DEBUG_ENV = "GPT2GRAPH_DEBUG"
+
+
+def cli_spelling(keyword: str, value: Any) -> str:
+    """How the command line passes an argument: its flag, followed by the value unless it is a switch."""
+    flag = FLAGS.get(keyword, keyword)
+    if value is None or value is True:
+        return flag
+    return f"{flag} {value!r}" if isinstance(value, str) else f"{flag} {value}"
 
 
 def _load(path: str) -> Graph:
@@ -39,6 +71,7 @@ def _load(path: str) -> Graph:
     return load(path)
 
 
+# ---- build and analyze --------------------------------------------------------------------------------------
 def cmd_build(args: argparse.Namespace) -> int:
     from .builder import build
     from .storage import check_target
@@ -46,6 +79,7 @@ def cmd_build(args: argparse.Namespace) -> int:
 
     if args.output:
         check_target(args.output)  # fail before the model runs, not after
+    renders = [_render_target(spec, args.output) for spec in args.render or []]  # unknown renderers fail now too
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -62,7 +96,7 @@ def cmd_build(args: argparse.Namespace) -> int:
     for w in caught:
         if "could not be loaded" in str(w.message):
             print(f"warning: {w.message}", file=sys.stderr)
-    print(format_summary(graph.summary()))
+    print(format_summary(graph.summary(), width=_columns()))
     if args.verify:
         report = graph.verify()
         print(report.format())
@@ -71,12 +105,19 @@ def cmd_build(args: argparse.Namespace) -> int:
     if args.output:
         graph.save(args.output, embed_weights=args.embed_weights)
         print(f"saved {args.output}")
-    for spec in args.render or []:
-        name, _, out = spec.partition("=")
-        path = Path(out) if out else Path(args.output or "run").with_suffix(_suffix(name))
+    for name, path in renders:
         graph.render(name, path)
         print(f"rendered {name}: {path}")
     return 0
+
+
+def _render_target(spec: str, output: str | None) -> tuple[str, Path]:
+    """``NAME[=PATH]`` of --render: the renderer (checked to be installed) and the file it writes."""
+    from .registry import registry
+
+    name, _, out = spec.partition("=")
+    suffix = registry.resolve(name).suffixes[0]
+    return name, Path(out) if out else Path(output or "run").with_suffix(suffix)
 
 
 def _token(text: str | None, token_id: int | None) -> int | str | None:
@@ -107,13 +148,26 @@ def _build_analysis(args: argparse.Namespace) -> dict[str, Any] | bool:
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:
+    from .analyze import analyze
     from .summary import format_summary
 
     graph = _load(args.graph)
-    graph.analyze(**_analysis_options(args))
-    print(format_summary(graph.summary()))
-    _save_again(graph, args.output or args.graph, args.embed_weights)
-    print(f"saved {args.output or args.graph}")
+    target = args.output or args.graph
+    if args.output:
+        from .storage import check_target
+
+        check_target(args.output)
+    given = _analysis_options(args)
+    earlier = {} if args.fresh or graph.analysis is None else graph.analysis.options.as_arguments()
+    defaults = {k: p.default for k, p in inspect.signature(analyze).parameters.items() if k != "graph"}
+    kept = {k: v for k, v in earlier.items() if k not in given and v != defaults.get(k)}
+    graph.analyze(**{**earlier, **given})
+    if kept:
+        listed = ", ".join(_spell_kept(k, v) for k, v in kept.items())
+        print(f"kept from the earlier analysis: {listed} (--fresh starts from the defaults)")
+    print(format_summary(graph.summary(), width=_columns()))
+    _save_again(graph, target, args.embed_weights)
+    print(f"saved {target}")
     return 0
 
 
@@ -123,25 +177,84 @@ def _save_again(graph: Graph, path: str, embed_weights: bool) -> None:
     graph.save(path, embed_weights=embed_weights or embedded)
 
 
+def _spell_kept(keyword: str, value: Any) -> str:
+    if keyword == "lens":
+        return "--no-lens" if value is False else f"lens of {', '.join(value)}"
+    return cli_spelling(keyword, value)
+
+
+# ---- argument types: refused at parse time, under the flag's own name ----------------------------------------
+def _int_in(low: int | None = None, high: int | None = None) -> Callable[[str], int]:
+    """An argparse type: an integer in [low, high] (None: unbounded)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if (low is not None and value < low) or (high is not None and value > high):
+            bound = f">= {low}" if high is None else f"in {low}..{high}"
+            raise argparse.ArgumentTypeError(f"expected an integer {bound}, got {value}")
+        return value
+
+    return parse
+
+
+_integer, _positive_int, _seed = _int_in(), _int_in(1), _int_in(0, 2**64 - 1)
+
+
+def _real(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {text}")
+    return value
+
+
+def _positive_real(text: str) -> float:
+    value = _real(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a number > 0, got {text}")
+    return value
+
+
+def _non_negative_real(text: str) -> float:
+    value = _real(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be a number >= 0, got {text}")
+    return value
+
+
+def _probability(text: str) -> float:
+    value = _real(text)
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"must be in (0, 1], got {text}")
+    return value
+
+
 def _add_analysis_options(p: argparse.ArgumentParser) -> None:
     a = p.add_argument_group("interpretability (logit lens, DLA, head roles, circuits, decoding)")
-    a.add_argument("--position", type=int, help="position for DLA and decoding (default: last)")
+    a.add_argument(
+        "--position", type=_integer, help="position for DLA and decoding; negative counts from the end (default: last)"
+    )
     target, contrast = a.add_mutually_exclusive_group(), a.add_mutually_exclusive_group()
     target.add_argument(
         "--target",
         help="token to attribute and rank, as text that is exactly one token, e.g. ' Paris' (default: the prediction)",
     )
-    target.add_argument("--target-id", type=int, help="the same, as a token id")
+    target.add_argument("--target-id", type=_integer, help="the same, as a token id")
     contrast.add_argument("--contrast", help="second token: DLA of the logit difference target - contrast")
-    contrast.add_argument("--contrast-id", type=int, help="the same, as a token id")
-    a.add_argument("--top-tokens", type=int, help="tokens per lens entry / table (default 5)")
-    a.add_argument("--temperature", type=float, help="decoding temperature (> 0, default 1)")
-    a.add_argument("--top-k", type=int, help="decoding top-k (default: off)")
-    a.add_argument("--top-p", type=float, help="decoding top-p in (0, 1] (default: off)")
-    a.add_argument("--sample-seed", type=int, help="sample with this seed (default: greedy)")
+    contrast.add_argument("--contrast-id", type=_integer, help="the same, as a token id")
+    a.add_argument("--top-tokens", type=_positive_int, help="tokens per lens entry / table (default 5)")
+    a.add_argument("--temperature", type=_positive_real, help="decoding temperature (> 0, default 1)")
+    a.add_argument("--top-k", type=_positive_int, help="decoding top-k (default: off)")
+    a.add_argument("--top-p", type=_probability, help="decoding top-p in (0, 1] (default: off)")
+    a.add_argument("--sample-seed", type=_seed, help="sample with this seed (default: greedy)")
     a.add_argument(
         "--induction-probe",
-        type=int,
+        type=_positive_int,
         metavar="N",
         help="score head roles on the prompt plus N random tokens repeated twice",
     )
@@ -150,13 +263,7 @@ def _add_analysis_options(p: argparse.ArgumentParser) -> None:
     )
 
 
-def _suffix(renderer: str) -> str:
-    from .registry import registry
-
-    suffix: str = registry.resolve(renderer).suffixes[0]
-    return suffix
-
-
+# ---- reading saved graphs -------------------------------------------------------------------------------------
 def cmd_info(args: argparse.Namespace) -> int:
     from .corpus import describe, format_description, is_corpus, load_corpus
     from .summary import format_summary, summarize_graph
@@ -167,7 +274,7 @@ def cmd_info(args: argparse.Namespace) -> int:
         return 0
     graph = _load(args.graph)
     summary = summarize_graph(graph, k=args.top)
-    print(json.dumps(summary, indent=2, ensure_ascii=False) if args.json else format_summary(summary))
+    print(json.dumps(summary, indent=2, ensure_ascii=False) if args.json else format_summary(summary, _columns()))
     return 0
 
 
@@ -313,8 +420,9 @@ def _positions(text: str) -> list[int]:
 
 def cmd_render(args: argparse.Namespace) -> int:
     from .corpus import is_corpus, load_corpus
-    from .registry import parse_cli_options, render
+    from .registry import parse_cli_options, registry, render
 
+    registry.check_options(args.renderer, parse_cli_options(args.option or []))  # before loading the graph
     graph = load_corpus(args.graph) if is_corpus(args.graph) else _load(args.graph)
     path = render(graph, args.renderer, args.output, **parse_cli_options(args.option or []))
     print(f"rendered {args.renderer}: {path}")
@@ -376,9 +484,7 @@ def cmd_renderers(args: argparse.Namespace) -> int:
                 "description": r.description,
                 "suffixes": list(r.suffixes),
                 "draws_corpus": draws_corpus(r),
-                "options": {
-                    k: {"type": o.type_name, "default": o.default, "help": o.help} for k, o in r.options.items()
-                },
+                "options": {k: o.describe() for k, o in r.options.items()},
             }
         )
     if args.json:
@@ -392,7 +498,7 @@ def cmd_renderers(args: argparse.Namespace) -> int:
             f"[{', '.join(row['suffixes'])}]" + ("  (also draws corpus statistics)" if row["draws_corpus"] else "")
         )
         for k, o in row["options"].items():
-            print(f"    --option {k}=<{o['type']}>  {o['help']} (default: {o['default']!r})")
+            print(f"    --option {k}=<{o['type']}>  {o['help']} (default: {o['default_text']})")
     return 0
 
 
@@ -548,24 +654,15 @@ def cmd_validate(args: argparse.Namespace) -> int:
 def cmd_schema(args: argparse.Namespace) -> int:
     from .schemagen import cli_schema
 
-    return cli_schema(check=args.check)
+    return cli_schema(check=args.check, directory=args.directory)
 
 
-def _int_in(low: int, high: int | None = None) -> Callable[[str], int]:
-    """An argparse type: an integer in [low, high]."""
+# ---- the parser -----------------------------------------------------------------------------------------------
+class _Parser(argparse.ArgumentParser):
+    """Refuses bad arguments in one line (what is wrong, and where to read the usage)."""
 
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-        if value < low or (high is not None and value > high):
-            raise argparse.ArgumentTypeError(
-                f"expected an integer {'>= ' + str(low) if high is None else f'in {low}..{high}'}, got {value}"
-            )
-        return value
-
-    return parse
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"error: {self.prog}: {message} (see `{self.prog} --help`)\n")
 
 
 def _quiet_option(p: argparse.ArgumentParser, default: object) -> None:
@@ -583,14 +680,15 @@ def _model_options(p: argparse.ArgumentParser) -> None:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="gpt2graph", description="A typed, exact, vector-level graph of a live GPT-2 forward pass."
+    p = _Parser(prog="gpt2graph", description="A typed, exact, vector-level graph of a live GPT-2 forward pass.")
+    p.add_argument("--version", action="version", version=f"gpt2graph {__version__}", help="print the version")
+    p.add_argument(
+        "--debug", action="store_true", help=f"show the traceback of an unexpected error (also: {DEBUG_ENV}=1)"
     )
-    p.add_argument("--version", action="version", version=f"gpt2graph {__version__}")
     _quiet_option(p, False)
-    common = argparse.ArgumentParser(add_help=False)  # --quiet after the command too (it must not reset it)
+    common = _Parser(add_help=False)  # --quiet after the command too (it must not reset it)
     _quiet_option(common, argparse.SUPPRESS)
-    sub = p.add_subparsers(dest="command", required=True)
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def command(name: str, **kwargs: Any) -> argparse.ArgumentParser:
         return sub.add_parser(name, parents=[common], **kwargs)
@@ -600,14 +698,15 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument(
         "--model",
         default=None,
-        help="hub id, local directory or HF cache name (default: pretrained "
-        "gpt2, falling back to the embedded GPT-2 124M architecture with random weights)",
+        help="hub id (gpt2, gpt2-medium, gpt2-large, gpt2-xl, distilgpt2; from the HF cache when offline) or "
+        "local directory (default: pretrained gpt2, falling back to the embedded GPT-2 124M architecture with "
+        "random weights)",
     )
     _model_options(b)
     b.add_argument(
         "--device", choices=DEVICES, help="where the model runs (default: cpu); values are stored on the CPU"
     )
-    b.add_argument("-o", "--output", help="save the graph to this .gg directory")
+    b.add_argument("-o", "--output", metavar="RUN.gg", help="save the graph to this .gg directory")
     b.add_argument(
         "--embed-weights",
         action="store_true",
@@ -615,7 +714,12 @@ def parser() -> argparse.ArgumentParser:
     )
     b.add_argument("--annotations", action="append", metavar="FILE", help="add a glossary/annotation YAML file")
     b.add_argument("--verify", action="store_true", help="re-execute the graph and compare with the model")
-    b.add_argument("--render", action="append", metavar="NAME[=PATH]", help="also render with this renderer")
+    b.add_argument(
+        "--render",
+        action="append",
+        metavar="NAME[=PATH]",
+        help="also render with this renderer (default path: the output's name with the renderer's suffix)",
+    )
     b.add_argument(
         "--analyze",
         action="store_true",
@@ -625,22 +729,35 @@ def parser() -> argparse.ArgumentParser:
     b.set_defaults(func=cmd_build)
 
     an = command("analyze", help="compute the interpretability layers of a saved graph and store them")
-    an.add_argument("graph")
-    an.add_argument("-o", "--output", help="save to this .gg directory instead of updating the graph in place")
+    an.add_argument("graph", metavar="RUN.gg", help="the saved graph")
+    an.add_argument(
+        "-o", "--output", metavar="RUN.gg", help="save to this .gg directory instead of updating the graph in place"
+    )
+    an.add_argument(
+        "--fresh",
+        action="store_true",
+        help="start from the defaults; without it, options not given keep the earlier analysis's values",
+    )
     an.add_argument("--embed-weights", action="store_true", help="write the weights into the saved graph")
     _add_analysis_options(an)
     an.set_defaults(func=cmd_analyze)
 
     i = command("info", help="summarise a saved graph (.gg) or corpus statistics (.ggc)")
-    i.add_argument("graph")
+    i.add_argument("graph", metavar="RUN.gg", help="the saved graph, or corpus statistics")
     i.add_argument("--json", action="store_true", help="print one JSON object")
-    i.add_argument("--top", type=int, default=5, help="number of next-token predictions (default 5)")
+    i.add_argument("--top", type=_positive_int, default=5, help="number of next-token predictions (default 5)")
     i.set_defaults(func=cmd_info)
 
     v = command("verify", help="re-execute a saved graph vector by vector and compare")
-    v.add_argument("graph")
-    v.add_argument("--mode", choices=("batched", "vector"), default="batched")
-    v.add_argument("--json", action="store_true")
+    v.add_argument("graph", metavar="RUN.gg", help="the saved graph")
+    v.add_argument(
+        "--mode",
+        choices=("batched", "vector"),
+        default="batched",
+        help="batched: the forward executor, every head and position of a layer at once (default); vector: "
+        "operation node by operation node, as the graph draws it (slow, for small graphs)",
+    )
+    v.add_argument("--json", action="store_true", help="print the report as one JSON object")
     v.set_defaults(func=cmd_verify)
 
     pa = command("patch", help="activation patching sweep between a clean and a corrupted run")
@@ -677,9 +794,9 @@ def parser() -> argparse.ArgumentParser:
     ci.set_defaults(func=cmd_circuit)
 
     r = command("render", help="render a saved graph or corpus statistics with a renderer plugin")
-    r.add_argument("graph")
-    r.add_argument("-r", "--renderer", required=True)
-    r.add_argument("-o", "--output", required=True)
+    r.add_argument("graph", metavar="RUN.gg", help="the saved graph, or corpus statistics (.ggc)")
+    r.add_argument("-r", "--renderer", required=True, help="renderer name (`gpt2graph renderers` lists them)")
+    r.add_argument("-o", "--output", required=True, metavar="FILE", help="file to write")
     r.add_argument("--option", action="append", metavar="KEY=VALUE", help="renderer option (repeatable)")
     r.set_defaults(func=cmd_render)
 
@@ -688,21 +805,27 @@ def parser() -> argparse.ArgumentParser:
                    "or a directory of .txt files")  # fmt: skip
     c.add_argument("--model", default=None, help="hub id or local directory (as for build)")
     c.add_argument("--random-weights", action="store_true", help="seeded random weights for the named architecture")
-    c.add_argument("--seed", type=int, default=0, help="seed for --random-weights (default 0)")
+    c.add_argument("--seed", type=_seed, default=0, help="seed for --random-weights (default 0)")
     c.add_argument("-o", "--output", required=True, help="the .ggc directory to write (and to resume from)")
     c.add_argument("--engine", choices=("local", "ray"), default="local", help="where the workers run (default local)")
     c.add_argument("--address", help="with --engine ray: join this Ray cluster (default: start a small local one)")
-    c.add_argument("--workers", type=int, help="worker processes or Ray actors (default: cores locally, 2 on Ray)")
+    c.add_argument(
+        "--workers", type=_positive_int, help="worker processes or Ray actors (default: cores locally, 2 on Ray)"
+    )
     c.add_argument("--strict", action="store_true", help="stop at the first bad record instead of skipping it")
     c.add_argument("--kinds", help="comma-separated vector kinds whose mean activations to aggregate (default: all)")
-    c.add_argument("--chunk-size", type=int, default=4, help="prompts per task sent to a worker (default 4)")
+    c.add_argument("--chunk-size", type=_positive_int, default=4, help="prompts per task sent to a worker (default 4)")
     c.add_argument(
-        "--checkpoint-every", type=float, default=60.0, metavar="SECONDS", help="checkpoint interval (default 60)"
+        "--checkpoint-every",
+        type=_non_negative_real,
+        default=60.0,
+        metavar="SECONDS",
+        help="checkpoint interval; 0: after every task (default 60)",
     )
     c.set_defaults(func=cmd_corpus)
 
     rs = command("renderers", help="list installed renderer plugins and their options")
-    rs.add_argument("--json", action="store_true")
+    rs.add_argument("--json", action="store_true", help="print the list as JSON")
     rs.set_defaults(func=cmd_renderers)
 
     se = command(
@@ -717,7 +840,7 @@ def parser() -> argparse.ArgumentParser:
         "pretrained gpt2, falling back to the embedded GPT-2 124M architecture with random weights)",
     )
     se.add_argument("--random-weights", action="store_true", help="seeded random weights, as for build")
-    se.add_argument("--seed", type=int, default=0, help="seed for --random-weights (default 0)")
+    se.add_argument("--seed", type=_seed, default=0, help="seed for --random-weights (default 0)")
     se.add_argument(
         "--annotations",
         nargs="+",
@@ -771,37 +894,77 @@ def parser() -> argparse.ArgumentParser:
     w.set_defaults(func=cmd_weights)
 
     g = command("glossary", help="list glossary terms, or print one entry")
-    g.add_argument("term", nargs="?")
+    g.add_argument("term", nargs="?", help="an entry's id, term or alias (case is ignored); none: list every term")
     g.set_defaults(func=cmd_glossary)
 
     va = command("validate", help="validate glossary/annotation YAML files, reporting every problem")
-    va.add_argument("files", nargs="+")
-    va.add_argument("--graph", help="also check selectors and template fields against this saved graph")
+    va.add_argument("files", nargs="+", metavar="FILE", help="YAML files to check together")
+    va.add_argument(
+        "--graph", metavar="RUN.gg", help="also check selectors and template fields against this saved graph"
+    )
     va.set_defaults(func=cmd_validate)
 
-    s = command("schema", help="write the JSON Schemas into schema/ (or --check they are current)")
-    s.add_argument("--check", action="store_true")
+    s = command(
+        "schema", help="write the JSON Schemas (into a checkout's schema/, or DIR), or --check they are current"
+    )
+    s.add_argument(
+        "directory",
+        nargs="?",
+        metavar="DIR",
+        help="directory to write (or check) the schemas in (default: the schemas this gpt2graph carries; an "
+        "installed package is only checked, never written)",
+    )
+    s.add_argument("--check", action="store_true", help="write nothing; exit 1 when a schema is missing or stale")
     s.set_defaults(func=cmd_schema)
     return p
 
 
+# ---- running ------------------------------------------------------------------------------------------------------
+def _one_line(exc: Gpt2GraphError) -> str:
+    """The error in one line, with arguments spelt as flags; a list of problems is shortened to its first."""
+    if isinstance(exc, DataValidationError) and len(exc.problems) > 1:
+        return f"{exc.problems[0]} (and {len(exc.problems) - 1} more problems: `gpt2graph validate FILE` lists them)"
+    return " ".join(exc.spelt(cli_spelling).split("\n"))
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
-    from transformers.utils import logging as hf_logging
-
-    from . import progress
-
-    hf_logging.disable_progress_bar()  # our own bars (gpt2graph.progress), one per step
-    if args.quiet:
-        progress.configure(False)
     try:
+        args = parser().parse_args(argv)
+    except SystemExit as exc:  # --help, --version, or arguments refused (already said, in one line)
+        return exc.code if isinstance(exc.code, int) else 2
+    debug = args.debug or os.environ.get(DEBUG_ENV, "") not in ("", "0")
+    try:
+        from transformers.utils import logging as hf_logging
+
+        from . import progress
+
+        hf_logging.disable_progress_bar()  # our own bars (gpt2graph.progress), one per step
+        if args.quiet:
+            progress.configure(False)
         code: int = args.func(args)
         return code
     except Gpt2GraphError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {_one_line(exc)}", file=sys.stderr)
         return 2
-    except BrokenPipeError:
+    except BrokenPipeError:  # the reader went away: nothing more to say (and nothing to flush at exit)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except MemoryError:
+        print("error: out of memory (try a shorter prompt or a smaller model)", file=sys.stderr)
+        return 2
+    except Exception as exc:
+        if debug:
+            raise
+        first = (str(exc).strip().splitlines() or [""])[0]
+        print(
+            f"error: internal error: {type(exc).__name__}: {first} (a bug in gpt2graph: please report it, with the "
+            f"traceback that `gpt2graph --debug {args.command} ...` prints)",
+            file=sys.stderr,
+        )
+        return 70
 
 
 if __name__ == "__main__":

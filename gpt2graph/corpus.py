@@ -43,7 +43,7 @@ from .moments import Moments
 from .results import ComponentKind, LensKind, Role
 from .roles import head_roles
 from .schema import Dims, ModelInfo, ParamKind, Stage, VectorKind
-from .storage import HEADER_FILE, atomic_directory, sha256_file
+from .storage import HEADER_FILE, atomic_directory, not_exactly, sha256_file
 from .topology import VECTOR_SPECS, Key, Topology
 
 if TYPE_CHECKING:
@@ -70,6 +70,8 @@ __all__ = [
 V, P = VectorKind, ParamKind
 CORPUS_FILE = "corpus.json"
 STATS_FILE = "stats.safetensors"
+#: the files a corpus statistics directory holds, and nothing else
+CORPUS_FILES = (CORPUS_FILE, STATS_FILE)
 FORMAT_VERSION = 1
 #: kinds whose mean activations are aggregated by default: every vector of fixed width the model computes,
 #: except the head outputs (derived from z), the attention rows (a length per position, n^2 per head) and
@@ -402,7 +404,7 @@ class CorpusStats:
         path = check_corpus_target(path)
         tensors = {f"{n}/{part}": getattr(m, part).contiguous() for n, m in self.moments.items() for part in _PARTS}
         tensors.update({n: t.contiguous() for n, t in self.weights.items()})
-        with atomic_directory(path) as tmp:
+        with atomic_directory(path, CORPUS_FILES) as tmp:
             save_file(tensors, str(tmp / STATS_FILE), metadata={"format": "gpt2graph-corpus"})
             header = self.header.model_copy(update={"stats_sha256": sha256_file(tmp / STATS_FILE)})
             (tmp / CORPUS_FILE).write_text(header.model_dump_json(indent=2) + "\n", encoding="utf-8")
@@ -479,9 +481,10 @@ def is_corpus(path: str | os.PathLike[str]) -> bool:
 def check_corpus_target(path: str | os.PathLike[str]) -> Path:
     """Refuse early a path a corpus file cannot be written to: something that exists and is not one."""
     path = Path(path)
-    if path.exists() and not is_corpus(path):
-        what = "a saved graph" if (path / HEADER_FILE).exists() else "not a corpus statistics file"
-        raise GraphFileError(f"cannot write {path}: it exists and is {what} (refusing to replace it)")
+    reason = not_exactly(path, CORPUS_FILES, CORPUS_FILE, "gpt2graph-corpus") if path.exists() else None
+    if reason:
+        what = "a saved graph" if (path / HEADER_FILE).exists() else f"not a corpus statistics file ({reason})"
+        raise GraphFileError(f"cannot write {path}: it exists and is {what}; refusing to replace it")
     if not path.parent.is_dir():
         raise GraphFileError(f"cannot write {path}: directory {path.parent} does not exist")
     return path

@@ -20,7 +20,7 @@ from . import ops
 from .errors import InterpretError
 from .results import DecodingResult, DecodingStep, DecodingStepKind, TokenProb
 from .schema import DecodingSettings, VectorKind
-from .targets import resolve_position
+from .targets import check_seed, resolve_position
 from .topology import DECODE_KINDS
 
 if TYPE_CHECKING:
@@ -85,8 +85,8 @@ def check_options(temperature: float, top_k: int | None, top_p: float | None, se
         raise InterpretError(f"top-k must be an integer >= 1, got {top_k!r}")
     if top_p is not None and (isinstance(top_p, bool) or not isinstance(top_p, (int, float)) or not 0 < top_p <= 1):
         raise InterpretError(f"top-p must be in (0, 1], got {top_p!r}")
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
-        raise InterpretError(f"seed must be an integer (or None for greedy decoding), got {seed!r}")
+    if seed is not None:
+        check_seed(seed)
 
 
 def _step(graph: Graph, kind: DecodingStepKind, value: float | None, logits: Tensor, n: int) -> DecodingStep:

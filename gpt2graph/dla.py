@@ -19,7 +19,7 @@ from . import ops
 from .errors import Gpt2GraphError
 from .results import Attribution, ComponentKind, DLAResult
 from .schema import ParamKind, VectorKind
-from .targets import resolve_position, resolve_token
+from .targets import resolve_pair, resolve_position
 from .topology import Key
 
 if TYPE_CHECKING:
@@ -72,8 +72,7 @@ def direct_logit_attribution(
     """
     p = resolve_position(graph, position)
     logits = graph.store.logits(p)
-    t = int(logits.argmax()) if token is None else resolve_token(graph, token, "target")
-    u = None if contrast is None else resolve_token(graph, contrast, "contrast")
+    t, u = resolve_pair(graph, p, token, contrast)
     W_U = graph.param(P.W_U)
     direction = W_U[:, t].double() if u is None else W_U[:, t].double() - W_U[:, u].double()
     model_value = float(logits[t]) - (0.0 if u is None else float(logits[u]))

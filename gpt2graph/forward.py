@@ -103,6 +103,12 @@ class ForwardResult:
     def __getitem__(self, site: Site) -> Tensor:
         return self.observed[site]
 
+    def __repr__(self) -> str:
+        sites = ", ".join(f"{k}{'' if L is None else f'@{L}'}" for k, L in list(self.observed)[:4])
+        more = f", ... ({len(self.observed)} sites)" if len(self.observed) > 4 else ""
+        logits = "no logits" if self.logits is None else f"logits {tuple(self.logits.shape)}"
+        return f"<ForwardResult: observed [{sites}{more}]; {logits}>"
+
 
 def sites(dims: Dims, kinds: Iterable[str] | None = None) -> list[Site]:
     """Every site of a model with these dims (optionally only of ``kinds``), in forward order."""

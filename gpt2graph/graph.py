@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -53,6 +54,7 @@ if TYPE_CHECKING:
 
     import networkx
 
+    from .cache import Cache
     from .causal import Counterfactual, PatchSweep, PredictionCircuit
     from .glossary import Glossary, GlossaryEntry, ResolvedAnnotation
     from .lens import LensTable
@@ -401,9 +403,12 @@ class Graph:
             return decode_steps(self._values.logits(key.position), self.decoding, until=key.kind)[key.kind]
         return self._values.vector(key)
 
-    def hook(self, kind: str, layer: int | None = None) -> Tensor:
-        """A whole activation in TransformerLens layout (see :meth:`Values.hook`); a decoding kind is
-        (n_tokens, n_vocab), or (n_tokens, 1) for next_token."""
+    def hook(self, name: str, layer: int | None = None) -> Tensor:
+        """A whole activation in TransformerLens layout without the batch dimension (see :meth:`Values.hook`),
+        named by its TransformerLens hook (``"blocks.0.attn.hook_pattern"``) or by its kind and layer
+        (``"attn_pattern", 0``); a decoding kind is (n_tokens, n_vocab), or (n_tokens, 1) for next_token. The
+        whole run, whatever this view's selection: :meth:`cache` has them all, batched."""
+        kind, layer = self.topology.site(name, layer)
         if kind in DECODE_KINDS:
             return decode_steps(self.logits, self.decoding, until=kind)[kind]
         return self._values.hook(kind, layer)
@@ -413,6 +418,7 @@ class Graph:
         in each node's ``summary``), each shaped like :meth:`hook` without its last dimension (tokens:
         ``(n_tokens,)``). An attention row counts only the keys its query sees; a decoding vector only the
         tokens still in the running."""
+        kind, layer = self.topology.site(kind, layer)
         return _summaries(kind, self.hook(kind, layer))
 
     def decoding_summaries(self, positions: Iterable[int] | None = None) -> dict[str, dict[str, Tensor]]:
@@ -420,6 +426,14 @@ class Graph:
         one pass of the decoding steps: what a decoding control changes, for the cost of one kind."""
         logits = self.logits if positions is None else self.logits[list(positions)]
         return {kind: _summaries(kind, x) for kind, x in decode_steps(logits, self.decoding).items()}
+
+    def cache(self) -> Cache:
+        """Every hooked activation of the run as TransformerLens's ``ActivationCache`` holds it: a mapping from
+        hook name to a tensor with a batch dimension of 1 (``cache["blocks.0.attn.hook_pattern"]`` is
+        (1, n_head, n, n)), each computed on first access."""
+        from .cache import Cache
+
+        return Cache(self)
 
     def pattern(self, layer: int, head: int) -> Tensor:
         """Attention pattern of one head as an (n, n) lower-triangular matrix, computed on demand."""
@@ -516,11 +530,12 @@ class Graph:
 
         return render(self, renderer, path, **options)
 
-    def show(self, renderer: str = "bokeh", **options: Any) -> None:
-        """Display inline in Jupyter with a renderer that can (the Bokeh explorer by default)."""
+    def show(self, renderer: str = "bokeh", **options: Any) -> Path | None:
+        """Display with a renderer (the Bokeh explorer by default): inline in a Jupyter notebook, elsewhere
+        written to a temporary file and opened in the web browser (the file's path is returned)."""
         from .registry import show
 
-        show(self, renderer, **options)
+        return show(self, renderer, **options)
 
     @property
     def analysis(self) -> Analysis | None:

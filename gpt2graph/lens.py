@@ -36,7 +36,7 @@ from . import ops, progress
 from .errors import InterpretError
 from .results import LensEntry, LensKind, LogitLens, TokenProb
 from .schema import ParamKind, VectorKind
-from .targets import resolve_token
+from .targets import check_top_tokens, resolve_token
 from .topology import Key, Topology
 
 if TYPE_CHECKING:
@@ -268,6 +268,7 @@ class LensTable:
                     f"logit-lens array {name} has shape {tuple(t.shape)}, expected {shape} "
                     f"({self.header.n_entries} entries recorded, {rows} of them stored)"
                 )
+            _check_values(name, t, len(self.vocab))
         offset = 0
         for space in self._stored:
             for c in range(self._chunk_count(space)):
@@ -366,6 +367,24 @@ class LensTable:
         )
 
 
+def _check_values(name: str, t: Tensor, n_vocab: int) -> None:
+    """A loaded lens array holds what the lens writes: token ids, ranks (0: no next token), probabilities (NaN:
+    no next token) and finite logits (ValueError)."""
+    integer = name in ("top_ids", "next_rank", "target_rank")
+    if t.dtype.is_floating_point == integer:
+        raise ValueError(f"logit-lens array {name} is {str(t.dtype).removeprefix('torch.')}")
+    if name == "top_ids":
+        ok = bool(((t >= 0) & (t < n_vocab)).all())
+    elif integer:
+        ok = bool(((t >= 0) & (t <= n_vocab)).all()) and (name != "target_rank" or bool((t >= 1).all()))
+    elif name == "top_logits":
+        ok = bool(torch.isfinite(t).all())
+    else:
+        ok = bool((((t >= 0) & (t <= 1)) | (t.isnan() if name == "next_prob" else False)).all())
+    if not ok:
+        raise ValueError(f"logit-lens array {name} holds values a logit lens cannot produce")
+
+
 def logit_lens(
     graph: Graph,
     *,
@@ -388,8 +407,7 @@ def logit_lens(
         lens.entries[-1].top[0].token   # resid_post at the last position: the model's own prediction
         lens.entry("blocks.3.attn.hook_result[7,5]")   # head 5 of block 3 at position 7, read on demand
     """
-    if isinstance(top_tokens, bool) or not isinstance(top_tokens, int) or top_tokens < 1:
-        raise InterpretError(f"top_tokens must be a positive integer, got {top_tokens!r}")
+    check_top_tokens(top_tokens)
     wanted = {str(k) for k in LensKind} if kinds is None else {str(k) for k in kinds}
     unknown = wanted - {str(k) for k in LensKind}
     if unknown:

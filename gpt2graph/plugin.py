@@ -8,7 +8,8 @@ stable for plugins. ``renderers/template`` shows a whole renderer written agains
 
 The contract (see ``renderers/template/README.md``):
 
-* declare options with :class:`Option`; report bad input with :class:`RendererError`;
+* declare options with :class:`Option` (a plugin's own entry points check them with :func:`check_options`, the
+  rules ``graph.render`` applies); report bad input with :class:`RendererError`;
 * write files with :func:`atomic_write` (an unwritable path is a :class:`~gpt2graph.errors.GraphFileError`);
 * **draw the view you are given**: a ``graph.subgraph(...)`` view's selection of layers, heads and positions
   is the part to draw (``graph.selection``; the renderer's own options narrow it further, never widen it);
@@ -56,7 +57,7 @@ from .presentation import (
     signed,
     tint,
 )
-from .registry import Option
+from .registry import Option, check_options
 from .results import Analysis, Attribution, DecodingResult, DLAResult, LensEntry, LogitLens, Role
 from .schema import Category, DecodingSettings, EdgeRole, ParamKind, Tokenization, VectorKind
 from .storage import atomic_write
@@ -85,6 +86,7 @@ __all__ = [
     "CorpusStats",
     "LensRow",
     "Option",
+    "check_options",
     "RendererError",
     "InterpretError",
     "atomic_write",

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Literal
 
 from .errors import Gpt2GraphError
+from .files import regular_file
 
 __all__ = ["Record", "SourceFormat", "Problem", "PromptSourceError", "source_format", "records", "fingerprint"]
 
@@ -48,6 +49,7 @@ def source_format(path: str | Path) -> SourceFormat:
         raise PromptSourceError(f"{path}: no such file or directory")
     if path.is_dir():
         return "directory"
+    regular_file(path, PromptSourceError)  # a device or a named pipe would never end
     return "jsonl" if path.suffix.lower() in _JSONL_SUFFIXES else "lines"
 
 

@@ -39,6 +39,10 @@ from __future__ import annotations
 
 import inspect
 import os
+import sys
+import tempfile
+import warnings
+import webbrowser
 from dataclasses import dataclass, field
 from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
@@ -60,6 +64,9 @@ __all__ = [
     "render_corpus",
     "draws_corpus",
     "serve",
+    "show",
+    "in_notebook",
+    "check_options",
     "parse_cli_options",
 ]
 
@@ -73,16 +80,31 @@ APP_PROTOCOL = ("name", "description", "serve")
 @dataclass(frozen=True)
 class Option:
     """A renderer option: its type (bool, int, float, str, list[int], list[str]), default and help text.
-    ``choices`` restricts str values."""
+    ``choices`` restricts str values; ``minimum`` numbers (each item of a list). The help says what the option
+    does, never its default: ``gpt2graph renderers`` shows the default once, as ``default_text`` when given
+    (what an unset default means, e.g. "derived from the prompt"), else as the value."""
 
     type: Any
     default: Any
     help: str
     choices: tuple[str, ...] | None = None
+    minimum: float | None = None
+    default_text: str | None = None
 
     @property
     def type_name(self) -> str:
         return str(getattr(self.type, "__name__", self.type)) if get_origin(self.type) is None else str(self.type)
+
+    def describe(self) -> dict[str, Any]:
+        """The option as plain data, for listings (``gpt2graph renderers``, ``--json``)."""
+        return {
+            "type": self.type_name,
+            "default": self.default,
+            "default_text": self.default_text or repr(self.default),
+            "help": self.help,
+            "choices": list(self.choices) if self.choices else None,
+            "minimum": self.minimum,
+        }
 
     def check(self, name: str, value: Any, renderer: str) -> Any:
         """Validate (and for CLI strings, convert) one value; raise RendererError saying what was expected."""
@@ -98,6 +120,13 @@ class Option:
         if self.choices and value is not None and value not in self.choices:
             raise RendererError(
                 f"renderer {renderer!r}: option {name!r} must be one of {', '.join(self.choices)}; got {value!r}"
+            )
+        numbers = value if isinstance(value, (list, tuple)) else [value]
+        low = [v for v in numbers if isinstance(v, (int, float)) and self.minimum is not None and v < self.minimum]
+        if low:
+            raise RendererError(
+                f"renderer {renderer!r}: option {name!r} must be at least {self.minimum:g}"
+                f"{' (every item)' if numbers is value else ''}; got {value!r}"
             )
         return value
 
@@ -145,7 +174,7 @@ class Renderer(Protocol):
 
     def render(self, graph: Any, path: Path, **options: Any) -> Path: ...
 
-    # Optional: ``show(graph, **options)`` displays inline in Jupyter (see ``Graph.show``).
+    # Optional: ``show(graph, **options)`` displays inline in a Jupyter notebook (see ``Graph.show``).
     # Optional: ``render_corpus(stats, path) -> Path`` draws corpus statistics (``gpt2graph corpus``, a .ggc):
     # a heat map of mean head-role scores, lens accuracy by layer and loss by position; see ``render_corpus``.
 
@@ -239,17 +268,21 @@ class Registry:
 
     def check_options(self, name: str, options: dict[str, Any]) -> dict[str, Any]:
         """Validated options with defaults filled in; an unknown option lists the valid ones."""
-        renderer = self.resolve(name)
-        declared: dict[str, Option] = renderer.options
-        unknown = sorted(set(options) - set(declared))
-        if unknown:
-            valid = ", ".join(f"{k} ({o.type_name})" for k, o in declared.items()) or "none"
-            raise RendererError(
-                f"renderer {name!r} has no option {', '.join(map(repr, unknown))}; valid options: {valid}"
-            )
-        checked = {k: o.default for k, o in declared.items()}
-        checked.update({k: declared[k].check(k, v, name) for k, v in options.items()})
-        return checked
+        return check_options(self.resolve(name).options, options, name)
+
+
+def check_options(declared: dict[str, Option], options: dict[str, Any], renderer: str) -> dict[str, Any]:
+    """``options`` checked against a renderer's ``declared`` ones, with the defaults filled in (for a plugin's
+    own entry points too, so that every way in applies the same rules)."""
+    unknown = sorted(set(options) - set(declared))
+    if unknown:
+        valid = ", ".join(f"{k} ({o.type_name})" for k, o in declared.items()) or "none"
+        raise RendererError(
+            f"renderer {renderer!r} has no option {', '.join(map(repr, unknown))}; valid options: {valid}"
+        )
+    checked = {k: o.default for k, o in declared.items()}
+    checked.update({k: declared[k].check(k, v, renderer) for k, v in options.items()})
+    return checked
 
 
 registry = Registry()
@@ -291,16 +324,32 @@ def render_corpus(stats: Any, name: str, path: str | os.PathLike[str], **options
     return written
 
 
-def show(graph: Any, name: str, **options: Any) -> None:
-    """Display ``graph`` inline (Jupyter) with renderer ``name``; only renderers that define ``show`` can."""
+def show(graph: Any, name: str, **options: Any) -> Path | None:
+    """Display ``graph`` with renderer ``name``, as ``bokeh.io.show`` does: inline in a Jupyter notebook (with the
+    renderer's ``show``), elsewhere written to a temporary file, opened in the web browser and returned."""
     checked = registry.check_options(name, options)
-    display = getattr(registry.resolve(name), "show", None)
-    if not callable(display):
-        raise RendererError(
-            f"renderer {name!r} cannot display inline (it has no show()); write a file with "
-            f"graph.render({name!r}, path) instead"
-        )
-    display(graph, **checked)
+    renderer = registry.resolve(name)
+    if in_notebook():
+        display = getattr(renderer, "show", None)
+        if not callable(display):
+            raise RendererError(
+                f"renderer {name!r} cannot display inline (it has no show()); write a file with "
+                f"graph.render({name!r}, path) instead"
+            )
+        display(graph, **checked)
+        return None
+    path = Path(tempfile.mkdtemp(prefix="gpt2graph-show-")) / f"{name}{renderer.suffixes[0]}"
+    renderer.render(graph, path, **checked)
+    if not webbrowser.open(path.as_uri()):
+        warnings.warn(f"no web browser could be opened: the {name} rendering is at {path}", stacklevel=3)
+    return path
+
+
+def in_notebook() -> bool:
+    """True inside a Jupyter kernel (an IPython shell with a kernel; a terminal IPython has none)."""
+    ipython = sys.modules.get("IPython")  # never imported here: a notebook has imported it already
+    shell = ipython.get_ipython() if ipython is not None else None
+    return getattr(shell, "kernel", None) is not None
 
 
 def serve(app: str | None = None, **options: Any) -> int:

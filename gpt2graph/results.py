@@ -11,7 +11,7 @@ Node ids in these results are the graph's own ids (``blocks.3.attn.hook_result[7
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -39,6 +39,32 @@ __all__ = [
 
 class _Result(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, use_enum_values=True)
+
+    def __repr__(self) -> str:
+        return _summary(self, depth=0)
+
+    __str__ = __repr__
+
+
+def _summary(value: Any, depth: int) -> str:
+    """A short repr: a result's scalar fields, its nested results one level down (deeper ones as ``Name(...)``),
+    lists longer than three as their length and item type, long strings cut."""
+    if isinstance(value, BaseModel):
+        if depth >= 2:
+            return f"{type(value).__name__}(...)"
+        fields = ", ".join(f"{k}={_summary(v, depth + 1)}" for k, v in value if v is not None)
+        return f"{type(value).__name__}({fields})"
+    if isinstance(value, list):
+        if len(value) > 3:
+            return f"[{len(value)} x {type(value[0]).__name__}]"
+        return "[" + ", ".join(_summary(v, depth + 1) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k!r}: {_summary(v, depth + 1)}" for k, v in value.items()) + "}"
+    if isinstance(value, str) and len(value) > 40:
+        return repr(value[:37] + "...")
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return repr(value)
 
 
 _LAYER = Field(default=None, description="Block index (0-based); None outside the blocks.")
@@ -378,6 +404,13 @@ class AnalysisOptions(_Result):
         description="True: the lens of every kind was computed and stored with the analysis; False: the "
         "vectors written into the stream (head outputs, b_O, MLP outputs) are read when first asked for.",
     )
+
+    def as_arguments(self) -> dict[str, Any]:
+        """The keyword arguments of :func:`gpt2graph.analyze.analyze` that compute this analysis again."""
+        args = self.model_dump(exclude={"lens_kinds"})
+        kinds = [str(k) for k in self.lens_kinds]
+        args["lens"] = True if set(kinds) == {str(k) for k in LensKind} else kinds or False
+        return args
 
 
 class Analysis(_Result):

@@ -77,14 +77,18 @@ def _chance(token_ids: Tensor) -> dict[Role, float | None]:
 def probe_tokens(graph: Graph, length: int, seed: int) -> Tensor:
     """The prompt followed by ``length`` seeded random tokens, twice; checked against the context length."""
     if isinstance(length, bool) or not isinstance(length, int) or length < 1:
-        raise InterpretError(f"induction_probe must be a positive number of tokens, got {length!r}")
+        raise InterpretError(
+            f"{{induction_probe}} must be a positive number of tokens, got {length!r}",
+            arguments={"induction_probe": None},
+        )
     prompt = torch.tensor(graph.tokenization.token_ids)
     total = prompt.shape[0] + 2 * length
     if total > graph.dims.n_ctx:
         raise InterpretError(
-            f"induction_probe={length}: the prompt ({prompt.shape[0]} tokens) plus the random "
+            f"{{induction_probe}}: the prompt ({prompt.shape[0]} tokens) plus the random "
             f"sequence twice is {total} tokens, more than n_ctx = {graph.dims.n_ctx}; use at most "
-            f"{(graph.dims.n_ctx - prompt.shape[0]) // 2}"
+            f"{(graph.dims.n_ctx - prompt.shape[0]) // 2}",
+            arguments={"induction_probe": length},
         )
     generator = torch.Generator().manual_seed(seed)
     random = torch.randint(0, graph.dims.n_vocab, (length,), generator=generator)

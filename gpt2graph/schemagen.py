@@ -4,6 +4,10 @@ The models are the source of truth; the checked-in schemas let editors validate 
 (``# yaml-language-server: $schema=...``) and let other tools read graph exports. Output is byte-stable
 for a given pydantic version (sorted keys, two-space indent, trailing newline), so ``gpt2graph schema
 --check`` and the test suite can tell when a checked-in file is stale.
+
+The schemas ship with the package (a wheel carries them as ``gpt2graph/schemas``). ``gpt2graph schema``
+rewrites them only in a checkout; an installed package is never written to: give it a directory instead
+(``gpt2graph schema DIR``), for instance the one holding your annotation files.
 """
 
 from __future__ import annotations
@@ -16,6 +20,8 @@ from typing import Any
 from pydantic.json_schema import models_json_schema
 
 from .corpus import CorpusHeader
+from .errors import Gpt2GraphError, InputFileError
+from .files import checkout, read_bounded
 from .glossary import DataFile
 from .schema import Edge, GraphHeader, OperationNode, ParameterNode, VectorNode
 from .storage import atomic_write
@@ -32,7 +38,9 @@ __all__ = [
     "cli_schema",
 ]
 
-SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schema"
+#: the schemas this gpt2graph carries: ``schema/`` of the checkout it runs from, else the installed copy
+_CHECKOUT = checkout()
+SCHEMA_DIR = _CHECKOUT / "schema" if _CHECKOUT else Path(__file__).resolve().parent / "schemas"
 _DIALECT = "https://json-schema.org/draft/2020-12/schema"
 
 
@@ -96,15 +104,22 @@ def stale(directory: Path = SCHEMA_DIR) -> list[Path]:
     """Schema files in ``directory`` that are missing or differ from a fresh generation."""
     out = []
     for name, make in SCHEMAS.items():
-        path = directory / name
-        if not path.is_file() or path.read_bytes() != render(make()):
+        path, expected = directory / name, render(make())
+        try:
+            current = read_bounded(path, len(expected))
+        except InputFileError:  # missing, not a regular file, or longer than the schema
+            current = None
+        if current != expected:
             out.append(path)
     return out
 
 
 def write(directory: Path = SCHEMA_DIR) -> list[Path]:
     """Write every schema into ``directory`` (atomically, each file); return the files that changed."""
-    directory.mkdir(parents=True, exist_ok=True)
+    try:
+        directory.mkdir(exist_ok=True)
+    except OSError as exc:
+        raise Gpt2GraphError(f"cannot write the schemas into {directory}: {exc.strerror or exc}") from None
     changed = stale(directory)
     for path in changed:
         atomic_write(path, render(SCHEMAS[path.name]()))
@@ -118,8 +133,19 @@ def _show(path: Path) -> str:
         return str(path)
 
 
-def cli_schema(check: bool, directory: Path = SCHEMA_DIR) -> int:
-    """``gpt2graph schema [--check]``: regenerate the schemas, or exit 1 listing the stale ones."""
+def cli_schema(check: bool, directory: Path | None = None) -> int:
+    """``gpt2graph schema [DIR] [--check]``: regenerate the schemas (in a checkout's ``schema/`` or in ``DIR``),
+    or exit 1 listing the stale ones (the schemas this gpt2graph carries, or those in ``DIR``)."""
+    if directory is None:
+        if not check and checkout() is None:
+            raise Gpt2GraphError(
+                f"gpt2graph is installed, not run from a checkout: its schemas in {SCHEMA_DIR} belong to the "
+                "installation and are not rewritten; give a directory to write them into: gpt2graph schema DIR"
+            )
+        directory = SCHEMA_DIR
+    directory = Path(directory)
+    if directory.exists() and not directory.is_dir():
+        raise Gpt2GraphError(f"{directory}: not a directory")
     if check:
         outdated = stale(directory)
         for path in outdated:

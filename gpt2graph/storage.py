@@ -20,10 +20,10 @@ parameters count as embedded.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
-import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -35,14 +35,21 @@ from torch import Tensor
 
 from . import progress, weightstore
 from .errors import GraphFileError
+from .files import read_bounded, regular_file
 from .forward import Site
 from .graph import Graph
+from .integrity import check_header, check_tensors, check_tokens
 from .intervene import stored_derived
 from .lens import LensTable, lens_blocks, stored_order
 from .schema import FORMAT_VERSION, Dims, GraphHeader, StoredWeights
 from .schema import VectorKind as V
 from .topology import LAYERNORMS, Key, Topology
 from .values import CAPTURED_KINDS, TOKENS, Values, activation_shapes, param_names
+
+try:
+    import fcntl
+except ImportError:  # no advisory locks (Windows): interrupted saves leave temporaries to remove by hand
+    fcntl = None  # type: ignore[assignment]
 
 __all__ = [
     "save",
@@ -51,12 +58,19 @@ __all__ = [
     "atomic_directory",
     "sha256_file",
     "check_target",
+    "not_exactly",
+    "remove_stale",
     "HEADER_FILE",
     "VALUES_FILE",
+    "SAVED_FILES",
 ]
 
 HEADER_FILE = "graph.json"
 VALUES_FILE = "values.safetensors"
+#: the files a saved graph directory holds, and nothing else
+SAVED_FILES = (HEADER_FILE, VALUES_FILE)
+#: graph.json holds the header (the analysis's arrays live in the values file): far below this
+MAX_HEADER_BYTES = 256 << 20
 _ACT, _PARAM, _LENS, _INTERVENTION = "act/", "param/", "lens/", "intervention/"
 #: format versions this gpt2graph reads (older ones are upgraded in memory on load)
 _READABLE = (1, 2, FORMAT_VERSION)
@@ -204,7 +218,7 @@ def save(graph: Graph, path: str | os.PathLike[str], *, embed_weights: bool = Fa
         sha = store.weights_digest()
     if not embed_weights:
         weightstore.put(store.params, sha, graph.model.checkpoint)
-    with atomic_directory(path) as tmp:
+    with atomic_directory(path, SAVED_FILES) as tmp:
         # the rest is recomputed on load (capture.replay, Values.hook)
         stored = _stored_shapes(FORMAT_VERSION, graph.dims, graph.n_tokens, _replaced_sites(graph.header))
         tensors = {_ACT + k: store.activations[k].contiguous() for k in stored}
@@ -229,12 +243,19 @@ def save(graph: Graph, path: str | os.PathLike[str], *, embed_weights: bool = Fa
     return path
 
 
+# ---- save-target safety: replace only what is exactly a saved directory; leave no temporary behind ------------
+_TMP, _OLD = ".tmp", ".old"
+
+
 @contextmanager
-def atomic_directory(path: Path) -> Iterator[Path]:
-    """A fresh directory beside ``path`` to write into; when the block succeeds its files are synced and it
-    replaces ``path`` in one rename, when it fails it is removed and ``path`` is left as it was."""
+def atomic_directory(path: Path, files: tuple[str, ...]) -> Iterator[Path]:
+    """A fresh directory beside ``path`` to write ``files`` into; when the block succeeds they are synced, given
+    the usual permissions, and the directory replaces ``path`` in one rename; when it fails it is removed and
+    ``path`` is left as it was. What interrupted writes of ``path`` left beside it is cleaned up first."""
+    remove_stale(path, files)
     try:
-        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=_TMP, dir=path.parent))
+        lock = _lock(tmp)  # held until the end: a later write sees that this temporary is in use
     except OSError as exc:
         raise GraphFileError(f"cannot write {path}: {exc.strerror or exc}") from exc
     try:
@@ -242,38 +263,120 @@ def atomic_directory(path: Path) -> Iterator[Path]:
         for f in tmp.iterdir():
             with open(f, "rb") as fh:
                 os.fsync(fh.fileno())
+            os.chmod(f, 0o666 & ~_umask())  # the usual permissions, whatever the writer chose
         os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp creates 0700
-        _swap_in(tmp, path)
+        _swap_in(tmp, path, files)
     except BaseException as exc:
-        shutil.rmtree(tmp, ignore_errors=True)
+        _remove_owned(tmp, files)
         if isinstance(exc, OSError):
             raise GraphFileError(f"cannot write {path}: {exc.strerror or exc}") from exc
         raise
+    finally:
+        _unlock(lock)
 
 
 def check_target(path: str | os.PathLike[str]) -> Path:
-    """Refuse early a path a graph cannot be saved to (checked again, for real, when writing)."""
+    """Refuse early a path a graph cannot be saved to (checked again, for real, when writing): a symbolic
+    link, or anything that exists and is not exactly a saved graph, is never replaced."""
     path = Path(path)
-    if path.exists() and not (path.is_dir() and (path / HEADER_FILE).exists()):
-        raise GraphFileError(f"cannot write {path}: it exists and is not a saved graph (refusing to replace it)")
+    reason = not_exactly(path, SAVED_FILES, HEADER_FILE, "gpt2graph") if path.exists() or path.is_symlink() else None
+    if reason:
+        raise GraphFileError(
+            f"cannot write {path}: it exists and is not a saved graph ({reason}); refusing to replace it"
+        )
     if not path.parent.is_dir():
         raise GraphFileError(f"cannot write {path}: directory {path.parent} does not exist")
     return path
 
 
-def _swap_in(tmp: Path, path: Path) -> None:
+def not_exactly(path: Path, files: tuple[str, ...], header: str, marker: str) -> str | None:
+    """Why ``path`` is not a directory holding some of ``files`` and nothing else, whose ``header`` (a JSON file)
+    says ``"format": marker`` (None when it is one, and so may be replaced)."""
+    if path.is_symlink():
+        return "a symbolic link"
+    if not path.is_dir():
+        return "not a directory"
+    others = sorted(p.name for p in path.iterdir() if p.name not in files)
+    if others:
+        return f"it also holds {', '.join(others[:3])}{' ...' if len(others) > 3 else ''}"
+    try:
+        raw = json.loads(read_bounded(path / header, MAX_HEADER_BYTES, GraphFileError))
+    except (GraphFileError, UnicodeDecodeError, json.JSONDecodeError):
+        return f"no readable {header}"
+    return None if isinstance(raw, dict) and raw.get("format") == marker else f"{header} is not a {marker} header"
+
+
+def _swap_in(tmp: Path, path: Path, files: tuple[str, ...]) -> None:
     """Put the directory ``tmp`` at ``path`` with renames, replacing what is there only once ``tmp`` is in place."""
     if not path.exists():
         os.replace(tmp, path)
         return
-    old = path.with_name(f".{path.name}.old-{os.getpid()}")
-    os.replace(path, old)
+    old = path.with_name(f".{path.name}.{os.getpid()}{_OLD}")
+    lock = _lock(path)  # moved with the directory: a concurrent write's cleanup leaves it alone
     try:
-        os.replace(tmp, path)
-    except BaseException:
-        os.replace(old, path)
+        os.replace(path, old)
+        try:
+            os.replace(tmp, path)
+        except BaseException:
+            os.replace(old, path)
+            raise
+        _remove_owned(old, files)
+    finally:
+        _unlock(lock)
+
+
+def remove_stale(path: Path, files: tuple[str, ...] = SAVED_FILES) -> None:
+    """Clean up what interrupted writes of ``path`` left beside it (a process killed while writing cannot): its
+    temporaries, and the previous directory moved aside during a swap, which is put back when ``path`` is
+    missing. Only entries no live write holds (an advisory lock) are touched, and of those only ``files``."""
+    prefix = f".{path.name}."
+    try:
+        siblings = [p for p in path.parent.iterdir() if p.name.startswith(prefix) and p.name.endswith((_TMP, _OLD))]
+    except OSError:
+        return
+    for entry in siblings:
+        if entry.is_symlink() or not entry.is_dir():
+            continue
+        try:
+            lock = _lock(entry)
+        except OSError:  # in use by a write that is running, or not ours to open
+            continue
+        try:
+            if entry.name.endswith(_OLD) and not path.exists():
+                os.replace(entry, path)  # the swap was interrupted: the previous directory is the one to keep
+            else:
+                _remove_owned(entry, files)
+        except OSError:
+            pass
+        finally:
+            _unlock(lock)
+
+
+def _remove_owned(directory: Path, files: tuple[str, ...]) -> None:
+    """Delete ``files`` in ``directory``, then the directory if nothing else is in it."""
+    for name in files:
+        (directory / name).unlink(missing_ok=True)
+    with contextlib.suppress(OSError):  # something else is in it: not ours to delete
+        directory.rmdir()
+
+
+def _lock(directory: Path) -> int | None:
+    """An exclusive advisory lock on ``directory`` (released when the process ends, however it ends); OSError
+    if another process holds it. None where advisory locks do not exist."""
+    if fcntl is None:
+        return None
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
         raise
-    shutil.rmtree(old, ignore_errors=True)
+    return fd
+
+
+def _unlock(fd: int | None) -> None:
+    if fd is not None:
+        os.close(fd)
 
 
 def load(path: str | os.PathLike[str]) -> Graph:
@@ -290,9 +393,10 @@ def load(path: str | os.PathLike[str]) -> Graph:
         if not f.exists():
             raise GraphFileError(f"{path}: incomplete saved graph: {f.name} is missing")
     try:
-        raw = json.loads(header_path.read_text(encoding="utf-8"))
+        raw = json.loads(read_bounded(header_path, MAX_HEADER_BYTES, GraphFileError).decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise GraphFileError(f"{header_path}: corrupted: not valid JSON ({exc})") from exc
+    regular_file(values_path, GraphFileError)
     version = raw.get("format_version", FORMAT_VERSION) if isinstance(raw, dict) else FORMAT_VERSION
     if version not in _READABLE:
         raise GraphFileError(
@@ -308,6 +412,10 @@ def load(path: str | os.PathLike[str]) -> Graph:
         raise GraphFileError(f"{header_path}: does not match the graph schema: {problems}") from exc
     if header.values_sha256 is None:
         raise GraphFileError(f"{header_path}: values_sha256 is missing")
+    try:
+        check_header(header)
+    except GraphFileError as exc:
+        raise GraphFileError(f"{header_path}: {exc}") from None
     if version == FORMAT_VERSION and header.stored_weights is None:
         raise GraphFileError(f"{header_path}: stored_weights is missing")
     with progress.task("loading"):
@@ -356,11 +464,11 @@ def load(path: str | os.PathLike[str]) -> Graph:
         raise
     except Exception as exc:  # safetensors raises its own error types for malformed files
         raise GraphFileError(f"{values_path}: corrupted: {exc}") from exc
-    for name, t in acts.items():
-        if tuple(t.shape) != shapes[name]:
-            raise GraphFileError(
-                f"{values_path}: activation {name} has shape {tuple(t.shape)}, expected {shapes[name]} for {n} tokens"
-            )
+    try:
+        check_tensors(header, acts, params, shapes=shapes)
+        check_tokens(header, acts[TOKENS], vocab)
+    except GraphFileError as exc:
+        raise GraphFileError(f"{values_path}: {exc}") from None
     if version == 1:
         acts = _upgrade_v1(acts, dims)
     topology = Topology(dims, n)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import textwrap
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -17,9 +18,10 @@ __all__ = ["summarize_graph", "format_summary", "top_predictions"]
 
 
 def top_predictions(graph: Graph, k: int = 5, position: int = -1) -> list[dict[str, Any]]:
-    """The k most probable next tokens after ``position`` (default: the last), with probabilities."""
+    """The k most probable next tokens after ``position`` (default: the last), with probabilities (every token
+    when k is larger than the vocabulary)."""
     probs = torch.softmax(graph.store.logits(position).double(), dim=-1)
-    top = torch.topk(probs, k)
+    top = torch.topk(probs, min(k, probs.shape[-1]))
     decode = graph.decode_token
     return [{"id": int(i), "token": decode(int(i)), "probability": float(p)} for p, i in zip(top.values, top.indices)]
 
@@ -106,7 +108,8 @@ def analysis_summary(analysis: Analysis, k: int = 5) -> dict[str, Any]:
     }
 
 
-def format_summary(s: dict[str, Any]) -> str:
+def format_summary(s: dict[str, Any], width: int = 100) -> str:
+    """The summary as text, for a terminal ``width`` columns wide (long token lists wrap)."""
     w = s["weights"]
     seed = "unknown seed" if w["seed"] is None else f"seed {w['seed']}"
     weights = "pretrained" if w["status"] == "pretrained" else f"RANDOM ({seed}): predictions are meaningless"
@@ -121,8 +124,9 @@ def format_summary(s: dict[str, Any]) -> str:
     for g, v in s["parameters"]["groups"].items():
         lines.append(f"  {g:<11}{v['count']:>14,}  {v['share']:6.1%}")
     toks = s["tokens"]
-    lines.append(
-        f"tokens       {len(toks['ids'])}: " + " | ".join(f"{t} ({i})" for t, i in zip(toks["strings"], toks["ids"]))
+    listed = " | ".join(f"{t} ({i})" for t, i in zip(toks["strings"], toks["ids"]))
+    lines += textwrap.wrap(
+        f"tokens       {len(toks['ids'])}: {listed}", max(width, 40), subsequent_indent=" " * 13, break_on_hyphens=False
     )
     n = s["nodes"]
     lines.append(

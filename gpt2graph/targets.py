@@ -15,7 +15,7 @@ from .errors import InterpretError
 if TYPE_CHECKING:
     from .graph import Graph
 
-__all__ = ["resolve_token", "resolve_position", "byte_level"]
+__all__ = ["resolve_token", "resolve_position", "resolve_pair", "check_top_tokens", "check_seed", "byte_level"]
 
 
 @lru_cache(maxsize=1)
@@ -71,3 +71,35 @@ def resolve_position(graph: Graph, position: int) -> int:
             f"position {position} is out of range for a {n}-token prompt (valid: 0..{n - 1}, or -{n}..-1 from the end)"
         )
     return position % n
+
+
+def resolve_pair(
+    graph: Graph, position: int, target: int | str | None, contrast: int | str | None
+) -> tuple[int, int | None]:
+    """The token whose logit is attributed at ``position`` (``target``, default: the model's prediction there)
+    and the ``contrast`` token of a logit difference; a contrast equal to the target is refused, since their
+    difference is zero whatever the model does."""
+    t = int(graph.logits[position].argmax()) if target is None else resolve_token(graph, target, "target")
+    u = None if contrast is None else resolve_token(graph, contrast, "contrast")
+    if u == t:
+        which = "target" if target is not None else "model's prediction at this position (the default target)"
+        raise InterpretError(
+            f"contrast {graph.vocab[u]!r} is the same token as the {which}: the logit difference of a token with "
+            "itself is 0 whatever the model does; choose two different tokens",
+            arguments={"contrast": None},
+        )
+    return t, u
+
+
+def check_top_tokens(top_tokens: int) -> None:
+    """Refuse a count of kept rows that is not a positive integer (a count above the vocabulary keeps all)."""
+    if isinstance(top_tokens, bool) or not isinstance(top_tokens, int) or top_tokens < 1:
+        raise InterpretError(
+            f"{{top_tokens}} must be a positive integer, got {top_tokens!r}", arguments={"top_tokens": None}
+        )
+
+
+def check_seed(seed: int) -> None:
+    """Refuse a seed torch cannot take: an integer from 0 to 2**64 - 1."""
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**64:
+        raise InterpretError(f"seed must be an integer from 0 to 2**64 - 1, got {seed!r}")

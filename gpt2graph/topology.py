@@ -411,9 +411,23 @@ class Topology:
         return f"{name}[{','.join(map(str, self.vector_index(key)))}]"
 
     def aliases(self, key: Key) -> list[str]:
-        if key.kind == V.resid_pre:
-            return [f"blocks.{_given(key.layer) - 1}.hook_resid_post[{key.position}]"]
-        return []
+        return [f"{hook}[{key.position}]" for hook in self._alias_hooks(key)]
+
+    def _alias_hooks(self, key: Key) -> list[str]:
+        """Other TransformerLens hooks holding the activation of ``key``'s kind and layer: the stream entering
+        block L is also resid_post of block L - 1."""
+        return [f"blocks.{_given(key.layer) - 1}.hook_resid_post"] if key.kind == V.resid_pre else []
+
+    def hooks(self) -> dict[str, tuple[str, int | None]]:
+        """Every TransformerLens hook name of this run, aliases included, with the (vector kind, layer) whose
+        whole activation it holds, in forward order (what ``run_with_cache`` fills)."""
+        out: dict[str, tuple[str, int | None]] = {}
+        for key in self.vector_keys(position=0):
+            hook = self.hook(key)
+            if hook is not None:
+                for name in (hook, *self._alias_hooks(key)):
+                    out.setdefault(name, (key.kind, key.layer))
+        return out
 
     def param_id(self, key: Key) -> str:
         name = PARAM_SPECS[key.kind].name.replace("{L}", str(key.layer))
@@ -465,6 +479,30 @@ class Topology:
             return Key(kind, layer, None, index[0])
         head, pos = (index[0], index[1]) if spec.head_first else (index[1], index[0])
         return Key(kind, layer, head, pos)
+
+    def site(self, name: str, layer: int | None = None) -> tuple[str, int | None]:
+        """The (vector kind, layer) of a whole activation, named by its kind and layer (``"q", 3``) or by the
+        TransformerLens hook that holds it (``"blocks.3.attn.hook_q"``; ``blocks.2.hook_resid_post`` is the
+        stream entering block 3, as TransformerLens aliases it; ``decode.probs`` for the decoding stage)."""
+        if name in VECTOR_SPECS:
+            kind = name
+        else:
+            key = self._parse_name(name, [0]) or self._parse_name(name, [0, 0])
+            if key is not None and key.kind in VECTOR_SPECS and layer not in (None, key.layer):
+                at = "no layer" if key.layer is None else f"layer {key.layer}"
+                raise NodeNotFoundError(f"{name} names its layer ({at}): give no layer with it, not {layer}")
+            if key is None or key.kind not in VECTOR_SPECS:
+                raise NodeNotFoundError(
+                    f"no activation {name!r} in this graph: name a "
+                    f"TransformerLens hook such as 'blocks.0.attn.hook_pattern', or a vector kind with its layer "
+                    f"(kinds: {', '.join(VECTOR_SPECS)})"
+                )
+            kind, layer = key.kind, key.layer
+        if layer not in self.layers_of(kind):
+            layers = self.layers_of(kind)
+            expected = "no layer" if layers == [None] else f"a layer in {layers[0]}..{layers[-1]}"
+            raise NodeNotFoundError(f"{kind} at layer {layer} is not in this graph: {kind} takes {expected}")
+        return kind, layer
 
     def _shape_hint(self) -> str:
         d = self.dims

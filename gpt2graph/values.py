@@ -52,6 +52,7 @@ __all__ = [
     "param_names",
     "summarize",
     "summaries",
+    "param_shapes",
 ]
 
 V, P = VectorKind, ParamKind
@@ -166,6 +167,30 @@ def summaries(x: Tensor, keep: Tensor | None = None, dtype: torch.dtype = torch.
     norm = np.sqrt(count * (std * std + mean * mean))  # sum of squares = count (variance + mean^2)
     stats = {"norm": norm, "mean": mean, "std": std, "min": low, "max": high}
     return {name: torch.from_numpy(np.asarray(v, dtype=a.dtype)) for name, v in stats.items()}
+
+
+def param_shapes(dims: Dims) -> dict[str, tuple[int, ...]]:
+    """Shape of every stored parameter, by HF state-dict name: the fused attention weights as HF keeps them
+    (c_attn holds Q | K | V; Conv1D weights are (inputs, outputs))."""
+    D, M = dims.d_model, dims.d_mlp
+    by_kind: dict[str, tuple[int, ...]] = {
+        P.W_E: (dims.n_vocab, D),
+        P.W_U: (dims.n_vocab, D),  # tied: the same tensor as W_E
+        P.W_pos: (dims.n_ctx, D),
+        P.W_Q: (D, 3 * D),
+        P.b_Q: (3 * D,),
+        P.W_O: (D, D),
+        P.W_in: (D, M),
+        P.b_in: (M,),
+        P.W_out: (M, D),
+    }
+    shares: dict[str, str] = {P.W_K: P.W_Q, P.W_V: P.W_Q, P.b_K: P.b_Q, P.b_V: P.b_Q}  # fused into c_attn
+    shapes = {}
+    for kind, name in _HF_PARAM.items():
+        fused = shares.get(kind, kind)
+        for L in range(dims.n_layer) if PARAM_SPECS[kind].per_layer else [0]:
+            shapes[name.replace("{L}", str(L))] = by_kind.get(fused, (D,))
+    return shapes
 
 
 def summarize(x: Tensor) -> ValueSummary:

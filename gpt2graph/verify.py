@@ -111,6 +111,14 @@ class VerifyReport:
             },
         }
 
+    def __repr__(self) -> str:
+        worst = max(self.kinds, key=lambda k: self.kinds[k].max_abs, default=None)
+        where = f" (at {worst})" if worst is not None else ""
+        return (
+            f"<VerifyReport {'PASS' if self.ok else 'FAIL'}: {self.vectors} vectors of {len(self.kinds)} kinds "
+            f"re-executed ({self.mode}), max abs error {self.max_abs:.3g}{where}>"
+        )
+
     def format(self) -> str:
         lines = [f"{'kind':<16}{'vectors':>9}{'max abs err':>14}{'max rel err':>14}  ok"]
         for k, e in self.kinds.items():

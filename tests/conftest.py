@@ -6,6 +6,7 @@ from __future__ import annotations
 import atexit
 import os
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 
@@ -76,6 +77,24 @@ def make_checkpoint(path: Path, seed: int = 0, *, default_init: bool = False, **
         every_parameter_matters(model, seed)
     model.save_pretrained(path)
     return path
+
+
+def in_a_notebook(monkeypatch) -> list:
+    """Make this process look like a Jupyter kernel (an IPython shell with a kernel), with an IPython.display that
+    records what is displayed: the returned list."""
+    import types
+
+    displayed: list = []
+    shell = types.SimpleNamespace(kernel=object())
+    ipython = types.ModuleType("IPython")
+    ipython.get_ipython = lambda: shell
+    display = types.ModuleType("IPython.display")
+    display.SVG = lambda data=None, **_: ("svg", data)
+    display.display = displayed.append
+    ipython.display = display
+    monkeypatch.setitem(sys.modules, "IPython", ipython)
+    monkeypatch.setitem(sys.modules, "IPython.display", display)
+    return displayed
 
 
 @pytest.fixture(scope="session")

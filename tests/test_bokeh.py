@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 from bokeh.models import CustomJS, Div, GlyphRenderer, HoverTool
-from conftest import PROMPT
+from conftest import PROMPT, in_a_notebook
 from gpt2graph_bokeh.ancestry import (
     ALL,
     FROM,
@@ -433,6 +433,7 @@ def test_show_displays_inline(tiny_graph, monkeypatch):
     shown = []
     monkeypatch.setattr(bokeh.io, "show", lambda obj, *a, **k: shown.append(obj))
     monkeypatch.setattr(bokeh.io, "output_notebook", lambda *a, **k: None)
+    in_a_notebook(monkeypatch)
     tiny_graph.show()  # the Bokeh explorer is the default inline renderer
     assert len(shown) == 1 and shown[0].name == "explorer"
 

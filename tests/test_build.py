@@ -249,7 +249,7 @@ def test_a_prompt_of_token_ids_is_taken_as_given(tiny_checkpoint):
 @pytest.mark.parametrize(
     ("prompt", "message"),
     [([-1], "token ids are >= 0"), ([50257], "outside the model's vocabulary"),
-     ([1.5], "text or a sequence of token ids"), ([], "no tokens"), ([1] * 65, "shorten it by 1 tokens")],
+     ([1.5], "token ids must be integers"), ([], "no tokens"), ([1] * 65, "shorten it by 1 tokens")],
 )  # fmt: skip
 def test_bad_token_id_prompts_are_clear_errors(tiny_checkpoint, prompt, message):
     with pytest.raises(PromptError, match=message):

@@ -217,7 +217,8 @@ def test_python_object_tags_are_refused_not_run(tmp_path):
 def test_unreadable_files_are_clear_errors(tmp_path):
     for path, reason in (
         (tmp_path / "missing.yaml", "cannot read: No such file or directory"),
-        (tmp_path, "cannot read: Is a directory"),
+        (tmp_path, "refused: a directory, not a regular file"),
+        ("/dev/zero", "refused: a character device, not a regular file"),
     ):
         with pytest.raises(DataValidationError, match=reason):
             read_user_file(path)

@@ -19,9 +19,10 @@ def test_missing_path_is_an_error(tmp_path):
         gpt2graph.build("hi", model=str(tmp_path / "missing" / "model"))
 
 
-def test_directory_without_a_model_is_an_error(tmp_path):
-    with pytest.raises(ModelLoadError, match="could not load a GPT-2 model from directory"):
-        gpt2graph.build("hi", model=str(tmp_path))
+@pytest.mark.parametrize("random_weights", [False, True])
+def test_directory_without_a_model_is_an_error(tmp_path, random_weights):
+    with pytest.raises(ModelLoadError, match="no config.json: not a model directory"):
+        gpt2graph.build("hi", model=str(tmp_path), random_weights=random_weights)
 
 
 def test_non_gpt2_directory_says_what_was_found(tmp_path):

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from types import SimpleNamespace
 
 import pytest
+from conftest import in_a_notebook
 
 import gpt2graph.registry as reg
 from gpt2graph.cli import main
@@ -152,6 +153,7 @@ def test_show_needs_a_renderer_that_can_display_inline(monkeypatch, tiny_graph):
             monkeypatch, FakeEntryPoint("stub", "s:Stub", Stub), FakeEntryPoint("showing", "s:Showing", Showing)
         ),
     )
+    in_a_notebook(monkeypatch)
     tiny_graph.show("showing", head=3)
     assert shown == [{"layers": [0], "head": 3, "scale": 1.0, "show": True, "style": "light"}]
     with pytest.raises(RendererError, match="renderer 'stub' cannot display inline"):
@@ -168,8 +170,24 @@ def test_cli_lists_renderers_with_their_options(capsys):
     assert rows["svg"]["options"]["head"] == {
         "type": "int",
         "default": 0,
+        "default_text": "0",
         "help": rows["svg"]["options"]["head"]["help"],
+        "choices": None,
+        "minimum": 0,
     }
+
+
+def test_cli_says_each_default_once(capsys):
+    """The help says what an option does; the listing adds its default, once (a help text naming a default
+    would print it twice)."""
+    from gpt2graph.registry import registry
+
+    for name in registry.names():
+        for key, option in registry.resolve(name).options.items():
+            assert "default" not in option.help.lower() and "unset" not in option.help.lower(), (name, key)
+    assert main(["renderers"]) == 0
+    for line in capsys.readouterr().out.splitlines():
+        assert line.count("default") <= 1, line
 
 
 def test_cli_unknown_renderer_is_a_clear_error(saved_graph, tmp_path, capsys):

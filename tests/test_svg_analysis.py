@@ -146,7 +146,7 @@ def test_without_an_analysis_the_decoding_comes_from_decode_next(tiny_graph):
         ({"top_p": 0.0}, r"top-p must be in \(0, 1\], got 0.0"),
         ({"top_p": 1.5}, r"top-p must be in \(0, 1\], got 1.5"),
         ({"top_k": 0}, "top-k must be an integer >= 1, got 0"),
-        ({"seed": 1.5}, r"seed must be an integer \(or None for greedy decoding\), got 1.5"),
+        ({"seed": 1.5}, r"seed must be an integer from 0 to 2\*\*64 - 1, got 1.5"),
     ],
 )
 @pytest.mark.parametrize("fixture", ["tiny_graph", "analysed_graph"])
@@ -162,7 +162,7 @@ def test_bad_options_through_render_and_the_cli_write_nothing(tiny_graph, analys
         tiny_graph.render("svg", out, head_color="induction")
     with pytest.raises(RendererError, match="option 'head_color' must be one of dla, previous_token"):
         analysed_graph.render("svg", out, head_color="bogus")
-    with pytest.raises(RendererError, match="top-k must be an integer >= 1"):
+    with pytest.raises(RendererError, match="option 'top_k' must be at least 1; got 0"):
         analysed_graph.render("svg", out, top_k=0)
     saved = tmp_path / "run.gg"
     analysed_graph.save(saved)

@@ -9,7 +9,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..errors import DataValidationError
+from ..errors import DataValidationError, InputFileError
+from ..files import read_bounded
 from ..schema import UserDataFile
 from .checks import MAX_BYTES, extend
 from .mapping import Glossary
@@ -49,14 +50,10 @@ def _builtin_source(root: Path, path: Path) -> str:
 
 def _read_text(path: str | os.PathLike[str]) -> str:
     """A data file's text, or a DataValidationError that says why it cannot be read."""
-    path = Path(path)
     try:
-        size = path.stat().st_size
-        if size > MAX_BYTES:
-            raise DataValidationError([f"{path}: refused: {size:,} bytes, more than the limit of {MAX_BYTES:,}"])
-        data = path.read_bytes()
-    except OSError as exc:
-        raise DataValidationError([f"{path}: cannot read: {exc.strerror or exc}"]) from None
+        data = read_bounded(path, MAX_BYTES)
+    except InputFileError as exc:
+        raise DataValidationError([str(exc)]) from None
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:

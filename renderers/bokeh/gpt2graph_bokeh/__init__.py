@@ -2,7 +2,7 @@
 
     gpt2graph render run.gg -r bokeh -o run.html
     graph.render("bokeh", "run.html", color_by="norm")
-    gpt2graph_bokeh.show(graph)          # inline in Jupyter
+    gpt2graph_bokeh.show(graph)          # inline in Jupyter, else in the web browser
 
 The page inlines BokehJS (``resources=INLINE``), so it opens from disk with no network and no server.
 """
@@ -16,7 +16,7 @@ import bokeh.io
 from bokeh.embed import file_html
 from bokeh.resources import INLINE
 
-from gpt2graph.plugin import Option, atomic_write
+from gpt2graph.plugin import Option, atomic_write, check_options
 
 from .analysis_panel import ANALYSIS_MODES
 from .corpus import build_corpus_page, corpus_title
@@ -32,15 +32,22 @@ __version__ = "0.1.0"
 
 def write_html(graph: Graph, path: str | Path, **options: Any) -> Path:
     """Build the explorer and write it as one HTML file, atomically."""
+    options = check_options(BokehRenderer.options, options, "bokeh")  # the same rules as graph.render("bokeh")
     root = build_explorer(graph, **options)
     path = Path(path)
     atomic_write(path, file_html(root, INLINE, title=options.get("title") or default_title(graph)).encode("utf-8"))
     return path
 
 
-def show(graph: Graph, **options: Any) -> None:
-    """Display the explorer inline in a Jupyter notebook. BokehJS is inlined (so it works offline) once per
-    notebook session, by the first call; later cells carry only their own document."""
+def show(graph: Graph, **options: Any) -> Path | None:
+    """Display the explorer: inline in a Jupyter notebook, elsewhere opened in the web browser (the same as
+    ``graph.show("bokeh", **options)``)."""
+    return graph.show("bokeh", **options)
+
+
+def _show_inline(graph: Graph, **options: Any) -> None:
+    """The explorer in a notebook's output. BokehJS is inlined (so it works offline) once per notebook session,
+    by the first call; later cells carry only their own document."""
     from bokeh.io.state import curstate
 
     if not curstate().notebook:
@@ -58,7 +65,7 @@ class BokehRenderer:
     description = "interactive HTML explorer (Bokeh): hover, click to trace ancestry, attention heat maps"
     suffixes = (".html",)
     options: ClassVar[dict[str, Option]] = {
-        "title": Option(str, None, "title of the page; when not given, made from the model's name"),
+        "title": Option(str, None, "title of the page", default_text="made from the model's name"),
         "color_by": Option(
             str,
             "category",
@@ -68,7 +75,10 @@ class BokehRenderer:
             choices=COLOR_MODES + ANALYSIS_MODES,
         ),
         "max_positions": Option(
-            int, 32, "level of detail: above this many positions in view, blocks are drawn instead of single vectors"
+            int,
+            32,
+            "level of detail: above this many positions in view, blocks are drawn instead of single vectors",
+            minimum=1,
         ),
         "window": Option(
             int,
@@ -89,7 +99,7 @@ class BokehRenderer:
         return write_html(graph, path, **options)
 
     def show(self, graph: Graph, **options: Any) -> None:
-        show(graph, **options)
+        _show_inline(graph, **options)
 
     def render_corpus(self, stats: CorpusStats, path: Path) -> Path:
         """Corpus statistics: head-role heat maps, lens accuracy by stream, loss by position, with hover."""

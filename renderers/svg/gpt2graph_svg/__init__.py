@@ -47,25 +47,34 @@ class SvgRenderer:
             list[int],
             [0],
             "blocks drawn in full; the others are elided with a marker ('all' for every block, '' for none)",
+            minimum=0,
         ),
-        "head": Option(int, 0, "the head drawn in full in each expanded block; the others are stacked behind it"),
+        "head": Option(
+            int, 0, "the head drawn in full in each expanded block; the others are stacked behind it", minimum=0
+        ),
         "positions": Option(
             list[int],
             None,
-            "token positions shown (default: all, or the first 4 and the last 8 "
-            f"when there are more than {MAX_DEFAULT_POSITIONS})",
+            "token positions shown",
+            minimum=0,
+            default_text=f"all, or the first 4 and the last 8 when there are more than {MAX_DEFAULT_POSITIONS}",
         ),
         "callouts": Option(bool, True, "show glossary callouts and annotations beside the parts they explain"),
-        "title": Option(str, "", "title of the infographic (default: derived from the prompt)"),
-        "temperature": Option(float, None, "decoding temperature (> 0); unset: the stored analysis's decoding, else 1"),
-        "top_k": Option(int, None, "keep the k most probable tokens when decoding (>= 1); unset: no top-k"),
-        "top_p": Option(float, None, "nucleus threshold of the decoding, in (0, 1]; unset: no top-p"),
-        "seed": Option(int, None, "draw the next token with this seed; unset: greedy (the most probable)"),
+        "title": Option(str, "", "title of the infographic", default_text="derived from the prompt"),
+        "temperature": Option(
+            float, None, "decoding temperature (> 0)", default_text="the stored analysis's decoding, else 1"
+        ),
+        "top_k": Option(int, None, "keep the k most probable tokens when decoding", minimum=1, default_text="no top-k"),
+        "top_p": Option(float, None, "nucleus threshold of the decoding, in (0, 1]", default_text="no top-p"),
+        "seed": Option(
+            int, None, "draw the next token with this seed", minimum=0, default_text="greedy (the most probable)"
+        ),
         "head_color": Option(
             str,
             None,
-            "colour of the head map (needs an analysis); unset: dla when the graph carries an analysis",
+            "colour of the head map (needs an analysis)",
             choices=HEAD_COLOURS,
+            default_text="dla when the graph carries an analysis",
         ),
         "view": Option(
             str,
@@ -88,6 +97,12 @@ class SvgRenderer:
         path = Path(path)
         atomic_write(path, to_svg(corpus_scene(stats)))
         return path
+
+    def show(self, graph: Any, **options: Any) -> None:
+        """The infographic in a Jupyter notebook's output, inline (``graph.show("svg")``)."""
+        from IPython.display import SVG, display  # a notebook has IPython
+
+        display(SVG(data=to_svg(scene(graph, **options))))
 
 
 def scene(

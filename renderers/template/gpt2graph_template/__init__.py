@@ -18,9 +18,9 @@ class DotRenderer:
     description = "Graphviz DOT source of the graph (example third-party renderer)"
     suffixes = (".dot", ".gv")
     options = {
-        "layers": Option(list[int], [0], "blocks to include ('all' for every block)"),
-        "heads": Option(list[int], [0], "heads to include ('all' for every head)"),
-        "positions": Option(list[int], None, "token positions to include (default: all)"),
+        "layers": Option(list[int], [0], "blocks to include ('all' for every block)", minimum=0),
+        "heads": Option(list[int], [0], "heads to include ('all' for every head)", minimum=0),
+        "positions": Option(list[int], None, "token positions to include", minimum=0, default_text="all"),
     }
 
     def render(self, graph: Graph, path: Path, *, layers=(0,), heads=(0,), positions=None) -> Path:
