@@ -450,6 +450,7 @@ def test_bokehjs_is_loaded_once_per_notebook_session(tiny_graph, monkeypatch):
     monkeypatch.setattr(
         bokeh.io.notebook, "publish_display_data", lambda data, *a, **k: cells[-1].extend(map(str, data.values()))
     )
+    in_a_notebook(monkeypatch)
     bokeh.io.reset_output()
     try:
         for _ in range(3):
