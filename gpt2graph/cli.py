@@ -148,7 +148,7 @@ def _build_analysis(args: argparse.Namespace) -> dict[str, Any] | bool:
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:
-    from .analyze import analyze
+    from .analyze import compute
     from .summary import format_summary
 
     graph = _load(args.graph)
@@ -159,7 +159,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         check_target(args.output)
     given = _analysis_options(args)
     earlier = {} if args.fresh or graph.analysis is None else graph.analysis.options.as_arguments()
-    defaults = {k: p.default for k, p in inspect.signature(analyze).parameters.items() if k != "graph"}
+    defaults = {k: p.default for k, p in inspect.signature(compute).parameters.items() if k != "graph"}
     kept = {k: v for k, v in earlier.items() if k not in given and v != defaults.get(k)}
     graph.analyze(**{**earlier, **given})
     if kept:
@@ -673,9 +673,10 @@ def _model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--random-weights",
         action="store_true",
-        help="initialise the architecture with seeded random weights instead of loading trained ones",
+        help="initialise the architecture with seeded random weights instead of loading trained ones "
+        "(a GPT-2 family hub id needs no network then)",
     )
-    p.add_argument("--seed", type=int, default=0, help="seed for --random-weights (default 0)")
+    p.add_argument("--seed", type=_seed, default=0, help="seed for --random-weights (default 0)")
     p.add_argument("--revision", help="hub revision of the model: a branch, tag or commit (default: main)")
 
 
@@ -887,7 +888,9 @@ def parser() -> argparse.ArgumentParser:
         "weights",
         help="the weight store: list it, or add a model's weights (what loading a graph without them asks for)",
     )
-    w.add_argument("action", choices=("list", "add"))
+    w.add_argument(
+        "action", choices=("list", "add"), help="list: the store and its entries; add: put a model's weights in it"
+    )
     w.add_argument("model", nargs="?", help="add: hub id or local directory")
     _model_options(w)
     w.add_argument("--json", action="store_true", help="list: print one JSON object")

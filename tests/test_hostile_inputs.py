@@ -33,6 +33,14 @@ def analysed_saved(analysed_graph, tmp_path_factory) -> Path:
     return path
 
 
+@pytest.fixture(scope="module")
+def embedded_saved(tiny_graph, tmp_path_factory) -> Path:
+    """A saved graph carrying its weights (the only kind whose parameter tensors a file can get wrong)."""
+    path = tmp_path_factory.mktemp("embedded") / "run.gg"
+    tiny_graph.save(path, embed_weights=True)
+    return path
+
+
 def tampered(src: Path, dest: Path, header: Callable | None = None, tensors: Callable | None = None) -> Path:
     """A copy of the saved graph ``src`` with its header (a dict) and/or its tensors (name -> tensor) edited in
     place by the given functions, and the values hash recomputed so the pair still matches."""
@@ -193,12 +201,12 @@ CASES = {
     "a parameter of another shape": Case(
         ["render", "{x}", "-r", "svg", "-o", "{tmp}/out.svg"],
         "transformer.h.0.attn.c_attn.weight has shape (32, 95), expected (32, 96)",
-        lambda t, c: tampered(c["run"], t / "r.gg", tensors=_tensor(PARAM, lambda w: w[:, :95].contiguous())),
+        lambda t, c: tampered(c["embedded"], t / "r.gg", tensors=_tensor(PARAM, lambda w: w[:, :95].contiguous())),
     ),
     "a parameter of another dtype": Case(
         ["analyze", "{x}"],
         "c_attn.weight is float64, expected torch.float32",
-        lambda t, c: tampered(c["run"], t / "r.gg", tensors=_tensor(PARAM, lambda w: w.double())),
+        lambda t, c: tampered(c["embedded"], t / "r.gg", tensors=_tensor(PARAM, lambda w: w.double())),
     ),
     "an activation of another shape": Case(
         ["info", "{x}"],
@@ -527,11 +535,17 @@ def snapshot(root: Path) -> dict[str, tuple]:
     "name", [pytest.param(n, marks=pytest.mark.slow) if c.hangs_if_careless else n for n, c in CASES.items()]
 )
 def test_refused_in_one_line_leaving_everything_as_it_was(
-    name, tmp_path, tiny_checkpoint, saved_graph, analysed_saved, tiny_graph, capfd, monkeypatch
+    name, tmp_path, tiny_checkpoint, saved_graph, analysed_saved, embedded_saved, tiny_graph, capfd, monkeypatch
 ):
     case = CASES[name]
     monkeypatch.chdir(tmp_path)
-    context = {"run": saved_graph, "analysed": analysed_saved, "ckpt": tiny_checkpoint, "graph": tiny_graph}
+    context = {
+        "run": saved_graph,
+        "analysed": analysed_saved,
+        "embedded": embedded_saved,
+        "ckpt": tiny_checkpoint,
+        "graph": tiny_graph,
+    }
     x = case.setup(tmp_path, context) if case.setup else None
     places = {"run": saved_graph, "analysed": analysed_saved, "ckpt": tiny_checkpoint, "x": x, "tmp": tmp_path}
     argv = [a.format(**{k: str(v) for k, v in places.items()}) for a in case.argv]

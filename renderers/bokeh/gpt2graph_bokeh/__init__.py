@@ -83,8 +83,10 @@ class BokehRenderer:
         "window": Option(
             int,
             None,
-            "a run longer than max_positions opens on the vectors of max_positions positions from this one "
-            "(default: the last); the page moves the window, the lens of head and MLP outputs is read for this one",
+            "a run longer than max_positions opens on the vectors of max_positions positions from this one; the "
+            "page moves the window, the lens of head and MLP outputs is read for this one",
+            minimum=0,
+            default_text="the last max_positions positions",
         ),
         "logit_lens": Option(
             bool,
