@@ -38,6 +38,7 @@ from . import colors as C
 from .content import Callout, Content, view_text
 from .engine import MIN_DIAGRAM_W, Frame, Page
 from .furniture import footer, title_block
+from .patching import metric_text
 from .scene import FS, Box, Group, Path, Rect, Scene, text_at
 from .text import fit, line_height, width
 
@@ -110,7 +111,7 @@ def circuit_scene(graph: Graph, *, callouts: bool = True, title: str = "") -> Sc
     page = Page(Frame(diagram_w=max(MIN_DIAGRAM_W, drawing.width + INSET)), Content(graph, callouts))
     f = circuit.faithfulness
     title = title or "The circuit behind the prediction"
-    metric = _metric(circuit)
+    metric = metric_text(circuit)
     title_block(
         page,
         graph,
@@ -163,12 +164,6 @@ def circuit_scene(graph: Graph, *, callouts: bool = True, title: str = "") -> Sc
     return page.scene(title, f"Circuit of {graph.model.name} on {graph.tokenization.text!r}")
 
 
-def _metric(circuit: PredictionCircuit) -> str:
-    if circuit.metric == "logit_diff":
-        return f"logit({circuit.answer}) − logit({circuit.wrong})"
-    return f"p({circuit.answer})"
-
-
 def _callouts(content: Content, *entries: tuple[str, str]) -> Callable[[], list[Callout]]:
     return lambda: [c for entry, note in entries for c in content.glossary_callout(entry, note)]
 
@@ -181,7 +176,7 @@ class Drawing:
 
     def __init__(self, graph: Graph, circuit: PredictionCircuit, held: Held):
         self.graph, self.circuit, self.held = graph, circuit, held
-        self.metric = _metric(circuit)
+        self.metric = metric_text(circuit)
         self.scale = max((abs(e.score) for e in circuit.edges), default=1.0) or 1.0
         self.boxes = _place(held.components, graph.dims.n_layer)
         taken = [Box(b.x - 6, b.y, b.w + 9, b.h) for b in self.boxes.values()]  # its ports and output included

@@ -16,7 +16,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from gpt2graph.plugin import CATEGORY_COLOURS, Axis, PatchSweep, RendererError, Selection, fixed, signed
+from gpt2graph.plugin import (
+    CATEGORY_COLOURS,
+    Axis,
+    PatchSweep,
+    PredictionCircuit,
+    RendererError,
+    Selection,
+    fixed,
+    signed,
+)
 
 from . import colors as C
 from .content import Content, view_text
@@ -117,10 +126,11 @@ def patching_scene(graph: Graph, *, callouts: bool = True, title: str = "") -> S
     return page.scene(title, f"Patching sweeps of {graph.model.name} on {graph.tokenization.text!r}")
 
 
-def _metric(sweep: PatchSweep) -> str:
-    if sweep.metric == "logit_diff":
-        return f"logit({sweep.answer}) − logit({sweep.wrong})"
-    return f"p({sweep.answer})"
+def metric_text(result: PatchSweep | PredictionCircuit) -> str:
+    """What a sweep or a circuit measures, as a formula: the same settings (metric, answer, wrong) on both."""
+    if result.metric == "logit_diff":
+        return f"logit({result.answer}) − logit({result.wrong})"
+    return f"p({result.answer})"
 
 
 def _sweep(page: Page, graph: Graph, index: int, table: Table) -> None:
@@ -134,7 +144,7 @@ def _sweep(page: Page, graph: Graph, index: int, table: Table) -> None:
         page.panel(
             category,
             f"{sweep.kind} · {sweep.method} · {sweep.direction}",
-            f"{_metric(sweep)} at position {sweep.position}: clean {signed(sweep.clean_value)}, corrupted "
+            f"{metric_text(sweep)} at position {sweep.position}: clean {signed(sweep.clean_value)}, corrupted "
             f"{signed(sweep.corrupted_value)}",
             cls="sweep-heading",
             data={"sweep": str(index)},
