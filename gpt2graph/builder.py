@@ -6,8 +6,9 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
+from weakref import WeakKeyDictionary
 
-from torch import Tensor
+from torch import Tensor, nn
 
 from . import __version__
 from .capture import capture
@@ -16,7 +17,7 @@ from .graph import Graph
 from .loading import LoadedModel, load_model, model_of
 from .schema import FORMAT_VERSION, GraphHeader, Tokenization
 from .topology import Topology
-from .values import Values
+from .values import Stamp, Values, same_stamp, stamp
 
 __all__ = ["build", "build_alike", "capture_graph", "parameters", "tokenize", "vocabulary"]
 
@@ -82,10 +83,22 @@ def capture_graph(loaded: LoadedModel, tokenization: Tokenization) -> Graph:
     return Graph(header, Values(activations, parameters(loaded), topology), vocabulary(loaded))
 
 
+#: per model: its parameters (and buffers) as they were read, and the CPU tensors handed out for them
+_PARAMETERS: WeakKeyDictionary[nn.Module, tuple[Stamp, dict[str, Tensor]]] = WeakKeyDictionary()
+
+
 def parameters(loaded: LoadedModel) -> dict[str, Tensor]:
     """The model's own parameter tensors by state-dict name (the tied unembedding once, as W_E), on the CPU
-    (a no-op there; a copy from another device)."""
-    return {name: t.detach().cpu() for name, t in loaded.model.state_dict().items() if name != "lm_head.weight"}
+    (a no-op there; a copy from another device). Every graph of one model gets the same tensor objects while
+    the model's parameters are unchanged (none replaced, none edited in place), so what is derived from them
+    (their statistics, their digest) is computed once per model; each graph has its own dict."""
+    live = {name: t for name, t in loaded.model.state_dict(keep_vars=True).items() if name != "lm_head.weight"}
+    now = stamp(*live.values())
+    held = _PARAMETERS.get(loaded.model)
+    if held is None or list(live) != list(held[1]) or not same_stamp(held[0], now):
+        held = (now, {name: t.detach().cpu() for name, t in live.items()})
+        _PARAMETERS[loaded.model] = held
+    return dict(held[1])
 
 
 def _token_ids(prompt: Any) -> list[int]:

@@ -35,7 +35,18 @@ wrong (:class:`PromptError`, :class:`ModelLoadError`, :class:`DataValidationErro
 from __future__ import annotations
 
 from .builder import tokenize
-from .causal import Axis, CircuitEdge, Component, ComponentType, HeadInput, PatchSweep, PredictionCircuit
+from .causal import (
+    Axis,
+    CircuitEdge,
+    Component,
+    ComponentType,
+    HeadInput,
+    PatchDirection,
+    PatchKind,
+    PatchMetric,
+    PatchSweep,
+    PredictionCircuit,
+)
 from .circuit import reader_key, writer_key
 from .corpus import CorpusStats, LensRow
 from .decoding import decode_next, settings
@@ -127,6 +138,9 @@ __all__ = [
     "template_values",
     # causal experiments stored on a run (graph.header.patching, graph.header.circuit)
     "PatchSweep",
+    "PatchKind",
+    "PatchMetric",
+    "PatchDirection",
     "Axis",
     "PredictionCircuit",
     "Component",

@@ -29,6 +29,7 @@ held tensor always wins over a derivation.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Iterable, Sequence
 
 import numpy as np
@@ -41,6 +42,7 @@ from .topology import LAYERNORMS, PARAM_SPECS, VECTOR_SPECS, Key, Topology
 
 __all__ = [
     "Values",
+    "Stamp",
     "CAPTURED_KINDS",
     "STORED_KINDS",
     "PASSED_OVER_KINDS",
@@ -53,6 +55,8 @@ __all__ = [
     "summarize",
     "summaries",
     "param_shapes",
+    "same_stamp",
+    "stamp",
 ]
 
 V, P = VectorKind, ParamKind
@@ -81,6 +85,9 @@ TOKENS = "tokens"
 LOGIT_ROWS = 64
 #: tensors, each with its in-place version counter: what a derived value depends on
 Stamp = tuple[tuple[Tensor, int], ...]
+#: statistics of parameters already summarised, by (id of the HF tensor, kind): (the tensor, its version then,
+#: the statistics); an entry goes with its tensor
+_PARAM_STATS: dict[tuple[int, str], tuple[weakref.ref[Tensor], int, dict[str, Tensor]]] = {}
 _LN_OF: dict[str, tuple[str, str, str]] = {kind: kinds for kinds in LAYERNORMS.values() for kind in kinds}
 #: parameter kind -> HF state-dict name ({L} = layer)
 _HF_PARAM: dict[str, str] = {
@@ -245,6 +252,23 @@ class Values:
             return full[start : start + d].view(H, dh)
         return full[:, start : start + d].view(d, H, dh).transpose(0, 1)
 
+    def param_summaries(self, kind: str, layer: int | None = None) -> dict[str, Tensor]:
+        """The statistics of :data:`SUMMARY_FIELDS` of a parameter, in float32 (W_E alone has 38M entries): one
+        row per head for per-head kinds (shape (n_head,)), else shape (1,). Computed once per parameter tensor
+        while it is unchanged: graphs built from one loaded model share its tensors
+        (:func:`gpt2graph.builder.parameters`), so a server summarises each weight matrix once, not per prompt."""
+        full = self.params[_HF_PARAM[kind].replace("{L}", str(layer))]
+        key = (id(full), str(kind))
+        held = _PARAM_STATS.get(key)
+        if held is not None and held[0]() is full and held[1] == full._version:
+            return held[2]
+        stacked = self.stacked(kind, layer)
+        rows = stacked.reshape(stacked.shape[0] if PARAM_SPECS[kind].per_head else 1, -1)
+        with torch.no_grad():
+            stats = summaries(rows, dtype=torch.float32)
+        _PARAM_STATS[key] = (weakref.ref(full, lambda _ref: _PARAM_STATS.pop(key, None)), full._version, stats)
+        return stats
+
     # ---- activations --------------------------------------------------------------------------------
     def hook(self, kind: str, layer: int | None = None) -> Tensor:
         """The whole activation of one kind and layer, shaped as TransformerLens's hook (no batch dim).
@@ -333,10 +357,10 @@ class Values:
             return held if position is None else held[position]
         ln_final = self.hook(V.ln_final)
         W_E = self.params[_HF_PARAM[P.W_E]]
-        stamp = _stamp(ln_final, W_E)
-        if self._logits is None or not _same(self._logits[0], stamp):
+        now = stamp(ln_final, W_E)
+        if self._logits is None or not same_stamp(self._logits[0], now):
             n = ln_final.shape[0]
-            self._logits = (stamp, torch.empty(n, W_E.shape[0], dtype=ln_final.dtype), [False] * -(-n // LOGIT_ROWS))
+            self._logits = (now, torch.empty(n, W_E.shape[0], dtype=ln_final.dtype), [False] * -(-n // LOGIT_ROWS))
         _, logits, done = self._logits
         if position is not None:
             position = range(logits.shape[0])[position]  # negative counts from the end; IndexError past it
@@ -354,21 +378,21 @@ class Values:
         while they are unchanged."""
         from .weightstore import digest
 
-        stamp = _stamp(*(self.params[name] for name in sorted(self.params)))
-        if self._digest is None or not _same(self._digest[0], stamp):
-            self._digest = (stamp, digest(self.params))
+        now = stamp(*(self.params[name] for name in sorted(self.params)))
+        if self._digest is None or not same_stamp(self._digest[0], now):
+            self._digest = (now, digest(self.params))
         return self._digest[1]
 
     def know_digest(self, sha256: str) -> None:
         """Record the digest of the parameters as they are now (checked by whoever read them)."""
-        self._digest = (_stamp(*(self.params[name] for name in sorted(self.params))), sha256)
+        self._digest = (stamp(*(self.params[name] for name in sorted(self.params))), sha256)
 
 
-def _stamp(*tensors: Tensor) -> Stamp:
+def stamp(*tensors: Tensor) -> Stamp:
     """Each tensor with its in-place version counter: what a value derived from them depends on."""
     return tuple((t, t._version) for t in tensors)
 
 
-def _same(a: Stamp, b: Stamp) -> bool:
+def same_stamp(a: Stamp, b: Stamp) -> bool:
     """Whether two stamps are of the same tensors (identity), none of them edited since."""
     return len(a) == len(b) and all(x is y and u == v for (x, u), (y, v) in zip(a, b))

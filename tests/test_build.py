@@ -206,6 +206,45 @@ def test_tokenizer_and_vocabulary_are_loaded_once_per_model(tmp_path, monkeypatc
     builder._vocabulary.cache_clear()
 
 
+def test_graphs_of_one_model_share_its_parameters_and_their_statistics_until_they_change(tiny_checkpoint):
+    """A server builds many graphs of one model: they hold the same parameter tensors (not copies, not new
+    wrappers), so a weight matrix is summarised once; an edited or replaced parameter is read afresh."""
+    from transformers import GPT2LMHeadModel
+
+    from gpt2graph.topology import Key
+    from gpt2graph.values import summaries
+
+    def expected(graph, kind, layer, heads):  # each head's matrix (or the whole parameter) on its own
+        keys = [Key(kind, layer, h) for h in heads] if heads else [Key(kind, layer)]
+        rows = torch.stack([graph.store.param(k).reshape(-1) for k in keys])
+        return summaries(rows, dtype=torch.float32)
+
+    model = GPT2LMHeadModel.from_pretrained(tiny_checkpoint)
+    a, b = (gpt2graph.build(prompt, model=model) for prompt in ("one", "two"))
+    assert a.store.params is not b.store.params  # each graph has its own mapping ...
+    assert all(a.store.params[name] is b.store.params[name] for name in a.store.params)  # ... of the same tensors
+    heads = range(TINY["n_head"])
+    for kind, layer, per_head in (("W_E", None, 0), ("W_Q", 1, 1), ("b_V", 0, 1), ("W_O", 1, 1), ("ln1_w", 0, 0)):
+        stats = a.store.param_summaries(kind, layer)
+        assert b.store.param_summaries(kind, layer) is stats  # computed once
+        for name, value in expected(a, kind, layer, heads if per_head else None).items():
+            torch.testing.assert_close(stats[name], value, rtol=0, atol=0)
+
+    before = a.store.param_summaries("W_Q", 1)["max"].clone()
+    with torch.no_grad():
+        model.transformer.h[1].attn.c_attn.weight.mul_(2.0)  # edited in place: every graph's tensors see it
+    c = gpt2graph.build("three", model=model)
+    for graph in (a, c):
+        torch.testing.assert_close(graph.store.param_summaries("W_Q", 1)["max"], 2 * before)
+    old_max = float(a.store.param_summaries("W_E")["max"][0])
+    tripled = torch.nn.Parameter(model.transformer.wte.weight.detach() * 3)
+    model.transformer.wte.weight = model.lm_head.weight = tripled  # replaced (still tied)
+    d = gpt2graph.build("four", model=model)
+    assert d.store.params["transformer.wte.weight"] is not a.store.params["transformer.wte.weight"]
+    assert float(d.store.param_summaries("W_E")["max"][0]) == pytest.approx(3 * old_max, rel=1e-6)
+    assert float(a.store.param_summaries("W_E")["max"][0]) == old_max  # a still holds the old tensor
+
+
 def test_views_are_live_and_keep_their_own_choices(tiny_checkpoint):
     """The rule of graph.py: views share the run; selection and decoding settings stay the view's own."""
     g = gpt2graph.build(PROMPT, model=str(tiny_checkpoint))

@@ -12,6 +12,7 @@ import subprocess
 import sys
 import urllib.error
 import urllib.request
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +20,7 @@ import pytest
 import torch
 from conftest import PROMPT
 from gpt2graph_bokeh.analysis_panel import analysis_panel
+from gpt2graph_bokeh.app.experiments import Experiment, PatchingControls, run_experiment
 from gpt2graph_bokeh.app.markup import message_html, tokens_html, tour_html
 from gpt2graph_bokeh.app.models import ModelPool
 from gpt2graph_bokeh.app.server import origins
@@ -34,8 +36,9 @@ import gpt2graph
 import gpt2graph.registry as reg
 from gpt2graph.cli import main
 from gpt2graph.decoding import decode_next
-from gpt2graph.errors import PromptError, RendererError
+from gpt2graph.errors import InterpretError, PromptError, RendererError, RunMismatchError
 from gpt2graph.loading import load_model
+from gpt2graph.plugin import PatchDirection, PatchKind, PatchMetric
 from gpt2graph.topology import VECTOR_SPECS
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -88,6 +91,74 @@ def test_session_builds_steps_and_continues_with_the_decoded_token(pool, tiny_ch
     with pytest.raises(gpt2graph.errors.InterpretError, match="top-p must be in"):
         s.set_decoding(temperature=1.0, top_k=None, top_p=1.5, seed=None)
     assert s.decoding.top_k == 3  # a bad value changes nothing
+
+
+#: as many tokens as PROMPT, one changed
+CORRUPTED = "Transformer tokens are numbers"
+
+
+def _names(root) -> set[str]:
+    return {m.name for m in root.references() if m.name}
+
+
+def test_a_patching_experiment_is_the_cores_and_is_drawn(pool, tiny_checkpoint):
+    s = Session("patch", pool, GraphStore(4, 4))
+    _step, clean = s.build(PROMPT, 0)
+    corrupted = s.run_alone(CORRUPTED, 0, what="the corrupted prompt")
+    assert corrupted.n_tokens == clean.n_tokens and s.steps == []  # not a step
+    experiment = Experiment(
+        CORRUPTED, None, None, (PatchKind.resid_pre, PatchKind.head_out), "activation", PatchDirection.noising,
+        PatchMetric.logit_diff, 6,
+    )  # fmt: skip
+    outcome = run_experiment(clean, corrupted, experiment)
+
+    # the core's own results, asked for directly on another build of the same runs
+    reference = gpt2graph.build(PROMPT, model=str(tiny_checkpoint))
+    answer, wrong = int(clean.logits[-1].argmax()), int(corrupted.logits[-1].argmax())
+    for sweep in outcome.sweeps:
+        expected = reference.patch_sweep(CORRUPTED, kind=sweep.kind, answer=answer, wrong=wrong)
+        assert (sweep.answer_id, sweep.wrong_id, sweep.method) == (answer, wrong, "activation")
+        np.testing.assert_allclose(sweep.normalized, expected.normalized, rtol=1e-6, atol=1e-6)
+    expected_circuit = reference.circuit(CORRUPTED, answer=answer, wrong=wrong, top=6)
+    found = [(e.source, e.target, e.input) for e in outcome.circuit.edges]
+    assert found == [(e.source, e.target, e.input) for e in expected_circuit.edges]
+    assert clean.header.circuit == outcome.circuit and len(clean.header.patching) == 2  # stored on the step
+
+    # the explorer of the live page draws the circuit on its canvas and leaves the heat maps to the tab
+    live = make_explorer(clean, every_position=True, sweeps=False)
+    assert "circuit-edges" in _names(live.root) and "patching-0" not in _names(live.root)
+    assert {"patching-0", "patching-1"} <= _names(make_explorer(clean).root)
+    tab = PatchingControls()
+    tab.show(outcome)
+    assert {"patching-0", "patching-1"} <= _names(tab.heat_maps)
+    assert "Circuit" in tab.result.text and "6 edges" in tab.result.text and CORRUPTED in tab.result.text
+
+    # the gradient estimate, with the probability (no wrong token) and the other direction
+    estimate = run_experiment(
+        clean, corrupted, Experiment(
+            CORRUPTED, None, None, (PatchKind.mlp_out,), "attribution", PatchDirection.denoising,
+            PatchMetric.prob, 0,
+        ),
+    )  # fmt: skip
+    (sweep,) = estimate.sweeps
+    assert (sweep.method, sweep.kind, sweep.wrong_id, estimate.circuit) == ("attribution", "mlp_out", None, None)
+    tab.show(estimate)
+    assert "Circuit" not in tab.result.text and _names(tab.heat_maps) >= {"patching-0"}
+
+
+def test_patching_problems_are_the_cores_clear_errors(pool):
+    s = Session("patch-errors", pool, GraphStore(4, 4))
+    _step, clean = s.build(PROMPT, 0)
+    with pytest.raises(PromptError, match="the corrupted prompt is empty"):
+        s.run_alone("  ", 0, what="the corrupted prompt")
+    longer = s.run_alone(CORRUPTED + " too", 0)
+    base = Experiment(CORRUPTED, None, None, (PatchKind.resid_pre,), "activation", PatchDirection.noising,
+                      PatchMetric.logit_diff, 0)  # fmt: skip
+    with pytest.raises(RunMismatchError, match="more than the"):
+        run_experiment(clean, longer, base)
+    corrupted = s.run_alone(CORRUPTED, 0)
+    with pytest.raises(InterpretError, match="one token"):
+        run_experiment(clean, corrupted, replace(base, answer=" two tokens here"))
 
 
 def test_a_dropped_step_is_rebuilt_with_the_same_values(pool):

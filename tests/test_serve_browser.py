@@ -505,6 +505,47 @@ def test_analysis_on_demand(live):
     live.js(f"{live.model('views')}.active = 0")
 
 
+def test_patching_against_a_second_prompt(live):
+    live.run(PROMPT)
+    live.js(f"{live.model('views')}.active = 3")
+    live.until(IDLE)
+
+    def patch(corrupted: str) -> None:
+        live.element("textarea", "corrupted").click()
+        keys = ActionChains(live.d).key_down(Keys.CONTROL).send_keys("a").key_up(Keys.CONTROL)
+        keys.send_keys(Keys.BACKSPACE).send_keys(corrupted).perform()
+        live.until(f"{live.model('corrupted')}.value_input == {corrupted!r}")
+        drawings = live.page.explorer_slot.tags[1]
+        live.press("Patch")
+        end = time.monotonic() + 120
+        while live.page._busy is None and live.page.explorer_slot.tags[1] == drawings and not live.page.message.visible:
+            assert time.monotonic() < end
+            time.sleep(0.05)
+        while live.page._busy is not None:
+            assert time.monotonic() < end, live.shown("message")
+            time.sleep(0.05)
+
+    patch("Transformer tokens are numbers")  # as many tokens, one changed
+    live.wait_drawn()
+    graph = live.graph()
+    sweeps, circuit = graph.header.patching, graph.header.circuit
+    assert [s.kind for s in sweeps] == ["resid_pre", "head_out"] and circuit is not None
+    live.until(" && ".join(f"{live.model(name)} !== null" for name in ("patching-result", "patching-0", "patching-1")))
+    text = live.shown("patching-result")
+    assert "Transformer tokens are numbers" in text and f"{len(circuit.edges)} edges recover" in text
+    for i, sweep in enumerate(sweeps):  # the heat maps hold the stored numbers
+        cells = live.js(f"return Array.from({live.model(f'patching-cells-{i}')}.data.normalized)")
+        np.testing.assert_allclose(cells, np.ravel(sweep.normalized), rtol=1e-6)
+    edges = live.js(f"return {live.model('circuit-edges')}.data.score.length")  # drawn on the canvas
+    assert edges == len(circuit.edges)
+
+    patch("Transformer tokens are numbers, always")  # more tokens: said in the page, nothing lost
+    live.until(f"{live.model('message')}.visible")
+    assert "more than the" in live.shown("message") and live.graph().header.patching == sweeps
+    assert live.js(f"return {live.model('patching-0')} !== null")
+    live.js(f"{live.model('views')}.active = 0")
+
+
 def test_heads_grid_opens_a_heads_pattern(live):
     graph = live.graph()
     live.js(f"{live.model('views')}.active = 1")

@@ -221,11 +221,12 @@ def patching_panel(index: int, sweep: PatchSweep) -> LayoutDOM:
     return column(fig, note)
 
 
-def causal_panels(graph: Graph, overlay: Overlay | None, css: str) -> list[LayoutDOM]:
-    """What goes under the canvas: the circuit's panel, then a heading and one heat map per stored sweep."""
+def causal_panels(graph: Graph, overlay: Overlay | None, css: str, sweeps: bool = True) -> list[LayoutDOM]:
+    """What goes under the canvas: the circuit's panel, then (unless ``sweeps`` is False) a heading and one heat
+    map per stored sweep."""
     out: list[LayoutDOM] = [] if overlay is None else [overlay.panel]
-    sweeps = graph.header.patching
-    if sweeps:
+    stored = graph.header.patching if sweeps else []
+    if stored:
         out.append(
             Div(
                 text="<h3>Patching sweeps</h3><p class='g2g-hint'>Each cell: the metric with that vector (or head) "
@@ -234,5 +235,5 @@ def causal_panels(graph: Graph, overlay: Overlay | None, css: str) -> list[Layou
                 stylesheets=[InlineStyleSheet(css=css)],
             )
         )
-        out += [patching_panel(i, s) for i, s in enumerate(sweeps)]
+        out += [patching_panel(i, s) for i, s in enumerate(stored)]
     return out

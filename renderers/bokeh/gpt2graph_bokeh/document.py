@@ -807,6 +807,7 @@ def make_explorer(
     window: int | None = None,
     every_position: bool = False,
     logit_lens: bool = True,
+    sweeps: bool = True,
 ) -> Explorer:
     """The explorer of ``graph`` with handles on the models a live page updates.
 
@@ -814,7 +815,8 @@ def make_explorer(
     computed from or feeds is traced within it. A view of more than ``max_positions`` lanes (positions shown)
     opens on the window of lanes starting at ``window`` (default: the last ones), see :mod:`.window`;
     ``every_position`` puts every lane's vectors in the node source instead (a live page that patches rows by
-    node index, on prompts it keeps short)."""
+    node index, on prompts it keeps short). ``sweeps=False`` leaves the stored patching sweeps' heat maps out (a
+    page that draws them elsewhere); the stored circuit is drawn on the canvas either way."""
     if color_by in ANALYSIS_MODES and graph.analysis is None:
         raise RendererError(
             f"color_by={color_by!r} needs the interpretability results on the graph: build with "
@@ -994,7 +996,7 @@ def make_explorer(
             styles={"border": "1px solid #ddd", "padding": "6px", "background": "#fff"},
         )
         main.children.append(analysis)
-    main.children += causal_panels(graph, overlay, _CSS)  # the stored circuit's panel and patching heat maps
+    main.children += causal_panels(graph, overlay, _CSS, sweeps)  # the stored circuit's panel, the heat maps
     side = column(panel, row(layer_w, head_w), heat_fig)
     root = column(_header(graph, lay, title), controls, row(main, side), name="explorer")
     return Explorer(root, lay, canvas.fig, canvas.nodes, overview, analysis)

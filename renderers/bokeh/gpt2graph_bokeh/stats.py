@@ -22,7 +22,6 @@ from gpt2graph.plugin import (
     lens_logits,
     percent,
     read_logits,
-    summaries,
 )
 
 from .layout import Layout
@@ -69,12 +68,9 @@ def node_stats(graph: Graph, lay: Layout) -> dict[str, np.ndarray]:
             if kind in TIED:  # the same numbers as the parameter it is tied to, transposed
                 tied = lay.n_vectors + lay.param_index[Key(TIED[kind])]
                 stats = {name: out[name][tied] for name in SUMMARY_FIELDS}
-            else:  # in float32: W_E alone has 38M entries
-                stacked = graph.store.stacked(kind, layer)
-                if run[0].head is not None:
-                    stacked = stacked[[k.head for k in run]]
-                stacked = stacked.reshape(len(run), -1)
-                stats = {name: v.numpy() for name, v in summaries(stacked, dtype=torch.float32).items()}
+            else:  # every head of the layer, summarised once per loaded model
+                rows = [k.head for k in run] if run[0].head is not None else [0]
+                stats = {name: v[rows].numpy() for name, v in graph.store.param_summaries(kind, layer).items()}
             for name in SUMMARY_FIELDS:
                 out[name][lay.n_vectors + i : lay.n_vectors + i + len(run)] = stats[name]
             i += len(run)

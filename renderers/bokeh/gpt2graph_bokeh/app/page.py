@@ -55,6 +55,7 @@ from gpt2graph.plugin import DECODE_KINDS, DecodingSettings, PromptError, Tokeni
 from ..analysis_panel import ROLE_MODES, decoding_panel
 from ..document import Explorer, make_explorer
 from .downloads import Downloads
+from .experiments import Outcome, PatchingControls, run_experiment
 from .markup import CSS, download_html, header_html, message_html, progress_html, tokens_html, tour_html
 from .models import ModelPool
 from .session import Report, Session, Step
@@ -227,6 +228,8 @@ class Page:
             ),
         )
         self.analysis_slot = column(self.no_analysis)
+        self.patching = PatchingControls()
+        self.outcomes: dict[int, Outcome] = {}  # per step: its last patching experiment
 
         self.prompt.on_change("value_input", self._on_typing)
         self.prompt.on_change("value", self._on_typing)
@@ -244,6 +247,7 @@ class Page:
         self.role.on_change("active", lambda _a, _o, _n: self._show_role())
         self.download_svg.on_click(self._on_svg)
         self.download_graph.on_click(self._on_graph_file)
+        self.patching.button.on_click(self._on_patch)
 
     def _layout(self) -> Any:
         explorer_tab = column(
@@ -259,6 +263,7 @@ class Page:
                 TabPanel(child=explorer_tab, title="Explorer and walkthrough"),
                 TabPanel(child=self.heads_slot, title="Attention heads"),
                 TabPanel(child=analysis_tab, title="Logit lens, DLA, head roles"),
+                TabPanel(child=self.patching.layout(), title="Patching and circuit"),
             ],
             name="views",
         )
@@ -366,7 +371,7 @@ class Page:
         built = self.current is not None
         self.run.disabled = busy
         self.steps.disabled = busy
-        for button in (self.next_token, self.analyze, self.download_svg, self.download_graph):
+        for button in (self.next_token, self.analyze, self.download_svg, self.download_graph, self.patching.button):
             button.disabled = busy or not built
 
     # ---- model and tokens -----------------------------------------------------------------------------
@@ -460,7 +465,8 @@ class Page:
         """Everything the page shows of a step (worker thread: these models join the document later)."""
         view = self.session.view(graph)
         report("drawing the explorer: statistics and the logit lens of every vector", 0.3)
-        explorer = make_explorer(view, every_position=True)  # rows are node indices: patched, tour, clicks
+        # rows are node indices (patched, tour, clicks); the patching tab draws the sweeps
+        explorer = make_explorer(view, every_position=True, sweeps=False)
         tour_filter = IndexFilter(indices=[], name="tour-filter")
         glyph = Rect(x="x", y="y", width="w", height="h", fill_color=None, line_color=TOUR_COLOR, line_width=3)
         explorer.figure.renderers.append(
@@ -498,6 +504,7 @@ class Page:
             self._show_role()
         else:
             self.analysis_slot.children = [self.no_analysis]
+        self.patching.show(self.outcomes.get(drawn.step.key))
         self.steps.options = [(str(s.key), s.label()) for s in self.session.steps]
         self.steps.value = str(drawn.step.key)
         self._text = drawn.tokens.text
@@ -698,6 +705,27 @@ class Page:
             return self._draw(step, graph, lambda what, share: report(what, 0.6 + 0.4 * share))
 
         self._start("analysing", work, self._attach)
+
+    # ---- patching ----------------------------------------------------------------------------------------
+    def _on_patch(self) -> None:
+        """The current step against the corrupted prompt: the sweeps and the circuit asked for, then the step
+        drawn again (the circuit on its canvas)."""
+        if self.current is None:
+            return
+        step, experiment = self.current, self.patching.experiment()
+        outcome: list[Outcome] = []
+
+        def work(report: Report) -> Drawn:
+            graph = self.session.graph(step) or self.session.rebuild(step, report)
+            corrupted = self.session.run_alone(experiment.corrupted, step.model, report, "the corrupted prompt")
+            outcome.append(run_experiment(graph, corrupted, experiment, report))
+            return self._draw(step, graph, lambda what, share: report(what, 0.8 + 0.2 * share))
+
+        def done(drawn: Drawn) -> None:
+            self.outcomes[step.key] = outcome[0]
+            self._attach(drawn)
+
+        self._start("patching", work, done)
 
     def _show_role(self) -> None:
         f = self.drawn.figures if self.drawn is not None else None

@@ -112,19 +112,26 @@ class Session:
         self, prompt: str | Sequence[int], model: int, added: str | None = None, report: Report = _silent
     ) -> tuple[Step, Graph]:
         """Build a new step (blocks: loads the model if needed, then one forward pass) and keep its graph."""
-        if isinstance(prompt, str) and not prompt.strip():
-            raise PromptError("the prompt is empty: type some text first")
-        if self.pool.loaded(model) is None:
-            report(f"loading the model {self.pool.label(model)}", 0.02)
-        loaded = self.pool.get(model)
-        self._checked(tokenize(prompt, loaded.loaded))
-        report("running the model (one forward pass, captured)", 0.1)
-        graph = self._run(prompt, model)
+        graph = self.run_alone(prompt, model, report)
         tokens = graph.tokenization
         step = Step(next(self._keys), model, tuple(tokens.token_ids), tokens.text, added)
         self.problems[step.key] = self._annotate(graph)
         self.keep(step, graph)
         return step, graph
+
+    def run_alone(
+        self, prompt: str | Sequence[int], model: int, report: Report = _silent, what: str = "the prompt"
+    ) -> Graph:
+        """A checked run that is not kept (a step's, or the corrupted prompt of a patching experiment; blocks:
+        loads the model if needed, then one forward pass)."""
+        if isinstance(prompt, str) and not prompt.strip():
+            raise PromptError(f"{what} is empty: type some text first")
+        if self.pool.loaded(model) is None:
+            report(f"loading the model {self.pool.label(model)}", 0.02)
+        loaded = self.pool.get(model)
+        self._checked(tokenize(prompt, loaded.loaded))
+        report("running the model (one forward pass, captured)", 0.1)
+        return self._run(prompt, model)
 
     def rebuild(self, step: Step, report: Report = _silent) -> Graph:
         """The graph of a step that was dropped from memory, built again from its token ids (blocks)."""
