@@ -3,7 +3,7 @@
 What happens where:
 
 * typing: the prompt's tokens, from the tokenizer alone (no forward pass), on every keystroke;
-* Run / Next token / a step of the list / Analyse / a download: a job in a worker thread (one at a time per
+* Run / Next token / a step of the list / Analyse / Patch / a download: a job in a worker thread (one at a time per
   page, with a progress indicator), whose result is attached to the document on the server's loop;
 * a decoding control: the decoding stage recomputed from the stored logits (no forward pass): the table and the
   predicted position at once, on the loop; every other position in a worker, the latest settings only;
