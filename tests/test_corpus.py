@@ -273,7 +273,7 @@ def long_corpus(tmp_path_factory, tiny_checkpoint):
     return path, whole
 
 
-@pytest.mark.parametrize("victim", ["worker", "driver"])
+@pytest.mark.parametrize("victim", ["worker", "driver", "ctrl-c"])
 def test_a_killed_run_resumes_to_the_same_result(long_corpus, tiny_checkpoint, tmp_path, victim):
     source, whole = long_corpus
     out = tmp_path / "resumed.ggc"
@@ -289,6 +289,11 @@ def test_a_killed_run_resumes_to_the_same_result(long_corpus, tiny_checkpoint, t
         _, err = proc.communicate(timeout=120)
         assert proc.returncode == 2, err
         assert "a worker process died" in err and "run the same command again to continue" in err
+    elif victim == "ctrl-c":  # a terminal's Ctrl-C: SIGINT to the whole foreground process group
+        os.killpg(proc.pid, signal.SIGINT)
+        _, err = proc.communicate(timeout=120)
+        assert proc.returncode == 130, err
+        assert "interrupted: the prompts counted so far are saved" in err and "Traceback" not in err
     else:
         os.killpg(proc.pid, signal.SIGKILL)  # no chance to clean up: the last checkpoint is all there is
         proc.wait()
