@@ -57,11 +57,21 @@ if TYPE_CHECKING:
 #: prompts handed to a worker at once: (record index, text)
 Chunk = list[tuple[int, str]]
 
-__all__ = ["run_corpus", "ModelSpec", "Worker", "CorpusInterrupted", "model_fingerprint", "RAY_OBJECT_STORE"]
+__all__ = [
+    "run_corpus",
+    "ModelSpec",
+    "Worker",
+    "CorpusInterrupted",
+    "model_fingerprint",
+    "RAY_OBJECT_STORE",
+    "RAY_RESTARTS",
+]
 
 Engine = Literal["local", "ray"]
 #: object store of a Ray instance started here (bytes): small, the tallies pass through it one at a time
 RAY_OBJECT_STORE = 200 * 1024 * 1024
+#: times Ray restarts a worker actor that died (its process killed, its node lost) and computes its chunks again
+RAY_RESTARTS = 3
 
 
 class CorpusInterrupted(Gpt2GraphError):
@@ -241,7 +251,9 @@ class _Ray:
                 configure_logging=False,
             )
         try:
-            actor: Any = ray.remote(num_cpus=1)(Worker)
+            # a dead actor is made again (it loads the model again) and its chunks computed again: a chunk whose
+            # tally never arrived was never counted, so each is counted once
+            actor: Any = ray.remote(num_cpus=1, max_restarts=RAY_RESTARTS, max_task_retries=RAY_RESTARTS)(Worker)
             self.actors: list[Any] = [actor.remote(*init_args) for _ in range(n)]
         except BaseException:
             ray.shutdown()
@@ -274,7 +286,7 @@ class _Ray:
             tally: Tally = self.ray.get(ref)
             return tally
         except (RayActorError, ActorDiedError) as exc:
-            raise CorpusInterrupted(f"a Ray worker died ({type(exc).__name__})") from exc
+            raise CorpusInterrupted(f"a Ray worker died more than {RAY_RESTARTS} times ({type(exc).__name__})") from exc
 
 
 # ---- the run ------------------------------------------------------------------------------------------------

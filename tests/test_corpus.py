@@ -309,6 +309,28 @@ def test_a_killed_run_resumes_to_the_same_result(long_corpus, tiny_checkpoint, t
     assert_same_stats(resumed, whole, ACROSS_PROCESSES)  # every prompt counted once: counts exact, moments to rounding
 
 
+def test_a_ray_worker_that_dies_is_started_again_and_every_prompt_counted_once(
+    long_corpus, tiny_checkpoint, tmp_path, ray_cluster
+):
+    source, whole = long_corpus
+    out = tmp_path / "ray.ggc"
+    command = [*_corpus_command(source, out, tiny_checkpoint, workers=2), "--engine", "ray", "--address", ray_cluster]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                            start_new_session=True)  # fmt: skip
+    _wait_for_checkpoint(out, proc, 3)
+    actors = [
+        int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit() and "ray::Worker" in _cmdline(int(p.name))
+    ]
+    assert actors, "no Ray worker actor found"
+    os.kill(actors[0], signal.SIGKILL)  # mid-run: the run goes on without losing or repeating a chunk
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err
+    finished = load_corpus(out)
+    assert finished.header.complete and finished.header.done == [(0, N_LONG)]
+    assert_same_stats(finished, whole, ACROSS_PROCESSES)
+
+
 def test_a_finished_corpus_is_not_counted_again_and_another_run_is_refused(
     stats, corpus_file, tiny_checkpoint, tmp_path
 ):
