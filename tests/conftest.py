@@ -173,3 +173,8 @@ CHROMIUM_FLAGS = [
     "--no-first-run",
     "--disable-quic",
 ]
+
+
+#: the first lines of a child Python script whose Ctrl-C is a terminal's: a test run started in the background
+#: (``cmd &`` in a script) ignores SIGINT, its children inherit that, and Python then raises no KeyboardInterrupt
+WITH_CTRL_C = "import signal, sys\nsignal.signal(signal.SIGINT, signal.default_int_handler)"

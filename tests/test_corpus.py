@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import WITH_CTRL_C
 
 import gpt2graph
 from gpt2graph import forward
@@ -243,8 +244,9 @@ def _cmdline(pid: int) -> str:
 
 
 def _corpus_command(source, out, checkpoint, workers: int) -> list[str]:
-    gpt2graph_cli = Path(sys.executable).with_name("gpt2graph")
-    return [str(gpt2graph_cli), "corpus", str(source), "--model", str(checkpoint), "-o", str(out),
+    """``gpt2graph corpus ...`` as a terminal runs it (Ctrl-C raises KeyboardInterrupt)."""
+    cli = f"{WITH_CTRL_C}\nfrom gpt2graph.cli import main\nsys.exit(main(sys.argv[1:]))"
+    return [sys.executable, "-c", cli, "corpus", str(source), "--model", str(checkpoint), "-o", str(out),
             "--workers", str(workers), "--chunk-size", "1", "--checkpoint-every", "0"]  # fmt: skip
 
 

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import PROMPT
+from conftest import PROMPT, WITH_CTRL_C
 
 import gpt2graph
 from gpt2graph import storage
@@ -70,7 +70,7 @@ def _saving_process(tmp_path: Path, ckpt: Path, target: Path) -> tuple[subproces
     """``gpt2graph build -o target`` in a subprocess that stops for a long while once its temporary is written,
     and says so by creating a file."""
     ready = tmp_path / "ready"
-    script = f"""
+    script = f"""{WITH_CTRL_C}
 import sys, time
 from pathlib import Path
 import gpt2graph.storage as storage
