@@ -135,7 +135,8 @@ class PatchingControls:
             ),
             width=1200,
         )
-        self.heat_maps = column(name="patching-heat-maps")
+        self.no_heat_maps = _div("patching-none")  # a layout is never empty (Bokeh warns of one)
+        self.heat_maps = column(self.no_heat_maps, name="patching-heat-maps")
         self._typed: dict[str, str] = {}  # the texts as typed (a text field's value follows only when it is left)
         for field in (self.corrupted, self.answer, self.wrong):
             for what in ("value", "value_input"):
@@ -175,10 +176,10 @@ class PatchingControls:
         """Show an experiment's results (None: the step has none yet)."""
         if outcome is None:
             self.result.text = message_html("No patching experiment on this step yet.")
-            self.heat_maps.children = []
+            self.heat_maps.children = [self.no_heat_maps]
             return
         self.result.text = summary_html(outcome)
-        self.heat_maps.children = [patching_panel(i, s) for i, s in enumerate(outcome.sweeps)]
+        self.heat_maps.children = [patching_panel(i, s) for i, s in enumerate(outcome.sweeps)] or [self.no_heat_maps]
 
 
 def summary_html(outcome: Outcome) -> str:
