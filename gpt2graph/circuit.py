@@ -366,13 +366,15 @@ def find_circuit(
     metric: str = "logit_diff",
     ablation: Any = "corrupted",
 ) -> PredictionCircuit:
-    """The circuit behind ``clean``'s prediction against ``corrupted``: the ``top`` edges by |score| that lead to
-    the logits (or those with |score| >= ``threshold`` that do), pruned, with their components and measured
-    faithfulness.
+    """The circuit behind ``clean``'s prediction against ``corrupted`` (a graph, or a prompt run through
+    ``clean``'s model): the ``top`` edges by |score| that lead to the logits (or those with |score| >=
+    ``threshold`` that do), pruned, with their components and measured faithfulness; stored on the clean run
+    (``graph.header.circuit``). ``ablation``: what edges outside the circuit carry ('corrupted', 'mean', a mean
+    source or a *.ggc path). ``Graph.circuit`` is this function.
 
     Example::
 
-        circuit = find_circuit(clean, corrupted, answer=" Mary", wrong=" John", top=20)
+        circuit = clean.circuit(corrupted, answer=" Mary", wrong=" John", top=20)
         circuit.faithfulness.recovered, circuit.to_networkx()
     """
     if (top is None) == (threshold is None):
@@ -389,7 +391,7 @@ def find_circuit(
         keep[a, b] = True
     used = {e.writers[a].id for a, _ in kept} | {e.readers[b].component.id for _, b in kept}
     s = e.setup
-    return PredictionCircuit(
+    result = PredictionCircuit(
         metric=s.metric,
         answer_id=s.answer,
         answer=clean.decode_token(s.answer),
@@ -407,3 +409,5 @@ def find_circuit(
         edges=[e._edge(a, b) for a, b in kept],
         faithfulness=faithfulness(e, keep),
     )
+    clean._store(circuit=result)
+    return result
