@@ -314,14 +314,11 @@ def format_sweep(sweep: PatchSweep) -> str:
         if sweep.direction == "noising"
         else "the clean run into the corrupted one"
     )
-    what = (
-        f"logit({sweep.answer!r}) - logit({sweep.wrong!r})" if sweep.metric == "logit_diff" else f"p({sweep.answer!r})"
-    )
     how = "estimated by attribution patching" if sweep.method == "attribution" else f"{sweep.runs} patched runs"
     rows, cols = sweep.rows, sweep.cols
     return "\n".join(
         [
-            f"{sweep.kind} patched from {into} ({how}); metric {what} at position {sweep.position}",
+            f"{sweep.kind} patched from {into} ({how}); metric {sweep.metric_text} at position {sweep.position}",
             f"clean {sweep.clean_value:.4f}, corrupted {sweep.corrupted_value:.4f} ({sweep.corrupted_text!r})",
             f"normalised (0 = corrupted, 1 = clean), {rows.name} x {cols.name}:",
             _table(rows.labels, cols.labels, sweep.normalized),

@@ -23,7 +23,8 @@ Structure (ids, kinds, what reads what) comes from :mod:`gpt2graph.topology`; va
 (:mod:`gpt2graph.results`), and the logit lens's entries from ``graph.lens`` (:class:`LensTable`: ask for the
 nodes you draw; the lens of head and MLP outputs is computed for those only); patching sweeps and the circuit
 behind a prediction from ``graph.header.patching`` and ``graph.header.circuit`` (:mod:`gpt2graph.causal`), with
-:func:`writer_key` and :func:`reader_key` naming the vectors through which a circuit's components write and read.
+:func:`writer_key` and :func:`reader_key` naming the vectors through which a circuit's components write and read,
+and :func:`component_stage` their forward order.
 
 An *app* (the ``gpt2graph.apps`` entry-point group, e.g. the Bokeh plugin's live server behind ``gpt2graph
 serve``) holds a model and builds graphs as its user works, so it may also load a model once
@@ -36,7 +37,7 @@ from __future__ import annotations
 
 from .builder import tokenize
 from .causal import Axis, CircuitEdge, Component, ComponentType, HeadInput, PatchSweep, PredictionCircuit
-from .circuit import reader_key, writer_key
+from .circuit import component_stage, reader_key, writer_key
 from .corpus import CorpusStats, LensRow
 from .decoding import decode_next, settings
 from .errors import DataValidationError, InterpretError, ModelLoadError, PromptError, RendererError
@@ -135,6 +136,7 @@ __all__ = [
     "HeadInput",
     "writer_key",
     "reader_key",
+    "component_stage",
     # presentation
     "CATEGORY_COLOURS",
     "CATEGORY_LABELS",
