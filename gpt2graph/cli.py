@@ -442,6 +442,7 @@ def cmd_corpus(args: argparse.Namespace) -> int:
                 model=args.model,
                 random_weights=args.random_weights,
                 seed=args.seed,
+                revision=args.revision,
                 engine=args.engine,
                 workers=args.workers,
                 address=args.address,
@@ -510,6 +511,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         models=list(dict.fromkeys(args.model or [None])),
         random_weights=args.random_weights,
         seed=args.seed,
+        revision=args.revision,
         annotations=list(args.annotations or []),
         host=args.host,
         port=args.port,
@@ -802,8 +804,7 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("prompts", help="a text file (one prompt per line), JSON Lines (.jsonl: a 'text' field per line) "
                    "or a directory of .txt files")  # fmt: skip
     c.add_argument("--model", default=None, help="hub id or local directory (as for build)")
-    c.add_argument("--random-weights", action="store_true", help="seeded random weights for the named architecture")
-    c.add_argument("--seed", type=_seed, default=0, help="seed for --random-weights (default 0)")
+    _model_options(c)
     c.add_argument("-o", "--output", required=True, help="the .ggc directory to write (and to resume from)")
     c.add_argument("--engine", choices=("local", "ray"), default="local", help="where the workers run (default local)")
     c.add_argument("--address", help="with --engine ray: join this Ray cluster (default: start a small local one)")
@@ -837,8 +838,7 @@ def parser() -> argparse.ArgumentParser:
         help="hub id or local directory, as for build (repeat it to offer several models in the page; default: "
         "pretrained gpt2, falling back to the embedded GPT-2 124M architecture with random weights)",
     )
-    se.add_argument("--random-weights", action="store_true", help="seeded random weights, as for build")
-    se.add_argument("--seed", type=_seed, default=0, help="seed for --random-weights (default 0)")
+    _model_options(se)
     se.add_argument(
         "--annotations",
         nargs="+",
