@@ -60,7 +60,7 @@ from .presentation import (
 )
 from .registry import Option, check_options
 from .results import Analysis, Attribution, DecodingResult, DLAResult, LensEntry, LogitLens, Role
-from .schema import Category, DecodingSettings, EdgeRole, ParamKind, Tokenization, VectorKind
+from .schema import Category, DecodingSettings, EdgeRole, ModelInfo, ParamKind, Tokenization, VectorKind
 from .storage import atomic_write
 from .topology import (
     BLOCK_KINDS,
@@ -86,6 +86,7 @@ __all__ = [
     "Selection",
     "CorpusStats",
     "LensRow",
+    "ModelInfo",
     "Option",
     "check_options",
     "RendererError",
