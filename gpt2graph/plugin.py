@@ -35,6 +35,7 @@ wrong (:class:`PromptError`, :class:`ModelLoadError`, :class:`DataValidationErro
 
 from __future__ import annotations
 
+from . import presentation
 from .builder import tokenize
 from .causal import Axis, CircuitEdge, Component, ComponentType, HeadInput, PatchSweep, PredictionCircuit
 from .circuit import component_stage, reader_key, writer_key
@@ -45,19 +46,7 @@ from .glossary import ResolvedAnnotation, template_values
 from .graph import Graph, Selection
 from .lens import LensTable, lens_blocks, lens_logits, read_logits
 from .loading import DEFAULT_MODEL, LoadedModel, load_model
-from .presentation import (
-    CATEGORY_COLOURS,
-    CATEGORY_LABELS,
-    Block,
-    Span,
-    fixed,
-    parse_inline,
-    parse_markdown,
-    percent,
-    safe_url,
-    signed,
-    tint,
-)
+from .presentation import *  # noqa: F403
 from .registry import Option, check_options
 from .results import Analysis, Attribution, DecodingResult, DLAResult, LensEntry, LogitLens, Role
 from .schema import Category, DecodingSettings, EdgeRole, ModelInfo, ParamKind, Tokenization, VectorKind
@@ -138,18 +127,6 @@ __all__ = [
     "writer_key",
     "reader_key",
     "component_stage",
-    # presentation
-    "CATEGORY_COLOURS",
-    "CATEGORY_LABELS",
-    "tint",
-    "percent",
-    "signed",
-    "fixed",
-    "safe_url",
-    "Span",
-    "Block",
-    "parse_markdown",
-    "parse_inline",
     # apps: they hold a model and build graphs (gpt2graph.apps)
     "DEFAULT_MODEL",
     "LoadedModel",
@@ -163,3 +140,5 @@ __all__ = [
     "ModelLoadError",
     "DataValidationError",
 ]
+# presentation: every name of gpt2graph.presentation
+__all__ += presentation.__all__

@@ -35,7 +35,7 @@ from torch import Tensor
 
 from . import progress, weightstore
 from .errors import GraphFileError
-from .files import read_bounded, regular_file
+from .files import read_bounded, regular_file, replace_atomically, usual_mode
 from .forward import Site
 from .graph import Graph
 from .integrity import check_header, check_tensors, check_tokens
@@ -178,31 +178,16 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 def atomic_write(path: str | os.PathLike[str], data: bytes) -> None:
     """Write ``data`` to ``path`` via a temporary file in the same directory and a rename."""
-    path = Path(path)
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    except OSError as exc:
-        raise GraphFileError(f"cannot write {path}: {exc.strerror or exc}") from exc
-    try:
-        with os.fdopen(fd, "wb") as f:
+
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; the file should get the usual permissions
-        os.replace(tmp, path)
-    except BaseException as exc:
-        Path(tmp).unlink(missing_ok=True)
-        if isinstance(exc, OSError):
-            raise GraphFileError(f"cannot write {path}: {exc.strerror or exc}") from exc
-        raise
+
+    replace_atomically(Path(path), write)
 
 
 def save(graph: Graph, path: str | os.PathLike[str], *, embed_weights: bool = False) -> Path:
@@ -263,8 +248,8 @@ def atomic_directory(path: Path, files: tuple[str, ...]) -> Iterator[Path]:
         for f in tmp.iterdir():
             with open(f, "rb") as fh:
                 os.fsync(fh.fileno())
-            os.chmod(f, 0o666 & ~_umask())  # the usual permissions, whatever the writer chose
-        os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp creates 0700
+            os.chmod(f, usual_mode(0o666))  # the usual permissions, whatever the writer chose
+        os.chmod(tmp, usual_mode(0o777))  # mkdtemp creates 0700
         _swap_in(tmp, path, files)
     except BaseException as exc:
         _remove_owned(tmp, files)
