@@ -19,10 +19,11 @@ never empties a view and a whole graph renders as its options say.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+import functools
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 import torch
 from torch import Tensor
@@ -66,6 +67,8 @@ if TYPE_CHECKING:
 __all__ = ["Graph", "Selection"]
 
 AnyNode = VectorNode | ParameterNode | OperationNode
+P = ParamSpec("P")
+T = TypeVar("T")
 NodeTypes = {"vector", "parameter", "operation"}
 
 
@@ -104,6 +107,18 @@ def _narrow(requested: Filter, selected: frozenset[int] | None) -> Filter:
         return {*selected, None}
     req = {requested} if isinstance(requested, int) else set(requested)
     return req & set(selected)
+
+
+def _listing(items: Callable[P, Iterator[T]], name: str, doc: str) -> Callable[P, list[T]]:
+    """The method ``name``: a list of what the method ``items`` yields, taking its parameters (stated once, there;
+    ``help`` shows them)."""
+
+    @functools.wraps(items)
+    def listed(*args: P.args, **kwargs: P.kwargs) -> list[T]:
+        return list(items(*args, **kwargs))
+
+    listed.__name__, listed.__qualname__, listed.__doc__ = name, items.__qualname__.replace(items.__name__, name), doc
+    return listed
 
 
 @dataclass
@@ -225,19 +240,6 @@ class Graph:
             raise NodeNotFoundError(f"node {node_id!r} is outside this subgraph")
         return self._make(node_type, key)
 
-    def nodes(
-        self,
-        kind: KindFilter = None,
-        layer: Filter = None,
-        head: Filter = None,
-        position: Filter = None,
-        node_type: str | None = None,
-    ) -> list[AnyNode]:
-        """Nodes matching every given filter (a value, a collection of values, or None for any), in forward
-        order: vectors, then the operations producing them, then parameters. ``kind`` may name vector,
-        operation or parameter kinds."""
-        return list(self.iter_nodes(kind, layer, head, position, node_type))
-
     def iter_nodes(
         self,
         kind: KindFilter = None,
@@ -246,6 +248,9 @@ class Graph:
         position: Filter = None,
         node_type: str | None = None,
     ) -> Iterator[AnyNode]:
+        """Nodes matching every given filter (a value, a collection of values, or None for any), in forward
+        order: vectors, then the operations producing them, then parameters, one at a time (:meth:`nodes` lists
+        them). ``kind`` may name vector, operation or parameter kinds."""
         if node_type is not None and node_type not in NodeTypes:
             raise ValueError(f"unknown node_type {node_type!r}; expected one of {sorted(NodeTypes)}")
         kinds = None if kind is None else ({kind} if isinstance(kind, str) else set(kind))
@@ -266,6 +271,10 @@ class Graph:
             if pkinds is None or pkinds:
                 for key in self.topology.param_keys(pkinds, layer, head):
                     yield self._make("parameter", key)
+
+    nodes = _listing(
+        iter_nodes, "nodes", "Nodes matching every given filter, as :meth:`iter_nodes` yields them, in a list."
+    )
 
     def _iter_ops(self, kinds: set[str] | None, layer: Filter, head: Filter, position: Filter) -> Iterator[AnyNode]:
         out_kinds = [k for k, s in VECTOR_SPECS.items() if kinds is None or s.op in kinds]
