@@ -20,7 +20,8 @@ import shutil
 import sys
 import textwrap
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -81,8 +82,7 @@ def cmd_build(args: argparse.Namespace) -> int:
         check_target(args.output)  # fail before the model runs, not after
     renders = [_render_target(spec, args.output) for spec in args.render or []]  # unknown renderers fail now too
 
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
+    with _fallback_said():
         graph = build(
             args.prompt,
             model=args.model,
@@ -93,9 +93,6 @@ def cmd_build(args: argparse.Namespace) -> int:
             annotations=args.annotations,
             analyze=_build_analysis(args),
         )
-    for w in caught:
-        if "could not be loaded" in str(w.message):
-            print(f"warning: {w.message}", file=sys.stderr)
     print(format_summary(graph.summary(), width=_columns()))
     if args.verify:
         report = graph.verify()
@@ -109,6 +106,18 @@ def cmd_build(args: argparse.Namespace) -> int:
         graph.render(name, path)
         print(f"rendered {name}: {path}")
     return 0
+
+
+@contextmanager
+def _fallback_said() -> Iterator[None]:
+    """Loads a model: when the pretrained default could not be loaded and the embedded one stands in, say so in
+    one line once the block is done (instead of Python's warning with its source line)."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        yield
+    for w in caught:
+        if "could not be loaded" in str(w.message):
+            print(f"warning: {w.message}", file=sys.stderr)
 
 
 def _render_target(spec: str, output: str | None) -> tuple[str, Path]:
@@ -433,8 +442,7 @@ def cmd_corpus(args: argparse.Namespace) -> int:
     def warn(message: str) -> None:
         print(f"warning: {message}", file=sys.stderr)
 
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
+    with _fallback_said():
         try:
             stats = run_corpus(
                 args.prompts,
@@ -459,9 +467,6 @@ def cmd_corpus(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
             return 130
-    for w in caught:
-        if "could not be loaded" in str(w.message):
-            warn(str(w.message))
     print(format_description(describe(stats)))
     print(f"saved {args.output}")
     return 0
