@@ -78,3 +78,23 @@ def test_serve_passes_the_revision_to_the_app(tiny_checkpoint, loads, monkeypatc
 def test_weights_add_passes_the_revision_on(tiny_checkpoint, loads, capsys):
     assert main(["weights", "add", str(tiny_checkpoint), "--revision", "abc123"]) == 0
     assert loads == [(str(tiny_checkpoint), 0, "abc123")]
+
+
+@pytest.mark.parametrize("command", ["build", "corpus"])
+def test_the_defaults_fallback_is_said_in_one_line(command, tiny_checkpoint, tmp_path, monkeypatch, capsys):
+    """No pretrained gpt2 here (offline, empty cache): the embedded default stands in (the tiny model here, to
+    stay fast), and the command says so in one line."""
+    monkeypatch.setattr(gpt2graph.loading, "_embedded_default", lambda seed, tokenizer: _tiny(tiny_checkpoint))
+    source = tmp_path / "prompts.txt"
+    source.write_text("Hello world\n", encoding="utf-8")
+    argv = {
+        "build": ["build", "Hi"],
+        "corpus": ["corpus", str(source), "-o", str(tmp_path / "s.ggc"), "--workers", "1"],
+    }
+    assert main(argv[command]) == 0
+    said = [line for line in capsys.readouterr().err.splitlines() if "could not be loaded" in line]
+    assert len(said) == 1 and said[0].startswith("warning: pretrained 'gpt2' could not be loaded (")
+
+
+def _tiny(path):
+    return gpt2graph.loading.load_model(str(path))
