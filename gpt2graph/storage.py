@@ -57,6 +57,8 @@ __all__ = [
     "atomic_write",
     "atomic_directory",
     "sha256_file",
+    "schema_problems",
+    "check_belongs",
     "check_target",
     "not_exactly",
     "remove_stale",
@@ -176,6 +178,21 @@ def sha256_file(path: Path) -> str:
         for chunk in iter(lambda: f.read(1 << 22), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+def schema_problems(exc: ValidationError) -> str:
+    """The first problems a header's validation found, in one line: ``field.path: message; ...``."""
+    return "; ".join(f"{'.'.join(map(str, e['loc'])) or '<root>'}: {e['msg']}" for e in exc.errors()[:5])
+
+
+def check_belongs(path: Path, data: str, header: str, recorded: str | None) -> None:
+    """Refuse the directory ``path`` unless its file ``data`` has the SHA-256 that its ``header`` file records."""
+    digest = sha256_file(path / data)
+    if digest != recorded:
+        raise GraphFileError(
+            f"{path}: {data} does not belong to {header} (sha256 {digest[:12]}... != recorded "
+            f"{str(recorded)[:12]}...): truncated, corrupted or mismatched"
+        )
 
 
 def atomic_write(path: str | os.PathLike[str], data: bytes) -> None:
@@ -393,8 +410,7 @@ def load(path: str | os.PathLike[str]) -> Graph:
     try:
         header = GraphHeader.model_validate(raw)
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or '<root>'}: {e['msg']}" for e in exc.errors()[:5])
-        raise GraphFileError(f"{header_path}: does not match the graph schema: {problems}") from exc
+        raise GraphFileError(f"{header_path}: does not match the graph schema: {schema_problems(exc)}") from exc
     if header.values_sha256 is None:
         raise GraphFileError(f"{header_path}: values_sha256 is missing")
     try:
@@ -404,12 +420,7 @@ def load(path: str | os.PathLike[str]) -> Graph:
     if version == FORMAT_VERSION and header.stored_weights is None:
         raise GraphFileError(f"{header_path}: stored_weights is missing")
     with progress.task("loading"):
-        digest = sha256_file(values_path)
-    if digest != header.values_sha256:
-        raise GraphFileError(
-            f"{path}: {VALUES_FILE} does not belong to {HEADER_FILE} (sha256 {digest[:12]}... "
-            f"!= recorded {header.values_sha256[:12]}...): truncated, corrupted or mismatched"
-        )
+        check_belongs(path, VALUES_FILE, HEADER_FILE, header.values_sha256)
     dims, n = header.model.dims, len(header.tokenization.token_ids)
     lens = header.analysis.lens if header.analysis is not None else None
     records = header.counterfactual.interventions if header.counterfactual is not None else []
