@@ -86,9 +86,7 @@ def cmd_build(args: argparse.Namespace) -> int:
         graph = build(
             args.prompt,
             model=args.model,
-            random_weights=args.random_weights,
-            seed=args.seed,
-            revision=args.revision,
+            **_loading(args),
             device=args.device,
             annotations=args.annotations,
             analyze=_build_analysis(args),
@@ -448,9 +446,7 @@ def cmd_corpus(args: argparse.Namespace) -> int:
                 args.prompts,
                 args.output,
                 model=args.model,
-                random_weights=args.random_weights,
-                seed=args.seed,
-                revision=args.revision,
+                **_loading(args),
                 engine=args.engine,
                 workers=args.workers,
                 address=args.address,
@@ -514,9 +510,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return serve(
         args.app,
         models=list(dict.fromkeys(args.model or [None])),
-        random_weights=args.random_weights,
-        seed=args.seed,
-        revision=args.revision,
+        **_loading(args),
         annotations=list(args.annotations or []),
         host=args.host,
         port=args.port,
@@ -534,7 +528,7 @@ def cmd_weights(args: argparse.Namespace) -> int:
     if args.action == "add":
         if args.model is None:
             raise Gpt2GraphError("weights add: name the model whose weights to store (hub id or directory)")
-        sha = weightstore.add(args.model, revision=args.revision, random_weights=args.random_weights, seed=args.seed)
+        sha = weightstore.add(args.model, **_loading(args))
         print(f"stored {args.model}: sha256 {sha} in {weightstore.path_of(sha)}")
         return 0
     entries = weightstore.entries()
@@ -682,6 +676,11 @@ def _model_options(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--seed", type=_seed, default=0, help="seed for --random-weights (default 0)")
     p.add_argument("--revision", help="hub revision of the model: a branch, tag or commit (default: main)")
+
+
+def _loading(args: argparse.Namespace) -> dict[str, Any]:
+    """What the options of :func:`_model_options` say about loading the model, as ``load_model``'s keywords."""
+    return {"random_weights": args.random_weights, "seed": args.seed, "revision": args.revision}
 
 
 def parser() -> argparse.ArgumentParser:
