@@ -151,8 +151,7 @@ def main() -> None:
         ("  of which on the server", server),
     ]:
         print(
-            f"{label:<36}{value:>9.3f}{value / build_cold:>14.2f}{value / build_warm:>14.2f}"
-            f"{value / build_page:>14.2f}"
+            f"{label:<36}{value:>9.3f}{value / build_cold:>14.2f}{value / build_warm:>14.2f}{value / build_page:>14.2f}"
         )
     for top_p, times in decoding.items():
         what = "off" if top_p >= 1 else f"{top_p}"

@@ -145,27 +145,40 @@ class Axis(_Result):
     )
 
 
-class PatchSweep(_Result):
+class _Measured(_Result):
+    """What an experiment between a clean and a corrupted run scores a run by, and the score of each of the two:
+    the same for a patching sweep and for a circuit."""
+
+    metric: PatchMetric = Field(description="The score of a run, at the last position.")
+    answer_id: int = Field(description="Token whose logit (or probability) is scored.", ge=0)
+    answer: str = Field(description="That token in BPE form.")
+    wrong_id: int | None = Field(default=None, ge=0, description="Token subtracted for a logit difference.")
+    wrong: str | None = Field(default=None, description="That token in BPE form.")
+    position: int = Field(description="The position scored (the last).", ge=0)
+    corrupted_text: str = Field(description="The corrupted run's prompt.")
+    clean_value: float = Field(description="The metric on the clean run.")
+    corrupted_value: float = Field(description="The metric on the corrupted run.")
+
+    @property
+    def metric_text(self) -> str:
+        """What is measured, as a formula: ``logit(ĠMary) − logit(ĠJohn)``, or ``p(ĠMary)``."""
+        if self.metric == PatchMetric.logit_diff:
+            return f"logit({self.answer}) − logit({self.wrong})"
+        return f"p({self.answer})"
+
+
+class PatchSweep(_Measured):
     """Scores of patching one node (or one head) at a time between a clean and a corrupted run of the same
     model on as many tokens, as a table: layer x position, or for per-head kinds layer x head (the head patched
     at every chosen position at once) or head x position."""
 
     method: PatchMethod = Field(description="activation: measured; attribution: gradient estimate.")
     kind: PatchKind = Field(description="The vectors patched.")
-    metric: PatchMetric = Field(description="The score of a run, at the last position.")
     direction: PatchDirection = Field(description="Which run receives the patch.")
-    answer_id: int = Field(description="Token whose logit (or probability) is scored.", ge=0)
-    answer: str = Field(description="That token in BPE form.")
-    wrong_id: int | None = Field(default=None, ge=0, description="Token subtracted for a logit difference.")
-    wrong: str | None = Field(default=None, description="That token in BPE form.")
-    position: int = Field(description="The position scored (the last).", ge=0)
     per_position: bool = Field(description="Per-head kinds: one score per position instead of all positions at once.")
-    corrupted_text: str = Field(description="The corrupted run's prompt.")
-    corrupted_tokens: list[str] = Field(description="Its tokens in BPE form.")
+    corrupted_tokens: list[str] = Field(description="The corrupted run's tokens in BPE form.")
     rows: Axis = Field(description="The rows of the tables.")
     cols: Axis = Field(description="The columns of the tables.")
-    clean_value: float = Field(description="The metric on the clean run.")
-    corrupted_value: float = Field(description="The metric on the corrupted run.")
     raw: list[list[float]] = Field(description="The metric of each patched run (rows x cols).")
     normalized: list[list[float]] = Field(
         description="(raw - corrupted_value) / (clean_value - corrupted_value): 0 = corrupted, 1 = clean."
@@ -240,20 +253,11 @@ class Faithfulness(_Result):
     )
 
 
-class PredictionCircuit(_Result):
+class PredictionCircuit(_Measured):
     """The circuit behind a prediction: the edges between components that edge attribution patching scores
-    highest among those leading to the logits, pruned of those that cannot affect the metric, with their
-    components and a measured faithfulness."""
+    highest among those leading to the logits (by the metric), pruned of those that cannot affect the metric,
+    with their components and a measured faithfulness."""
 
-    metric: PatchMetric = Field(description="The metric the edges are scored by, at the last position.")
-    answer_id: int = Field(description="Token whose logit (or probability) is scored.", ge=0)
-    answer: str = Field(description="That token in BPE form.")
-    wrong_id: int | None = Field(default=None, ge=0, description="Token subtracted for a logit difference.")
-    wrong: str | None = Field(default=None, description="That token in BPE form.")
-    position: int = Field(description="The position scored (the last).", ge=0)
-    corrupted_text: str = Field(description="The corrupted run's prompt.")
-    clean_value: float = Field(description="The metric on the clean run.")
-    corrupted_value: float = Field(description="The metric on the corrupted run.")
     top: int | None = Field(default=None, ge=1, description="Edges selected by largest |score|; None: by threshold.")
     threshold: float | None = Field(default=None, ge=0, description="Edges with |score| >= threshold; None: by top.")
     n_scored: int = Field(description="Edges scored (every edge of the model).", ge=0)

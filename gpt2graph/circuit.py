@@ -53,7 +53,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "EdgeScores", "edge_attribution", "find_circuit", "faithfulness", "faithfulness_runs", "components", "Reader",
-    "WRITES", "writer_key", "reader_key",
+    "WRITES", "writer_key", "reader_key", "component_stage",
 ]  # fmt: skip
 
 V = VectorKind
@@ -97,9 +97,10 @@ def components(n_layer: int, n_head: int) -> list[Component]:
     return [*out, _component(ComponentType.logits)]
 
 
-def _stage(c: Component, n_layer: int) -> int:
-    """When a component reads or writes: heads of layer L at 2L, its MLP at 2L+1, the embedding before and the
-    logits after everything; a writer feeds a reader when its stage is earlier."""
+def component_stage(c: Component, n_layer: int) -> int:
+    """When a component reads or writes, in forward order: heads of layer L at 2L, its MLP at 2L+1, the embedding
+    before (-1) and the logits after everything (2 * n_layer). A writer feeds a reader when its stage is earlier;
+    a drawing of a circuit puts the components of one stage in one column."""
     if c.type == ComponentType.embed:
         return -1
     if c.type == ComponentType.logits:
@@ -155,8 +156,7 @@ def _ablated_outputs(s: Setup, ablation: Any, writers: list[Component]) -> tuple
             f"unknown ablation {ablation!r}: give 'corrupted', 'mean', a mean source or a *.ggc path of corpus means"
         )
     n = s.clean.n_tokens
-    kinds = {ComponentType.embed: V.input_embedding, ComponentType.head: V.head_out, ComponentType.mlp: V.mlp_out}
-    rows = [torch.stack([source.mean(kinds[c.type], c.layer, c.head, p) for p in range(n)]) for c in writers]
+    rows = [torch.stack([source.mean(WRITES[c.type], c.layer, c.head, p) for p in range(n)]) for c in writers]
     return torch.stack(rows).to(clean.dtype), Ablation.prompts
 
 
@@ -233,8 +233,8 @@ def edge_attribution(
         columns.append(g[0, :, r.component.head] if r.input is not None else g[0])
     G = torch.stack(columns).double().flatten(1)  # (readers, n d)
     delta = (ablated - _outputs(clean, writers)).double().flatten(1)  # (writers, n d)
-    stages_w = torch.tensor([_stage(c, d.n_layer) for c in writers])
-    stages_r = torch.tensor([_stage(r.component, d.n_layer) for r in readers])
+    stages_w = torch.tensor([component_stage(c, d.n_layer) for c in writers])
+    stages_r = torch.tensor([component_stage(r.component, d.n_layer) for r in readers])
     valid = stages_w[:, None] < stages_r[None, :]
     scores = (delta @ G.T).masked_fill(~valid, 0.0)
     return EdgeScores(s, kind, writers, readers, scores, valid, ablated)
@@ -315,8 +315,8 @@ def faithfulness_runs(e: EdgeScores, keeps: list[Tensor]) -> Tensor:
         return torch.stack([_of(observed[(WRITES[c.type], c.layer)], c) for c in e.writers[:count]], 1)
 
     def patch(site: Site, readers: list[int]) -> Intervention:
-        stage = _stage(e.readers[readers[0]].component, d.n_layer)
-        count = sum(1 for c in e.writers if _stage(c, d.n_layer) < stage)  # writers are in forward order
+        stage = component_stage(e.readers[readers[0]].component, d.n_layer)
+        count = sum(1 for c in e.writers if component_stage(c, d.n_layer) < stage)  # writers are in forward order
 
         def apply(value: Tensor, observed: dict[Site, Tensor]) -> Tensor:
             diff = e.ablated[:count] - actual(observed, count)  # (B, writers, n, d)
@@ -366,13 +366,15 @@ def find_circuit(
     metric: str = "logit_diff",
     ablation: Any = "corrupted",
 ) -> PredictionCircuit:
-    """The circuit behind ``clean``'s prediction against ``corrupted``: the ``top`` edges by |score| that lead to
-    the logits (or those with |score| >= ``threshold`` that do), pruned, with their components and measured
-    faithfulness.
+    """The circuit behind ``clean``'s prediction against ``corrupted`` (a graph, or a prompt run through
+    ``clean``'s model): the ``top`` edges by |score| that lead to the logits (or those with |score| >=
+    ``threshold`` that do), pruned, with their components and measured faithfulness; stored on the clean run
+    (``graph.header.circuit``). ``ablation``: what edges outside the circuit carry ('corrupted', 'mean', a mean
+    source or a *.ggc path). ``Graph.circuit`` is this function.
 
     Example::
 
-        circuit = find_circuit(clean, corrupted, answer=" Mary", wrong=" John", top=20)
+        circuit = clean.circuit(corrupted, answer=" Mary", wrong=" John", top=20)
         circuit.faithfulness.recovered, circuit.to_networkx()
     """
     if (top is None) == (threshold is None):
@@ -389,7 +391,7 @@ def find_circuit(
         keep[a, b] = True
     used = {e.writers[a].id for a, _ in kept} | {e.readers[b].component.id for _, b in kept}
     s = e.setup
-    return PredictionCircuit(
+    result = PredictionCircuit(
         metric=s.metric,
         answer_id=s.answer,
         answer=clean.decode_token(s.answer),
@@ -407,3 +409,5 @@ def find_circuit(
         edges=[e._edge(a, b) for a, b in kept],
         faithfulness=faithfulness(e, keep),
     )
+    clean._store(circuit=result)
+    return result

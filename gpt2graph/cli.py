@@ -20,7 +20,8 @@ import shutil
 import sys
 import textwrap
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -81,21 +82,15 @@ def cmd_build(args: argparse.Namespace) -> int:
         check_target(args.output)  # fail before the model runs, not after
     renders = [_render_target(spec, args.output) for spec in args.render or []]  # unknown renderers fail now too
 
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
+    with _fallback_said():
         graph = build(
             args.prompt,
             model=args.model,
-            random_weights=args.random_weights,
-            seed=args.seed,
-            revision=args.revision,
+            **_loading(args),
             device=args.device,
             annotations=args.annotations,
             analyze=_build_analysis(args),
         )
-    for w in caught:
-        if "could not be loaded" in str(w.message):
-            print(f"warning: {w.message}", file=sys.stderr)
     print(format_summary(graph.summary(), width=_columns()))
     if args.verify:
         report = graph.verify()
@@ -109,6 +104,18 @@ def cmd_build(args: argparse.Namespace) -> int:
         graph.render(name, path)
         print(f"rendered {name}: {path}")
     return 0
+
+
+@contextmanager
+def _fallback_said() -> Iterator[None]:
+    """Loads a model: when the pretrained default could not be loaded and the embedded one stands in, say so in
+    one line once the block is done (instead of Python's warning with its source line)."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        yield
+    for w in caught:
+        if "could not be loaded" in str(w.message):
+            print(f"warning: {w.message}", file=sys.stderr)
 
 
 def _render_target(spec: str, output: str | None) -> tuple[str, Path]:
@@ -314,14 +321,11 @@ def format_sweep(sweep: PatchSweep) -> str:
         if sweep.direction == "noising"
         else "the clean run into the corrupted one"
     )
-    what = (
-        f"logit({sweep.answer!r}) - logit({sweep.wrong!r})" if sweep.metric == "logit_diff" else f"p({sweep.answer!r})"
-    )
     how = "estimated by attribution patching" if sweep.method == "attribution" else f"{sweep.runs} patched runs"
     rows, cols = sweep.rows, sweep.cols
     return "\n".join(
         [
-            f"{sweep.kind} patched from {into} ({how}); metric {what} at position {sweep.position}",
+            f"{sweep.kind} patched from {into} ({how}); metric {sweep.metric_text} at position {sweep.position}",
             f"clean {sweep.clean_value:.4f}, corrupted {sweep.corrupted_value:.4f} ({sweep.corrupted_text!r})",
             f"normalised (0 = corrupted, 1 = clean), {rows.name} x {cols.name}:",
             _table(rows.labels, cols.labels, sweep.normalized),
@@ -436,15 +440,13 @@ def cmd_corpus(args: argparse.Namespace) -> int:
     def warn(message: str) -> None:
         print(f"warning: {message}", file=sys.stderr)
 
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
+    with _fallback_said():
         try:
             stats = run_corpus(
                 args.prompts,
                 args.output,
                 model=args.model,
-                random_weights=args.random_weights,
-                seed=args.seed,
+                **_loading(args),
                 engine=args.engine,
                 workers=args.workers,
                 address=args.address,
@@ -461,9 +463,6 @@ def cmd_corpus(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
             return 130
-    for w in caught:
-        if "could not be loaded" in str(w.message):
-            warn(str(w.message))
     print(format_description(describe(stats)))
     print(f"saved {args.output}")
     return 0
@@ -511,8 +510,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return serve(
         args.app,
         models=list(dict.fromkeys(args.model or [None])),
-        random_weights=args.random_weights,
-        seed=args.seed,
+        **_loading(args),
         annotations=list(args.annotations or []),
         host=args.host,
         port=args.port,
@@ -530,7 +528,7 @@ def cmd_weights(args: argparse.Namespace) -> int:
     if args.action == "add":
         if args.model is None:
             raise Gpt2GraphError("weights add: name the model whose weights to store (hub id or directory)")
-        sha = weightstore.add(args.model, revision=args.revision, random_weights=args.random_weights, seed=args.seed)
+        sha = weightstore.add(args.model, **_loading(args))
         print(f"stored {args.model}: sha256 {sha} in {weightstore.path_of(sha)}")
         return 0
     entries = weightstore.entries()
@@ -680,6 +678,11 @@ def _model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--revision", help="hub revision of the model: a branch, tag or commit (default: main)")
 
 
+def _loading(args: argparse.Namespace) -> dict[str, Any]:
+    """What the options of :func:`_model_options` say about loading the model, as ``load_model``'s keywords."""
+    return {"random_weights": args.random_weights, "seed": args.seed, "revision": args.revision}
+
+
 def parser() -> argparse.ArgumentParser:
     p = _Parser(prog="gpt2graph", description="A typed, exact, vector-level graph of a live GPT-2 forward pass.")
     p.add_argument("--version", action="version", version=f"gpt2graph {__version__}", help="print the version")
@@ -805,8 +808,7 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("prompts", help="a text file (one prompt per line), JSON Lines (.jsonl: a 'text' field per line) "
                    "or a directory of .txt files")  # fmt: skip
     c.add_argument("--model", default=None, help="hub id or local directory (as for build)")
-    c.add_argument("--random-weights", action="store_true", help="seeded random weights for the named architecture")
-    c.add_argument("--seed", type=_seed, default=0, help="seed for --random-weights (default 0)")
+    _model_options(c)
     c.add_argument("-o", "--output", required=True, help="the .ggc directory to write (and to resume from)")
     c.add_argument("--engine", choices=("local", "ray"), default="local", help="where the workers run (default local)")
     c.add_argument("--address", help="with --engine ray: join this Ray cluster (default: start a small local one)")
@@ -840,8 +842,7 @@ def parser() -> argparse.ArgumentParser:
         help="hub id or local directory, as for build (repeat it to offer several models in the page; default: "
         "pretrained gpt2, falling back to the embedded GPT-2 124M architecture with random weights)",
     )
-    se.add_argument("--random-weights", action="store_true", help="seeded random weights, as for build")
-    se.add_argument("--seed", type=_seed, default=0, help="seed for --random-weights (default 0)")
+    _model_options(se)
     se.add_argument(
         "--annotations",
         nargs="+",

@@ -43,7 +43,7 @@ from .moments import Moments
 from .results import ComponentKind, LensKind, Role
 from .roles import head_roles
 from .schema import Dims, ModelInfo, ParamKind, Stage, VectorKind
-from .storage import HEADER_FILE, atomic_directory, not_exactly, sha256_file
+from .storage import HEADER_FILE, atomic_directory, check_belongs, not_exactly, schema_problems, sha256_file
 from .topology import VECTOR_SPECS, Key, Topology
 
 if TYPE_CHECKING:
@@ -506,20 +506,11 @@ def load_corpus(path: str | os.PathLike[str]) -> CorpusStats:
     try:
         header = CorpusHeader.model_validate_json(header_path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, ValidationError) as exc:
-        problems = (
-            "; ".join(f"{'.'.join(map(str, e['loc'])) or '<root>'}: {e['msg']}" for e in exc.errors()[:5])
-            if isinstance(exc, ValidationError)
-            else str(exc)
-        )
+        problems = schema_problems(exc) if isinstance(exc, ValidationError) else str(exc)
         raise GraphFileError(f"{header_path}: does not match the corpus schema: {problems}") from exc
     if header.format_version != FORMAT_VERSION:
         raise GraphFileError(f"{header_path}: format_version {header.format_version} is not supported")
-    digest = sha256_file(stats_path)
-    if digest != header.stats_sha256:
-        raise GraphFileError(
-            f"{path}: {STATS_FILE} does not belong to {CORPUS_FILE} (sha256 {digest[:12]}... != recorded "
-            f"{str(header.stats_sha256)[:12]}...): truncated, corrupted or mismatched"
-        )
+    check_belongs(path, STATS_FILE, CORPUS_FILE, header.stats_sha256)
     try:
         with safe_open(str(stats_path), framework="pt") as f:
             tensors = {name: f.get_tensor(name) for name in f.keys()}  # noqa: SIM118 - safe_open is not a dict

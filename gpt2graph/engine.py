@@ -85,9 +85,10 @@ class ModelSpec:
     model: str | None
     random_weights: bool = False
     seed: int = 0
+    revision: str | None = None
 
     def load(self) -> LoadedModel:
-        return load_model(self.model, random_weights=self.random_weights, seed=self.seed)
+        return load_model(self.model, random_weights=self.random_weights, seed=self.seed, revision=self.revision)
 
 
 def model_fingerprint(loaded: LoadedModel) -> str:
@@ -355,6 +356,7 @@ def run_corpus(
     model: str | None = None,
     random_weights: bool = False,
     seed: int = 0,
+    revision: str | None = None,
     engine: Engine = "local",
     workers: int | None = None,
     address: str | None = None,
@@ -365,8 +367,10 @@ def run_corpus(
     warn: Callable[[str], None] = lambda message: None,
 ) -> CorpusStats:
     """Statistics of ``model`` over the prompts in ``source``, written to the directory ``output`` (see the
-    module docstring). ``workers``: local processes or Ray actors (default: one per core locally, 2 on Ray;
-    1 on the local engine runs in this process). ``warn`` receives one line per skipped record."""
+    module docstring). ``model``, ``random_weights``, ``seed`` and ``revision`` say which model every worker
+    loads, as for :func:`~gpt2graph.loading.load_model`. ``workers``: local processes or Ray actors (default: one
+    per core locally, 2 on Ray; 1 on the local engine runs in this process). ``warn`` receives one line per
+    skipped record."""
     if engine not in ("local", "ray"):
         raise CorpusError(f"unknown engine {engine!r}; expected local or ray")
     if address and engine != "ray":
@@ -381,7 +385,7 @@ def run_corpus(
     output = check_corpus_target(output)
     fmt = source_format(source)
 
-    spec = ModelSpec(model, random_weights, seed)
+    spec = ModelSpec(model, random_weights, seed, revision)
     loaded = spec.load()
     sha = model_fingerprint(loaded)
     valid, skipped = _check(loaded, source, strict, warn)

@@ -1,20 +1,24 @@
-"""Reading files a user names: regular files only, and never more bytes than a limit.
+"""Reading files a user names: regular files only, and never more bytes than a limit; and writing files so that
+no reader ever sees one half-written.
 
 A size taken from ``stat`` says nothing about a device, a FIFO or a file that grows while it is read
 (``/dev/zero`` reports 0 bytes and never ends), so every read of user-supplied data goes through
 :func:`read_bounded`, which refuses anything that is not a regular file and stops after ``limit + 1`` bytes.
+Every file written goes through :func:`replace_atomically`: a temporary file beside it, renamed into place.
 """
 
 from __future__ import annotations
 
 import os
 import stat
+import tempfile
+from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
 
-from .errors import Gpt2GraphError, InputFileError
+from .errors import Gpt2GraphError, GraphFileError, InputFileError
 
-__all__ = ["read_bounded", "regular_file", "file_kind", "checkout"]
+__all__ = ["read_bounded", "regular_file", "file_kind", "checkout", "replace_atomically", "usual_mode"]
 
 _KINDS = (
     (stat.S_ISDIR, "a directory"),
@@ -82,3 +86,35 @@ def checkout() -> Path | None:
     except OSError:
         return None
     return root if is_ours else None
+
+
+def usual_mode(mode: int) -> int:
+    """``mode`` less the process's umask: the permissions a plainly created file (0o666) or directory (0o777)
+    gets."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return mode & ~mask
+
+
+def replace_atomically(
+    path: Path, write: Callable[[str], None], *, mode: int | None = None, where: str | None = None
+) -> None:
+    """Write ``path`` through ``write(temporary)``: into a temporary file beside it, given ``mode`` (default: the
+    usual permissions) and renamed into place, so that a reader sees the old file or the whole new one, and a
+    failure leaves nothing behind. An OS error is a :class:`GraphFileError` saying it cannot write ``where``
+    (default: the path)."""
+    where = where or str(path)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        os.close(fd)
+    except OSError as exc:
+        raise GraphFileError(f"cannot write {where}: {exc.strerror or exc}") from exc
+    try:
+        write(tmp)
+        os.chmod(tmp, usual_mode(0o666) if mode is None else mode)  # mkstemp creates 0600
+        os.replace(tmp, path)
+    except BaseException as exc:
+        Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise GraphFileError(f"cannot write {where}: {exc.strerror or exc}") from exc
+        raise

@@ -19,16 +19,19 @@ never empties a view and a whole graph renders as its options say.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+import functools
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 import torch
 from torch import Tensor
 
+from .circuit import find_circuit
 from .decoding import decode_steps, settings
 from .errors import NodeNotFoundError
+from .patching import attribution_patch, patch_sweep
 from .schema import (
     DecodingSettings,
     Dims,
@@ -55,7 +58,7 @@ if TYPE_CHECKING:
     import networkx
 
     from .cache import Cache
-    from .causal import Counterfactual, PatchSweep, PredictionCircuit
+    from .causal import Counterfactual
     from .glossary import Glossary, GlossaryEntry, ResolvedAnnotation
     from .lens import LensTable
     from .results import Analysis
@@ -64,6 +67,8 @@ if TYPE_CHECKING:
 __all__ = ["Graph", "Selection"]
 
 AnyNode = VectorNode | ParameterNode | OperationNode
+P = ParamSpec("P")
+T = TypeVar("T")
 NodeTypes = {"vector", "parameter", "operation"}
 
 
@@ -102,6 +107,18 @@ def _narrow(requested: Filter, selected: frozenset[int] | None) -> Filter:
         return {*selected, None}
     req = {requested} if isinstance(requested, int) else set(requested)
     return req & set(selected)
+
+
+def _listing(items: Callable[P, Iterator[T]], name: str, doc: str) -> Callable[P, list[T]]:
+    """The method ``name``: a list of what the method ``items`` yields, taking its parameters (stated once, there;
+    ``help`` shows them)."""
+
+    @functools.wraps(items)
+    def listed(*args: P.args, **kwargs: P.kwargs) -> list[T]:
+        return list(items(*args, **kwargs))
+
+    listed.__name__, listed.__qualname__, listed.__doc__ = name, items.__qualname__.replace(items.__name__, name), doc
+    return listed
 
 
 @dataclass
@@ -143,6 +160,10 @@ class Graph:
     def header(self) -> GraphHeader:
         """The run's header: model, tokens, decoding settings, annotations and analysis (shared by all views)."""
         return self._run.header
+
+    def _store(self, **fields: Any) -> None:
+        """Put ``fields`` in the run's header: every view of the run sees them, and ``save`` writes them."""
+        self._run.header = self.header.model_copy(update=fields)
 
     @property
     def _values(self) -> Values:
@@ -219,19 +240,6 @@ class Graph:
             raise NodeNotFoundError(f"node {node_id!r} is outside this subgraph")
         return self._make(node_type, key)
 
-    def nodes(
-        self,
-        kind: KindFilter = None,
-        layer: Filter = None,
-        head: Filter = None,
-        position: Filter = None,
-        node_type: str | None = None,
-    ) -> list[AnyNode]:
-        """Nodes matching every given filter (a value, a collection of values, or None for any), in forward
-        order: vectors, then the operations producing them, then parameters. ``kind`` may name vector,
-        operation or parameter kinds."""
-        return list(self.iter_nodes(kind, layer, head, position, node_type))
-
     def iter_nodes(
         self,
         kind: KindFilter = None,
@@ -240,6 +248,9 @@ class Graph:
         position: Filter = None,
         node_type: str | None = None,
     ) -> Iterator[AnyNode]:
+        """Nodes matching every given filter (a value, a collection of values, or None for any), in forward
+        order: vectors, then the operations producing them, then parameters, one at a time (:meth:`nodes` lists
+        them). ``kind`` may name vector, operation or parameter kinds."""
         if node_type is not None and node_type not in NodeTypes:
             raise ValueError(f"unknown node_type {node_type!r}; expected one of {sorted(NodeTypes)}")
         kinds = None if kind is None else ({kind} if isinstance(kind, str) else set(kind))
@@ -260,6 +271,10 @@ class Graph:
             if pkinds is None or pkinds:
                 for key in self.topology.param_keys(pkinds, layer, head):
                     yield self._make("parameter", key)
+
+    nodes = _listing(
+        iter_nodes, "nodes", "Nodes matching every given filter, as :meth:`iter_nodes` yields them, in a list."
+    )
 
     def _iter_ops(self, kinds: set[str] | None, layer: Filter, head: Filter, position: Filter) -> Iterator[AnyNode]:
         out_kinds = [k for k, s in VECTOR_SPECS.items() if kinds is None or s.op in kinds]
@@ -468,7 +483,7 @@ class Graph:
         from .glossary import read_user_file
 
         user_file = read_user_file(path, graph=self)
-        self._run.header = self.header.model_copy(update={"user_data": [*self.header.user_data, user_file]})
+        self._store(user_data=[*self.header.user_data, user_file])
         self._run.glossary = None
         return self
 
@@ -558,7 +573,7 @@ class Graph:
         result, table = compute(self, **options)
         o = result.options
         decoding = settings(o.temperature, o.top_k, o.top_p, o.seed)
-        self._run.header = self.header.model_copy(update={"analysis": result, "decoding": decoding})
+        self._store(analysis=result, decoding=decoding)
         self._run.lens = table
         return result
 
@@ -581,112 +596,11 @@ class Graph:
 
         return intervene(self, changes)
 
-    def patch_sweep(
-        self,
-        corrupted: Graph | str | list[int],
-        *,
-        kind: str,
-        answer: int | str,
-        wrong: int | str | None = None,
-        positions: Iterable[int] | None = None,
-        direction: str = "noising",
-        metric: str = "logit_diff",
-        per_position: bool = False,
-    ) -> PatchSweep:
-        """Activation patching between this (clean) run and ``corrupted`` (a graph, or a prompt run through this
-        graph's model), one vector or head at a time; stored on the run (see :mod:`gpt2graph.patching`).
-
-        Example::
-
-            sweep = clean.patch_sweep(corrupted, kind="resid_pre", answer=" Mary", wrong=" John")
-            sweep.normalized     # [layer][position]: 0 = as corrupted, 1 = as clean
-        """
-        from .patching import patch_sweep
-
-        result = patch_sweep(
-            self,
-            corrupted,
-            kind=kind,
-            answer=answer,
-            wrong=wrong,
-            positions=positions,
-            direction=direction,
-            metric=metric,
-            per_position=per_position,
-        )
-        self._keep_sweeps([result])
-        return result
-
-    def attribution_patch(
-        self,
-        corrupted: Graph | str | list[int],
-        *,
-        answer: int | str,
-        wrong: int | str | None = None,
-        kinds: Iterable[str] | None = None,
-        positions: Iterable[int] | None = None,
-        direction: str = "noising",
-        metric: str = "logit_diff",
-        per_position: bool = False,
-    ) -> list[PatchSweep]:
-        """The gradient estimate of the patching sweeps of ``kinds`` (default all) from one forward and one
-        backward pass; stored on the run like :meth:`patch_sweep`'s results."""
-        from .patching import attribution_patch
-
-        results = attribution_patch(
-            self,
-            corrupted,
-            answer=answer,
-            wrong=wrong,
-            kinds=kinds,
-            positions=positions,
-            direction=direction,
-            metric=metric,
-            per_position=per_position,
-        )
-        self._keep_sweeps(results)
-        return results
-
-    def _keep_sweeps(self, results: list[PatchSweep]) -> None:
-        """Store sweeps on the run, each replacing a stored one of the same settings."""
-        fields = ("method", "kind", "metric", "direction", "answer_id", "wrong_id", "per_position", "corrupted_tokens")
-
-        def settings(s: PatchSweep) -> tuple[Any, ...]:
-            values = (*(getattr(s, f) for f in fields), s.cols.positions)
-            return tuple(tuple(v) if isinstance(v, list) else v for v in values)
-
-        new = {settings(r) for r in results}
-        kept = [s for s in self.header.patching if settings(s) not in new]
-        self._run.header = self.header.model_copy(update={"patching": [*kept, *results]})
-
-    def circuit(
-        self,
-        corrupted: Graph | str | list[int],
-        *,
-        answer: int | str,
-        wrong: int | str | None = None,
-        top: int | None = None,
-        threshold: float | None = None,
-        metric: str = "logit_diff",
-        ablation: Any = "corrupted",
-    ) -> PredictionCircuit:
-        """The circuit behind this run's prediction against ``corrupted``: the ``top`` edges by edge attribution
-        patching (or those above ``threshold``), pruned, with measured faithfulness; stored on the run (see
-        :mod:`gpt2graph.circuit`). ``ablation``: what edges outside the circuit carry ('corrupted', 'mean', a mean
-        source or a *.ggc path).
-
-        Example::
-
-            c = clean.circuit(corrupted, answer=" Mary", wrong=" John", top=30)
-            c.faithfulness.recovered, c.to_networkx()
-        """
-        from .circuit import find_circuit
-
-        result = find_circuit(
-            self, corrupted, answer=answer, wrong=wrong, top=top, threshold=threshold, metric=metric, ablation=ablation
-        )
-        self._run.header = self.header.model_copy(update={"circuit": result})
-        return result
+    #: activation and attribution patching, and the circuit behind a prediction: the functions of
+    #: :mod:`gpt2graph.patching` and :mod:`gpt2graph.circuit`, whose first parameter is this (clean) run
+    patch_sweep = patch_sweep
+    attribution_patch = attribution_patch
+    circuit = find_circuit
 
     def summary(self) -> dict[str, Any]:
         """Model, weights, dims, parameter shares, tokens and top predictions, as plain data."""

@@ -23,7 +23,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import torch
 from torch import Tensor
@@ -282,15 +282,17 @@ def patch_sweep(
     metric: str = "logit_diff",
     per_position: bool = False,
 ) -> PatchSweep:
-    """Patch one vector (or, for per-head kinds, one head at every chosen position) at a time between ``clean``
-    and ``corrupted``, and score each patched run (see the module docstring).
+    """Activation patching between ``clean`` and ``corrupted`` (a graph, or a prompt run through ``clean``'s
+    model): patch one vector (or, for per-head kinds, one head at every chosen position) at a time, and score each
+    patched run (see the module docstring). The sweep is stored on the clean run (``graph.header.patching``),
+    replacing one of the same settings. ``Graph.patch_sweep`` is this function.
 
     ``kind``: resid_pre, attn_out, mlp_out (a layer x position table), head_out, z, attn_pattern (layer x head,
     or with ``per_position`` head x position). ``positions``: the positions patched (default all).
 
     Example::
 
-        sweep = patch_sweep(clean, corrupted, kind="head_out", answer=" Mary", wrong=" John")
+        sweep = clean.patch_sweep(corrupted, kind="head_out", answer=" Mary", wrong=" John")
         sweep.normalized    # [layer][head]: 0 = as corrupted, 1 = as clean
     """
     kind = _patch_kind(kind)
@@ -327,7 +329,9 @@ def patch_sweep(
             scores += s.score(out.logits[:, 0]).tolist()
             bar.update(len(chunk))
     raw = _table(plan[0], plan[1], cells, scores)
-    return _result(s, PatchMethod.activation, kind, per_position, plan, raw, len(cells))
+    result = _result(s, PatchMethod.activation, kind, per_position, plan, raw, len(cells))
+    _keep(clean, [result])
+    return result
 
 
 # ---- attribution patching ----------------------------------------------------------------------------------
@@ -356,11 +360,12 @@ def attribution_patch(
 ) -> list[PatchSweep]:
     """Attribution patching: the gradient estimate of the activation patching sweep of every kind in ``kinds``
     (default: all six) at once, from one forward and one backward pass of the receiving run. Same tables as
-    :func:`patch_sweep`, with ``method="attribution"``.
+    :func:`patch_sweep`, with ``method="attribution"``, stored on the clean run as its sweeps are.
+    ``Graph.attribution_patch`` is this function.
 
     Example::
 
-        estimates = attribution_patch(clean, corrupted, answer=" Mary", wrong=" John")
+        estimates = clean.attribution_patch(corrupted, answer=" Mary", wrong=" John")
         {e.kind: e.normalized for e in estimates}
     """
     chosen = [_patch_kind(k) for k in kinds] if kinds is not None else list(PatchKind)
@@ -403,4 +408,18 @@ def attribution_patch(
             table = chosen_positions.sum(1)  # a head patched at every chosen position at once
         plan = _plan(s, kind, per_position)
         results.append(_result(s, PatchMethod.attribution, kind, per_position, plan, base + table, 0))
+    _keep(clean, results)
     return results
+
+
+def _keep(clean: Graph, results: list[PatchSweep]) -> None:
+    """Store sweeps on the clean run, each replacing a stored one of the same settings."""
+    fields = ("method", "kind", "metric", "direction", "answer_id", "wrong_id", "per_position", "corrupted_tokens")
+
+    def settings(s: PatchSweep) -> tuple[Any, ...]:
+        values = (*(getattr(s, f) for f in fields), s.cols.positions)
+        return tuple(tuple(v) if isinstance(v, list) else v for v in values)
+
+    new = {settings(r) for r in results}
+    kept = [s for s in clean.header.patching if settings(s) not in new]
+    clean._store(patching=[*kept, *results])

@@ -23,7 +23,8 @@ Structure (ids, kinds, what reads what) comes from :mod:`gpt2graph.topology`; va
 (:mod:`gpt2graph.results`), and the logit lens's entries from ``graph.lens`` (:class:`LensTable`: ask for the
 nodes you draw; the lens of head and MLP outputs is computed for those only); patching sweeps and the circuit
 behind a prediction from ``graph.header.patching`` and ``graph.header.circuit`` (:mod:`gpt2graph.causal`), with
-:func:`writer_key` and :func:`reader_key` naming the vectors through which a circuit's components write and read.
+:func:`writer_key` and :func:`reader_key` naming the vectors through which a circuit's components write and read,
+and :func:`component_stage` their forward order.
 
 An *app* (the ``gpt2graph.apps`` entry-point group, e.g. the Bokeh plugin's live server behind ``gpt2graph
 serve``) holds a model and builds graphs as its user works, so it may also load a model once
@@ -34,6 +35,7 @@ wrong (:class:`PromptError`, :class:`ModelLoadError`, :class:`DataValidationErro
 
 from __future__ import annotations
 
+from . import presentation
 from .builder import tokenize
 from .causal import (
     Axis,
@@ -47,7 +49,7 @@ from .causal import (
     PatchSweep,
     PredictionCircuit,
 )
-from .circuit import reader_key, writer_key
+from .circuit import component_stage, reader_key, writer_key
 from .corpus import CorpusStats, LensRow
 from .decoding import decode_next, settings
 from .errors import DataValidationError, InterpretError, ModelLoadError, PromptError, RendererError
@@ -55,22 +57,10 @@ from .glossary import ResolvedAnnotation, template_values
 from .graph import Graph, Selection
 from .lens import LensTable, lens_blocks, lens_logits, read_logits
 from .loading import DEFAULT_MODEL, LoadedModel, load_model
-from .presentation import (
-    CATEGORY_COLOURS,
-    CATEGORY_LABELS,
-    Block,
-    Span,
-    fixed,
-    parse_inline,
-    parse_markdown,
-    percent,
-    safe_url,
-    signed,
-    tint,
-)
+from .presentation import *  # noqa: F403
 from .registry import Option, check_options
 from .results import Analysis, Attribution, DecodingResult, DLAResult, LensEntry, LogitLens, Role
-from .schema import Category, DecodingSettings, EdgeRole, ParamKind, Tokenization, VectorKind
+from .schema import Category, DecodingSettings, EdgeRole, ModelInfo, ParamKind, Tokenization, VectorKind
 from .storage import atomic_write
 from .topology import (
     BLOCK_KINDS,
@@ -96,6 +86,7 @@ __all__ = [
     "Selection",
     "CorpusStats",
     "LensRow",
+    "ModelInfo",
     "Option",
     "check_options",
     "RendererError",
@@ -149,18 +140,7 @@ __all__ = [
     "HeadInput",
     "writer_key",
     "reader_key",
-    # presentation
-    "CATEGORY_COLOURS",
-    "CATEGORY_LABELS",
-    "tint",
-    "percent",
-    "signed",
-    "fixed",
-    "safe_url",
-    "Span",
-    "Block",
-    "parse_markdown",
-    "parse_inline",
+    "component_stage",
     # apps: they hold a model and build graphs (gpt2graph.apps)
     "DEFAULT_MODEL",
     "LoadedModel",
@@ -174,3 +154,5 @@ __all__ = [
     "ModelLoadError",
     "DataValidationError",
 ]
+# presentation: every name of gpt2graph.presentation
+__all__ += presentation.__all__

@@ -28,7 +28,7 @@ live instrument of ``gpt2graph serve``) is an *app*, found the same way in the `
     class MyApp:
         name = "live"
         description = "a live instrument in the browser"
-        def serve(self, *, models, random_weights, seed, annotations, host, port, open_browser,
+        def serve(self, *, models, random_weights, seed, revision, annotations, host, port, open_browser,
                   max_graphs, max_graphs_per_session, max_tokens) -> int: ...   # blocks until stopped
 
     [project.entry-points."gpt2graph.apps"]

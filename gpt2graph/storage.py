@@ -35,7 +35,7 @@ from torch import Tensor
 
 from . import progress, weightstore
 from .errors import GraphFileError
-from .files import read_bounded, regular_file
+from .files import read_bounded, regular_file, replace_atomically, usual_mode
 from .forward import Site
 from .graph import Graph
 from .integrity import check_header, check_tensors, check_tokens
@@ -57,6 +57,8 @@ __all__ = [
     "atomic_write",
     "atomic_directory",
     "sha256_file",
+    "schema_problems",
+    "check_belongs",
     "check_target",
     "not_exactly",
     "remove_stale",
@@ -178,31 +180,31 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+def schema_problems(exc: ValidationError) -> str:
+    """The first problems a header's validation found, in one line: ``field.path: message; ...``."""
+    return "; ".join(f"{'.'.join(map(str, e['loc'])) or '<root>'}: {e['msg']}" for e in exc.errors()[:5])
+
+
+def check_belongs(path: Path, data: str, header: str, recorded: str | None) -> None:
+    """Refuse the directory ``path`` unless its file ``data`` has the SHA-256 that its ``header`` file records."""
+    digest = sha256_file(path / data)
+    if digest != recorded:
+        raise GraphFileError(
+            f"{path}: {data} does not belong to {header} (sha256 {digest[:12]}... != recorded "
+            f"{str(recorded)[:12]}...): truncated, corrupted or mismatched"
+        )
 
 
 def atomic_write(path: str | os.PathLike[str], data: bytes) -> None:
     """Write ``data`` to ``path`` via a temporary file in the same directory and a rename."""
-    path = Path(path)
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    except OSError as exc:
-        raise GraphFileError(f"cannot write {path}: {exc.strerror or exc}") from exc
-    try:
-        with os.fdopen(fd, "wb") as f:
+
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; the file should get the usual permissions
-        os.replace(tmp, path)
-    except BaseException as exc:
-        Path(tmp).unlink(missing_ok=True)
-        if isinstance(exc, OSError):
-            raise GraphFileError(f"cannot write {path}: {exc.strerror or exc}") from exc
-        raise
+
+    replace_atomically(Path(path), write)
 
 
 def save(graph: Graph, path: str | os.PathLike[str], *, embed_weights: bool = False) -> Path:
@@ -263,8 +265,8 @@ def atomic_directory(path: Path, files: tuple[str, ...]) -> Iterator[Path]:
         for f in tmp.iterdir():
             with open(f, "rb") as fh:
                 os.fsync(fh.fileno())
-            os.chmod(f, 0o666 & ~_umask())  # the usual permissions, whatever the writer chose
-        os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp creates 0700
+            os.chmod(f, usual_mode(0o666))  # the usual permissions, whatever the writer chose
+        os.chmod(tmp, usual_mode(0o777))  # mkdtemp creates 0700
         _swap_in(tmp, path, files)
     except BaseException as exc:
         _remove_owned(tmp, files)
@@ -408,8 +410,7 @@ def load(path: str | os.PathLike[str]) -> Graph:
     try:
         header = GraphHeader.model_validate(raw)
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or '<root>'}: {e['msg']}" for e in exc.errors()[:5])
-        raise GraphFileError(f"{header_path}: does not match the graph schema: {problems}") from exc
+        raise GraphFileError(f"{header_path}: does not match the graph schema: {schema_problems(exc)}") from exc
     if header.values_sha256 is None:
         raise GraphFileError(f"{header_path}: values_sha256 is missing")
     try:
@@ -419,12 +420,7 @@ def load(path: str | os.PathLike[str]) -> Graph:
     if version == FORMAT_VERSION and header.stored_weights is None:
         raise GraphFileError(f"{header_path}: stored_weights is missing")
     with progress.task("loading"):
-        digest = sha256_file(values_path)
-    if digest != header.values_sha256:
-        raise GraphFileError(
-            f"{path}: {VALUES_FILE} does not belong to {HEADER_FILE} (sha256 {digest[:12]}... "
-            f"!= recorded {header.values_sha256[:12]}...): truncated, corrupted or mismatched"
-        )
+        check_belongs(path, VALUES_FILE, HEADER_FILE, header.values_sha256)
     dims, n = header.model.dims, len(header.tokenization.token_ids)
     lens = header.analysis.lens if header.analysis is not None else None
     records = header.counterfactual.interventions if header.counterfactual is not None else []

@@ -21,7 +21,6 @@ import hashlib
 import json
 import os
 import struct
-import tempfile
 import weakref
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +31,7 @@ from torch import Tensor
 
 from . import progress
 from .errors import GraphFileError
+from .files import replace_atomically
 from .schema import Checkpoint, ModelInfo
 
 __all__ = [
@@ -108,26 +108,21 @@ def put(params: dict[str, Tensor], sha256: str, checkpoint: Checkpoint | None = 
     path = path_of(sha256)
     if path.is_file():
         return path
+    where = f"to the weight store {path.parent}"
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{sha256[:16]}.", suffix=".tmp", dir=path.parent)
-        os.close(fd)
     except OSError as exc:
-        raise GraphFileError(f"cannot write to the weight store {path.parent}: {exc.strerror or exc}") from exc
-    try:
-        metadata = {"format": _FORMAT, "sha256": sha256}
-        if checkpoint is not None:
-            metadata["checkpoint"] = checkpoint.model_dump_json(exclude_none=True)
+        raise GraphFileError(f"cannot write {where}: {exc.strerror or exc}") from exc
+    metadata = {"format": _FORMAT, "sha256": sha256}
+    if checkpoint is not None:
+        metadata["checkpoint"] = checkpoint.model_dump_json(exclude_none=True)
+
+    def write(tmp: str) -> None:
         tensors = {name: t.detach().cpu().contiguous() for name, t in params.items()}
         with progress.task("storing weights"):
             save_file(tensors, tmp, metadata=metadata)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException as exc:
-        Path(tmp).unlink(missing_ok=True)
-        if isinstance(exc, OSError):
-            raise GraphFileError(f"cannot write to the weight store {path.parent}: {exc.strerror or exc}") from exc
-        raise
+
+    replace_atomically(path, write, mode=0o644, where=where)
     _VERIFIED[_stamp(path)] = sha256
     return path
 

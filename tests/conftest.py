@@ -6,6 +6,7 @@ from __future__ import annotations
 import atexit
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -178,3 +179,22 @@ CHROMIUM_FLAGS = [
 #: the first lines of a child Python script whose Ctrl-C is a terminal's: a test run started in the background
 #: (``cmd &`` in a script) ignores SIGINT, its children inherit that, and Python then raises no KeyboardInterrupt
 WITH_CTRL_C = "import signal, sys\nsignal.signal(signal.SIGINT, signal.default_int_handler)"
+
+
+def screenshot(chromium: str, page: Path, png: Path, size: tuple[int, int], profile: Path) -> None:
+    """``page`` (an SVG or HTML file) drawn by headless Chromium into ``png``, ``size`` (width, height) px."""
+    png.unlink(missing_ok=True)
+    subprocess.run(
+        [
+            chromium,
+            *CHROMIUM_FLAGS,
+            f"--user-data-dir={profile}",
+            "--hide-scrollbars",
+            f"--window-size={size[0]},{size[1]}",
+            f"--screenshot={png}",
+            page.as_uri(),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )

@@ -144,6 +144,13 @@ def test_a_patching_experiment_is_the_cores_and_is_drawn(pool, tiny_checkpoint):
     assert (sweep.method, sweep.kind, sweep.wrong_id, estimate.circuit) == ("attribution", "mlp_out", None, None)
     tab.show(estimate)
     assert "Circuit" not in tab.result.text and _names(tab.heat_maps) >= {"patching-0"}
+    assert f"p({sweep.answer})" in tab.result.text
+
+    only_circuit = run_experiment(clean, corrupted, replace(experiment, kinds=(), circuit_edges=4))
+    assert only_circuit.sweeps == [] and len(only_circuit.circuit.edges) == 4
+    tab.show(only_circuit)
+    assert only_circuit.circuit.metric_text in tab.result.text and "4 edges recover" in tab.result.text
+    assert not {"patching-0"} & _names(tab.heat_maps)
 
 
 def test_patching_problems_are_the_cores_clear_errors(pool):

@@ -4,12 +4,11 @@ with the widths we measured."""
 
 from __future__ import annotations
 
-import subprocess
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
-from conftest import CHROMIUM_FLAGS
+from conftest import CHROMIUM_FLAGS, screenshot
 from gpt2graph_svg import element_id, scene
 from gpt2graph_svg.draw import to_svg
 
@@ -215,21 +214,7 @@ def test_chromium_renders_it(chromium, default_svg, artifacts_dir, tmp_path):
     root = parse(default_svg)
     w, h = int(float(root.get("width"))), int(float(root.get("height")))
     png = artifacts_dir / "svg-default.png"
-    png.unlink(missing_ok=True)
-    subprocess.run(
-        [
-            chromium,
-            *CHROMIUM_FLAGS,
-            f"--user-data-dir={tmp_path / 'profile'}",
-            "--hide-scrollbars",
-            f"--window-size={w},{h}",
-            f"--screenshot={png}",
-            default_svg.as_uri(),
-        ],
-        check=True,
-        capture_output=True,
-        timeout=120,
-    )
+    screenshot(chromium, default_svg, png, (w, h), tmp_path / "profile")
     image = Image.open(png).convert("RGB")
     assert image.size == (w, h)
     colours = image.getcolors(maxcolors=1 << 24)

@@ -5,11 +5,10 @@ escaped tokens, clear option errors, no overlapping text and Chromium agreeing w
 from __future__ import annotations
 
 import math
-import subprocess
 import xml.etree.ElementTree as ET
 
 import pytest
-from conftest import CHROMIUM_FLAGS, PROMPT
+from conftest import PROMPT, screenshot
 from gpt2graph_svg import scene
 from gpt2graph_svg.draw import to_svg
 from test_svg import assert_chromium_draws_the_measured_widths
@@ -422,21 +421,7 @@ def test_chromium_draws_the_analysis_with_the_measured_widths(
     path = tmp_path / "analysed.svg"
     path.write_bytes(to_svg(s))
     png = artifacts_dir / "svg-analysed.png"
-    png.unlink(missing_ok=True)
-    subprocess.run(
-        [
-            chromium,
-            *CHROMIUM_FLAGS,
-            f"--user-data-dir={tmp_path / 'shot'}",
-            "--hide-scrollbars",
-            f"--window-size={int(s.width)},{int(s.height)}",
-            f"--screenshot={png}",
-            path.as_uri(),
-        ],
-        check=True,
-        capture_output=True,
-        timeout=120,
-    )
+    screenshot(chromium, path, png, (int(s.width), int(s.height)), tmp_path / "shot")
     assert png.stat().st_size > 0
     assert_chromium_draws_the_measured_widths(chromium, chromedriver, path, s, tmp_path)
 

@@ -17,38 +17,14 @@ Example::
 """
 
 from ..yamlsafe import MAX_NODES
+from . import loading, mapping, models
 from .checks import MAX_BYTES
-from .loading import DATA_ENV, builtin_glossary, data_dir, load_glossary, read_user_file, validate_files
-from .mapping import Glossary
-from .models import (
-    KINDS,
-    TEMPLATE_FIELDS,
-    Annotation,
-    DataFile,
-    GlossaryEntry,
-    ResolvedAnnotation,
-    Selector,
-    Source,
-    template_values,
-)
+from .loading import *  # noqa: F403
+from .mapping import *  # noqa: F403
+from .models import *  # noqa: F403
 
-__all__ = [
-    "DATA_ENV",
-    "KINDS",
-    "TEMPLATE_FIELDS",
-    "MAX_BYTES",
-    "MAX_NODES",
-    "Source",
-    "Selector",
-    "GlossaryEntry",
-    "Annotation",
-    "DataFile",
-    "ResolvedAnnotation",
-    "Glossary",
-    "data_dir",
-    "builtin_glossary",
-    "load_glossary",
-    "read_user_file",
-    "validate_files",
-    "template_values",
-]
+#: the public names of the glossary's modules, and its limits
+__all__ = ["MAX_BYTES", "MAX_NODES"]
+__all__ += models.__all__
+__all__ += mapping.__all__
+__all__ += loading.__all__

@@ -27,9 +27,7 @@ __all__ = [
     "DataFile",
     "ResolvedAnnotation",
     "template_values",
-    "selector_field",
-    "did_you_mean",
-]
+]  # and, for the other glossary modules: selector_field, did_you_mean
 
 #: Every kind a selector may name: vector, operation and parameter kinds.
 KINDS: tuple[str, ...] = (*map(str, VectorKind), *map(str, OpKind), *map(str, ParamKind))

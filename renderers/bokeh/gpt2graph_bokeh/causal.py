@@ -147,10 +147,6 @@ def circuit_overlay(fig: Any, tap: TapTool, graph: Graph, lay: Layout, css: str)
     return Overlay(source, renderer, panel)
 
 
-def _metric(sweep: PatchSweep) -> str:
-    return f"logit({sweep.answer}) − logit({sweep.wrong})" if sweep.metric == "logit_diff" else f"p({sweep.answer})"
-
-
 def patching_panel(index: int, sweep: PatchSweep) -> LayoutDOM:
     """One sweep as a heat map: rows and columns as stored, colour the normalised metric, hover the numbers."""
     rows, cols = sweep.rows, sweep.cols
@@ -213,8 +209,9 @@ def patching_panel(index: int, sweep: PatchSweep) -> LayoutDOM:
         "below",
     )
     note = Div(
-        text=f"<span class='g2g-hint'>{escape(_metric(sweep))}: clean {escape(signed(sweep.clean_value))}, corrupted "
-        f"{escape(signed(sweep.corrupted_value))} (<span class='g2g-prompt'>{escape(sweep.corrupted_text)}</span>); "
+        text=f"<span class='g2g-hint'>{escape(sweep.metric_text)}: clean {escape(signed(sweep.clean_value))}, "
+        f"corrupted {escape(signed(sweep.corrupted_value))} "
+        f"(<span class='g2g-prompt'>{escape(sweep.corrupted_text)}</span>); "
         f"{'one patched run per cell' if sweep.method == 'activation' else 'gradient estimate of every cell'}</span>",
         width=fig.width,
     )

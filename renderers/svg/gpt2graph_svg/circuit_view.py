@@ -28,6 +28,7 @@ from gpt2graph.plugin import (
     PredictionCircuit,
     RendererError,
     VectorKind,
+    component_stage,
     percent,
     signed,
     tint,
@@ -38,7 +39,6 @@ from . import colors as C
 from .content import Callout, Content, view_text
 from .engine import MIN_DIAGRAM_W, Frame, Page
 from .furniture import footer, title_block
-from .patching import metric_text
 from .scene import FS, Box, Group, Path, Rect, Scene, text_at
 from .text import fit, line_height, width
 
@@ -111,7 +111,7 @@ def circuit_scene(graph: Graph, *, callouts: bool = True, title: str = "") -> Sc
     page = Page(Frame(diagram_w=max(MIN_DIAGRAM_W, drawing.width + INSET)), Content(graph, callouts))
     f = circuit.faithfulness
     title = title or "The circuit behind the prediction"
-    metric = metric_text(circuit)
+    metric = circuit.metric_text
     title_block(
         page,
         graph,
@@ -176,7 +176,7 @@ class Drawing:
 
     def __init__(self, graph: Graph, circuit: PredictionCircuit, held: Held):
         self.graph, self.circuit, self.held = graph, circuit, held
-        self.metric = metric_text(circuit)
+        self.metric = circuit.metric_text
         self.scale = max((abs(e.score) for e in circuit.edges), default=1.0) or 1.0
         self.boxes = _place(held.components, graph.dims.n_layer)
         taken = [Box(b.x - 6, b.y, b.w + 9, b.h) for b in self.boxes.values()]  # its ports and output included
@@ -293,21 +293,12 @@ class Drawing:
         return group
 
 
-def _stage(c: Component, n_layer: int) -> int:
-    """The column a component stands in: the embedding first, layer L's heads then its MLP, the logits last."""
-    if c.type == "embed":
-        return -1
-    if c.type == "logits":
-        return 2 * n_layer
-    return 2 * (c.layer or 0) + (c.type == "mlp")
-
-
 def _place(components: list[Component], n_layer: int) -> dict[str, Box]:
     """A column per stage that has components, the components of a column stacked and the columns centred on one
     another, from (0, 0)."""
     columns: dict[int, list[Component]] = {}
     for c in components:
-        columns.setdefault(_stage(c, n_layer), []).append(c)
+        columns.setdefault(component_stage(c, n_layer), []).append(c)
 
     def height(cs: list[Component]) -> float:
         return sum(HEAD_H if c.type == "head" else BOX_H for c in cs) + GAP * (len(cs) - 1)

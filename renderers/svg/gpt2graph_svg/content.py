@@ -35,7 +35,8 @@ class Callout:
 
 
 class Content:
-    """Callouts for the parts drawn, each shown once, at the first part it applies to."""
+    """Callouts for the parts drawn, each shown once, at the first part it applies to. A page without callouts
+    (``enabled=False``) asks nothing of ``graph``: it may be None."""
 
     TERMINOLOGY = "terminology"
 
@@ -59,9 +60,11 @@ class Content:
         """A glossary entry as a callout (term, one-sentence summary, its source, and ``note``: what it means on
         this page), for the panels that explain a method rather than a graph node; empty when callouts are off
         or it was shown."""
+        if not self.enabled:
+            return []
         entry = self.graph.glossary.get(entry_id)
         key = f"glossary:{entry_id}"
-        if not self.enabled or entry is None or key in self._shown:
+        if entry is None or key in self._shown:
             return []
         self._shown.add(key)
         c = self._callout(ResolvedAnnotation(key, entry.term, entry.summary, None, (entry_id,)))

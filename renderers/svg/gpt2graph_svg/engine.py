@@ -74,7 +74,9 @@ class Frame:
 
     @property
     def width(self) -> float:
-        return self.callout_x + self.callout_w + self.margin
+        """The page's width: up to the callouts' right edge, or the panels' on a page without callouts
+        (``callout_w=0``)."""
+        return (self.callout_x + self.callout_w if self.callout_w else self.panel_right) + self.margin
 
 
 class Page:

@@ -20,7 +20,6 @@ from gpt2graph.plugin import (
     CATEGORY_COLOURS,
     Axis,
     PatchSweep,
-    PredictionCircuit,
     RendererError,
     Selection,
     fixed,
@@ -126,13 +125,6 @@ def patching_scene(graph: Graph, *, callouts: bool = True, title: str = "") -> S
     return page.scene(title, f"Patching sweeps of {graph.model.name} on {graph.tokenization.text!r}")
 
 
-def metric_text(result: PatchSweep | PredictionCircuit) -> str:
-    """What a sweep or a circuit measures, as a formula: the same settings (metric, answer, wrong) on both."""
-    if result.metric == "logit_diff":
-        return f"logit({result.answer}) − logit({result.wrong})"
-    return f"p({result.answer})"
-
-
 def _sweep(page: Page, graph: Graph, index: int, table: Table) -> None:
     """One sweep's panel: its notes in the gutter, its heat map and colour bar in the diagram."""
     sweep, content = table.sweep, page.content
@@ -144,7 +136,7 @@ def _sweep(page: Page, graph: Graph, index: int, table: Table) -> None:
         page.panel(
             category,
             f"{sweep.kind} · {sweep.method} · {sweep.direction}",
-            f"{metric_text(sweep)} at position {sweep.position}: clean {signed(sweep.clean_value)}, corrupted "
+            f"{sweep.metric_text} at position {sweep.position}: clean {signed(sweep.clean_value)}, corrupted "
             f"{signed(sweep.corrupted_value)}",
             cls="sweep-heading",
             data={"sweep": str(index)},

@@ -183,29 +183,27 @@ class PatchingControls:
 
 
 def summary_html(outcome: Outcome) -> str:
-    """What the experiment measured, in words: the metric on both runs and the circuit's faithfulness."""
-    e, parts = outcome.experiment, []
-    first = outcome.sweeps[0] if outcome.sweeps else None
-    if first is not None:
-        metric = (
-            f"logit({first.answer}) − logit({first.wrong})"
-            if first.metric == PatchMetric.logit_diff
-            else f"p({first.answer})"
-        )
+    """What the experiment measured, in words: the metric on both runs, the sweeps, the circuit's faithfulness."""
+    e, c = outcome.experiment, outcome.circuit
+    measured = outcome.sweeps[0] if outcome.sweeps else c
+    if measured is None:
+        return message_html("Nothing was asked for: choose a sweep or a number of circuit edges.")
+    parts = [
+        f"<p>{escape(measured.metric_text)}: clean {escape(signed(measured.clean_value))}, corrupted "
+        f"{escape(signed(measured.corrupted_value))} (<span class='g2g-prompt'>{escape(e.corrupted)}</span>).</p>"
+    ]
+    if outcome.sweeps:
+        n = len(outcome.sweeps)
         parts.append(
-            f"<p>{escape(metric)}: clean {escape(signed(first.clean_value))}, corrupted "
-            f"{escape(signed(first.corrupted_value))} (<span class='g2g-prompt'>{escape(e.corrupted)}</span>). "
-            f"{len(outcome.sweeps)} sweep{'s' if len(outcome.sweeps) != 1 else ''} by {escape(e.method)} patching, "
-            f"{escape(str(e.direction))}: 0 is the corrupted run, 1 the clean run.</p>"
+            f"<p>{n} sweep{'s' if n != 1 else ''} by {escape(e.method)} patching, {escape(str(e.direction))}: in "
+            "each heat map 0 is the corrupted run and 1 the clean run.</p>"
         )
-    c = outcome.circuit
     if c is not None:
         f = c.faithfulness
         parts.append(
             f"<p><b>Circuit</b>: {len(c.edges)} edges recover {escape(percent(f.recovered))} of the clean metric "
-            f"(clean {escape(signed(f.clean_value))}, every edge ablated {escape(signed(f.ablated_value))}, the "
-            "circuit alone "
+            f"(every edge ablated {escape(signed(f.ablated_value))}, the circuit alone "
             f"{escape(signed(f.circuit_value))}). It is drawn on the explorer's canvas (first tab): click an edge "
             "there for its score.</p>"
         )
-    return "".join(parts) or message_html("Nothing was asked for: choose a sweep or a number of circuit edges.")
+    return "".join(parts)

@@ -30,10 +30,13 @@ class Model:
 class ModelPool:
     """The models named on the command line, by index (0 is the one a new page starts with)."""
 
-    def __init__(self, names: list[str | None], random_weights: bool = False, seed: int = 0):
+    def __init__(
+        self, names: list[str | None], random_weights: bool = False, seed: int = 0, revision: str | None = None
+    ):
         self.names = list(names) or [None]
         self.random_weights = random_weights
         self.seed = seed
+        self.revision = revision
         self._futures: dict[int, Future[Model]] = {}
         self._lock = threading.Lock()
 
@@ -64,7 +67,9 @@ class ModelPool:
 
     def _load(self, index: int, future: Future[Model]) -> None:
         try:
-            loaded = load_model(self.names[index], random_weights=self.random_weights, seed=self.seed)
+            loaded = load_model(
+                self.names[index], random_weights=self.random_weights, seed=self.seed, revision=self.revision
+            )
             fallback = self.names[index] is None and not self.random_weights
             future.set_result(Model(loaded, _note(loaded, fallback)))
         except BaseException as exc:  # reported to every page waiting for it

@@ -57,6 +57,7 @@ class ServeConfig:
     models: list[str | None] = field(default_factory=lambda: [None])
     random_weights: bool = False
     seed: int = 0
+    revision: str | None = None
     annotations: list[str] = field(default_factory=list)
     host: str = "127.0.0.1"
     port: int = 5006
@@ -99,7 +100,7 @@ class LiveServer:
     def __init__(self, config: ServeConfig):
         self.config = config
         self.shared = Shared(
-            pool=ModelPool(config.models, config.random_weights, config.seed),
+            pool=ModelPool(config.models, config.random_weights, config.seed, config.revision),
             store=GraphStore(config.max_graphs, config.max_graphs_per_session),
             downloads=Downloads(),
             annotations=list(config.annotations),
