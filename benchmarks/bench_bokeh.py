@@ -16,40 +16,14 @@ vectors and pan. Times in the browser:
 from __future__ import annotations
 
 import argparse
-import shutil
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import gpt2graph_bokeh
+from browser import IDLE, chromium, wait
 
 import gpt2graph
-
-IDLE = (
-    "return typeof Bokeh !== 'undefined' && Bokeh.documents.length > 0 && Bokeh.documents[0].is_idle"
-    " && [...Bokeh.index.roots].every(v => v.has_finished())"
-)
-FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--window-size=1700,1300",
-    "--host-resolver-rules=MAP * ~NOTFOUND",
-]
-
-
-def _wait(driver, script: str, timeout: float = 120) -> float:
-    start = time.perf_counter()
-    while not driver.execute_script(script):
-        if time.perf_counter() - start > timeout:
-            raise TimeoutError(script)
-        time.sleep(0.02)
-    return time.perf_counter() - start
 
 
 def _repaint(driver) -> float:
@@ -57,26 +31,16 @@ def _repaint(driver) -> float:
     frames = driver.execute_async_script("""
         const done = arguments[arguments.length - 1], start = performance.now()
         requestAnimationFrame(() => requestAnimationFrame(() => done((performance.now() - start) / 1000)))""")
-    return frames + _wait(driver, IDLE)
+    return frames + wait(driver, IDLE)
 
 
 def browser_times(path: Path, lod: bool) -> dict[str, float]:
     """Seconds to first render, to a click's highlight, to a pan and (with level of detail) to zoom in."""
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = shutil.which("chromium") or "/usr/bin/chromium"
-    profile = tempfile.mkdtemp(prefix="g2g-bench-")
-    for flag in [*FLAGS, f"--user-data-dir={profile}"]:
-        options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(shutil.which("chromedriver") or "/usr/bin/chromedriver"), options=options)
-    driver.set_script_timeout(120)
     model = "Bokeh.documents[0].get_model_by_name"
-    try:
+    with chromium() as driver:
         start = time.perf_counter()
         driver.get(path.resolve().as_uri())
-        _wait(driver, IDLE)
+        wait(driver, IDLE)
         out = {"first render": time.perf_counter() - start}
         if lod:
             start = time.perf_counter()
@@ -84,11 +48,11 @@ def browser_times(path: Path, lod: bool) -> dict[str, float]:
                 const fig = {model}('canvas'), lanes = [...new Set({model}('overview').data.y)]
                 const pitch = lanes[0] - lanes[1]  // show 20 lanes, fewer than max_positions
                 fig.y_range.setv({{start: lanes[19] - pitch / 2, end: lanes[0] + pitch / 2}})""")
-            _wait(driver, f"return {model}('node-glyphs').visible")
+            wait(driver, f"{model}('node-glyphs').visible")
             out["zoom in"] = time.perf_counter() - start + _repaint(driver)
         start = time.perf_counter()
         driver.execute_script(f"{model}('nodes').selected.indices = [Math.floor({model}('nodes').data.x.length / 3)]")
-        _wait(driver, f"return {model}('panel').text.includes('g2g-id')")
+        wait(driver, f"{model}('panel').text.includes('g2g-id')")
         out["click"] = time.perf_counter() - start + _repaint(driver)
         start = time.perf_counter()
         driver.execute_script(f"""
@@ -96,17 +60,12 @@ def browser_times(path: Path, lod: bool) -> dict[str, float]:
             r.setv({{start: r.start + half, end: r.end + half}})""")
         out["pan"] = time.perf_counter() - start + _repaint(driver)
         return out
-    finally:
-        driver.quit()
-        shutil.rmtree(profile, ignore_errors=True)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--tokens", type=int, nargs="+", default=[16, 128])
     args = ap.parse_args()
-    if not (shutil.which("chromium") and shutil.which("chromedriver")):
-        sys.exit("needs chromium and chromedriver (apt-get install chromium chromium-driver)")
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for n in args.tokens:

@@ -22,51 +22,23 @@ the build with the model loaded, and against that build with its Bokeh page writ
 from __future__ import annotations
 
 import argparse
-import shutil
 import statistics
-import sys
 import tempfile
 import time
 import warnings
 
-FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--window-size=1700,1300",
-]
-IDLE = (
-    "typeof Bokeh !== 'undefined' && Bokeh.documents.length > 0 && Bokeh.documents[0].is_idle"
-    " && [...Bokeh.index.roots].every(v => v.has_finished())"
-)
+from browser import IDLE, chromium, wait
 
 
 def model(name: str) -> str:
     return f"([...Bokeh.documents[0].roots()].flatMap(r => [...r.references()]).find(m => m.name === {name!r}) ?? null)"
 
 
-def wait(driver, expression: str, timeout: float = 300) -> float:
-    start = time.perf_counter()
-    while not driver.execute_script(f"return {expression}"):
-        if time.perf_counter() - start > timeout:
-            raise TimeoutError(expression)
-        time.sleep(0.01)
-    return time.perf_counter() - start
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--tokens", type=int, default=16)
     args = ap.parse_args()
-    if not (shutil.which("chromium") and shutil.which("chromedriver")):
-        sys.exit("needs chromium and chromedriver (apt-get install chromium chromium-driver)")
     from gpt2graph_bokeh.app import ServeConfig, ServerThread
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
 
     import gpt2graph
     from gpt2graph.loading import load_model
@@ -93,50 +65,40 @@ def main() -> None:
             paged.append(time.perf_counter() - start)
     del loaded, graph
 
-    options = webdriver.ChromeOptions()
-    options.binary_location = shutil.which("chromium")
-    profile = tempfile.mkdtemp(prefix="g2g-bench-serve-")
-    for flag in [*FLAGS, f"--user-data-dir={profile}"]:
-        options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=options)
     runs = []
-    try:
-        with ServerThread(ServeConfig(port=0, open_browser=False)) as server:
-            driver.get(server.url)
+    with chromium() as driver, ServerThread(ServeConfig(port=0, open_browser=False)) as server:
+        driver.get(server.url)
+        wait(driver, IDLE)
+        wait(driver, f"{model('tokens')}.text.includes('g2g-tok')")  # the model is loaded
+        (page,) = list(server.shared.pages)
+        for i, text in enumerate([prompt, " b" * args.tokens, prompt]):  # the first warms the page up
+            driver.execute_script(f"{model('prompt')}.value = arguments[0]", text)
+            wait(driver, f"{model('tokens')}.text.includes('{args.tokens} tokens')")
+            drawings = page.explorer_slot.tags[1]
+            button = driver.execute_script(
+                "function* all(r) { for (const e of r.querySelectorAll('*')) { yield e;"
+                " if (e.shadowRoot) yield* all(e.shadowRoot) } }"
+                "return [...all(document)].find(e => e.tagName == 'BUTTON' && e.textContent == 'Run')"
+            )
+            start = time.perf_counter()
+            button.click()
+            wait(driver, f"{model('steps')}.value == '{i + 1}' && {model('decoding')}.text.includes('next')")
+            prediction = time.perf_counter() - start
+            wait(driver, f"{model('explorer-slot')}.tags[1] == {drawings + 1}")
             wait(driver, IDLE)
-            wait(driver, f"{model('tokens')}.text.includes('g2g-tok')")  # the model is loaded
-            (page,) = list(server.shared.pages)
-            for i, text in enumerate([prompt, " b" * args.tokens, prompt]):  # the first warms the page up
-                driver.execute_script(f"{model('prompt')}.value = arguments[0]", text)
-                wait(driver, f"{model('tokens')}.text.includes('{args.tokens} tokens')")
-                drawings = page.explorer_slot.tags[1]
-                button = driver.execute_script(
-                    "function* all(r) { for (const e of r.querySelectorAll('*')) { yield e;"
-                    " if (e.shadowRoot) yield* all(e.shadowRoot) } }"
-                    "return [...all(document)].find(e => e.tagName == 'BUTTON' && e.textContent == 'Run')"
-                )
-                start = time.perf_counter()
-                button.click()
-                wait(driver, f"{model('steps')}.value == '{i + 1}' && {model('decoding')}.text.includes('next')")
-                prediction = time.perf_counter() - start
-                wait(driver, f"{model('explorer-slot')}.tags[1] == {drawings + 1}")
-                wait(driver, IDLE)
-                runs.append((prediction, time.perf_counter() - start, page.timings["building the graph"]))
-            decoding = {}
-            for top_p in (1.0, 0.9):
-                driver.execute_script(f"{model('top-p')}.value = {top_p}")
-                times = []
-                for t in (0.5, 0.7, 0.9, 1.1, 1.3, 1.5):
-                    before = page.timings.get("decoding")
-                    driver.execute_script(f"{model('temperature')}.value = {t}")
-                    wait(driver, f"{model('decoding')}.text.includes('temperature {t:g},')")
-                    while page.timings.get("decoding") is before:
-                        time.sleep(0.01)
-                    times.append(page.timings["decoding"])
-                decoding[top_p] = times
-    finally:
-        driver.quit()
-        shutil.rmtree(profile, ignore_errors=True)
+            runs.append((prediction, time.perf_counter() - start, page.timings["building the graph"]))
+        decoding = {}
+        for top_p in (1.0, 0.9):
+            driver.execute_script(f"{model('top-p')}.value = {top_p}")
+            times = []
+            for t in (0.5, 0.7, 0.9, 1.1, 1.3, 1.5):
+                before = page.timings.get("decoding")
+                driver.execute_script(f"{model('temperature')}.value = {t}")
+                wait(driver, f"{model('decoding')}.text.includes('temperature {t:g},')")
+                while page.timings.get("decoding") is before:
+                    time.sleep(0.01)
+                times.append(page.timings["decoding"])
+            decoding[top_p] = times
 
     build_cold, build_warm, build_page = statistics.median(cold), statistics.median(warm), statistics.median(paged)
     prediction, whole, server = (statistics.median(r[k] for r in runs[1:]) for k in range(3))

@@ -26,6 +26,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from browser import IDLE, chromium, wait
+
 MB = 1e6
 
 
@@ -179,34 +181,11 @@ def _notebook_cell() -> float:
 
 def _first_render(path: Path) -> float:
     """Seconds from navigation until Bokeh reports the document idle and every view finished."""
-    import shutil
-
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    idle = (
-        "return typeof Bokeh !== 'undefined' && Bokeh.documents.length > 0 && Bokeh.documents[0].is_idle"
-        " && [...Bokeh.index.roots].every(v => v.has_finished())"
-    )
-    options = webdriver.ChromeOptions()
-    options.binary_location = shutil.which("chromium") or "/usr/bin/chromium"
-    profile = tempfile.mkdtemp(prefix="g2g-bench-")
-    for flag in ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run", "--window-size=1700,1300",
-                 f"--user-data-dir={profile}"]:  # fmt: skip
-        options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(shutil.which("chromedriver") or "/usr/bin/chromedriver"), options=options)
-    try:
+    with chromium() as driver:
         start = time.perf_counter()
         driver.get(path.resolve().as_uri())
-        while not driver.execute_script(idle):
-            if time.perf_counter() - start > 300:
-                raise TimeoutError("the page did not finish rendering in 300 s")
-            time.sleep(0.02)
+        wait(driver, IDLE)
         return time.perf_counter() - start
-    finally:
-        driver.quit()
-        shutil.rmtree(profile, ignore_errors=True)
 
 
 def models() -> list[dict]:
