@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 import gpt2graph_bokeh
-from browser import IDLE, chromium, wait
+from browser import IDLE, NO_NETWORK, chromium, wait
 
 import gpt2graph
 
@@ -37,7 +37,7 @@ def _repaint(driver) -> float:
 def browser_times(path: Path, lod: bool) -> dict[str, float]:
     """Seconds to first render, to a click's highlight, to a pan and (with level of detail) to zoom in."""
     model = "Bokeh.documents[0].get_model_by_name"
-    with chromium() as driver:
+    with chromium(NO_NETWORK) as driver:
         start = time.perf_counter()
         driver.get(path.resolve().as_uri())
         wait(driver, IDLE)

@@ -26,7 +26,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from browser import IDLE, chromium, wait
+from browser import IDLE, NO_NETWORK, chromium, wait
 
 MB = 1e6
 
@@ -166,6 +166,8 @@ def rendering() -> list[dict]:
 
 def _notebook_cell() -> float:
     """Bytes a second ``show()`` in a notebook session sends (the first one also loads BokehJS)."""
+    import types
+
     import bokeh.io
     import bokeh.io.notebook
 
@@ -173,15 +175,21 @@ def _notebook_cell() -> float:
     graph.analyze()
     cells: list[int] = []
     bokeh.io.notebook.publish_display_data = lambda data, *a, **k: cells.append(sum(len(str(v)) for v in data.values()))
+    ipython = types.ModuleType("IPython")  # this process as a Jupyter kernel (an IPython shell with a kernel)
+    ipython.get_ipython = lambda: types.SimpleNamespace(kernel=object())
+    ipython.display = types.ModuleType("IPython.display")  # what bokeh.io.show reaches for in a notebook
+    ipython.display.display = lambda *a, **k: None
+    sys.modules.update({"IPython": ipython, "IPython.display": ipython.display})
     graph.show()
     first = len(cells)
+    assert first, "show() did not display in the notebook"
     graph.show()
     return sum(cells[first:])
 
 
 def _first_render(path: Path) -> float:
     """Seconds from navigation until Bokeh reports the document idle and every view finished."""
-    with chromium() as driver:
+    with chromium(NO_NETWORK) as driver:
         start = time.perf_counter()
         driver.get(path.resolve().as_uri())
         wait(driver, IDLE)

@@ -25,13 +25,16 @@ FLAGS = [
     "--disable-sync",
     "--no-first-run",
     "--window-size=1700,1300",
-    "--host-resolver-rules=MAP * ~NOTFOUND",  # a page that reaches for the network fails rather than waits
 ]
+#: for a page from a file: a page that reaches for the network fails rather than waits (not for a served page:
+#: it maps the server's own address away too)
+NO_NETWORK = "--host-resolver-rules=MAP * ~NOTFOUND"
 
 
 @contextmanager
-def chromium() -> Iterator[Any]:
-    """A selenium driver of headless Chromium (exits with a message when Chromium is not installed)."""
+def chromium(*flags: str) -> Iterator[Any]:
+    """A selenium driver of headless Chromium with :data:`FLAGS` and ``flags`` (exits with a message when
+    Chromium is not installed)."""
     if not (shutil.which("chromium") and shutil.which("chromedriver")):
         sys.exit("needs chromium and chromedriver (apt-get install chromium chromium-driver)")
     from selenium import webdriver
@@ -40,7 +43,7 @@ def chromium() -> Iterator[Any]:
     options = webdriver.ChromeOptions()
     options.binary_location = shutil.which("chromium")
     profile = tempfile.mkdtemp(prefix="g2g-bench-")
-    for flag in [*FLAGS, f"--user-data-dir={profile}"]:
+    for flag in [*FLAGS, *flags, f"--user-data-dir={profile}"]:
         options.add_argument(flag)
     driver = webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=options)
     driver.set_script_timeout(300)
