@@ -13,14 +13,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Literal
 
 from bokeh.layouts import column, row
 from bokeh.models import (
     Button,
     CheckboxGroup,
-    Div,
-    InlineStyleSheet,
     RadioButtonGroup,
     Spinner,
     TextAreaInput,
@@ -32,7 +30,8 @@ from gpt2graph.plugin import PatchDirection, PatchKind, PatchMetric, PatchSweep,
 
 from ..causal import patching_panel
 from ..sanitize import escape
-from .markup import CSS, message_html
+from .markup import message_html, text_div
+from .session import Report
 
 if TYPE_CHECKING:
     from gpt2graph import Graph
@@ -41,7 +40,7 @@ __all__ = ["Experiment", "Outcome", "PatchingControls", "run_experiment"]
 
 #: the sweeps the tab offers, in the order of the forward pass (z and attention rows: the library's API)
 KINDS = (PatchKind.resid_pre, PatchKind.attn_out, PatchKind.mlp_out, PatchKind.head_out)
-METHODS = ("activation", "attribution")
+METHODS: tuple[Literal["activation", "attribution"], ...] = ("activation", "attribution")
 
 
 @dataclass(frozen=True)
@@ -52,7 +51,7 @@ class Experiment:
     answer: str | None  # one token's text; None: the clean run's prediction
     wrong: str | None  # one token's text; None: the corrupted run's prediction (logit difference only)
     kinds: tuple[PatchKind, ...]
-    method: str  # "activation" (one patched run per cell) or "attribution" (their gradient estimate)
+    method: Literal["activation", "attribution"]  # one patched run per cell, or their gradient estimate
     direction: PatchDirection
     metric: PatchMetric
     circuit_edges: int  # 0: no circuit
@@ -72,7 +71,7 @@ def _predicted(graph: Graph) -> int:
 
 
 def run_experiment(
-    clean: Graph, corrupted: Graph, experiment: Experiment, report: Any = lambda _what, _share: None
+    clean: Graph, corrupted: Graph, experiment: Experiment, report: Report = lambda _what, _share: None
 ) -> Outcome:
     """Run the sweeps and the circuit of ``experiment`` on ``clean`` against ``corrupted`` (both built already;
     blocks: one patched run per cell for activation patching). A setting the core refuses (a token that is not
@@ -98,14 +97,6 @@ def run_experiment(
     return Outcome(e, sweeps, circuit)
 
 
-def _div(name: str, text: str = "", **kw: Any) -> Div:
-    return Div(text=text, name=name, stylesheets=[InlineStyleSheet(css=CSS)], **kw)
-
-
-def _choice(labels: list[str], active: int, name: str) -> RadioButtonGroup:
-    return RadioButtonGroup(labels=labels, active=active, name=name)
-
-
 class PatchingControls:
     """The tab's widgets, what they ask for, and where its results are shown."""
 
@@ -121,13 +112,14 @@ class PatchingControls:
         self.wrong = TextInput(title="wrong token (empty: the corrupted run's prediction)", width=300)
         self.answer.name, self.wrong.name = "patch-answer", "patch-wrong"
         self.kinds = CheckboxGroup(labels=[str(k) for k in KINDS], active=[0, 3], inline=True, name="patch-kinds")
-        self.method = _choice(["activation patching (exact)", "attribution patching (estimate)"], 0, "patch-method")
-        self.direction = _choice([str(d) for d in PatchDirection], 0, "patch-direction")
-        self.metric = _choice([str(m) for m in PatchMetric], 0, "patch-metric")
+        methods = ["activation patching (exact)", "attribution patching (estimate)"]
+        self.method = RadioButtonGroup(labels=methods, active=0, name="patch-method")
+        self.direction = RadioButtonGroup(labels=[str(d) for d in PatchDirection], active=0, name="patch-direction")
+        self.metric = RadioButtonGroup(labels=[str(m) for m in PatchMetric], active=0, name="patch-metric")
         self.circuit_edges = Spinner(title="circuit: top edges (0: none)", low=0, high=500, step=5, value=20)
         self.circuit_edges.update(width=200, name="circuit-edges-count")
         self.button = Button(label="Patch", button_type="primary", name="patch", width=120, disabled=True)
-        self.result = _div(
+        self.result = text_div(
             "patching-result",
             message_html(
                 "Run a prompt, then give a corrupted prompt of as many tokens: patching replaces the run's vectors "
@@ -135,7 +127,7 @@ class PatchingControls:
             ),
             width=1200,
         )
-        self.no_heat_maps = _div("patching-none")  # a layout is never empty (Bokeh warns of one)
+        self.no_heat_maps = text_div("patching-none")  # a layout is never empty (Bokeh warns of one)
         self.heat_maps = column(self.no_heat_maps, name="patching-heat-maps")
         self._typed: dict[str, str] = {}  # the texts as typed (a text field's value follows only when it is left)
         for field in (self.corrupted, self.answer, self.wrong):

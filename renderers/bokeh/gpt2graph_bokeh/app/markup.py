@@ -4,6 +4,9 @@ error message is always shown as text, never as markup (a Div's ``text`` is HTML
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
+
+from bokeh.models import Div, InlineStyleSheet
 
 from gpt2graph.plugin import Tokenization
 
@@ -16,6 +19,7 @@ __all__ = [
     "download_html",
     "header_html",
     "message_html",
+    "text_div",
     "progress_html",
     "tokens_html",
     "tour_html",
@@ -43,6 +47,11 @@ CSS = (
 .g2g-step { color: #777; font-size: 12px; }
 """
 )
+
+
+def text_div(name: str, text: str = "", **kw: Any) -> Div:
+    """A Div of the page's text (HTML made by this module), styled by :data:`CSS`, named for tests to find."""
+    return Div(text=text, name=name, stylesheets=[InlineStyleSheet(css=CSS)], **kw)
 
 
 def header_html(note: str | None, random: bool) -> str:

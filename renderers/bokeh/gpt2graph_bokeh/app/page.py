@@ -34,10 +34,8 @@ from bokeh.models import (
     CDSView,
     ColumnDataSource,
     CustomJS,
-    Div,
     GlyphRenderer,
     IndexFilter,
-    InlineStyleSheet,
     RadioButtonGroup,
     Rect,
     Select,
@@ -56,7 +54,7 @@ from ..analysis_panel import ROLE_MODES, decoding_panel
 from ..document import Explorer, make_explorer
 from .downloads import Downloads
 from .experiments import Outcome, PatchingControls, run_experiment
-from .markup import CSS, download_html, header_html, message_html, progress_html, tokens_html, tour_html
+from .markup import download_html, header_html, message_html, progress_html, text_div, tokens_html, tour_html
 from .models import ModelPool
 from .session import Report, Session, Step
 from .store import GraphStore
@@ -134,10 +132,6 @@ class Drawn:
     decoding: DecodingSettings  # the settings it was drawn with
 
 
-def _div(name: str, text: str = "", **kw: Any) -> Div:
-    return Div(text=text, name=name, stylesheets=[InlineStyleSheet(css=CSS)], **kw)
-
-
 class Page:
     """One browser session's document and its callbacks."""
 
@@ -166,7 +160,7 @@ class Page:
     # ---- widgets and layout ---------------------------------------------------------------------------
     def _widgets(self) -> None:
         pool = self.shared.pool
-        self.header = _div("app-header", header_html(None, False), width=WIDTH)
+        self.header = text_div("app-header", header_html(None, False), width=WIDTH)
         self.model = Select(
             title="model",
             options=[(str(i), pool.label(i)) for i in range(len(pool.names))],
@@ -179,9 +173,9 @@ class Page:
         )
         self.run = Button(label="Run", button_type="primary", name="run", width=120)
         self.next_token = Button(label="Next token", name="next-token", width=120, disabled=True)
-        self.tokens = _div("tokens", message_html("loading the model…"), width=WIDTH)
-        self.progress = _div("progress", width=520, visible=False)
-        self.message = _div("message", width=WIDTH - 540, visible=False)
+        self.tokens = text_div("tokens", message_html("loading the model…"), width=WIDTH)
+        self.progress = text_div("progress", width=520, visible=False)
+        self.message = text_div("message", width=WIDTH - 540, visible=False)
         self.steps = Select(title="steps (choose one to go back to it)", options=[], name="steps", width=520)
         self.temperature = Slider(
             title="temperature", start=0.05, end=3, step=0.05, value=1, name="temperature", width=220
@@ -190,10 +184,10 @@ class Page:
         self.top_p = Slider(title="top-p (1: off)", start=0.05, end=1, step=0.01, value=1, name="top-p", width=220)
         self.mode = RadioButtonGroup(labels=["greedy", "sample"], active=0, name="decode-mode")
         self.seed = Spinner(title="seed", low=0, step=1, value=0, name="seed", width=90)
-        self.decoding = _div("decoding", width=900)
+        self.decoding = text_div("decoding", width=900)
         self.download_svg = Button(label="SVG poster", name="download-svg", width=160, disabled=True)
         self.download_graph = Button(label="Saved graph (.zip)", name="download-graph", width=160, disabled=True)
-        self.download_link = _div("download-link", width=500)
+        self.download_link = text_div("download-link", width=500)
         self.download_trigger = ColumnDataSource({"url": [], "name": []}, name="download")
         self.download_trigger.js_on_change("data", CustomJS(args={"source": self.download_trigger}, code=_DOWNLOAD))
 
@@ -201,26 +195,25 @@ class Page:
         self.tour_next = Button(label="next ▶", name="tour-next", width=110, disabled=True)
         self.tour_step = Slider(title="walkthrough step", start=1, end=2, value=1, step=1, name="tour-step", width=600)
         self.tour_step.disabled = True
-        self.tour_text = _div(
+        self.tour_text = text_div(
             "tour",
             message_html("Run a prompt to start the walkthrough."),
             width=1160,
             styles={"max-height": "240px", "overflow-y": "auto"},
         )
         # tags: the step drawn and how many drawings this page has made (what a test waits for)
-        self.explorer_slot = column(
-            _div("explorer-empty", message_html("Run a prompt to see its graph.")), name="explorer-slot", tags=[0, 0]
-        )
+        empty = text_div("explorer-empty", message_html("Run a prompt to see its graph."))
+        self.explorer_slot = column(empty, name="explorer-slot", tags=[0, 0])
         self.strip_fig, self.strip_source, self.strip_mapper, self.strip_title = strip_figure()
-        self.links = _div("node-links", width=1160)
-        self.heads_slot = column(_div("heads-empty", message_html("Run a prompt to see its attention heads.")))
+        self.links = text_div("node-links", width=1160)
+        self.heads_slot = column(text_div("heads-empty", message_html("Run a prompt to see its attention heads.")))
         self.analyze = Button(label="Analyse", button_type="primary", name="analyze", width=120, disabled=True)
         self.target = TextInput(
             title="target token (one token's text, e.g. ' Paris'; empty: the prediction)", name="target", width=360
         )
         self.probe = Spinner(title="induction probe (random tokens, 0: off)", low=0, step=1, value=0, width=240)
         self.role = RadioButtonGroup(labels=[r.replace("_", "-") for r in ROLE_MODES], active=0, name="role")
-        self.no_analysis = _div(
+        self.no_analysis = text_div(
             "analysis-empty",
             message_html(
                 "Analyse computes the logit lens, direct logit attribution, head roles and circuits of the "
@@ -500,7 +493,8 @@ class Page:
         f = drawn.figures
         if f is not None:
             figures = [x for x in (f.lens, row(f.dla, f.roles)) if x is not None]
-            self.analysis_slot.children = [*figures, _div("analysis-text", drawn.explorer.analysis.text, width=1500)]
+            text = text_div("analysis-text", drawn.explorer.analysis.text, width=1500)
+            self.analysis_slot.children = [*figures, text]
             self._show_role()
         else:
             self.analysis_slot.children = [self.no_analysis]
@@ -713,16 +707,15 @@ class Page:
         if self.current is None:
             return
         step, experiment = self.current, self.patching.experiment()
-        outcome: list[Outcome] = []
 
-        def work(report: Report) -> Drawn:
+        def work(report: Report) -> tuple[Outcome, Drawn]:
             graph = self.session.graph(step) or self.session.rebuild(step, report)
             corrupted = self.session.run_alone(experiment.corrupted, step.model, report, "the corrupted prompt")
-            outcome.append(run_experiment(graph, corrupted, experiment, report))
-            return self._draw(step, graph, lambda what, share: report(what, 0.8 + 0.2 * share))
+            outcome = run_experiment(graph, corrupted, experiment, report)
+            return outcome, self._draw(step, graph, lambda what, share: report(what, 0.8 + 0.2 * share))
 
-        def done(drawn: Drawn) -> None:
-            self.outcomes[step.key] = outcome[0]
+        def done(result: tuple[Outcome, Drawn]) -> None:
+            self.outcomes[step.key], drawn = result
             self._attach(drawn)
 
         self._start("patching", work, done)
