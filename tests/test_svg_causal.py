@@ -307,3 +307,40 @@ def test_a_larger_circuit_places_every_label_clear_of_the_rest(tiny_checkpoint):
     s = scene(graph, view="circuit")
     assert len([g for g in s.groups if g.cls == "circuit-edge"]) >= 30
     assert_nothing_overlaps(s)
+
+
+# ---- edges pass clear of the components ---------------------------------------------------------------------
+def _bezier(d: str, steps: int = 400) -> list[tuple[float, float]]:
+    """Points along a path ``M x,y C x,y x,y x,y``."""
+    (x0, y0), (x1, y1), (x2, y2), (x3, y3) = (tuple(map(float, p.split(","))) for p in d[1:].replace("C", "").split())
+    out = []
+    for i in range(steps + 1):
+        t = i / steps
+        a, b, c, e = (1 - t) ** 3, 3 * (1 - t) ** 2 * t, 3 * (1 - t) * t**2, t**3
+        out.append((a * x0 + b * x1 + c * x2 + e * x3, a * y0 + b * y1 + c * y2 + e * y3))
+    return out
+
+
+def assert_edges_pass_clear_of_components(s) -> None:
+    """No edge's curve runs through a component other than its writer and its reader."""
+    boxes = {}
+    for g in s.groups:
+        if g.cls == "circuit-component":
+            (box,) = [p.box for p in g.parts if isinstance(p, Rect) and p.box.w > 20]
+            boxes[g.data["component"]] = box
+    edges = [g for g in s.groups if g.cls == "circuit-edge"]
+    assert edges and boxes
+    for g in edges:
+        (path,) = g.parts
+        for cid, box in boxes.items():
+            if cid in (g.data["source"], g.data["target"]):
+                continue
+            inside = [p for p in _bezier(path.d) if box.x <= p[0] <= box.right and box.y <= p[1] <= box.bottom]
+            assert not inside, f"{g.data['source']} -> {g.data['target']} runs through {cid} at {inside[0]}"
+
+
+@pytest.mark.parametrize("top", [14, 30])
+def test_every_edge_passes_clear_of_the_components_it_does_not_join(tiny_checkpoint, top):
+    graph = gpt2graph.build("Transformer tokens are vectors of numbers", model=str(tiny_checkpoint))
+    graph.circuit("Transformer tokens are lists of numbers", answer=" the", wrong=" a", top=top)
+    assert_edges_pass_clear_of_components(scene(graph, view="circuit"))

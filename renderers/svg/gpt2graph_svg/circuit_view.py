@@ -53,6 +53,8 @@ HEAD_H, BOX_H = 98, 50  # a head has three input ports under its name; other com
 NOTE_TOP = 35  # a component's count of the edges leading outside the view, from its top
 PORT_TOP, PORT_STEP = 54, 16  # a head's q, k and v ports, from its top
 GAP = 26  # between components of a column
+_SAMPLES = 64  # points along an edge checked against the components it passes
+_CLEAR = 10.0  # px an edge keeps above a component it passes over
 INSET = 14  # the first column's distance from the diagram's left edge (room for the ports)
 MAX_EDGE = 9.0  # stroke width of the strongest edge (px)
 LABEL_H = 12  # an edge's score label
@@ -182,13 +184,15 @@ class Drawing:
         taken = [Box(b.x - 6, b.y, b.w + 9, b.h) for b in self.boxes.values()]  # its ports and output included
         self.edges: list[tuple[CircuitEdge, tuple[Point, Point, Point, Point], Box]] = []
         for e in sorted(held.edges, key=lambda e: -abs(e.score)):  # the strongest choose their label's place first
-            curve = _curve(self.boxes[e.source], self.boxes[e.target], e.input)
+            a, b = self.boxes[e.source], self.boxes[e.target]
+            between = [o for o in self.boxes.values() if a.right < o.x and o.right < b.x]  # the columns it passes
+            curve = _curve(a, b, e.input, between)
             label = _label_box(curve, width(signed(e.score, 3), FS["tiny"], True) + 6, taken)
             taken.append(label)
             self.edges.append((e, curve, label))
         ys = [b.y for b in taken] + [p[1] for _, curve, _ in self.edges for p in curve]
         self.top = min(ys, default=0.0)  # arcs and labels rise above the components
-        self.bottom = max((b.bottom for b in taken), default=0.0)
+        self.bottom = max([b.bottom for b in taken] + [p[1] for _, curve, _ in self.edges for p in curve], default=0.0)
         self.width = max((b.right for b in taken), default=0.0) + 6
 
     def draw(self, page: Page, x: float, y: float) -> float:
@@ -318,15 +322,28 @@ def _port_y(box: Box, port: str | None) -> float:
     return box.y + PORT_TOP + PORT_STEP * _PORTS.index(port) if port else box.y + box.h / 2
 
 
-def _curve(a: Box, b: Box, port: str | None) -> tuple[Point, Point, Point, Point]:
+def _curve(a: Box, b: Box, port: str | None, between: list[Box]) -> tuple[Point, Point, Point, Point]:
     """From the writer's output (right of ``a``) to the reader's port (left of ``b``): straight across between
-    neighbouring columns, arcing above the components of the columns it passes over otherwise (the curve's top
-    is 3/4 of the lift above its ends)."""
+    neighbouring columns; over the components of the columns it passes (``between``) otherwise, or under them
+    where that is the shorter way round, clearing each by :data:`_CLEAR`. The curve is shifted by L times
+    3t(1 - t) at parameter t, so the shift a component needs is read off at the points of the curve over it."""
     p0, p3 = (a.right + 3, a.y + a.h / 2), (b.x - 5, _port_y(b, port))
     bend = max(40.0, (p3[0] - p0[0]) / 2)
     skipped = round((b.x - a.x) / COLUMN) - 1
-    lift = 0.0 if skipped < 1 else 36.0 + 22.0 * skipped
-    return p0, (p0[0] + bend, p0[1] - lift), (p3[0] - bend, p3[1] - lift), p3
+    least = 0.0 if skipped < 1 else 36.0 + 22.0 * skipped
+    up, down = least, least  # how far it must rise to pass over, or sink to pass under
+    x1, x2 = p0[0] + bend, p3[0] - bend
+    for i in range(1, _SAMPLES):
+        t = i / _SAMPLES
+        u = 1 - t
+        x = u**3 * p0[0] + 3 * u * u * t * x1 + 3 * u * t * t * x2 + t**3 * p3[0]
+        y = (u**3 + 3 * u * u * t) * p0[1] + (3 * u * t * t + t**3) * p3[1]  # the curve's y, not shifted
+        for o in between:
+            if o.x - _CLEAR <= x <= o.right + _CLEAR:
+                up = max(up, (y - (o.y - _CLEAR)) / (3 * t * u))
+                down = max(down, (o.bottom + _CLEAR - y) / (3 * t * u))
+    lift = up if up <= down else -down
+    return p0, (x1, p0[1] - lift), (x2, p3[1] - lift), p3
 
 
 def _label_box(curve: tuple[Point, Point, Point, Point], w: float, taken: list[Box]) -> Box:
