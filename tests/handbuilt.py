@@ -17,8 +17,14 @@ negative in the corrupted one; the copy head carries the whole difference, every
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
+
+import gpt2graph
+
+if TYPE_CHECKING:
+    from gpt2graph import Graph
 
 N_VOCAB, N_CTX, D_MODEL, N_HEAD, N_LAYER = 8, 8, 24, 2, 2
 D_HEAD = D_MODEL // N_HEAD
@@ -72,6 +78,8 @@ def copy_model():
     return model
 
 
-def save_copy_model(path: Path) -> Path:
+def copy_runs(folder: Path) -> tuple[Graph, Graph]:
+    """The clean and the corrupted run of the copy model, saved in ``folder`` and loaded back as a user would."""
+    path = folder / "copy"
     copy_model().save_pretrained(path)
-    return path
+    return gpt2graph.build(CLEAN, model=str(path)), gpt2graph.build(CORRUPTED, model=str(path))

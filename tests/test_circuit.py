@@ -37,8 +37,7 @@ def scores(pair):
 
 @pytest.fixture(scope="module")
 def copy_runs(tmp_path_factory):
-    path = hb.save_copy_model(tmp_path_factory.mktemp("handbuilt") / "copy")
-    return gpt2graph.build(hb.CLEAN, model=str(path)), gpt2graph.build(hb.CORRUPTED, model=str(path))
+    return hb.copy_runs(tmp_path_factory.mktemp("handbuilt"))
 
 
 def test_the_hand_built_circuit_is_the_copy_head_and_its_edge_into_the_logits(copy_runs):

@@ -34,8 +34,7 @@ def clean(tiny_checkpoint):
 
 @pytest.fixture(scope="module")
 def copy_runs(tmp_path_factory):
-    path = hb.save_copy_model(tmp_path_factory.mktemp("handbuilt") / "copy")
-    return gpt2graph.build(hb.CLEAN, model=str(path)), gpt2graph.build(hb.CORRUPTED, model=str(path))
+    return hb.copy_runs(tmp_path_factory.mktemp("handbuilt"))
 
 
 # ---- the hand-built model: the answer is known ---------------------------------------------------------------

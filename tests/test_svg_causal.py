@@ -25,8 +25,7 @@ from gpt2graph.plugin import Key, VectorKind, writer_key
 @pytest.fixture(scope="module")
 def copy_graph(tmp_path_factory):
     """The hand-built copy model's clean run with sweeps and its circuit stored on it."""
-    path = hb.save_copy_model(tmp_path_factory.mktemp("handbuilt") / "copy")
-    clean, corrupted = gpt2graph.build(hb.CLEAN, model=str(path)), gpt2graph.build(hb.CORRUPTED, model=str(path))
+    clean, corrupted = hb.copy_runs(tmp_path_factory.mktemp("handbuilt"))
     options = dict(answer=hb.ANSWER, wrong=hb.WRONG)
     clean.patch_sweep(corrupted, kind="head_out", direction="denoising", **options)
     clean.patch_sweep(corrupted, kind="resid_pre", direction="denoising", **options)
